@@ -1,0 +1,164 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/internal/block_cache.h
+// -----------------------------------------------------------------------------
+//
+// The caching policy shared by Pool<T> and PoolResource: per-CPU caches of opaque blocks in
+// size classes, two generations each, aged by a Sweeper. Not part of syncpool's API.
+//
+// Policy:
+//   - Get(cls): the caller's CPU's primary generation (the inline fast path), then its victim
+//     generation, then the other CPUs' caches (primary first, then victim, scanning from the
+//     next CPU id upwards and skipping caches whose counts read zero), and otherwise nullptr:
+//     the caller then asks New or its upstream resource (a miss).
+//   - Put(cls, block): the caller's CPU's primary generation; when it is full the block is
+//     released at once through the BlockReleaser (a spill). Spilling one block instead of
+//     moving half the stack elsewhere keeps the cache bounded at
+//     2 * capacity * classes * CPUs blocks with no shared structure to contend on.
+//   - SweepEpoch(): per CPU and class, release the victim generation and make the primary the
+//     victim (see sweeper.h).
+// Blocks are released (returned upstream or destroyed) by the BlockReleaser, never with a
+// per-CPU lock held.
+//
+// Thread safety: Get, Put, SweepEpoch, Drain and Snapshot may run concurrently from any
+// threads; see cpu_cache.h for the locking protocol. The BlockCache must not be destroyed while
+// another thread uses it.
+
+#ifndef SYNCPOOL_INTERNAL_BLOCK_CACHE_H_
+#define SYNCPOOL_INTERNAL_BLOCK_CACHE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "absl/base/optimization.h"
+#include "syncpool/internal/cpu.h"
+#include "syncpool/internal/cpu_cache.h"
+#include "syncpool/stats.h"
+#include "syncpool/sweeper.h"
+
+namespace syncpool {
+namespace internal {
+
+// How a cache gives blocks back: to an upstream resource, or by destroying objects.
+class BlockReleaser {
+ public:
+  // BlockReleaser::Release()
+  //
+  // Releases `n` blocks of class `cls`. Called without any cache lock held, on the thread that
+  // sweeps, spills or drains.
+  virtual void Release(size_t cls, void* const* blocks, size_t n) = 0;
+
+ protected:
+  ~BlockReleaser() = default;
+};
+
+class BlockCache final : public Sweepable {
+ public:
+  // `class_bytes[c]` is the size of a block of class c (for statistics) and `capacities[c]` how
+  // many blocks of class c one CPU caches per generation. Blocks go back through `releaser`,
+  // which must outlive the cache. `sweeper` is joined on first use.
+  BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
+             BlockReleaser* releaser, Sweeper* sweeper);
+  BlockCache(const BlockCache&) = delete;
+  BlockCache& operator=(const BlockCache&) = delete;
+
+  // BlockCache::~BlockCache()
+  //
+  // Leaves the sweeper (waiting for a sweep that is visiting this cache) and releases every
+  // cached block on the calling thread.
+  ~BlockCache();
+
+  // BlockCache::Get()
+  //
+  // A cached block of class `cls`, or nullptr (a miss, counted) when no cache has one.
+  // A block returned here was handed to Put() by some thread, and that Put() happens before
+  // this Get() returns (they synchronize through the cache lock).
+  void* Get(size_t cls) {
+    const int cpu = CurrentCpu();
+    CpuCache* c = CacheIfCreated(cpu);
+    if (ABSL_PREDICT_TRUE(c != nullptr)) {
+      c->lock.Lock();
+      if (void* block = c->PopPrimary(cls); ABSL_PREDICT_TRUE(block != nullptr)) {
+        c->CountHit();
+        c->lock.Unlock();
+        return block;
+      }
+      c->lock.Unlock();
+    }
+    return GetSlow(cls, cpu);
+  }
+
+  // BlockCache::Put()
+  //
+  // Caches `block` of class `cls`, or releases it at once when this CPU's cache is full.
+  void Put(size_t cls, void* block) {
+    const int cpu = CurrentCpu();
+    CpuCache* c = CacheIfCreated(cpu);
+    if (ABSL_PREDICT_TRUE(c != nullptr)) {
+      c->lock.Lock();
+      const bool kept = c->PushPrimary(cls, block);
+      c->lock.Unlock();
+      if (ABSL_PREDICT_TRUE(kept)) return;
+    }
+    PutSlow(cls, block, cpu);
+  }
+
+  // BlockCache::CountMiss()
+  //
+  // Counts a miss on the current CPU without looking into any cache. For callers that skip
+  // Get() (a Pool<T> with no cache yet still counts its New calls).
+  void CountMiss();
+
+  // Sweepable::SweepEpoch()
+  void SweepEpoch() override;
+
+  // BlockCache::Drain()
+  //
+  // Releases every cached block of every CPU on the calling thread.
+  void Drain();
+
+  // BlockCache::Snapshot()
+  Stats Snapshot() const;
+
+  size_t num_classes() const { return class_bytes_.size(); }
+
+ private:
+  CpuCache* CacheIfCreated(int cpu) const {
+    if (ABSL_PREDICT_FALSE(static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_))) {
+      return nullptr;
+    }
+    return cpus_[cpu].load(std::memory_order_acquire);
+  }
+  CpuCache* CacheOf(int cpu);  // Creates the cache on first use.
+  void* GetSlow(size_t cls, int cpu);
+  void* Steal(size_t cls, int cpu);
+  void PutSlow(size_t cls, void* block, int cpu);
+  void Release(size_t cls, void* const* blocks, size_t n) {
+    if (n != 0) releaser_->Release(cls, blocks, n);
+  }
+
+  const int num_cpus_;
+  // INVARIANT: an entry goes from nullptr to a CpuCache once (release store) and stays.
+  const std::unique_ptr<std::atomic<CpuCache*>[]> cpus_;
+  const std::vector<size_t> class_bytes_;
+  const std::vector<uint32_t> capacities_;
+  const uint32_t max_capacity_;
+  BlockReleaser* const releaser_;
+  Sweeper* const sweeper_;
+  std::once_flag registered_;
+
+  // Written by the sweeping thread only; read by Snapshot().
+  std::atomic<uint64_t> epochs_{0};
+  std::atomic<uint64_t> swept_blocks_{0};
+  std::atomic<uint64_t> swept_bytes_{0};
+};
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_INTERNAL_BLOCK_CACHE_H_

@@ -1,0 +1,144 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/internal/cpu_cache.h
+// -----------------------------------------------------------------------------
+//
+// The per-CPU structure: one CPU's stacks of cached blocks, two generations per size class,
+// behind one short lock. Not part of syncpool's API. The caching policy that decides what goes
+// where lives one layer up, in block_cache.h.
+//
+// Protocol (locked path):
+//   - Every change of a stack (its count, its slots, which array is primary and which victim)
+//     is made with `lock` held. Local operations (pop and push by threads that believe they run
+//     on this CPU) and remote ones (stealing, sweeping, draining) take the same lock, so a
+//     thread that migrated after reading its CPU id is harmless: it merely uses another CPU's
+//     cache under that cache's lock.
+//   - Nothing slow happens under `lock`: blocks to release are copied out and released after
+//     Unlock().
+//   - The counts are atomics written only under `lock` (relaxed, so a write costs a plain
+//     store) and read without it by statistics and by the steal probe, which tolerate stale
+//     values.
+//   - Hit counters are written under `lock` with a relaxed load and store; the slow-path
+//     counters use fetch_add because they are updated outside `lock`.
+//
+// A CpuCache and its stacks live in one allocation made by CpuCache::Create(); it is created
+// the first time its CPU uses the cache and lives until the owning BlockCache is destroyed.
+
+#ifndef SYNCPOOL_INTERNAL_CPU_CACHE_H_
+#define SYNCPOOL_INTERNAL_CPU_CACHE_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/base/thread_annotations.h"
+#include "syncpool/internal/spinlock.h"
+
+namespace syncpool {
+namespace internal {
+
+inline constexpr size_t kCacheLineSize = 64;
+
+// One size class's two generations on one CPU.
+struct ClassStack {
+  // INVARIANT: primary_count <= capacity and victim_count <= capacity.
+  std::atomic<uint32_t> primary_count{0};
+  std::atomic<uint32_t> victim_count{0};
+  uint32_t capacity = 0;  // Immutable after creation.
+  // Each points at `capacity` slots; sweeps swap the two pointers.
+  void** primary = nullptr;
+  void** victim = nullptr;
+};
+
+class alignas(kCacheLineSize) CpuCache {
+ public:
+  // CpuCache::Create()
+  //
+  // Allocates a cache with one stack per class, class `c` holding capacities[c] slots per
+  // generation. CpuCache::Destroy() frees it (it must be empty or its blocks already released).
+  static CpuCache* Create(const uint32_t* capacities, size_t num_classes);
+  static void Destroy(CpuCache* cache);
+
+  // CpuCache::PopPrimary()
+  //
+  // Takes the most recently pushed block of class `cls` from the primary generation, or
+  // returns nullptr if it is empty.
+  void* PopPrimary(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    ClassStack& s = stacks_[cls];
+    const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
+    if (n == 0) return nullptr;
+    s.primary_count.store(n - 1, std::memory_order_relaxed);
+    return s.primary[n - 1];
+  }
+
+  // CpuCache::PopVictim()
+  void* PopVictim(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    ClassStack& s = stacks_[cls];
+    const uint32_t n = s.victim_count.load(std::memory_order_relaxed);
+    if (n == 0) return nullptr;
+    s.victim_count.store(n - 1, std::memory_order_relaxed);
+    return s.victim[n - 1];
+  }
+
+  // CpuCache::PushPrimary()
+  //
+  // Pushes `block` onto the primary generation; returns false (and keeps nothing) when full.
+  bool PushPrimary(size_t cls, void* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    ClassStack& s = stacks_[cls];
+    const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
+    if (n == s.capacity) return false;
+    s.primary[n] = block;
+    s.primary_count.store(n + 1, std::memory_order_relaxed);
+    return true;
+  }
+
+  // CpuCache::CountHit()
+  void CountHit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    hits_.store(hits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
+  // CpuCache::Age()
+  //
+  // The epoch step for one class: copies the victim generation's blocks to `out` (room for
+  // capacity blocks) and empties it, then makes the primary generation the victim. Returns
+  // how many blocks were copied; the caller releases them after unlocking.
+  size_t Age(size_t cls, void** out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::TakeAll()
+  //
+  // Copies both generations of class `cls` to `out` (room for 2 * capacity blocks) and
+  // empties them. Returns how many blocks were copied.
+  size_t TakeAll(size_t cls, void** out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // Racy reads for statistics and the steal probe: may be stale by the time they return.
+  uint32_t PrimaryCount(size_t cls) const {
+    return stacks_[cls].primary_count.load(std::memory_order_relaxed);
+  }
+  uint32_t VictimCount(size_t cls) const {
+    return stacks_[cls].victim_count.load(std::memory_order_relaxed);
+  }
+  uint32_t Capacity(size_t cls) const { return stacks_[cls].capacity; }
+  uint64_t Hits() const { return hits_.load(std::memory_order_relaxed); }
+
+  SpinLock lock;
+
+  // Slow-path counters, updated with fetch_add (they may race between threads that share
+  // this CPU's cache after a migration).
+  std::atomic<uint64_t> misses{0};
+  std::atomic<uint64_t> steals{0};
+  std::atomic<uint64_t> spills{0};
+
+ private:
+  CpuCache(ClassStack* stacks, size_t num_classes)
+      : stacks_(stacks), num_classes_(num_classes) {}
+
+  std::atomic<uint64_t> hits_{0};  // Written under `lock` only.
+  ClassStack* const stacks_;       // num_classes_ stacks, in this cache's allocation.
+  const size_t num_classes_;
+};
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_INTERNAL_CPU_CACHE_H_

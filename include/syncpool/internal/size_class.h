@@ -1,0 +1,79 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/internal/size_class.h
+// -----------------------------------------------------------------------------
+//
+// The size classes of PoolResource. Not part of syncpool's API.
+//
+// Sizes up to 128 bytes come in steps of 16; above that every power-of-two range (2^k, 2^(k+1)]
+// is cut into four classes of step 2^(k-2) (160, 192, 224, 256, 320, ...), so no block is more
+// than 25 % larger than the request it serves. The classes go up to kMaxClassSize (1 MiB);
+// a resource uses those up to its Options::max_block_size.
+//
+// Alignment: a request of alignment `a` (a power of two, at most kMaxPooledAlignment) is first
+// rounded up to a multiple of `a`. The class of such a rounded size is always a multiple of `a`
+// (with four classes per doubling, the multiples of 2^(k-1) and 2^k in (2^k, 2^(k+1)] are class
+// sizes), and every block of a class is obtained upstream with the class's natural alignment
+// (its largest power-of-two divisor, capped at kMaxPooledAlignment). So a pooled block always
+// satisfies the alignment of any request its class serves.
+//
+// The class of a size is found with a comparison, a bit-width instruction and shifts: no loop,
+// no division, no table.
+
+#ifndef SYNCPOOL_INTERNAL_SIZE_CLASS_H_
+#define SYNCPOOL_INTERNAL_SIZE_CLASS_H_
+
+#include <bit>
+#include <cstddef>
+
+namespace syncpool {
+namespace internal {
+
+inline constexpr size_t kMaxClassSize = size_t{1} << 20;
+inline constexpr size_t kMaxPooledAlignment = 64;
+// 8 classes of 16..128, then 4 per doubling from 2^8 to 2^20.
+inline constexpr size_t kNumSizeClasses = 8 + 4 * 13;
+
+// SizeClassOf()
+//
+// REQUIRES: size <= kMaxClassSize. Size 0 maps to the smallest class.
+constexpr size_t SizeClassOf(size_t size) {
+  if (size <= 128) return size == 0 ? 0 : (size - 1) >> 4;
+  const unsigned width = static_cast<unsigned>(std::bit_width(size - 1));  // size in (2^(w-1), 2^w]
+  return 8 + (width - 8) * 4 + (((size - 1) >> (width - 3)) - 4);
+}
+
+// ClassSize()
+//
+// REQUIRES: cls < kNumSizeClasses.
+constexpr size_t ClassSize(size_t cls) {
+  if (cls < 8) return (cls + 1) * 16;
+  const size_t k = (cls - 8) / 4 + 7;  // class in (2^k, 2^(k+1)]
+  return (size_t{1} << k) + ((cls - 8) % 4 + 1) * (size_t{1} << (k - 2));
+}
+
+// ClassAlignment()
+//
+// The alignment every block of class `cls` has: its size's largest power-of-two divisor,
+// capped at kMaxPooledAlignment.
+constexpr size_t ClassAlignment(size_t cls) {
+  const size_t size = ClassSize(cls);
+  const size_t lowest = size & (~size + 1);
+  return lowest < kMaxPooledAlignment ? lowest : kMaxPooledAlignment;
+}
+
+// RoundUpToAlignment()
+//
+// REQUIRES: align is a power of two; size + align does not overflow.
+constexpr size_t RoundUpToAlignment(size_t size, size_t align) {
+  return (size + align - 1) & ~(align - 1);
+}
+
+static_assert(ClassSize(kNumSizeClasses - 1) == kMaxClassSize);
+static_assert(SizeClassOf(kMaxClassSize) == kNumSizeClasses - 1);
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_INTERNAL_SIZE_CLASS_H_

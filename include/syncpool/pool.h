@@ -1,0 +1,204 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/pool.h
+// -----------------------------------------------------------------------------
+//
+// This header defines `syncpool::Pool<T>`, Go's `sync.Pool` with C++ ownership: a set of
+// temporary objects that may be individually saved and retrieved, so that threads reuse them
+// instead of allocating.
+//
+//   syncpool::Pool<std::string> buffers(
+//       [] { return std::make_unique<std::string>(); },   // New
+//       [](std::string& s) { s.clear(); });                 // reset on Put
+//   {
+//     auto buf = buffers.Get();        // a Pool<std::string>::Handle
+//     buf->append("...");
+//   }                                  // goes back to the pool here
+//
+// Contract (as Go's):
+//   - Any object stored in the pool may be destroyed at any sweep without notice: a Pool is a
+//     cache of interchangeable objects, not a free list with a fixed population. An object
+//     that sits unused survives at least one and at most two sweeper epochs.
+//   - A Put happens before the Get that returns the same object, whatever threads make them.
+//   - Get() hands out any pooled object, or calls New when none is cached. Callers must not
+//     assume any relation between what they Put and what they Get.
+//   - Without a New function, Get() returns an empty Handle when nothing is cached.
+//
+// Which thread destroys dropped objects: the sweeper's thread (or the thread calling
+// Sweeper::SweepNow()) for objects dropped by a sweep; the thread calling Put() when its CPU's
+// cache is full (the object is destroyed at once); the thread calling Clear() or destroying the
+// pool for what is cached then. T's destructor must therefore be safe to run on any thread.
+//
+// Misuse: with debug checks on (Options::debug_checks), a second Put of an object that is
+// already in the pool aborts with a message saying so. Using an object after Put is a bug the
+// pool cannot see in general.
+//
+// Thread safety: all members are thread-safe. The pool must outlive every Handle it returned.
+
+#ifndef SYNCPOOL_POOL_H_
+#define SYNCPOOL_POOL_H_
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <utility>
+
+#include "absl/base/optimization.h"
+#include "syncpool/internal/block_cache.h"
+#include "syncpool/options.h"
+#include "syncpool/stats.h"
+
+namespace syncpool {
+namespace internal {
+
+class DebugRegistry;
+
+// The type-independent part of Pool<T>: one class of opaque objects in a BlockCache.
+class PoolBase : private BlockReleaser {
+ public:
+  PoolBase(size_t object_size, void (*destroy)(void*), const Options& options);
+  PoolBase(const PoolBase&) = delete;
+  PoolBase& operator=(const PoolBase&) = delete;
+  ~PoolBase();
+
+  void* Get() {
+    void* obj = cache_.Get(0);
+    if (ABSL_PREDICT_FALSE(debug_) && obj != nullptr) OnDebugGet(obj);
+    return obj;
+  }
+  void Put(void* obj) {
+    if (ABSL_PREDICT_FALSE(debug_)) OnDebugPut(obj);
+    cache_.Put(0, obj);
+  }
+  void Clear() { cache_.Drain(); }
+  Stats GetStats() const { return cache_.Snapshot(); }
+
+ private:
+  void Release(size_t cls, void* const* blocks, size_t n) override;
+  void OnDebugGet(void* obj);
+  void OnDebugPut(void* obj);
+
+  void (*const destroy_)(void*);
+  const bool debug_;
+  std::unique_ptr<DebugRegistry> registry_;  // Objects now in the pool, when debug_.
+  BlockCache cache_;                          // Last: drained first on destruction.
+};
+
+}  // namespace internal
+
+template <typename T>
+class Pool {
+ public:
+  // Makes a new object when the pool has none; may return nullptr. May throw: the exception
+  // propagates out of Get() and the pool is unchanged.
+  using NewFunction = std::function<std::unique_ptr<T>()>;
+  // Runs on every object given back, on the thread giving it back, before it is cached (like
+  // bytes.Buffer.Reset). If it throws, the object is destroyed and the exception propagates
+  // out of Put(); it must not throw when a Handle is destroyed.
+  using ResetFunction = std::function<void(T&)>;
+
+  // Handle
+  //
+  // Owns an object from the pool and puts it back when it goes out of scope (or on reset()),
+  // unless release() took it. Move-only. An empty Handle owns nothing.
+  class Handle {
+   public:
+    Handle() = default;
+    Handle(Handle&& other) noexcept
+        : pool_(other.pool_), obj_(std::exchange(other.obj_, nullptr)) {}
+    Handle& operator=(Handle&& other) noexcept {
+      if (this != &other) {
+        reset();
+        pool_ = other.pool_;
+        obj_ = std::exchange(other.obj_, nullptr);
+      }
+      return *this;
+    }
+    ~Handle() { reset(); }
+
+    T* get() const { return obj_; }
+    T& operator*() const { return *obj_; }
+    T* operator->() const { return obj_; }
+    explicit operator bool() const { return obj_ != nullptr; }
+
+    // Handle::release()
+    //
+    // Gives up ownership: the object will not return to the pool.
+    std::unique_ptr<T> release() { return std::unique_ptr<T>(std::exchange(obj_, nullptr)); }
+
+    // Handle::reset()
+    //
+    // Puts the object back now; the handle becomes empty.
+    void reset() noexcept {
+      if (obj_ != nullptr) pool_->Put(std::unique_ptr<T>(std::exchange(obj_, nullptr)));
+    }
+
+   private:
+    friend class Pool;
+    Handle(Pool* pool, T* obj) : pool_(pool), obj_(obj) {}
+
+    Pool* pool_ = nullptr;
+    T* obj_ = nullptr;
+  };
+
+  // Throws std::invalid_argument for invalid options.
+  explicit Pool(NewFunction new_fn = nullptr, ResetFunction reset = nullptr,
+                const Options& options = {})
+      : new_(std::move(new_fn)), reset_(std::move(reset)), base_(sizeof(T), &Destroy, options) {}
+  Pool(const Pool&) = delete;
+  Pool& operator=(const Pool&) = delete;
+
+  // Pool::~Pool()
+  //
+  // Destroys every cached object on the calling thread. REQUIRES: no Handle from this pool
+  // is alive and no other thread uses the pool.
+  ~Pool() = default;
+
+  // Pool::Get()
+  //
+  // A pooled object, else a new one from New, else (no New, or New returned nullptr) an empty
+  // Handle.
+  Handle Get() {
+    if (void* obj = base_.Get(); ABSL_PREDICT_TRUE(obj != nullptr)) {
+      return Handle(this, static_cast<T*>(obj));
+    }
+    return New();
+  }
+
+  // Pool::Put()
+  //
+  // Runs the reset hook and caches `obj` (destroying it at once when this CPU's cache is
+  // full). Put(nullptr) does nothing.
+  void Put(std::unique_ptr<T> obj) {
+    if (obj == nullptr) return;
+    if (reset_) reset_(*obj);
+    base_.Put(obj.release());
+  }
+
+  // Pool::Clear()
+  //
+  // Destroys every cached object now, on the calling thread.
+  void Clear() { base_.Clear(); }
+
+  // Pool::GetStats()
+  //
+  // Bytes count sizeof(T) per object.
+  Stats GetStats() const { return base_.GetStats(); }
+
+ private:
+  static void Destroy(void* obj) { delete static_cast<T*>(obj); }
+
+  ABSL_ATTRIBUTE_NOINLINE Handle New() {
+    if (!new_) return Handle();
+    return Handle(this, new_().release());
+  }
+
+  const NewFunction new_;
+  const ResetFunction reset_;
+  internal::PoolBase base_;
+};
+
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_POOL_H_

@@ -1,0 +1,171 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/pool_resource.h
+// -----------------------------------------------------------------------------
+//
+// This header defines `syncpool::PoolResource`, a `std::pmr::memory_resource` that serves
+// allocations from per-CPU caches of freed blocks, in size classes, over an upstream resource,
+// and gives cached memory back when the sweeper finds it unused (see sweeper.h).
+//
+//   syncpool::PoolResource pool;                  // upstream: syncpool::DefaultUpstream()
+//   std::pmr::vector<std::pmr::string> v(&pool);
+//
+// Requests of up to Options::max_block_size bytes with an alignment of up to
+// kMaxPooledAlignment (64) are rounded up to a size class; a freed block goes to the cache of
+// the CPU that frees it, and any thread on any CPU may reuse it. Larger or more aligned
+// requests go straight to the upstream resource and come back to it on deallocate.
+//
+// Errors:
+//   - allocate(0) returns a valid, distinct, deallocatable block (of the smallest class).
+//   - An alignment that is not a power of two throws std::invalid_argument.
+//   - std::bad_alloc (or any exception) from the upstream resource propagates; the resource is
+//     left as it was, holding nothing from the failed call.
+//   - With debug checks on (Options::debug_checks), a deallocate whose size or alignment
+//     differs from the allocation's, or of a pointer this resource did not hand out (including
+//     a second deallocate of the same block), aborts with a message naming the mistake.
+//     Without them, such misuse is undefined behaviour, as for any memory_resource.
+//
+// Thread safety: all members are thread-safe.
+//
+// Memory ordering: a deallocate of a block happens before the allocate that hands the same
+// block out again, on whatever thread.
+//
+// Lifetime: destroying the resource returns every cached block upstream. Blocks still
+// allocated from it must not be deallocated afterwards (they are not leaked by the resource:
+// they belong to their holder, as with std::pmr pools). The upstream resource must outlive it.
+
+#ifndef SYNCPOOL_POOL_RESOURCE_H_
+#define SYNCPOOL_POOL_RESOURCE_H_
+
+#include <cstddef>
+#include <memory>
+#include <memory_resource>
+
+#include "absl/base/optimization.h"
+#include "syncpool/internal/block_cache.h"
+#include "syncpool/internal/size_class.h"
+#include "syncpool/options.h"
+#include "syncpool/stats.h"
+
+namespace syncpool {
+
+// The largest alignment served from the size classes; larger alignments go upstream.
+inline constexpr size_t kMaxPooledAlignment = internal::kMaxPooledAlignment;
+
+namespace internal {
+class DebugRegistry;
+}  // namespace internal
+
+// DefaultUpstream()
+//
+// The upstream resource PoolResource uses unless told otherwise: MimallocResource::Get() when
+// mimalloc can be loaded, std::pmr::new_delete_resource() otherwise.
+std::pmr::memory_resource* DefaultUpstream();
+
+class PoolResource final : public std::pmr::memory_resource, private internal::BlockReleaser {
+ public:
+  // Throws std::invalid_argument for invalid options. `upstream` must not be null.
+  explicit PoolResource(Options options = {},
+                        std::pmr::memory_resource* upstream = DefaultUpstream());
+  explicit PoolResource(std::pmr::memory_resource* upstream) : PoolResource(Options{}, upstream) {}
+  PoolResource(const PoolResource&) = delete;
+  PoolResource& operator=(const PoolResource&) = delete;
+  ~PoolResource() override;
+
+  // PoolResource::Default()
+  //
+  // The process-wide resource with default options over DefaultUpstream(). Never destroyed,
+  // so it stays usable from static destructors.
+  static PoolResource& Default();
+
+  // PoolResource::Allocate()
+  //
+  // allocate() without the virtual call: PoolAllocator uses it. Same contract.
+  void* Allocate(size_t bytes, size_t alignment = alignof(std::max_align_t)) {
+    if (ABSL_PREDICT_FALSE(!OnFastPath(bytes, alignment))) return AllocateSlow(bytes, alignment);
+    const size_t cls = internal::SizeClassOf(internal::RoundUpToAlignment(bytes, alignment));
+    void* block = cache_.Get(cls);
+    if (ABSL_PREDICT_FALSE(block == nullptr)) block = AllocateMiss(cls);
+    return block;
+  }
+
+  // PoolResource::Deallocate()
+  //
+  // deallocate() without the virtual call. REQUIRES: `bytes` and `alignment` are those the
+  // block was allocated with.
+  void Deallocate(void* p, size_t bytes, size_t alignment = alignof(std::max_align_t)) {
+    if (ABSL_PREDICT_FALSE(!OnFastPath(bytes, alignment))) {
+      DeallocateSlow(p, bytes, alignment);
+      return;
+    }
+    cache_.Put(internal::SizeClassOf(internal::RoundUpToAlignment(bytes, alignment)), p);
+  }
+
+  // PoolResource::Trim()
+  //
+  // Returns every cached block upstream now (blocks in use are unaffected).
+  void Trim() { cache_.Drain(); }
+
+  // PoolResource::GetStats()
+  Stats GetStats() const;
+
+  // PoolResource::upstream()
+  std::pmr::memory_resource* upstream() const { return upstream_; }
+
+  // PoolResource::max_block_size()
+  size_t max_block_size() const { return max_block_size_; }
+
+ private:
+  void* do_allocate(size_t bytes, size_t alignment) override { return Allocate(bytes, alignment); }
+  void do_deallocate(void* p, size_t bytes, size_t alignment) override {
+    Deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  // True for a pooled request (size and alignment in range, alignment a power of two) while
+  // debug checks are off: one predictable branch in the fast path.
+  bool OnFastPath(size_t bytes, size_t alignment) const {
+    return bytes <= max_block_size_ && alignment - 1 < kMaxPooledAlignment &&
+           (alignment & (alignment - 1)) == 0 && !debug_;
+  }
+  void* AllocateSlow(size_t bytes, size_t alignment);
+  void DeallocateSlow(void* p, size_t bytes, size_t alignment);
+  void* AllocateMiss(size_t cls);
+  void Release(size_t cls, void* const* blocks, size_t n) override;
+
+  std::pmr::memory_resource* const upstream_;
+  const size_t max_block_size_;
+  const bool debug_;
+  std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
+  std::atomic<uint64_t> direct_{0};
+  internal::BlockCache cache_;
+};
+
+// ScopedDefaultResource
+//
+// Installs a resource as std::pmr::get_default_resource() for the lifetime of a scope and
+// restores the previous one on destruction:
+//
+//   syncpool::ScopedDefaultResource use_pool;   // PoolResource::Default()
+//   std::pmr::vector<int> v;                     // allocates from the pool
+//
+// The default resource is process-wide, so the scope is too: other threads see the change.
+// Scopes must be destroyed in the reverse order of their construction.
+class ScopedDefaultResource {
+ public:
+  explicit ScopedDefaultResource(std::pmr::memory_resource* resource = &PoolResource::Default())
+      : previous_(std::pmr::set_default_resource(resource)) {}
+  ScopedDefaultResource(const ScopedDefaultResource&) = delete;
+  ScopedDefaultResource& operator=(const ScopedDefaultResource&) = delete;
+  ~ScopedDefaultResource() { std::pmr::set_default_resource(previous_); }
+
+ private:
+  std::pmr::memory_resource* const previous_;
+};
+
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_POOL_RESOURCE_H_

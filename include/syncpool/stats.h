@@ -1,0 +1,64 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/stats.h
+// -----------------------------------------------------------------------------
+//
+// This header defines `syncpool::Stats`, a snapshot of what a Pool<T> or PoolResource has done
+// and holds.
+//
+// The figures are approximate: they are read without stopping the threads that use the pool,
+// so counters that move together (a hit and the block count it lowered) may be seen one
+// update apart, and sums over CPUs are not taken at one instant. Once every thread using the
+// pool has stopped and synchronized with the reader (for example by joining), the snapshot is
+// exact. Statistics never slow the operations they count by more than a plain store.
+
+#ifndef SYNCPOOL_STATS_H_
+#define SYNCPOOL_STATS_H_
+
+#include <cstdint>
+#include <string>
+
+namespace syncpool {
+
+struct Stats {
+  // Gets and allocations served from a cache (of any CPU, either generation).
+  uint64_t hits = 0;
+  // Gets and allocations that found every cache empty: they called New or the upstream
+  // resource.
+  uint64_t misses = 0;
+  // Hits served from another CPU's cache (included in `hits`).
+  uint64_t steals = 0;
+  // Puts and deallocations that found their CPU's cache full: released at once.
+  uint64_t spills = 0;
+  // PoolResource only: requests above the largest size class or the pooled alignment, passed
+  // straight to the upstream resource (neither hits nor misses).
+  uint64_t direct = 0;
+
+  // What the caches hold now, per generation. Bytes are block sizes (size classes), or
+  // sizeof(T) for a Pool<T>.
+  uint64_t primary_blocks = 0;
+  uint64_t primary_bytes = 0;
+  uint64_t victim_blocks = 0;
+  uint64_t victim_bytes = 0;
+
+  // Released by sweeps (victim generations dropped) since the pool was created.
+  uint64_t swept_blocks = 0;
+  uint64_t swept_bytes = 0;
+
+  // Epochs this pool has been swept.
+  uint64_t epochs = 0;
+
+  // Stats::cached_blocks(), Stats::cached_bytes()
+  uint64_t cached_blocks() const { return primary_blocks + victim_blocks; }
+  uint64_t cached_bytes() const { return primary_bytes + victim_bytes; }
+
+  // Stats::DebugString()
+  //
+  // One line, `name=value` pairs, for logs.
+  std::string DebugString() const;
+};
+
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_STATS_H_
