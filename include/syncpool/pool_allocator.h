@@ -9,7 +9,7 @@
 //
 //   std::vector<int, syncpool::PoolAllocator<int>> v;            // PoolResource::Default()
 //   syncpool::PoolResource mine;
-//   std::vector<int, syncpool::PoolAllocator<int>> w(syncpool::PoolAllocator<int>(&mine));
+//   std::vector<int, syncpool::PoolAllocator<int>> w{syncpool::PoolAllocator<int>(&mine)};
 //
 // Unlike std::pmr::polymorphic_allocator it calls the resource without a virtual call (the
 // inline PoolResource::Allocate / Deallocate), and it propagates:

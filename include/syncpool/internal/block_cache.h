@@ -151,6 +151,7 @@ class BlockCache final : public Sweepable {
   BlockReleaser* const releaser_;
   Sweeper* const sweeper_;
   std::once_flag registered_;
+  std::atomic<bool> registered_flag_{false};  // Set once Register() returned.
 
   // Written by the sweeping thread only; read by Snapshot().
   std::atomic<uint64_t> epochs_{0};

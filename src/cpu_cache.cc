@@ -1,0 +1,60 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+
+#include "syncpool/internal/cpu_cache.h"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+#include <utility>
+
+namespace syncpool {
+namespace internal {
+
+// Layout of one allocation: the CpuCache, then its ClassStacks, then for each class its
+// primary slots followed by its victim slots.
+CpuCache* CpuCache::Create(const uint32_t* capacities, size_t num_classes) {
+  size_t slots = 0;
+  for (size_t c = 0; c < num_classes; ++c) slots += 2 * size_t{capacities[c]};
+  const size_t bytes = sizeof(CpuCache) + num_classes * sizeof(ClassStack) + slots * sizeof(void*);
+  void* memory = ::operator new(bytes, std::align_val_t{alignof(CpuCache)});
+  auto* stacks = reinterpret_cast<ClassStack*>(static_cast<char*>(memory) + sizeof(CpuCache));
+  auto* slot = reinterpret_cast<void**>(stacks + num_classes);
+  for (size_t c = 0; c < num_classes; ++c) {
+    ClassStack* s = new (&stacks[c]) ClassStack();
+    s->capacity = capacities[c];
+    s->primary = slot;
+    s->victim = slot + capacities[c];
+    slot += 2 * size_t{capacities[c]};
+  }
+  return new (memory) CpuCache(stacks, num_classes);
+}
+
+void CpuCache::Destroy(CpuCache* cache) {
+  for (size_t c = 0; c < cache->num_classes_; ++c) cache->stacks_[c].~ClassStack();
+  cache->~CpuCache();
+  ::operator delete(static_cast<void*>(cache), std::align_val_t{alignof(CpuCache)});
+}
+
+size_t CpuCache::Age(size_t cls, void** out) {
+  ClassStack& s = stacks_[cls];
+  const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
+  std::memcpy(out, s.victim, victims * sizeof(void*));
+  std::swap(s.primary, s.victim);
+  s.victim_count.store(s.primary_count.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  s.primary_count.store(0, std::memory_order_relaxed);
+  return victims;
+}
+
+size_t CpuCache::TakeAll(size_t cls, void** out) {
+  ClassStack& s = stacks_[cls];
+  const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
+  const uint32_t victim = s.victim_count.load(std::memory_order_relaxed);
+  std::memcpy(out, s.primary, primary * sizeof(void*));
+  std::memcpy(out + primary, s.victim, victim * sizeof(void*));
+  s.primary_count.store(0, std::memory_order_relaxed);
+  s.victim_count.store(0, std::memory_order_relaxed);
+  return size_t{primary} + victim;
+}
+
+}  // namespace internal
+}  // namespace syncpool

@@ -1,0 +1,52 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// The misuse checks behind Options::debug_checks: a registry of the blocks a resource has
+// handed out (with their size and alignment), or of the objects a Pool<T> holds. A detected
+// mistake prints a message naming it to stderr and aborts. Every call takes one mutex: the
+// checks are for finding bugs, and cost nothing when off (the fast path tests one flag).
+
+#ifndef SYNCPOOL_SRC_DEBUG_REGISTRY_H_
+#define SYNCPOOL_SRC_DEBUG_REGISTRY_H_
+
+#include <cstddef>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
+#include "syncpool/options.h"
+
+namespace syncpool {
+namespace internal {
+
+// Whether checks are on for `options`: its own setting, else SYNCPOOL_DEBUG=1 or a build
+// without NDEBUG.
+bool DebugChecksEnabled(const Options& options);
+
+// Prints "syncpool: <what>" and aborts.
+[[noreturn]] void DieOfMisuse(const char* format, ...) __attribute__((format(printf, 1, 2)));
+
+class DebugRegistry {
+ public:
+  // Resource blocks: handed out by allocate, taken back by deallocate.
+  void OnAllocate(void* p, size_t bytes, size_t alignment);
+  // Aborts when `p` is not handed out (never was, or already deallocated) or when `bytes` or
+  // `alignment` differ from the allocation's.
+  void OnDeallocate(void* p, size_t bytes, size_t alignment);
+
+  // Pool objects: in the pool between Put and Get (or until released).
+  void OnPut(void* obj);  // Aborts when `obj` is already in the pool.
+  void OnLeave(void* obj);
+
+ private:
+  struct Block {
+    size_t bytes;
+    size_t alignment;
+  };
+
+  absl::Mutex mu_;
+  absl::flat_hash_map<void*, Block> blocks_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_SRC_DEBUG_REGISTRY_H_

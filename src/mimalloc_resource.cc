@@ -1,0 +1,63 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// mimalloc, loaded with dlopen(RTLD_LOCAL) so that it serves syncpool alone (see the header).
+
+#include "syncpool/mimalloc_resource.h"
+
+#include <dlfcn.h>
+
+#include <cstddef>
+#include <new>
+
+namespace syncpool {
+
+struct MimallocResource::Api {
+  void* (*malloc)(size_t);
+  void* (*malloc_aligned)(size_t, size_t);
+  void (*free)(void*);
+  void (*collect)(bool);
+};
+
+namespace {
+
+// mimalloc's malloc returns blocks aligned to at least this (MI_MAX_ALIGN_SIZE).
+constexpr size_t kMimallocNaturalAlignment = 16;
+
+template <typename F>
+bool Lookup(void* library, const char* name, F* out) {
+  *out = reinterpret_cast<F>(dlsym(library, name));
+  return *out != nullptr;
+}
+
+}  // namespace
+
+MimallocResource* MimallocResource::Get() {
+  static MimallocResource* const instance = []() -> MimallocResource* {
+    void* library = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) return nullptr;
+    auto* api = new Api();
+    if (!Lookup(library, "mi_malloc", &api->malloc) ||
+        !Lookup(library, "mi_malloc_aligned", &api->malloc_aligned) ||
+        !Lookup(library, "mi_free", &api->free) || !Lookup(library, "mi_collect", &api->collect)) {
+      delete api;
+      return nullptr;
+    }
+    return new MimallocResource(api);
+  }();
+  return instance;
+}
+
+void MimallocResource::Collect(bool force) { api_->collect(force); }
+
+void* MimallocResource::do_allocate(size_t bytes, size_t alignment) {
+  void* p = alignment <= kMimallocNaturalAlignment ? api_->malloc(bytes)
+                                                   : api_->malloc_aligned(bytes, alignment);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void MimallocResource::do_deallocate(void* p, size_t /*bytes*/, size_t /*alignment*/) {
+  api_->free(p);
+}
+
+}  // namespace syncpool

@@ -1,0 +1,43 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+
+#include "syncpool/pool.h"
+
+#include <stdexcept>
+
+#include "src/debug_registry.h"
+
+namespace syncpool {
+namespace internal {
+namespace {
+
+uint32_t ValidatedCapacity(const Options& options) {
+  if (options.max_blocks_per_class == 0) {
+    throw std::invalid_argument("syncpool::Pool: Options::max_blocks_per_class must be >= 1");
+  }
+  return options.max_blocks_per_class;
+}
+
+}  // namespace
+
+PoolBase::PoolBase(size_t object_size, void (*destroy)(void*), const Options& options)
+    : destroy_(destroy),
+      debug_(DebugChecksEnabled(options)),
+      registry_(debug_ ? std::make_unique<DebugRegistry>() : nullptr),
+      cache_({object_size}, {ValidatedCapacity(options)}, this,
+             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default()) {}
+
+PoolBase::~PoolBase() = default;
+
+void PoolBase::Release(size_t /*cls*/, void* const* blocks, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (debug_) registry_->OnLeave(blocks[i]);
+    destroy_(blocks[i]);
+  }
+}
+
+void PoolBase::OnDebugGet(void* obj) { registry_->OnLeave(obj); }
+
+void PoolBase::OnDebugPut(void* obj) { registry_->OnPut(obj); }
+
+}  // namespace internal
+}  // namespace syncpool

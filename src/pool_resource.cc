@@ -1,0 +1,144 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// PoolResource's slow paths: misses, requests outside the size classes, debug checks, and
+// releasing blocks upstream.
+
+#include "syncpool/pool_resource.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "src/debug_registry.h"
+#include "syncpool/mimalloc_resource.h"
+
+namespace syncpool {
+namespace {
+
+using internal::ClassAlignment;
+using internal::ClassSize;
+using internal::kMaxClassSize;
+using internal::SizeClassOf;
+
+const Options& Validated(const Options& options, std::pmr::memory_resource* upstream) {
+  if (upstream == nullptr) {
+    throw std::invalid_argument("syncpool::PoolResource: upstream resource is null");
+  }
+  if (options.max_block_size > kMaxClassSize) {
+    throw std::invalid_argument("syncpool::PoolResource: Options::max_block_size " +
+                                std::to_string(options.max_block_size) + " exceeds " +
+                                std::to_string(kMaxClassSize));
+  }
+  if (options.max_blocks_per_class == 0) {
+    throw std::invalid_argument(
+        "syncpool::PoolResource: Options::max_blocks_per_class must be >= 1");
+  }
+  return options;
+}
+
+size_t NumClasses(const Options& options) { return SizeClassOf(options.max_block_size) + 1; }
+
+std::vector<size_t> ClassBytes(const Options& options) {
+  std::vector<size_t> bytes(NumClasses(options));
+  for (size_t c = 0; c < bytes.size(); ++c) bytes[c] = ClassSize(c);
+  return bytes;
+}
+
+// max(2, min(max_blocks_per_class, per_cpu_class_bytes / size)), never above
+// max_blocks_per_class.
+std::vector<uint32_t> Capacities(const Options& options) {
+  std::vector<uint32_t> caps(NumClasses(options));
+  const size_t max_blocks = options.max_blocks_per_class;
+  for (size_t c = 0; c < caps.size(); ++c) {
+    const size_t by_bytes = options.per_cpu_class_bytes / ClassSize(c);
+    caps[c] = static_cast<uint32_t>(std::min(max_blocks, std::max<size_t>(2, by_bytes)));
+  }
+  return caps;
+}
+
+bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+}  // namespace
+
+std::pmr::memory_resource* DefaultUpstream() {
+#if defined(SYNCPOOL_SANITIZER)
+  // Sanitizers must see every allocation: they intercept malloc, not a library loaded aside.
+  return std::pmr::new_delete_resource();
+#else
+  static std::pmr::memory_resource* const upstream = [] {
+    std::pmr::memory_resource* mimalloc = MimallocResource::Get();
+    return mimalloc != nullptr ? mimalloc : std::pmr::new_delete_resource();
+  }();
+  return upstream;
+#endif
+}
+
+PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
+    : upstream_(upstream),
+      max_block_size_(Validated(options, upstream).max_block_size),
+      debug_(internal::DebugChecksEnabled(options)),
+      registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
+      cache_(ClassBytes(options), Capacities(options), this,
+             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default()) {}
+
+PoolResource::~PoolResource() = default;
+
+PoolResource& PoolResource::Default() {
+  // Never destroyed: usable from static destructors; its cache is swept like any other.
+  static PoolResource* const instance = new PoolResource();
+  return *instance;
+}
+
+void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
+  if (!IsPowerOfTwo(alignment)) {
+    throw std::invalid_argument("syncpool::PoolResource::allocate: alignment " +
+                                std::to_string(alignment) + " is not a power of two");
+  }
+  void* p;
+  if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
+    p = upstream_->allocate(bytes, alignment);
+    direct_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    const size_t cls = SizeClassOf(internal::RoundUpToAlignment(bytes, alignment));
+    p = cache_.Get(cls);
+    if (p == nullptr) p = AllocateMiss(cls);
+  }
+  if (debug_) registry_->OnAllocate(p, bytes, alignment);
+  return p;
+}
+
+void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
+  if (debug_) registry_->OnDeallocate(p, bytes, alignment);
+  if (!IsPowerOfTwo(alignment)) {
+    // allocate() never succeeded with such an alignment: this block is not ours.
+    internal::DieOfMisuse("deallocate of %p with alignment %zu, which is not a power of two", p,
+                          alignment);
+  }
+  if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
+    upstream_->deallocate(p, bytes, alignment);
+    return;
+  }
+  cache_.Put(SizeClassOf(internal::RoundUpToAlignment(bytes, alignment)), p);
+}
+
+void* PoolResource::AllocateMiss(size_t cls) {
+  // May throw: nothing has been changed yet, so the resource stays as it was.
+  return upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
+}
+
+void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
+  const size_t size = ClassSize(cls);
+  const size_t alignment = ClassAlignment(cls);
+  for (size_t i = 0; i < n; ++i) upstream_->deallocate(blocks[i], size, alignment);
+}
+
+Stats PoolResource::GetStats() const {
+  Stats s = cache_.Snapshot();
+  s.direct = direct_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace syncpool

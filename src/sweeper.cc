@@ -1,0 +1,170 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// The sweeper driver: a registry of caches, the background thread and SweepNow().
+//
+// Protocol:
+//   - `mu` guards the registry, the thread's state and `visiting`.
+//   - `sweep_mu` serializes whole sweeps (the thread's and SweepNow()'s). It is held while
+//     caches run SweepEpoch() but `mu` is not, so a cache may be registered or unregistered from
+//     inside a sweep (for example by the destructor of a pooled object).
+//   - Before a cache is visited, the sweep checks under `mu` that it is still registered and
+//     records it in `visiting`; Unregister() removes the cache and then waits under `mu` until
+//     `visiting` is no longer that cache. So once Unregister() returns, no sweep touches it.
+
+#include "syncpool/sweeper.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace syncpool {
+
+struct Sweeper::State {
+  explicit State(Options o) : options(o) {}
+
+  const Options options;
+
+  absl::Mutex sweep_mu;  // Held for a whole sweep; see the protocol above.
+
+  absl::Mutex mu;
+  absl::flat_hash_set<Sweepable*> caches ABSL_GUARDED_BY(mu);
+  Sweepable* visiting ABSL_GUARDED_BY(mu) = nullptr;
+  bool thread_running ABSL_GUARDED_BY(mu) = false;
+  bool stopped ABSL_GUARDED_BY(mu) = false;  // Stop() was called: never start the thread again.
+  std::thread thread ABSL_GUARDED_BY(mu);
+
+  std::atomic<uint64_t> epochs{0};
+};
+
+namespace {
+
+// A non-positive interval would make the thread spin: it is raised to 1 ms.
+Sweeper::Options Normalized(Sweeper::Options options) {
+  if (options.interval.count() <= 0) options.interval = std::chrono::milliseconds(1);
+  return options;
+}
+
+}  // namespace
+
+Sweeper::Sweeper(Options options) : state_(std::make_unique<State>(Normalized(options))) {}
+
+Sweeper::~Sweeper() { Stop(); }
+
+namespace {
+
+Sweeper::Options DefaultSweeperOptions() {
+  Sweeper::Options options;
+  if (const char* env = std::getenv("SYNCPOOL_SWEEP_INTERVAL_MS")) {
+    char* end = nullptr;
+    const long ms = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && ms > 0) {
+      options.interval = std::chrono::milliseconds(ms);
+    } else {
+      std::fprintf(stderr,
+                   "syncpool: ignoring SYNCPOOL_SWEEP_INTERVAL_MS=\"%s\": not a positive "
+                   "integer; the sweep interval stays %lld ms\n",
+                   env, static_cast<long long>(options.interval.count()));
+    }
+  }
+  return options;
+}
+
+}  // namespace
+
+Sweeper& Sweeper::Default() {
+  // Never destroyed, so that caches destroyed during static destruction can still unregister.
+  // Its thread is stopped at exit, before static objects that might still be swept go away.
+  static Sweeper* const instance = [] {
+    auto* s = new Sweeper(DefaultSweeperOptions());
+    std::atexit([] { Sweeper::Default().Stop(); });
+    return s;
+  }();
+  return *instance;
+}
+
+void Sweeper::SweepNow() {
+  absl::MutexLock serial(&state_->sweep_mu);
+  std::vector<Sweepable*> snapshot;
+  {
+    absl::MutexLock l(&state_->mu);
+    snapshot.assign(state_->caches.begin(), state_->caches.end());
+  }
+  for (Sweepable* cache : snapshot) {
+    {
+      absl::MutexLock l(&state_->mu);
+      if (!state_->caches.contains(cache)) continue;  // Unregistered since the snapshot.
+      state_->visiting = cache;
+    }
+    cache->SweepEpoch();
+    absl::MutexLock l(&state_->mu);
+    state_->visiting = nullptr;
+  }
+  state_->epochs.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Sweeper::Register(Sweepable* cache) {
+  State& s = *state_;
+  absl::MutexLock l(&s.mu);
+  s.caches.insert(cache);
+  if (!s.options.background || s.thread_running || s.stopped) return;
+  s.thread_running = true;
+  s.thread = std::thread([this] {
+    State& st = *state_;
+    const absl::Duration interval = absl::FromChrono(st.options.interval);
+    st.mu.Lock();
+    while (!st.stopped) {
+      st.mu.AwaitWithTimeout(absl::Condition(&st.stopped), interval);
+      if (st.stopped) break;
+      st.mu.Unlock();
+      SweepNow();
+      st.mu.Lock();
+    }
+    st.mu.Unlock();
+  });
+}
+
+void Sweeper::Unregister(Sweepable* cache) {
+  State& s = *state_;
+  absl::MutexLock l(&s.mu);
+  s.caches.erase(cache);
+  struct Args {
+    State* s;
+    Sweepable* cache;
+  } args{&s, cache};
+  s.mu.Await(absl::Condition(
+      +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->s->visiting != a->cache; },
+      &args));
+}
+
+void Sweeper::Stop() {
+  std::thread thread;
+  {
+    absl::MutexLock l(&state_->mu);
+    state_->stopped = true;
+    thread = std::move(state_->thread);
+    state_->thread_running = false;
+  }
+  if (!thread.joinable()) return;
+  if (thread.get_id() == std::this_thread::get_id()) {
+    thread.detach();  // Stop() from a sweep (exit() in a destructor): cannot join itself.
+  } else {
+    thread.join();
+  }
+}
+
+std::chrono::milliseconds Sweeper::interval() const { return state_->options.interval; }
+
+uint64_t Sweeper::epochs() const { return state_->epochs.load(std::memory_order_relaxed); }
+
+bool Sweeper::thread_running() const {
+  absl::MutexLock l(&state_->mu);
+  return state_->thread_running;
+}
+
+}  // namespace syncpool
