@@ -33,14 +33,14 @@ void DieOfMisuse(const char* format, ...) {
 }
 
 void DebugRegistry::OnAllocate(void* p, size_t bytes, size_t alignment) {
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   if (!blocks_.emplace(p, Block{bytes, alignment}).second) {
     DieOfMisuse("internal error: block %p handed out twice", p);
   }
 }
 
 void DebugRegistry::OnDeallocate(void* p, size_t bytes, size_t alignment) {
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   auto it = blocks_.find(p);
   if (it == blocks_.end()) {
     DieOfMisuse(
@@ -60,14 +60,14 @@ void DebugRegistry::OnDeallocate(void* p, size_t bytes, size_t alignment) {
 }
 
 void DebugRegistry::OnPut(void* obj) {
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   if (!blocks_.emplace(obj, Block{0, 0}).second) {
     DieOfMisuse("double Put: object %p is already in the pool", obj);
   }
 }
 
 void DebugRegistry::OnLeave(void* obj) {
-  absl::MutexLock l(&mu_);
+  MutexLock l(&mu_);
   blocks_.erase(obj);
 }
 

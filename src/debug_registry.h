@@ -11,7 +11,7 @@
 #include <cstddef>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "syncpool/internal/mutex.h"
 #include "syncpool/options.h"
 
 namespace syncpool {
@@ -42,7 +42,7 @@ class DebugRegistry {
     size_t alignment;
   };
 
-  absl::Mutex mu_;
+  Mutex mu_;
   absl::flat_hash_map<void*, Block> blocks_ ABSL_GUARDED_BY(mu_);
 };
 

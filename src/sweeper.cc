@@ -14,14 +14,14 @@
 #include "syncpool/sweeper.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
+#include "syncpool/internal/mutex.h"
 
 namespace syncpool {
 
@@ -30,9 +30,10 @@ struct Sweeper::State {
 
   const Options options;
 
-  absl::Mutex sweep_mu;  // Held for a whole sweep; see the protocol above.
+  internal::Mutex sweep_mu;  // Held for a whole sweep; see the protocol above.
 
-  absl::Mutex mu;
+  internal::Mutex mu;
+  std::condition_variable changed;  // Signalled when `stopped` or `visiting` changes.
   absl::flat_hash_set<Sweepable*> caches ABSL_GUARDED_BY(mu);
   Sweepable* visiting ABSL_GUARDED_BY(mu) = nullptr;
   bool thread_running ABSL_GUARDED_BY(mu) = false;
@@ -89,38 +90,40 @@ Sweeper& Sweeper::Default() {
 }
 
 void Sweeper::SweepNow() {
-  absl::MutexLock serial(&state_->sweep_mu);
+  internal::MutexLock serial(&state_->sweep_mu);
   std::vector<Sweepable*> snapshot;
   {
-    absl::MutexLock l(&state_->mu);
+    internal::MutexLock l(&state_->mu);
     snapshot.assign(state_->caches.begin(), state_->caches.end());
   }
   for (Sweepable* cache : snapshot) {
     {
-      absl::MutexLock l(&state_->mu);
+      internal::MutexLock l(&state_->mu);
       if (!state_->caches.contains(cache)) continue;  // Unregistered since the snapshot.
       state_->visiting = cache;
     }
     cache->SweepEpoch();
-    absl::MutexLock l(&state_->mu);
+    internal::MutexLock l(&state_->mu);
     state_->visiting = nullptr;
+    state_->changed.notify_all();
   }
   state_->epochs.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Sweeper::Register(Sweepable* cache) {
   State& s = *state_;
-  absl::MutexLock l(&s.mu);
+  internal::MutexLock l(&s.mu);
   s.caches.insert(cache);
   if (!s.options.background || s.thread_running || s.stopped) return;
   s.thread_running = true;
   s.thread = std::thread([this] {
     State& st = *state_;
-    const absl::Duration interval = absl::FromChrono(st.options.interval);
     st.mu.Lock();
     while (!st.stopped) {
-      st.mu.AwaitWithTimeout(absl::Condition(&st.stopped), interval);
-      if (st.stopped) break;
+      if (st.mu.AwaitWithTimeout(st.changed, st.options.interval,
+                                 [&st]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return st.stopped; })) {
+        break;
+      }
       st.mu.Unlock();
       SweepNow();
       st.mu.Lock();
@@ -131,22 +134,20 @@ void Sweeper::Register(Sweepable* cache) {
 
 void Sweeper::Unregister(Sweepable* cache) {
   State& s = *state_;
-  absl::MutexLock l(&s.mu);
+  internal::MutexLock l(&s.mu);
   s.caches.erase(cache);
-  struct Args {
-    State* s;
-    Sweepable* cache;
-  } args{&s, cache};
-  s.mu.Await(absl::Condition(
-      +[](Args* a) ABSL_NO_THREAD_SAFETY_ANALYSIS { return a->s->visiting != a->cache; },
-      &args));
+  // The predicate runs with `mu` held (inside Await), which the analysis cannot see.
+  s.mu.Await(s.changed, [&s, cache]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return s.visiting != cache;
+  });
 }
 
 void Sweeper::Stop() {
   std::thread thread;
   {
-    absl::MutexLock l(&state_->mu);
+    internal::MutexLock l(&state_->mu);
     state_->stopped = true;
+    state_->changed.notify_all();
     thread = std::move(state_->thread);
     state_->thread_running = false;
   }
@@ -163,7 +164,7 @@ std::chrono::milliseconds Sweeper::interval() const { return state_->options.int
 uint64_t Sweeper::epochs() const { return state_->epochs.load(std::memory_order_relaxed); }
 
 bool Sweeper::thread_running() const {
-  absl::MutexLock l(&state_->mu);
+  internal::MutexLock l(&state_->mu);
   return state_->thread_running;
 }
 

@@ -15,7 +15,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
+#include "syncpool/internal/mutex.h"
 
 namespace syncpool {
 namespace testing {
@@ -28,32 +28,32 @@ class TrackingResource final : public std::pmr::memory_resource {
 
   // Bytes and blocks allocated and not yet deallocated.
   size_t live_bytes() const {
-    absl::MutexLock l(&mu_);
+    internal::MutexLock l(&mu_);
     return live_bytes_;
   }
   size_t live_blocks() const {
-    absl::MutexLock l(&mu_);
+    internal::MutexLock l(&mu_);
     return live_.size();
   }
   uint64_t allocations() const {
-    absl::MutexLock l(&mu_);
+    internal::MutexLock l(&mu_);
     return allocations_;
   }
   uint64_t deallocations() const {
-    absl::MutexLock l(&mu_);
+    internal::MutexLock l(&mu_);
     return deallocations_;
   }
   // Mismatches seen (deallocate of an unknown pointer, or with another size or alignment),
   // each described in one line.
   std::vector<std::string> errors() const {
-    absl::MutexLock l(&mu_);
+    internal::MutexLock l(&mu_);
     return errors_;
   }
 
   // The next `n` allocations succeed, the one after throws std::bad_alloc (once), and then
   // allocations succeed again. -1 (the default) never fails.
   void FailAfter(int64_t n) {
-    absl::MutexLock l(&mu_);
+    internal::MutexLock l(&mu_);
     fail_after_ = n;
   }
 
@@ -65,7 +65,7 @@ class TrackingResource final : public std::pmr::memory_resource {
 
   void* do_allocate(size_t bytes, size_t alignment) override {
     {
-      absl::MutexLock l(&mu_);
+      internal::MutexLock l(&mu_);
       if (fail_after_ == 0) {
         fail_after_ = -1;
         throw std::bad_alloc();
@@ -73,7 +73,7 @@ class TrackingResource final : public std::pmr::memory_resource {
       if (fail_after_ > 0) --fail_after_;
     }
     void* p = upstream_->allocate(bytes, alignment);
-    absl::MutexLock l(&mu_);
+    internal::MutexLock l(&mu_);
     live_[p] = Block{bytes, alignment};
     live_bytes_ += bytes;
     ++allocations_;
@@ -82,7 +82,7 @@ class TrackingResource final : public std::pmr::memory_resource {
 
   void do_deallocate(void* p, size_t bytes, size_t alignment) override {
     {
-      absl::MutexLock l(&mu_);
+      internal::MutexLock l(&mu_);
       auto it = live_.find(p);
       if (it == live_.end()) {
         errors_.push_back("deallocate of unknown pointer");
@@ -107,7 +107,7 @@ class TrackingResource final : public std::pmr::memory_resource {
   }
 
   std::pmr::memory_resource* const upstream_;
-  mutable absl::Mutex mu_;
+  mutable internal::Mutex mu_;
   absl::flat_hash_map<void*, Block> live_ ABSL_GUARDED_BY(mu_);
   size_t live_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t allocations_ ABSL_GUARDED_BY(mu_) = 0;

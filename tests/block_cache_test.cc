@@ -1,0 +1,360 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// Tests of the caching policy (syncpool/internal/block_cache.h) with fake blocks, a releaser
+// that records what it is given, fake CPU ids and a sweeper driven by SweepNow().
+
+#include "syncpool/internal/block_cache.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "syncpool/stats.h"
+#include "syncpool/sweeper.h"
+#include "syncpool/testing/fake_cpu.h"
+
+namespace syncpool {
+namespace internal {
+namespace {
+
+using ::syncpool::testing::ScopedFakeCpu;
+
+// Records every block released, with its class, in order.
+class RecordingReleaser final : public BlockReleaser {
+ public:
+  void Release(size_t cls, void* const* blocks, size_t n) override {
+    ++calls_;
+    for (size_t i = 0; i < n; ++i) released_.emplace_back(cls, blocks[i]);
+  }
+
+  const std::vector<std::pair<size_t, void*>>& released() const { return released_; }
+  int calls() const { return calls_; }
+
+  // How many times `block` of class `cls` was released.
+  int TimesReleased(size_t cls, void* block) const {
+    int n = 0;
+    for (const auto& [c, b] : released_) n += (c == cls && b == block) ? 1 : 0;
+    return n;
+  }
+
+ private:
+  std::vector<std::pair<size_t, void*>> released_;
+  int calls_ = 0;
+};
+
+constexpr size_t kSmall = 0;  // Class 0: 16-byte blocks.
+constexpr size_t kLarge = 1;  // Class 1: 64-byte blocks.
+
+class BlockCacheTest : public ::testing::Test {
+ protected:
+  // A cache of two classes (16 and 64 bytes), `capacity` blocks per CPU and generation each.
+  BlockCache MakeCache(uint32_t capacity = 4) {
+    return BlockCache({16, 64}, {capacity, capacity}, &releaser_, &sweeper_);
+  }
+
+  void* block(int i) { return &storage_[i]; }
+
+  Sweeper sweeper_{Sweeper::Options{.background = false}};
+  RecordingReleaser releaser_;
+  alignas(64) char storage_[16][64] = {};
+};
+
+// Skips a test that places blocks on two fake CPUs when there is only one CPU id.
+#define SYNCPOOL_REQUIRE_TWO_CPUS()                                      \
+  do {                                                                   \
+    if (ScopedFakeCpu::NumCpus() < 2) GTEST_SKIP() << "needs 2 CPU ids"; \
+  } while (0)
+
+TEST_F(BlockCacheTest, PutThenGetOnSameCpuIsLifo) {
+  BlockCache cache = MakeCache();
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  cache.Put(kSmall, block(1));
+  EXPECT_EQ(cache.Get(kSmall), block(1));
+  EXPECT_EQ(cache.Get(kSmall), block(0));
+  EXPECT_EQ(cache.Get(kSmall), nullptr);
+  EXPECT_TRUE(releaser_.released().empty());
+}
+
+TEST_F(BlockCacheTest, ClassesAreSeparate) {
+  BlockCache cache = MakeCache();
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  EXPECT_EQ(cache.Get(kLarge), nullptr);
+  EXPECT_EQ(cache.Get(kSmall), block(0));
+}
+
+TEST_F(BlockCacheTest, GetOnEmptyCacheIsACountedMiss) {
+  BlockCache cache = MakeCache();
+  ScopedFakeCpu cpu(0);
+  EXPECT_EQ(cache.Get(kSmall), nullptr);
+  EXPECT_EQ(cache.Get(kLarge), nullptr);
+  const Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.misses, 2u);
+  EXPECT_EQ(stats.hits, 0u);
+  EXPECT_EQ(stats.cached_blocks(), 0u);
+}
+
+TEST_F(BlockCacheTest, CountMissCountsWithoutLooking) {
+  BlockCache cache = MakeCache();
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  cache.CountMiss();
+  const Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.primary_blocks, 1u);
+}
+
+TEST_F(BlockCacheTest, PutBeyondCapacitySpillsAtOnce) {
+  BlockCache cache = MakeCache(/*capacity=*/2);
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  cache.Put(kSmall, block(1));
+  EXPECT_TRUE(releaser_.released().empty());
+  cache.Put(kSmall, block(2));
+  ASSERT_EQ(releaser_.released().size(), 1u);
+  EXPECT_EQ(releaser_.released()[0], std::make_pair(kSmall, block(2)));
+  // The other class has its own capacity.
+  cache.Put(kLarge, block(3));
+  EXPECT_EQ(releaser_.released().size(), 1u);
+
+  const Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.spills, 1u);
+  EXPECT_EQ(stats.primary_blocks, 3u);
+  EXPECT_EQ(stats.primary_bytes, 2u * 16 + 64);
+  EXPECT_EQ(cache.Get(kSmall), block(1));
+}
+
+TEST_F(BlockCacheTest, OneSweepMovesBlocksToVictimAndGetStillFindsThem) {
+  BlockCache cache = MakeCache();
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  sweeper_.SweepNow();
+  Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.primary_blocks, 0u);
+  EXPECT_EQ(stats.victim_blocks, 1u);
+  EXPECT_EQ(stats.victim_bytes, 16u);
+  EXPECT_TRUE(releaser_.released().empty());
+
+  EXPECT_EQ(cache.Get(kSmall), block(0));
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.cached_blocks(), 0u);
+}
+
+TEST_F(BlockCacheTest, GetPrefersPrimaryThenOwnVictimBeforeStealing) {
+  SYNCPOOL_REQUIRE_TWO_CPUS();
+  BlockCache cache = MakeCache();
+  {
+    ScopedFakeCpu cpu(1);
+    cache.Put(kSmall, block(9));  // Another CPU's primary block: must not be stolen first.
+  }
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  sweeper_.SweepNow();  // block(0) and block(9) become victims.
+  {
+    ScopedFakeCpu other(1);
+    cache.Put(kSmall, block(8));  // CPU 1's primary again.
+  }
+  cache.Put(kSmall, block(1));  // CPU 0's primary.
+
+  EXPECT_EQ(cache.Get(kSmall), block(1));  // Own primary.
+  EXPECT_EQ(cache.Get(kSmall), block(0));  // Own victim.
+  EXPECT_EQ(cache.Snapshot().steals, 0u);
+  EXPECT_EQ(cache.Get(kSmall), block(8));  // CPU 1's primary.
+  EXPECT_EQ(cache.Get(kSmall), block(9));  // CPU 1's victim.
+  const Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.hits, 4u);
+  EXPECT_EQ(stats.steals, 2u);
+  EXPECT_EQ(stats.misses, 0u);
+}
+
+TEST_F(BlockCacheTest, TwoSweepsWithoutUseReleaseExactlyOnce) {
+  BlockCache cache = MakeCache();
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  cache.Put(kLarge, block(1));
+  sweeper_.SweepNow();
+  EXPECT_TRUE(releaser_.released().empty());
+  sweeper_.SweepNow();
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(0)), 1);
+  EXPECT_EQ(releaser_.TimesReleased(kLarge, block(1)), 1);
+  EXPECT_EQ(releaser_.released().size(), 2u);
+
+  Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.cached_blocks(), 0u);
+  EXPECT_EQ(stats.swept_blocks, 2u);
+  EXPECT_EQ(stats.swept_bytes, 16u + 64u);
+  EXPECT_EQ(stats.epochs, 2u);
+
+  sweeper_.SweepNow();
+  EXPECT_EQ(releaser_.released().size(), 2u);
+  EXPECT_EQ(cache.Get(kSmall), nullptr);
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.swept_blocks, 2u);
+  EXPECT_EQ(stats.epochs, 3u);
+}
+
+TEST_F(BlockCacheTest, BlockInUseSurvivesSweeps) {
+  BlockCache cache = MakeCache();
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(0));
+  for (int i = 0; i < 5; ++i) {
+    sweeper_.SweepNow();
+    void* b = cache.Get(kSmall);
+    ASSERT_EQ(b, block(0));
+    cache.Put(kSmall, b);
+  }
+  EXPECT_TRUE(releaser_.released().empty());
+  EXPECT_EQ(cache.Snapshot().hits, 5u);
+}
+
+TEST_F(BlockCacheTest, StealsFromAnotherCpuPrimaryThenVictim) {
+  SYNCPOOL_REQUIRE_TWO_CPUS();
+  BlockCache cache = MakeCache();
+  {
+    ScopedFakeCpu cpu(1);
+    cache.Put(kSmall, block(0));
+    cache.Put(kSmall, block(1));
+    sweeper_.SweepNow();
+    cache.Put(kSmall, block(2));
+  }
+  ScopedFakeCpu cpu(0);
+  EXPECT_EQ(cache.Get(kSmall), block(2));
+  EXPECT_EQ(cache.Get(kSmall), block(1));
+  EXPECT_EQ(cache.Get(kSmall), block(0));
+  EXPECT_EQ(cache.Get(kSmall), nullptr);
+  const Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.steals, 3u);
+  EXPECT_EQ(stats.hits, 3u);
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_TRUE(releaser_.released().empty());
+}
+
+TEST_F(BlockCacheTest, DrainReleasesEveryGenerationOfEveryCpu) {
+  SYNCPOOL_REQUIRE_TWO_CPUS();
+  BlockCache cache = MakeCache();
+  {
+    ScopedFakeCpu cpu(0);
+    cache.Put(kSmall, block(0));
+    cache.Put(kLarge, block(1));
+  }
+  {
+    ScopedFakeCpu cpu(1);
+    cache.Put(kSmall, block(2));
+    sweeper_.SweepNow();  // Blocks 0, 1 and 2 become victims.
+    cache.Put(kSmall, block(3));
+  }
+  cache.Drain();
+  EXPECT_EQ(releaser_.released().size(), 4u);
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(0)), 1);
+  EXPECT_EQ(releaser_.TimesReleased(kLarge, block(1)), 1);
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(2)), 1);
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(3)), 1);
+
+  const Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.cached_blocks(), 0u);
+  EXPECT_EQ(stats.cached_bytes(), 0u);
+  EXPECT_EQ(stats.swept_blocks, 0u);  // Drained, not swept.
+
+  ScopedFakeCpu cpu(0);
+  EXPECT_EQ(cache.Get(kSmall), nullptr);
+  cache.Put(kSmall, block(4));  // Still usable after Drain.
+  EXPECT_EQ(cache.Get(kSmall), block(4));
+}
+
+TEST_F(BlockCacheTest, SnapshotFigures) {
+  SYNCPOOL_REQUIRE_TWO_CPUS();
+  BlockCache cache = MakeCache();
+  {
+    ScopedFakeCpu cpu(0);
+    cache.Put(kSmall, block(0));
+    cache.Put(kSmall, block(1));
+  }
+  {
+    ScopedFakeCpu cpu(1);
+    cache.Put(kLarge, block(2));
+  }
+  Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.primary_blocks, 3u);
+  EXPECT_EQ(stats.primary_bytes, 2u * 16 + 64);
+  EXPECT_EQ(stats.victim_blocks, 0u);
+  EXPECT_EQ(stats.epochs, 0u);
+
+  sweeper_.SweepNow();
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.primary_blocks, 0u);
+  EXPECT_EQ(stats.primary_bytes, 0u);
+  EXPECT_EQ(stats.victim_blocks, 3u);
+  EXPECT_EQ(stats.victim_bytes, 2u * 16 + 64);
+  EXPECT_EQ(stats.epochs, 1u);
+
+  ScopedFakeCpu cpu(0);
+  cache.Put(kSmall, block(3));
+  sweeper_.SweepNow();  // Releases blocks 0, 1 and 2; block 3 becomes the victim.
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.swept_blocks, 3u);
+  EXPECT_EQ(stats.swept_bytes, 2u * 16 + 64);
+  EXPECT_EQ(stats.primary_blocks, 0u);
+  EXPECT_EQ(stats.victim_blocks, 1u);
+  EXPECT_EQ(stats.victim_bytes, 16u);
+  EXPECT_EQ(stats.epochs, 2u);
+
+  EXPECT_EQ(cache.Get(kSmall), block(3));
+  EXPECT_EQ(cache.Get(kLarge), nullptr);
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.steals, 0u);
+  EXPECT_EQ(stats.spills, 0u);
+  EXPECT_EQ(stats.cached_blocks(), 0u);
+}
+
+TEST_F(BlockCacheTest, DestructionReleasesCachedBlocksAndLeavesTheSweeper) {
+  SYNCPOOL_REQUIRE_TWO_CPUS();
+  {
+    BlockCache cache = MakeCache();
+    {
+      ScopedFakeCpu cpu(0);
+      cache.Put(kSmall, block(0));
+    }
+    ScopedFakeCpu cpu(1);
+    cache.Put(kLarge, block(1));
+    sweeper_.SweepNow();
+    cache.Put(kSmall, block(2));
+    EXPECT_TRUE(releaser_.released().empty());
+  }
+  EXPECT_EQ(releaser_.released().size(), 3u);
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(0)), 1);
+  EXPECT_EQ(releaser_.TimesReleased(kLarge, block(1)), 1);
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(2)), 1);
+
+  const int calls = releaser_.calls();
+  const uint64_t epochs = sweeper_.epochs();
+  sweeper_.SweepNow();  // Must not visit the destroyed cache.
+  EXPECT_EQ(sweeper_.epochs(), epochs + 1);
+  EXPECT_EQ(releaser_.calls(), calls);
+  EXPECT_EQ(releaser_.released().size(), 3u);
+}
+
+TEST_F(BlockCacheTest, SweeperVisitsOnlyLiveCaches) {
+  BlockCache kept = MakeCache();
+  ScopedFakeCpu cpu(0);
+  {
+    BlockCache gone = MakeCache();
+    gone.Put(kSmall, block(0));
+  }
+  ASSERT_EQ(releaser_.released().size(), 1u);
+  kept.Put(kSmall, block(1));
+  sweeper_.SweepNow();
+  sweeper_.SweepNow();
+  EXPECT_EQ(releaser_.released().size(), 2u);
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(1)), 1);
+  EXPECT_EQ(kept.Snapshot().epochs, 2u);
+}
+
+}  // namespace
+}  // namespace internal
+}  // namespace syncpool

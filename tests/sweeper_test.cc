@@ -1,0 +1,277 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// Tests of the Sweeper: registration, SweepNow(), the background thread's start and stop, and
+// the ordering between sweeps and Register/Unregister on other threads. Nothing here sleeps:
+// events are ordered with notifications and joins.
+
+#include "syncpool/sweeper.h"
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include "gtest/gtest.h"
+#include "syncpool/options.h"
+#include "syncpool/pool.h"
+#include "tests/notification.h"
+
+namespace syncpool {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Counts its epochs.
+class CountingSweepable final : public Sweepable {
+ public:
+  void SweepEpoch() override { count_.fetch_add(1, std::memory_order_relaxed); }
+  int count() const { return count_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<int> count_{0};
+};
+
+// Sets a flag when the thread that last ran SweepEpoch() exits.
+class ExitWatchingSweepable final : public Sweepable {
+ public:
+  void SweepEpoch() override {
+    thread_local ExitHook hook;
+    hook.flag = &thread_exited_;
+    if (!visited_.HasBeenNotified()) visited_.Notify();
+  }
+  void WaitForVisit() { visited_.WaitForNotification(); }
+  bool thread_exited() const { return thread_exited_.load(); }
+
+ private:
+  struct ExitHook {
+    std::atomic<bool>* flag = nullptr;
+    ~ExitHook() {
+      if (flag != nullptr) flag->store(true);
+    }
+  };
+
+  syncpool::testing::Notification visited_;
+  std::atomic<bool> thread_exited_{false};
+};
+
+// Blocks its first visit: announces it has entered, then waits to be let go.
+class BlockingSweepable final : public Sweepable {
+ public:
+  void SweepEpoch() override {
+    visits_.fetch_add(1);
+    if (entered_.HasBeenNotified()) return;
+    entered_.Notify();
+    release_.WaitForNotification();
+    finished_.store(true);
+  }
+  void WaitUntilEntered() { entered_.WaitForNotification(); }
+  void Release() { release_.Notify(); }
+  bool finished() const { return finished_.load(); }
+  int visits() const { return visits_.load(); }
+
+ private:
+  std::atomic<int> visits_{0};
+  syncpool::testing::Notification entered_;
+  syncpool::testing::Notification release_;
+  std::atomic<bool> finished_{false};
+};
+
+Sweeper::Options Foreground() { return Sweeper::Options{.background = false}; }
+
+TEST(SweeperTest, ForegroundSweeperNeverStartsAThread) {
+  Sweeper sweeper(Foreground());
+  EXPECT_FALSE(sweeper.thread_running());
+  CountingSweepable cache;
+  sweeper.Register(&cache);
+  EXPECT_FALSE(sweeper.thread_running());
+  {
+    Options options;
+    options.sweeper = &sweeper;
+    Pool<int> pool([] { return std::make_unique<int>(); }, nullptr, options);
+    pool.Put(std::make_unique<int>(1));  // The pool registers on first use.
+    EXPECT_FALSE(sweeper.thread_running());
+    sweeper.SweepNow();
+    EXPECT_EQ(pool.GetStats().epochs, 1u);
+  }
+  EXPECT_FALSE(sweeper.thread_running());
+  EXPECT_EQ(cache.count(), 1);
+  sweeper.Unregister(&cache);
+}
+
+TEST(SweeperTest, SweepNowVisitsEveryRegisteredCache) {
+  Sweeper sweeper(Foreground());
+  EXPECT_EQ(sweeper.epochs(), 0u);
+  sweeper.SweepNow();  // Nothing registered: still an epoch.
+  EXPECT_EQ(sweeper.epochs(), 1u);
+
+  CountingSweepable a;
+  CountingSweepable b;
+  sweeper.Register(&a);
+  sweeper.Register(&b);
+  sweeper.SweepNow();
+  sweeper.SweepNow();
+  EXPECT_EQ(sweeper.epochs(), 3u);
+  EXPECT_EQ(a.count(), 2);
+  EXPECT_EQ(b.count(), 2);
+  sweeper.Unregister(&a);
+  sweeper.Unregister(&b);
+}
+
+TEST(SweeperTest, UnregisterStopsVisits) {
+  Sweeper sweeper(Foreground());
+  CountingSweepable kept;
+  CountingSweepable removed;
+  sweeper.Register(&kept);
+  sweeper.Register(&removed);
+  sweeper.SweepNow();
+  sweeper.Unregister(&removed);
+  sweeper.SweepNow();
+  sweeper.SweepNow();
+  EXPECT_EQ(removed.count(), 1);
+  EXPECT_EQ(kept.count(), 3);
+  sweeper.Unregister(&kept);
+}
+
+TEST(SweeperTest, IntervalReflectsOptions) {
+  Sweeper foreground(Sweeper::Options{.interval = milliseconds(250), .background = false});
+  EXPECT_EQ(foreground.interval(), milliseconds(250));
+  Sweeper background(Sweeper::Options{.interval = milliseconds(7)});
+  EXPECT_EQ(background.interval(), milliseconds(7));
+  EXPECT_EQ(Sweeper().interval(), milliseconds(1000));
+}
+
+TEST(SweeperTest, DefaultIsOneInstance) {
+  Sweeper* from_other_thread = nullptr;
+  std::thread t([&] { from_other_thread = &Sweeper::Default(); });
+  t.join();
+  EXPECT_EQ(&Sweeper::Default(), &Sweeper::Default());
+  EXPECT_EQ(from_other_thread, &Sweeper::Default());
+  EXPECT_GT(Sweeper::Default().interval().count(), 0);
+}
+
+TEST(SweeperTest, BackgroundThreadStartsOnFirstRegisterAndStopJoinsIt) {
+  Sweeper sweeper(Sweeper::Options{.interval = milliseconds(1)});
+  EXPECT_FALSE(sweeper.thread_running());
+  ExitWatchingSweepable cache;
+  sweeper.Register(&cache);
+  EXPECT_TRUE(sweeper.thread_running());
+  cache.WaitForVisit();  // The thread runs epochs on its own.
+
+  sweeper.Stop();
+  EXPECT_FALSE(sweeper.thread_running());
+  EXPECT_TRUE(cache.thread_exited());  // Joined: the thread has ended.
+  EXPECT_GE(sweeper.epochs(), 1u);     // The epoch that visited `cache` is complete.
+
+  // After Stop() the thread is not started again, and SweepNow() still works.
+  CountingSweepable late;
+  sweeper.Register(&late);
+  EXPECT_FALSE(sweeper.thread_running());
+  sweeper.SweepNow();
+  EXPECT_EQ(late.count(), 1);
+  sweeper.Unregister(&late);
+  sweeper.Unregister(&cache);
+}
+
+TEST(SweeperTest, StopWithoutThreadIsHarmless) {
+  Sweeper sweeper(Sweeper::Options{.interval = milliseconds(1)});
+  sweeper.Stop();
+  EXPECT_FALSE(sweeper.thread_running());
+  sweeper.Stop();  // Idempotent.
+  sweeper.SweepNow();
+  EXPECT_EQ(sweeper.epochs(), 1u);
+}
+
+TEST(SweeperTest, DestroyingABackgroundSweeperJoinsItsThread) {
+  ExitWatchingSweepable cache;
+  auto sweeper = std::make_unique<Sweeper>(Sweeper::Options{.interval = milliseconds(1)});
+  sweeper->Register(&cache);
+  EXPECT_TRUE(sweeper->thread_running());
+  cache.WaitForVisit();
+  sweeper->Unregister(&cache);
+  sweeper.reset();
+  EXPECT_TRUE(cache.thread_exited());
+}
+
+TEST(SweeperTest, RegisteringFromInsideASweepDoesNotDeadlock) {
+  Sweeper sweeper(Foreground());
+  CountingSweepable inner;
+
+  // Registers `inner` during its first epoch, as a pooled object's destructor that uses a
+  // pool for the first time would.
+  class RegisteringSweepable final : public Sweepable {
+   public:
+    RegisteringSweepable(Sweeper* sweeper, Sweepable* inner) : sweeper_(sweeper), inner_(inner) {}
+    void SweepEpoch() override {
+      if (!done_) sweeper_->Register(inner_);
+      done_ = true;
+    }
+
+   private:
+    Sweeper* const sweeper_;
+    Sweepable* const inner_;
+    bool done_ = false;
+  } outer(&sweeper, &inner);
+
+  sweeper.Register(&outer);
+  std::thread t([&] { sweeper.SweepNow(); });
+  t.join();
+  const int after_first = inner.count();  // Visited in that epoch or not: both are allowed.
+  EXPECT_LE(after_first, 1);
+  sweeper.SweepNow();
+  EXPECT_EQ(inner.count(), after_first + 1);
+  EXPECT_EQ(sweeper.epochs(), 2u);
+  sweeper.Unregister(&inner);
+  sweeper.Unregister(&outer);
+}
+
+TEST(SweeperTest, RegisterFromAnotherThreadDuringASweepDoesNotWait) {
+  Sweeper sweeper(Foreground());
+  BlockingSweepable blocker;
+  CountingSweepable newcomer;
+  sweeper.Register(&blocker);
+  std::thread sweeping([&] { sweeper.SweepNow(); });
+  blocker.WaitUntilEntered();
+  sweeper.Register(&newcomer);  // Must return while the sweep is blocked.
+  EXPECT_FALSE(blocker.finished());
+  blocker.Release();
+  sweeping.join();
+  EXPECT_TRUE(blocker.finished());
+
+  const int before = newcomer.count();
+  sweeper.SweepNow();
+  EXPECT_EQ(newcomer.count(), before + 1);
+  sweeper.Unregister(&newcomer);
+  sweeper.Unregister(&blocker);
+}
+
+TEST(SweeperTest, UnregisterWaitsForTheVisitInProgress) {
+  Sweeper sweeper(Foreground());
+  BlockingSweepable blocker;
+  sweeper.Register(&blocker);
+  std::thread sweeping([&] { sweeper.SweepNow(); });
+  blocker.WaitUntilEntered();
+
+  std::atomic<bool> unregistered{false};
+  bool finished_when_unregistered = false;
+  std::thread unregistering([&] {
+    sweeper.Unregister(&blocker);
+    finished_when_unregistered = blocker.finished();
+    unregistered.store(true);
+  });
+  // While the visit is blocked, Unregister cannot have returned.
+  EXPECT_FALSE(unregistered.load());
+  blocker.Release();
+  unregistering.join();
+  sweeping.join();
+  EXPECT_TRUE(finished_when_unregistered);
+
+  CountingSweepable other;
+  sweeper.Register(&other);
+  sweeper.SweepNow();
+  EXPECT_EQ(other.count(), 1);
+  EXPECT_EQ(blocker.visits(), 1);
+  sweeper.Unregister(&other);
+}
+
+}  // namespace
+}  // namespace syncpool
