@@ -1,0 +1,247 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// Misuse that debug checks catch: a PoolResource deallocate with the wrong size or alignment,
+// of a pointer the resource never handed out, or of a block already deallocated; a second
+// Put of the same object into a Pool<T>. Each aborts with a message naming the mistake. Debug
+// checks are set explicitly, so these tests run the same in optimized builds.
+//
+// Correct use with debug checks on behaves as without them, and a correct workload with debug
+// checks off never aborts.
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "syncpool/options.h"
+#include "syncpool/pool.h"
+#include "syncpool/pool_resource.h"
+#include "syncpool/sweeper.h"
+#include "tracking_resource.h"
+
+namespace syncpool {
+namespace {
+
+using ::syncpool::testing::TrackingResource;
+
+Options DebugOptions(Sweeper* sweeper, bool debug_checks) {
+  Options options;
+  options.sweeper = sweeper;
+  options.debug_checks = debug_checks;
+  return options;
+}
+
+class MisuseTest : public ::testing::Test {
+ protected:
+  void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
+
+  Sweeper sweeper_{Sweeper::Options{.background = false}};
+};
+
+using MisuseDeathTest = MisuseTest;
+
+TEST_F(MisuseDeathTest, DeallocateWithAnotherSizeAborts) {
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+  void* p = resource.allocate(100, 8);
+  // Another size class, and the same class (112 serves both 100 and 101).
+  EXPECT_DEATH(resource.deallocate(p, 200, 8), "[Ss][Ii][Zz][Ee]");
+  EXPECT_DEATH(resource.deallocate(p, 101, 8), "[Ss][Ii][Zz][Ee]");
+  resource.deallocate(p, 100, 8);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+TEST_F(MisuseDeathTest, DeallocateLargeBlockWithAnotherSizeAborts) {
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+  const size_t big = resource.max_block_size() + 1;
+  void* p = resource.allocate(big, 8);
+  EXPECT_DEATH(resource.deallocate(p, big + 4096, 8), "[Ss][Ii][Zz][Ee]");
+  resource.deallocate(p, big, 8);
+  EXPECT_EQ(upstream.live_blocks(), 0u);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+TEST_F(MisuseDeathTest, DeallocateWithAnotherAlignmentAborts) {
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+  void* p = resource.allocate(64, 64);
+  EXPECT_DEATH(resource.deallocate(p, 64, 16), "[Aa][Ll][Ii][Gg][Nn]");
+  EXPECT_DEATH(resource.deallocate(p, 64, 8), "[Aa][Ll][Ii][Gg][Nn]");
+  resource.deallocate(p, 64, 64);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+TEST_F(MisuseDeathTest, DeallocateOfForeignPointerAborts) {
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+  alignas(64) static char not_from_the_pool[128];
+  EXPECT_DEATH(resource.deallocate(not_from_the_pool, 128, 16),
+               "[Dd]id not hand it out");
+  // A block of another resource is just as foreign.
+  PoolResource other(DebugOptions(&sweeper_, true), &upstream);
+  void* p = other.allocate(32, 16);
+  EXPECT_DEATH(resource.deallocate(p, 32, 16),
+               "[Dd]id not hand it out");
+  other.deallocate(p, 32, 16);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+TEST_F(MisuseDeathTest, SecondDeallocateAborts) {
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+  void* p = resource.allocate(48, 16);
+  resource.deallocate(p, 48, 16);
+  EXPECT_DEATH(resource.deallocate(p, 48, 16), "([Dd]ouble|[Nn]ot allocated)");
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+TEST_F(MisuseDeathTest, SecondDeallocateOfLargeBlockAborts) {
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+  const size_t big = resource.max_block_size() * 2;
+  void* p = resource.allocate(big, 16);
+  resource.deallocate(p, big, 16);
+  EXPECT_DEATH(resource.deallocate(p, big, 16), "([Dd]ouble|[Nn]ot allocated)");
+  EXPECT_EQ(upstream.live_blocks(), 0u);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+struct Buffer {
+  char bytes[256] = {};
+};
+
+TEST_F(MisuseDeathTest, SecondPutOfTheSameObjectAborts) {
+  Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr,
+                    DebugOptions(&sweeper_, true));
+  Buffer* raw = new Buffer;
+  std::unique_ptr<Buffer> first(raw);
+  std::unique_ptr<Buffer> second(raw);
+  pool.Put(std::move(first));
+  EXPECT_DEATH(pool.Put(std::move(second)), "[Dd]ouble [Pp]ut");
+  // The statement ran only in the child: here `second` still wraps the object the pool owns.
+  EXPECT_EQ(second.release(), raw);
+  EXPECT_EQ(pool.GetStats().cached_blocks(), 1u);
+}
+
+TEST_F(MisuseDeathTest, PutAfterReleaseThroughAHandleAborts) {
+  Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr,
+                    DebugOptions(&sweeper_, true));
+  auto handle = pool.Get();
+  Buffer* raw = handle.get();
+  handle.reset();  // Back in the pool.
+  EXPECT_DEATH(pool.Put(std::unique_ptr<Buffer>(raw)), "[Dd]ouble [Pp]ut");
+  EXPECT_EQ(pool.Get().get(), raw);  // The pool still holds it, once.
+}
+
+TEST_F(MisuseTest, DebugChecksKeepCorrectResourceUseWorking) {
+  TrackingResource upstream;
+  {
+    PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+    const size_t big = resource.max_block_size() + 1;
+    struct Request {
+      size_t bytes;
+      size_t alignment;
+    };
+    const std::vector<Request> requests = {{0, 8},    {16, 16}, {100, 8},
+                                           {1000, 64}, {64, 128}, {big, 16}};
+    for (int round = 0; round < 3; ++round) {
+      std::vector<void*> blocks;
+      for (const Request& r : requests) {
+        void* p = resource.allocate(r.bytes, r.alignment);
+        ASSERT_NE(p, nullptr);
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % r.alignment, 0u);
+        blocks.push_back(p);
+      }
+      for (size_t i = 0; i < requests.size(); ++i) {
+        resource.deallocate(blocks[i], requests[i].bytes, requests[i].alignment);
+      }
+    }
+    const Stats stats = resource.GetStats();
+    // Four pooled requests a round: round 0 misses, rounds 1 and 2 hit their own blocks.
+    EXPECT_EQ(stats.misses, 4u);
+    EXPECT_EQ(stats.hits, 8u);
+    EXPECT_EQ(stats.direct, 6u);
+    EXPECT_EQ(stats.cached_blocks(), 4u);
+    EXPECT_EQ(upstream.live_blocks(), 4u);
+
+    // A block that came back may be handed out and deallocated again.
+    void* p = resource.allocate(100, 8);
+    resource.deallocate(p, 100, 8);
+    sweeper_.SweepNow();
+    sweeper_.SweepNow();
+    EXPECT_EQ(resource.GetStats().cached_blocks(), 0u);
+    EXPECT_EQ(upstream.live_blocks(), 0u);
+  }
+  EXPECT_EQ(upstream.live_bytes(), 0u);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+TEST_F(MisuseTest, DebugChecksKeepCorrectPoolUseWorking) {
+  int made = 0;
+  Pool<Buffer> pool(
+      [&made] {
+        ++made;
+        return std::make_unique<Buffer>();
+      },
+      [](Buffer& b) { b.bytes[0] = 0; }, DebugOptions(&sweeper_, true));
+  {
+    auto a = pool.Get();
+    auto b = pool.Get();
+    ASSERT_TRUE(a && b);
+    EXPECT_NE(a.get(), b.get());
+    a->bytes[0] = 1;
+    b->bytes[0] = 1;
+  }
+  // Each Get takes the object out of the registry, so putting it back again is no double Put.
+  for (int i = 0; i < 10; ++i) {
+    auto h = pool.Get();
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->bytes[0], 0);  // The reset hook ran.
+    h->bytes[0] = 1;
+    if (i % 2 == 0) pool.Put(h.release());  // An explicit Put of a released object.
+  }
+  EXPECT_EQ(made, 2);
+  const Stats stats = pool.GetStats();
+  EXPECT_EQ(stats.misses, 2u);
+  EXPECT_EQ(stats.hits, 10u);
+  EXPECT_EQ(stats.cached_blocks(), 2u);
+  sweeper_.SweepNow();
+  sweeper_.SweepNow();
+  EXPECT_EQ(pool.GetStats().cached_blocks(), 0u);
+  EXPECT_EQ(pool.GetStats().swept_blocks, 2u);
+}
+
+TEST_F(MisuseTest, CorrectWorkloadWithoutDebugChecksRuns) {
+  TrackingResource upstream;
+  {
+    PoolResource resource(DebugOptions(&sweeper_, false), &upstream);
+    Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr,
+                      DebugOptions(&sweeper_, false));
+    std::vector<std::pair<void*, size_t>> blocks;
+    for (int round = 0; round < 50; ++round) {
+      for (size_t bytes : {size_t{1}, size_t{24}, size_t{300}, size_t{5000}}) {
+        blocks.emplace_back(resource.allocate(bytes * (round % 3 + 1), 16),
+                            bytes * (round % 3 + 1));
+      }
+      if (round % 2 == 1) {
+        for (const auto& [p, bytes] : blocks) resource.deallocate(p, bytes, 16);
+        blocks.clear();
+      }
+      auto a = pool.Get();
+      auto b = pool.Get();
+      ASSERT_TRUE(a && b);
+      if (round % 10 == 0) sweeper_.SweepNow();
+    }
+    for (const auto& [p, bytes] : blocks) resource.deallocate(p, bytes, 16);
+    const Stats stats = resource.GetStats();
+    EXPECT_EQ(stats.hits + stats.misses, 200u);
+    EXPECT_EQ(pool.GetStats().hits + pool.GetStats().misses, 100u);
+  }
+  EXPECT_EQ(upstream.live_blocks(), 0u);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+}  // namespace
+}  // namespace syncpool
