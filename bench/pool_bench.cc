@@ -1,0 +1,251 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: bench/pool_bench.cc
+// -----------------------------------------------------------------------------
+//
+// syncpool's benchmark suite (Google Benchmark):
+//
+//   bazel run -c opt //bench:pool_bench
+//
+//   BM_Seed_Alloc, BM_Seed_Pool   the Alloc-vs-Pool benchmark of Go's sync.Pool, in C++: new and
+//                                 delete of a 1 KiB buffer against Pool<Buf> Get and Put.
+//   BM_RoundTrip/<resource>/<n>   one allocate and one deallocate of n bytes through a
+//                                 std::pmr::memory_resource* (or, for syncpool_allocator,
+//                                 through PoolAllocator<char>, without the virtual call).
+//   BM_Churn/<resource>           building and dropping a std::pmr::vector of 64
+//                                 std::pmr::strings of 100 characters.
+//   BM_PerCpu_PopPush             the per-CPU cache alone (BlockCache Get and Put of one class),
+//                                 to show what the layers above it add.
+//
+// The names are stable: results are compared across versions by name. Every benchmark uses
+// UseRealTime(), so with several threads a figure is the wall time divided by the iterations of
+// all threads. Resources are shared by the threads of a benchmark, and each thread warms its
+// CPU's cache up before timing, so the pools are measured in their steady state.
+
+#include <cstddef>
+#include <memory>
+#include <memory_resource>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "syncpool/internal/block_cache.h"
+#include "syncpool/mimalloc_resource.h"
+#include "syncpool/pool.h"
+#include "syncpool/pool_allocator.h"
+#include "syncpool/pool_resource.h"
+#include "syncpool/sweeper.h"
+
+namespace {
+
+// Round trips done by each thread before timing starts.
+constexpr int kWarmupRoundTrips = 256;
+
+// The seed's buffer: 1 KiB.
+struct Buf {
+  char data[1024];
+};
+
+// -----------------------------------------------------------------------------
+// The seed's benchmark
+// -----------------------------------------------------------------------------
+
+void BM_Seed_Alloc(benchmark::State& state) {
+  for (auto _ : state) {
+    Buf* buf = new Buf;
+    benchmark::DoNotOptimize(buf);
+    benchmark::ClobberMemory();
+    delete buf;
+  }
+}
+BENCHMARK(BM_Seed_Alloc)->Threads(1)->Threads(2)->UseRealTime();
+
+void BM_Seed_Pool(benchmark::State& state) {
+  // Shared by every thread and run; never destroyed, so no thread can outlive it.
+  static auto* const pool = new syncpool::Pool<Buf>([] { return std::make_unique<Buf>(); });
+  for (int i = 0; i < kWarmupRoundTrips; ++i) pool->Get();
+  for (auto _ : state) {
+    auto buf = pool->Get();
+    benchmark::DoNotOptimize(buf.get());
+    benchmark::ClobberMemory();
+  }  // ~Handle puts the buffer back.
+}
+BENCHMARK(BM_Seed_Pool)->Threads(1)->Threads(2)->UseRealTime();
+
+// -----------------------------------------------------------------------------
+// Memory resources
+// -----------------------------------------------------------------------------
+
+// A resource under comparison. `get` returns it (created on first use and never destroyed, so
+// every thread of a benchmark shares it), or nullptr when it is not available.
+struct NamedResource {
+  const char* name;
+  std::pmr::memory_resource* (*get)();
+  bool thread_safe;
+};
+
+std::pmr::memory_resource* SyncPool() { return &syncpool::PoolResource::Default(); }
+std::pmr::memory_resource* NewDelete() { return std::pmr::new_delete_resource(); }
+std::pmr::memory_resource* SynchronizedPool() {
+  static auto* const resource = new std::pmr::synchronized_pool_resource();
+  return resource;
+}
+std::pmr::memory_resource* UnsynchronizedPool() {
+  static auto* const resource = new std::pmr::unsynchronized_pool_resource();
+  return resource;
+}
+std::pmr::memory_resource* Mimalloc() { return syncpool::MimallocResource::Get(); }
+
+constexpr NamedResource kResources[] = {
+    {"syncpool", &SyncPool, true},
+    {"new_delete", &NewDelete, true},
+    {"synchronized_pool", &SynchronizedPool, true},
+    {"unsynchronized_pool", &UnsynchronizedPool, false},
+    {"mimalloc", &Mimalloc, true},
+};
+
+constexpr size_t kRoundTripBytes[] = {64, 1024, 65536};
+
+// Returns the resource, or skips the benchmark (on this thread) and returns nullptr.
+std::pmr::memory_resource* GetOrSkip(benchmark::State& state, const NamedResource& resource) {
+  std::pmr::memory_resource* mr = resource.get();
+  if (mr == nullptr) state.SkipWithError("resource not available (libmimalloc.so.2 not loaded?)");
+  return mr;
+}
+
+// Registers the thread counts: 1 and 2, or 1 alone for a resource that is not thread-safe.
+void SetThreads(benchmark::internal::Benchmark* b, bool thread_safe) {
+  b->Threads(1);
+  if (thread_safe) b->Threads(2);
+  b->UseRealTime();
+}
+
+// -----------------------------------------------------------------------------
+// BM_RoundTrip
+// -----------------------------------------------------------------------------
+
+void RoundTrip(benchmark::State& state, const NamedResource& resource, size_t bytes) {
+  std::pmr::memory_resource* mr = GetOrSkip(state, resource);
+  if (mr == nullptr) return;
+  for (int i = 0; i < kWarmupRoundTrips; ++i) mr->deallocate(mr->allocate(bytes), bytes);
+  for (auto _ : state) {
+    void* p = mr->allocate(bytes);
+    benchmark::DoNotOptimize(p);
+    mr->deallocate(p, bytes);
+  }
+}
+
+void RoundTripAllocator(benchmark::State& state, size_t bytes) {
+  syncpool::PoolAllocator<char> alloc;  // PoolResource::Default(), as "syncpool" above.
+  for (int i = 0; i < kWarmupRoundTrips; ++i) alloc.deallocate(alloc.allocate(bytes), bytes);
+  for (auto _ : state) {
+    char* p = alloc.allocate(bytes);
+    benchmark::DoNotOptimize(p);
+    alloc.deallocate(p, bytes);
+  }
+}
+
+void RegisterRoundTrips() {
+  for (const NamedResource& resource : kResources) {
+    for (size_t bytes : kRoundTripBytes) {
+      const std::string name =
+          std::string("BM_RoundTrip/") + resource.name + "/" + std::to_string(bytes);
+      SetThreads(benchmark::RegisterBenchmark(name.c_str(), &RoundTrip, resource, bytes),
+                 resource.thread_safe);
+    }
+  }
+  for (size_t bytes : kRoundTripBytes) {
+    const std::string name = "BM_RoundTrip/syncpool_allocator/" + std::to_string(bytes);
+    SetThreads(benchmark::RegisterBenchmark(name.c_str(), &RoundTripAllocator, bytes),
+               /*thread_safe=*/true);
+  }
+}
+
+// -----------------------------------------------------------------------------
+// BM_Churn
+// -----------------------------------------------------------------------------
+
+constexpr int kChurnStrings = 64;
+constexpr size_t kChurnStringLength = 100;
+
+void BuildAndDrop(std::pmr::memory_resource* mr) {
+  std::pmr::vector<std::pmr::string> strings(mr);
+  for (int i = 0; i < kChurnStrings; ++i) strings.emplace_back(kChurnStringLength, 'x');
+  benchmark::DoNotOptimize(strings.data());
+  benchmark::ClobberMemory();
+}
+
+void Churn(benchmark::State& state, const NamedResource& resource) {
+  std::pmr::memory_resource* mr = GetOrSkip(state, resource);
+  if (mr == nullptr) return;
+  for (int i = 0; i < kWarmupRoundTrips / 16; ++i) BuildAndDrop(mr);
+  for (auto _ : state) BuildAndDrop(mr);
+}
+
+void RegisterChurns() {
+  for (const NamedResource& resource : kResources) {
+    const std::string name = std::string("BM_Churn/") + resource.name;
+    SetThreads(benchmark::RegisterBenchmark(name.c_str(), &Churn, resource),
+               resource.thread_safe);
+  }
+}
+
+// -----------------------------------------------------------------------------
+// BM_PerCpu_PopPush
+// -----------------------------------------------------------------------------
+
+constexpr size_t kPerCpuBlockBytes = 64;
+
+// Blocks come from operator new; a spilled or swept block goes back to operator delete.
+class DeletingReleaser final : public syncpool::internal::BlockReleaser {
+ public:
+  void Release(size_t /*cls*/, void* const* blocks, size_t n) override {
+    for (size_t i = 0; i < n; ++i) ::operator delete(blocks[i]);
+  }
+};
+
+syncpool::Sweeper::Options ManualSweeps() {
+  syncpool::Sweeper::Options options;
+  options.background = false;  // No epoch interrupts the measurement.
+  return options;
+}
+
+// One size class, 128 blocks per CPU and generation, swept only on demand (never, here).
+struct PerCpuFixture {
+  syncpool::Sweeper sweeper{ManualSweeps()};
+  DeletingReleaser releaser;
+  syncpool::internal::BlockCache cache{{kPerCpuBlockBytes}, {128}, &releaser, &sweeper};
+};
+
+void BM_PerCpu_PopPush(benchmark::State& state) {
+  static auto* const fixture = new PerCpuFixture();
+  syncpool::internal::BlockCache& cache = fixture->cache;
+  auto get_or_new = [&cache] {
+    void* block = cache.Get(0);
+    return block != nullptr ? block : ::operator new(kPerCpuBlockBytes);
+  };
+  for (int i = 0; i < kWarmupRoundTrips; ++i) cache.Put(0, get_or_new());
+  for (auto _ : state) {
+    void* block = get_or_new();
+    benchmark::DoNotOptimize(block);
+    cache.Put(0, block);
+  }
+}
+BENCHMARK(BM_PerCpu_PopPush)->Threads(1)->Threads(2)->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  RegisterRoundTrips();
+  RegisterChurns();
+#ifndef NDEBUG
+  benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");
+#endif
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
