@@ -102,7 +102,7 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
     p = upstream_->allocate(bytes, alignment);
     direct_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    const size_t cls = SizeClassOf(internal::RoundUpToAlignment(bytes, alignment));
+    const size_t cls = SizeClassOf(internal::PooledSize(bytes, alignment));
     p = cache_.Get(cls);
     if (p == nullptr) p = AllocateMiss(cls);
   }
@@ -121,7 +121,7 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
     upstream_->deallocate(p, bytes, alignment);
     return;
   }
-  cache_.Put(SizeClassOf(internal::RoundUpToAlignment(bytes, alignment)), p);
+  cache_.Put(SizeClassOf(internal::PooledSize(bytes, alignment)), p);
 }
 
 void* PoolResource::AllocateMiss(size_t cls) {

@@ -84,7 +84,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // allocate() without the virtual call: PoolAllocator uses it. Same contract.
   void* Allocate(size_t bytes, size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_FALSE(!OnFastPath(bytes, alignment))) return AllocateSlow(bytes, alignment);
-    const size_t cls = internal::SizeClassOf(internal::RoundUpToAlignment(bytes, alignment));
+    const size_t cls = internal::SizeClassOf(internal::PooledSize(bytes, alignment));
     void* block = cache_.Get(cls);
     if (ABSL_PREDICT_FALSE(block == nullptr)) block = AllocateMiss(cls);
     return block;
@@ -99,7 +99,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
       DeallocateSlow(p, bytes, alignment);
       return;
     }
-    cache_.Put(internal::SizeClassOf(internal::RoundUpToAlignment(bytes, alignment)), p);
+    cache_.Put(internal::SizeClassOf(internal::PooledSize(bytes, alignment)), p);
   }
 
   // PoolResource::Trim()

@@ -25,7 +25,7 @@ struct Stats {
   // Gets and allocations served from a cache (of any CPU, either generation).
   uint64_t hits = 0;
   // Gets and allocations that found every cache empty: they called New or the upstream
-  // resource.
+  // resource (counted before the call, so a call that throws counts too).
   uint64_t misses = 0;
   // Hits served from another CPU's cache (included in `hits`).
   uint64_t steals = 0;

@@ -12,7 +12,7 @@
 // a resource uses those up to its Options::max_block_size.
 //
 // Alignment: a request of alignment `a` (a power of two, at most kMaxPooledAlignment) is first
-// rounded up to a multiple of `a`. The class of such a rounded size is always a multiple of `a`
+// rounded up to a nonzero multiple of `a` (PooledSize()). The class of such a rounded size is always a multiple of `a`
 // (with four classes per doubling, the multiples of 2^(k-1) and 2^k in (2^k, 2^(k+1)] are class
 // sizes), and every block of a class is obtained upstream with the class's natural alignment
 // (its largest power-of-two divisor, capped at kMaxPooledAlignment). So a pooled block always
@@ -68,6 +68,16 @@ constexpr size_t ClassAlignment(size_t cls) {
 // REQUIRES: align is a power of two; size + align does not overflow.
 constexpr size_t RoundUpToAlignment(size_t size, size_t align) {
   return (size + align - 1) & ~(align - 1);
+}
+
+// PooledSize()
+//
+// The size a pooled request of `size` bytes and alignment `align` is served as: rounded up to
+// a multiple of `align`, and at least `align` (so that a zero-byte request still gets a block
+// of its alignment). REQUIRES: as RoundUpToAlignment().
+constexpr size_t PooledSize(size_t size, size_t align) {
+  const size_t rounded = RoundUpToAlignment(size, align);
+  return rounded < align ? align : rounded;
 }
 
 static_assert(ClassSize(kNumSizeClasses - 1) == kMaxClassSize);

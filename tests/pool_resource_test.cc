@@ -1,0 +1,426 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// Tests of PoolResource: reuse of freed blocks, alignment, requests that go upstream, errors,
+// statistics, victim semantics under SweepNow(), Trim(), destruction, options, stealing between
+// CPUs and the default resource. Resources run over a TrackingResource, which flags any block
+// given back with a wrong size or alignment, and a sweeper without a thread.
+
+#include "syncpool/pool_resource.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory_resource>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "syncpool/internal/size_class.h"
+#include "syncpool/sweeper.h"
+#include "syncpool/testing/fake_cpu.h"
+#include "tracking_resource.h"
+
+namespace syncpool {
+namespace {
+
+using ::syncpool::internal::ClassSize;
+using ::syncpool::internal::SizeClassOf;
+using ::syncpool::testing::ScopedFakeCpu;
+using ::syncpool::testing::TrackingResource;
+
+bool IsAligned(const void* p, size_t alignment) {
+  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
+}
+
+// The size of the block that serves `bytes` with the default alignment.
+size_t BlockSize(size_t bytes) { return ClassSize(SizeClassOf((bytes + 15) & ~size_t{15})); }
+
+struct Block {
+  void* p;
+  size_t bytes;
+  size_t alignment;
+};
+
+// Every test leaves nothing upstream once its resources are destroyed (at the end of the
+// test body), and TrackingResource saw no block given back with a wrong size or alignment.
+template <typename Base>
+class ResourceTest : public Base {
+ protected:
+  void TearDown() override {
+    EXPECT_EQ(upstream_.live_bytes(), 0u);
+    EXPECT_EQ(upstream_.live_blocks(), 0u);
+    EXPECT_TRUE(upstream_.errors().empty()) << upstream_.errors().front();
+  }
+
+  Sweeper sweeper_{Sweeper::Options{.background = false}};
+  TrackingResource upstream_;
+};
+
+// Runs each test with debug checks off and on: what is tested must not depend on them.
+class PoolResourceTest : public ResourceTest<::testing::TestWithParam<bool>> {
+ protected:
+  Options MakeOptions() { return Options{.sweeper = &sweeper_, .debug_checks = GetParam()}; }
+};
+
+using PoolResourceApiTest = ResourceTest<::testing::Test>;
+
+INSTANTIATE_TEST_SUITE_P(DebugChecks, PoolResourceTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "On" : "Off");
+                         });
+
+TEST_P(PoolResourceTest, FreedBlockIsReusedOnTheSameCpu) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  void* p = r.allocate(100, 8);
+  EXPECT_EQ(upstream_.allocations(), 1u);
+  EXPECT_EQ(upstream_.live_bytes(), BlockSize(100));
+  r.deallocate(p, 100, 8);
+  EXPECT_EQ(r.allocate(100, 8), p);
+  r.deallocate(p, 100, 8);
+  EXPECT_EQ(r.allocate(97, 1), p);  // Any size of the class is served by the same block.
+  r.deallocate(p, 97, 1);
+  EXPECT_EQ(upstream_.allocations(), 1u);
+  EXPECT_EQ(upstream_.deallocations(), 0u);
+}
+
+TEST_P(PoolResourceTest, ZeroBytesGiveDistinctAlignedDeallocatableBlocks) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  for (const size_t align : {1, 16, 32, 64}) {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 16; ++i) {
+      void* p = r.allocate(0, align);
+      ASSERT_NE(p, nullptr);
+      EXPECT_TRUE(IsAligned(p, align)) << p << " for alignment " << align;
+      EXPECT_EQ(std::count(blocks.begin(), blocks.end(), p), 0) << "handed out twice";
+      blocks.push_back(p);
+    }
+    for (void* p : blocks) r.deallocate(p, 0, align);
+  }
+  EXPECT_GT(r.GetStats().primary_blocks, 0u);
+}
+
+TEST_P(PoolResourceTest, AlignmentThatIsNotAPowerOfTwoThrows) {
+  PoolResource r(MakeOptions(), &upstream_);
+  for (const size_t align : {0, 3, 6, 12, 48, 96, 192, 1000}) {
+    EXPECT_THROW((void)r.allocate(8, align), std::invalid_argument) << align;
+    EXPECT_THROW((void)r.allocate(r.max_block_size() + 1, align), std::invalid_argument)
+        << align;
+  }
+  const Stats s = r.GetStats();
+  EXPECT_EQ(s.hits + s.misses + s.direct, 0u);
+  EXPECT_EQ(upstream_.allocations(), 0u);
+}
+
+TEST_P(PoolResourceTest, PooledAlignmentsAreHonoured) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  const size_t sizes[] = {1,    7,    16,   24,    48, 100, 129, 200, 1000, 3000, 4104,
+                          65535, r.max_block_size()};
+  // Twice: the second round reuses the first round's blocks for other alignments.
+  for (int round = 0; round < 2; ++round) {
+    std::vector<Block> live;
+    for (size_t align = 1; align <= kMaxPooledAlignment; align *= 2) {
+      for (const size_t size : sizes) {
+        void* p = r.allocate(size, align);
+        EXPECT_TRUE(IsAligned(p, align)) << size << " aligned to " << align;
+        std::memset(p, static_cast<int>(live.size() & 0xff), size);
+        live.push_back({p, size, align});
+      }
+    }
+    for (size_t i = 0; i < live.size(); ++i) {
+      const auto* bytes = static_cast<const unsigned char*>(live[i].p);
+      const bool intact = std::all_of(bytes, bytes + live[i].bytes,
+                                      [i](unsigned char b) { return b == (i & 0xff); });
+      EXPECT_TRUE(intact) << "block " << i << " overlaps another";
+    }
+    for (const Block& b : live) r.deallocate(b.p, b.bytes, b.alignment);
+  }
+  EXPECT_EQ(r.GetStats().direct, 0u);
+  EXPECT_GT(r.GetStats().hits, 0u);
+}
+
+TEST_P(PoolResourceTest, LargeAndOverAlignedRequestsGoUpstream) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.max_block_size = 4096;
+  PoolResource r(options, &upstream_);
+  EXPECT_EQ(r.max_block_size(), 4096u);
+  r.deallocate(r.allocate(4096), 4096);  // The largest pooled size.
+  EXPECT_EQ(r.GetStats().direct, 0u);
+  EXPECT_EQ(r.GetStats().primary_blocks, 1u);
+  const size_t before = upstream_.live_bytes();
+
+  const Block blocks[] = {{r.allocate(4097, 16), 4097, 16},
+                          {r.allocate(100, 128), 100, 128},
+                          {r.allocate(10, 4096), 10, 4096}};
+  for (const Block& b : blocks) EXPECT_TRUE(IsAligned(b.p, b.alignment)) << b.alignment;
+  EXPECT_EQ(upstream_.live_bytes(), before + 4097 + 100 + 10);
+  Stats s = r.GetStats();
+  EXPECT_EQ(s.direct, 3u);
+  EXPECT_EQ(s.hits + s.misses, 1u);
+
+  for (const Block& b : blocks) r.deallocate(b.p, b.bytes, b.alignment);
+  EXPECT_EQ(upstream_.live_bytes(), before);  // Given back at once, never cached.
+  EXPECT_EQ(upstream_.deallocations(), 3u);
+  EXPECT_EQ(r.GetStats().cached_blocks(), 1u);
+}
+
+TEST_P(PoolResourceTest, UpstreamFailurePropagatesAndChangesNothing) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  void* kept = r.allocate(64);
+  r.deallocate(r.allocate(512), 512);  // One cached block of 512.
+  const Stats before = r.GetStats();
+  const size_t live_before = upstream_.live_bytes();
+
+  upstream_.FailAfter(0);
+  void* cached = r.allocate(512);  // A cached block needs no upstream call.
+  EXPECT_THROW((void)r.allocate(64), std::bad_alloc);
+  upstream_.FailAfter(0);
+  EXPECT_THROW((void)r.allocate(r.max_block_size() + 1), std::bad_alloc);
+  upstream_.FailAfter(0);
+  EXPECT_THROW((void)r.allocate(64, 256), std::bad_alloc);
+
+  const Stats after = r.GetStats();
+  EXPECT_EQ(after.hits, before.hits + 1);
+  // The failed pooled request found the caches empty: at most that miss is counted.
+  EXPECT_LE(after.misses, before.misses + 1);
+  EXPECT_EQ(after.direct, before.direct);
+  EXPECT_EQ(after.cached_blocks(), 0u);
+  EXPECT_EQ(upstream_.live_bytes(), live_before);
+
+  void* fresh = r.allocate(64);  // Still fully usable.
+  EXPECT_NE(fresh, kept);
+  for (void* p : {fresh, kept}) r.deallocate(p, 64);
+  r.deallocate(cached, 512);
+  EXPECT_EQ(r.GetStats().primary_blocks, 3u);
+}
+
+TEST_P(PoolResourceTest, StatsFollowHitsMissesAndGenerations) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  const uint64_t block = BlockSize(100);
+  void* a = r.allocate(100);
+  void* b = r.allocate(100);
+  EXPECT_EQ(r.GetStats().misses, 2u);
+  r.deallocate(a, 100);
+  r.deallocate(b, 100);
+  Stats s = r.GetStats();
+  EXPECT_EQ(s.primary_blocks, 2u);
+  EXPECT_EQ(s.primary_bytes, 2 * block);
+  a = r.allocate(100);
+  EXPECT_EQ(r.GetStats().hits, 1u);
+
+  sweeper_.SweepNow();
+  s = r.GetStats();
+  EXPECT_EQ(s.epochs, 1u);
+  EXPECT_EQ(s.primary_blocks, 0u);
+  EXPECT_EQ(s.victim_blocks, 1u);
+  EXPECT_EQ(s.victim_bytes, block);
+  b = r.allocate(100);  // From the victim generation: a hit, not a steal.
+  s = r.GetStats();
+  EXPECT_EQ(s.hits, 2u);
+  EXPECT_EQ(s.misses, 2u);
+  EXPECT_EQ(s.steals, 0u);
+  EXPECT_EQ(s.cached_blocks(), 0u);
+
+  r.deallocate(a, 100);
+  r.deallocate(b, 100);
+  sweeper_.SweepNow();
+  sweeper_.SweepNow();
+  s = r.GetStats();
+  EXPECT_EQ(s.epochs, 3u);
+  EXPECT_EQ(s.swept_blocks, 2u);
+  EXPECT_EQ(s.swept_bytes, 2 * block);
+  EXPECT_EQ(s.cached_bytes(), 0u);
+  EXPECT_EQ(s.spills, 0u);
+}
+
+// A freed block survives one sweep and is released by the second; allocation takes the
+// primary generation before the victim; a block in steady use survives any number of sweeps.
+TEST_P(PoolResourceTest, VictimGenerationSemantics) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  r.deallocate(r.allocate(200), 200);
+  sweeper_.SweepNow();
+  EXPECT_EQ(upstream_.live_blocks(), 1u);
+  EXPECT_EQ(r.GetStats().victim_blocks, 1u);
+  sweeper_.SweepNow();
+  EXPECT_EQ(upstream_.live_blocks(), 0u);
+  EXPECT_EQ(r.GetStats().swept_blocks, 1u);
+
+  void* old_block = r.allocate(64);
+  void* new_block = r.allocate(64);
+  r.deallocate(old_block, 64);
+  sweeper_.SweepNow();  // old_block is now in the victim generation.
+  r.deallocate(new_block, 64);
+  EXPECT_EQ(r.allocate(64), new_block);
+  EXPECT_EQ(r.allocate(64), old_block);
+
+  for (int i = 0; i < 5; ++i) {
+    r.deallocate(old_block, 64);
+    sweeper_.SweepNow();
+    EXPECT_EQ(r.allocate(64), old_block);
+  }
+  for (void* p : {old_block, new_block}) r.deallocate(p, 64);
+  EXPECT_EQ(upstream_.allocations(), 3u);
+}
+
+TEST_P(PoolResourceTest, TrimReturnsEveryCachedBlock) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  void* in_use = r.allocate(300);
+  std::vector<Block> blocks;
+  for (size_t size = 8; size <= 8192; size *= 2) blocks.push_back({r.allocate(size), size, 16});
+  for (size_t i = 0; i < blocks.size(); i += 2) r.deallocate(blocks[i].p, blocks[i].bytes);
+  sweeper_.SweepNow();  // Some victims, some primaries.
+  for (size_t i = 1; i < blocks.size(); i += 2) r.deallocate(blocks[i].p, blocks[i].bytes);
+  ASSERT_GT(r.GetStats().victim_blocks, 0u);
+  ASSERT_GT(r.GetStats().primary_blocks, 0u);
+
+  r.Trim();
+  EXPECT_EQ(r.GetStats().cached_bytes(), 0u);
+  EXPECT_EQ(upstream_.live_blocks(), 1u);  // Only the block in use, which is unaffected.
+  r.deallocate(in_use, 300);
+  EXPECT_EQ(r.allocate(300), in_use);
+  r.deallocate(in_use, 300);
+}
+
+TEST_P(PoolResourceTest, DestructionReturnsEveryCachedBlock) {
+  PoolResource r(MakeOptions(), &upstream_);
+  for (int cpu = 0; cpu < ScopedFakeCpu::NumCpus(); ++cpu) {
+    ScopedFakeCpu on(cpu);
+    std::vector<Block> blocks;
+    for (size_t size = 0; size <= 70000; size = size * 3 + 1) {
+      blocks.push_back({r.allocate(size), size, 16});
+    }
+    for (const Block& b : blocks) r.deallocate(b.p, b.bytes);
+    sweeper_.SweepNow();
+    r.deallocate(r.allocate(40), 40);
+  }
+  EXPECT_GT(r.GetStats().victim_blocks, 0u);
+  EXPECT_GT(r.GetStats().primary_blocks, 0u);
+}
+
+TEST_P(PoolResourceTest, FullCacheSpillsUpstream) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.max_blocks_per_class = 4;
+  options.per_cpu_class_bytes = 1024;
+  PoolResource r(options, &upstream_);
+  // 6 blocks of 64 bytes (min(4, 1024 / 64) = 4 kept), 3 of 1024 (never fewer than 2 kept).
+  std::vector<Block> blocks;
+  for (const size_t size : {64, 64, 64, 64, 64, 64, 1024, 1024, 1024}) {
+    blocks.push_back({r.allocate(size), size, 16});
+  }
+  for (const Block& b : blocks) r.deallocate(b.p, b.bytes);
+  EXPECT_EQ(r.GetStats().primary_blocks, 6u);
+  EXPECT_EQ(r.GetStats().spills, 3u);
+  EXPECT_EQ(upstream_.live_blocks(), 6u);
+}
+
+TEST_P(PoolResourceTest, StealsFromAnotherCpuOnlyWhenItsOwnIsEmpty) {
+  if (ScopedFakeCpu::NumCpus() < 2) GTEST_SKIP() << "needs two CPUs";
+  PoolResource r(MakeOptions(), &upstream_);
+  auto on = [](int cpu, auto f) {
+    ScopedFakeCpu fake(cpu);
+    return f();
+  };
+  void* p = on(0, [&] { return r.allocate(128); });
+  on(0, [&] { r.deallocate(p, 128); });
+  EXPECT_EQ(on(1, [&] { return r.allocate(128); }), p);  // Stolen from CPU 0.
+  EXPECT_EQ(r.GetStats().steals, 1u);
+  EXPECT_EQ(r.GetStats().hits, 1u);
+  void* q = on(1, [&] { return r.allocate(128); });  // Nothing anywhere: a miss.
+  EXPECT_EQ(r.GetStats().misses, 2u);
+
+  on(1, [&] { r.deallocate(p, 128); });
+  on(0, [&] { r.deallocate(q, 128); });
+  EXPECT_EQ(on(1, [&] { return r.allocate(128); }), p);  // Each CPU uses its own block.
+  EXPECT_EQ(on(0, [&] { return r.allocate(128); }), q);
+  EXPECT_EQ(r.GetStats().steals, 1u);
+
+  on(0, [&] { r.deallocate(q, 128); });
+  sweeper_.SweepNow();  // q is in CPU 0's victim generation: still stolen.
+  EXPECT_EQ(on(1, [&] { return r.allocate(128); }), q);
+  EXPECT_EQ(r.GetStats().steals, 2u);
+  on(1, [&] {
+    r.deallocate(p, 128);
+    r.deallocate(q, 128);
+  });
+  EXPECT_EQ(upstream_.allocations(), 2u);
+}
+
+TEST_F(PoolResourceApiTest, InvalidOptionsThrow) {
+  Options options{.sweeper = &sweeper_, .debug_checks = false};
+  options.max_block_size = internal::kMaxClassSize + 1;
+  EXPECT_THROW(PoolResource(options, &upstream_), std::invalid_argument);
+  options.max_block_size = internal::kMaxClassSize;
+  options.max_blocks_per_class = 0;
+  EXPECT_THROW(PoolResource(options, &upstream_), std::invalid_argument);
+  options.max_blocks_per_class = 1;
+  PoolResource r(options, &upstream_);  // 1 MiB is the largest valid block size.
+  r.deallocate(r.allocate(internal::kMaxClassSize), internal::kMaxClassSize);
+  EXPECT_EQ(r.GetStats().direct, 0u);
+}
+
+TEST_F(PoolResourceApiTest, IsEqualOnlyToItself) {
+  PoolResource a(Options{.sweeper = &sweeper_, .debug_checks = false}, &upstream_);
+  PoolResource b(Options{.sweeper = &sweeper_, .debug_checks = false}, &upstream_);
+  EXPECT_TRUE(a.is_equal(a));
+  EXPECT_FALSE(a.is_equal(b));
+  EXPECT_FALSE(a.is_equal(upstream_));
+  EXPECT_FALSE(a.is_equal(*std::pmr::new_delete_resource()));
+  EXPECT_TRUE(a == a);
+  EXPECT_TRUE(a != b);
+  EXPECT_NE(std::pmr::polymorphic_allocator<int>(&a), std::pmr::polymorphic_allocator<int>(&b));
+}
+
+TEST_F(PoolResourceApiTest, PmrContainersWork) {
+  PoolResource r(Options{.sweeper = &sweeper_, .debug_checks = true}, &upstream_);
+  {
+    std::pmr::vector<std::pmr::string> v(&r);
+    for (int i = 0; i < 200; ++i) v.emplace_back(100 + i % 50, static_cast<char>('a' + i % 26));
+    for (int i = 0; i < 200; ++i) {
+      ASSERT_EQ(std::string_view(v[i]), std::string(100 + i % 50, static_cast<char>('a' + i % 26)))
+          << i;
+    }
+    EXPECT_EQ(v.back().get_allocator().resource(), &r);
+    const Stats s = r.GetStats();
+    EXPECT_GE(s.hits + s.misses, 200u);
+  }
+  EXPECT_GT(r.GetStats().cached_blocks(), 0u);
+}
+
+TEST_F(PoolResourceApiTest, DefaultAndScopedDefaultResource) {
+  PoolResource& d = PoolResource::Default();
+  EXPECT_EQ(&PoolResource::Default(), &d);
+  EXPECT_EQ(d.upstream(), DefaultUpstream());
+  EXPECT_EQ(d.max_block_size(), Options{}.max_block_size);
+  d.deallocate(d.allocate(1000, 64), 1000, 64);
+
+  std::pmr::memory_resource* const original = std::pmr::get_default_resource();
+  PoolResource mine(Options{.sweeper = &sweeper_, .debug_checks = false}, &upstream_);
+  {
+    ScopedDefaultResource use_default;
+    EXPECT_EQ(std::pmr::get_default_resource(), &PoolResource::Default());
+    {
+      ScopedDefaultResource use_mine(&mine);
+      EXPECT_EQ(std::pmr::get_default_resource(), &mine);
+      std::pmr::vector<int> v(1000, 7);
+      EXPECT_EQ(v.get_allocator().resource(), &mine);
+      EXPECT_EQ(mine.GetStats().misses, 1u);
+      EXPECT_EQ(upstream_.allocations(), 1u);
+    }
+    EXPECT_EQ(std::pmr::get_default_resource(), &PoolResource::Default());
+  }
+  EXPECT_EQ(std::pmr::get_default_resource(), original);
+}
+
+}  // namespace
+}  // namespace syncpool
