@@ -15,21 +15,22 @@ namespace syncpool {
 namespace internal {
 namespace {
 
-uint32_t MaxOf(const std::vector<uint32_t>& capacities) {
-  uint32_t max = 0;
-  for (uint32_t c : capacities) max = std::max(max, c);
-  return max;
+size_t Sum(const std::vector<uint32_t>& capacities) {
+  size_t sum = 0;
+  for (uint32_t c : capacities) sum += c;
+  return sum;
 }
 
 }  // namespace
 
 BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
-                       BlockReleaser* releaser, Sweeper* sweeper)
-    : num_cpus_(NumCpus()),
+                       BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq)
+    : rseq_(allow_rseq && RseqUsable()),
+      num_cpus_(NumCpus()),
       cpus_(new std::atomic<CpuCache*>[static_cast<size_t>(num_cpus_)]),
       class_bytes_(std::move(class_bytes)),
       capacities_(std::move(capacities)),
-      max_capacity_(MaxOf(capacities_)),
+      total_capacity_(Sum(capacities_)),
       releaser_(releaser),
       sweeper_(sweeper) {
   if (class_bytes_.empty() || class_bytes_.size() != capacities_.size()) {
@@ -68,18 +69,71 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   return c;
 }
 
+template <typename Op>
+auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
+  SpinLockHolder l(&c->lock);
+  if (rseq_) {
+    // Stop, then fence: once FenceCpu() returns, no sequence that missed `stopped` is still
+    // running on `cpu`, so the cache is ours until `stopped` is cleared.
+    c->stopped.store(1, std::memory_order_relaxed);
+    FenceCpu(cpu);
+  }
+  auto result = op(c);  // Moves pointers only: cannot throw.
+  if (rseq_) c->stopped.store(0, std::memory_order_release);
+  return result;
+}
+
+namespace {
+
+#if SYNCPOOL_RSEQ_FAST_PATH
+// In the rseq mode, a thread that finds its CPU's cache stopped waits for the remote
+// operation to end by taking the lock it holds.
+void WaitIfStopped(CpuCache* c) {
+  if (c->stopped.load(std::memory_order_acquire) != 0) SpinLockHolder l(&c->lock);
+}
+#endif
+
+// The fake CPU of the calling thread (tests), or -1.
+int FakeCpu() {
+  return g_fake_cpu_users.load(std::memory_order_relaxed) != 0 ? FakeCpuOfThisThread() : -1;
+}
+
+}  // namespace
+
 void BlockCache::CountMiss() {
   CacheOf(CurrentCpu())->misses.fetch_add(1, std::memory_order_relaxed);
 }
 
 void* BlockCache::GetSlow(size_t cls, int cpu) {
-  CpuCache* c = CacheOf(cpu);
-  void* block;
-  {
+  // Pops from the primary, else the victim generation, of a cache locked or stopped by us.
+  auto pop_locked = [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    void* b = cc->PopPrimary(cls);
+    if (b == nullptr) b = cc->PopVictim(cls);
+    if (b != nullptr) cc->CountHit();
+    return b;
+  };
+  void* block = nullptr;
+  CpuCache* c;
+  if (!rseq_) {
+    c = CacheOf(cpu);  // The fast path may not have run (no cache yet).
     SpinLockHolder l(&c->lock);
-    block = c->PopPrimary(cls);  // The fast path may not have run (no cache yet).
-    if (block == nullptr) block = c->PopVictim(cls);
-    if (block != nullptr) c->CountHit();
+    block = pop_locked(c);
+  } else if (const int fake = FakeCpu(); fake >= 0) {
+    // A fake CPU is not where this thread runs: work on its cache as a remote operation.
+    cpu = fake;
+    c = CacheOf(cpu);
+    block = Remote(cpu, c, pop_locked);
+  } else {
+#if SYNCPOOL_RSEQ_FAST_PATH
+    cpu = RealCurrentCpu();
+    c = CacheOf(cpu);
+    WaitIfStopped(c);
+    const size_t offset = CpuCache::StackOffset(cls);
+    block = RseqPopPrimary(cpus_.get(), offset);
+    if (block == nullptr) block = RseqPopVictim(cpus_.get(), offset);
+#else
+    c = CacheOf(CurrentCpu());
+#endif
   }
   if (block != nullptr) return block;
   if (num_cpus_ > 1) {
@@ -94,31 +148,57 @@ void* BlockCache::GetSlow(size_t cls, int cpu) {
 }
 
 void* BlockCache::Steal(size_t cls, int cpu) {
-  // Remote operation: takes the victim's lock like any local operation. The counts are read
-  // without the lock first so that empty caches cost one load each; a count that was stale
-  // only makes the steal fail or miss a block, both harmless.
+  // A remote operation on each other CPU whose counts (read without its lock, so possibly
+  // stale) show blocks of this class. Takes up to half of what it finds, at most kStealBatch:
+  // one for the caller, the rest for the caller's CPU, so that a consumer CPU fed by a
+  // producer CPU pays for one remote operation per batch, not per block.
+  void* taken[kStealBatch];
   for (int i = 1; i < num_cpus_; ++i) {
     int other = cpu + i;
     if (other >= num_cpus_) other -= num_cpus_;
     CpuCache* o = cpus_[other].load(std::memory_order_acquire);
     if (o == nullptr || (o->PrimaryCount(cls) == 0 && o->VictimCount(cls) == 0)) continue;
-    SpinLockHolder l(&o->lock);
-    void* block = o->PopPrimary(cls);
-    if (block == nullptr) block = o->PopVictim(cls);
-    if (block != nullptr) {
-      o->CountHit();
-      return block;
-    }
+    const size_t n = Remote(other, o, [cls, &taken](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      const size_t available = size_t{cc->PrimaryCount(cls)} + cc->VictimCount(cls);
+      const size_t want = std::min(kStealBatch, (available + 1) / 2);
+      size_t k = 0;
+      while (k < want) {
+        void* b = cc->PopPrimary(cls);
+        if (b == nullptr) b = cc->PopVictim(cls);
+        if (b == nullptr) break;
+        taken[k++] = b;
+      }
+      if (k != 0) cc->CountHit();
+      return k;
+    });
+    if (n == 0) continue;
+    for (size_t k = 1; k < n; ++k) Put(cls, taken[k]);
+    return taken[0];
   }
   return nullptr;
 }
 
 void BlockCache::PutSlow(size_t cls, void* block, int cpu) {
-  CpuCache* c = CacheOf(cpu);
-  bool kept;
-  {
+  auto push_locked = [cls, block](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    return cc->PushPrimary(cls, block);
+  };
+  bool kept = false;
+  CpuCache* c;
+  if (!rseq_) {
+    c = CacheOf(cpu);
     SpinLockHolder l(&c->lock);
-    kept = c->PushPrimary(cls, block);
+    kept = push_locked(c);
+  } else if (const int fake = FakeCpu(); fake >= 0) {
+    c = CacheOf(fake);
+    kept = Remote(fake, c, push_locked);
+  } else {
+#if SYNCPOOL_RSEQ_FAST_PATH
+    c = CacheOf(RealCurrentCpu());
+    WaitIfStopped(c);
+    kept = RseqPush(cpus_.get(), CpuCache::StackOffset(cls), block);
+#else
+    c = CacheOf(CurrentCpu());
+#endif
   }
   if (kept) return;
   // Spill: this CPU's primary generation is full. Release the block now, outside the lock.
@@ -127,25 +207,30 @@ void BlockCache::PutSlow(size_t cls, void* block, int cpu) {
 }
 
 void BlockCache::SweepEpoch() {
-  // Remote operation on every CPU: per class, copy the victim generation out and age the
-  // primary under that CPU's lock, then release the copies with no lock held.
-  std::vector<void*> out(max_capacity_);
+  // A remote operation on every CPU whose cache holds anything: age every class at once
+  // (copying the victims out), then release the copies with no lock held.
+  std::vector<void*> out(total_capacity_);
+  std::vector<uint32_t> counts(class_bytes_.size());
   size_t blocks = 0;
   size_t bytes = 0;
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
-    if (c == nullptr) continue;
-    for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
-      // A class that reads empty is skipped; a block pushed concurrently is aged next epoch.
-      if (c->PrimaryCount(cls) == 0 && c->VictimCount(cls) == 0) continue;
-      size_t n;
-      {
-        SpinLockHolder l(&c->lock);
-        n = c->Age(cls, out.data());
+    // A cache that reads empty is skipped; a block pushed concurrently is aged next epoch.
+    if (c == nullptr || c->LooksEmpty()) continue;
+    Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      size_t at = 0;
+      for (size_t cls = 0; cls < counts.size(); ++cls) {
+        counts[cls] = static_cast<uint32_t>(cc->Age(cls, out.data() + at));
+        at += counts[cls];
       }
-      Release(cls, out.data(), n);
-      blocks += n;
-      bytes += n * class_bytes_[cls];
+      return at;
+    });
+    size_t at = 0;
+    for (size_t cls = 0; cls < counts.size(); ++cls) {
+      Release(cls, out.data() + at, counts[cls]);
+      at += counts[cls];
+      blocks += counts[cls];
+      bytes += counts[cls] * class_bytes_[cls];
     }
   }
   swept_blocks_.fetch_add(blocks, std::memory_order_relaxed);
@@ -154,17 +239,23 @@ void BlockCache::SweepEpoch() {
 }
 
 void BlockCache::Drain() {
-  std::vector<void*> out(2 * size_t{max_capacity_});
+  std::vector<void*> out(2 * total_capacity_);
+  std::vector<uint32_t> counts(class_bytes_.size());
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
-    for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
-      size_t n;
-      {
-        SpinLockHolder l(&c->lock);
-        n = c->TakeAll(cls, out.data());
+    Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      size_t at = 0;
+      for (size_t cls = 0; cls < counts.size(); ++cls) {
+        counts[cls] = static_cast<uint32_t>(cc->TakeAll(cls, out.data() + at));
+        at += counts[cls];
       }
-      Release(cls, out.data(), n);
+      return at;
+    });
+    size_t at = 0;
+    for (size_t cls = 0; cls < counts.size(); ++cls) {
+      Release(cls, out.data() + at, counts[cls]);
+      at += counts[cls];
     }
   }
 }
@@ -174,7 +265,7 @@ Stats BlockCache::Snapshot() const {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
-    s.hits += c->Hits();
+    s.hits += c->hits.load(std::memory_order_relaxed);
     s.misses += c->misses.load(std::memory_order_relaxed);
     s.steals += c->steals.load(std::memory_order_relaxed);
     s.spills += c->spills.load(std::memory_order_relaxed);
@@ -187,7 +278,7 @@ Stats BlockCache::Snapshot() const {
       s.victim_bytes += victim * class_bytes_[cls];
     }
   }
-  // Steals count a hit on the CPU stolen from (in Hits()) and a steal on the thief's.
+  // A steal counts a hit on the CPU stolen from and a steal on the thief's.
   s.swept_blocks = swept_blocks_.load(std::memory_order_relaxed);
   s.swept_bytes = swept_bytes_.load(std::memory_order_relaxed);
   s.epochs = epochs_.load(std::memory_order_relaxed);

@@ -17,7 +17,9 @@ CpuCache* CpuCache::Create(const uint32_t* capacities, size_t num_classes) {
   for (size_t c = 0; c < num_classes; ++c) slots += 2 * size_t{capacities[c]};
   const size_t bytes = sizeof(CpuCache) + num_classes * sizeof(ClassStack) + slots * sizeof(void*);
   void* memory = ::operator new(bytes, std::align_val_t{alignof(CpuCache)});
-  auto* stacks = reinterpret_cast<ClassStack*>(static_cast<char*>(memory) + sizeof(CpuCache));
+  auto* cache = new (memory) CpuCache();
+  cache->num_classes = num_classes;
+  ClassStack* stacks = cache->stacks();
   auto* slot = reinterpret_cast<void**>(stacks + num_classes);
   for (size_t c = 0; c < num_classes; ++c) {
     ClassStack* s = new (&stacks[c]) ClassStack();
@@ -26,17 +28,17 @@ CpuCache* CpuCache::Create(const uint32_t* capacities, size_t num_classes) {
     s->victim = slot + capacities[c];
     slot += 2 * size_t{capacities[c]};
   }
-  return new (memory) CpuCache(stacks, num_classes);
+  return cache;
 }
 
 void CpuCache::Destroy(CpuCache* cache) {
-  for (size_t c = 0; c < cache->num_classes_; ++c) cache->stacks_[c].~ClassStack();
+  for (size_t c = 0; c < cache->num_classes; ++c) cache->stacks()[c].~ClassStack();
   cache->~CpuCache();
   ::operator delete(static_cast<void*>(cache), std::align_val_t{alignof(CpuCache)});
 }
 
 size_t CpuCache::Age(size_t cls, void** out) {
-  ClassStack& s = stacks_[cls];
+  ClassStack& s = stacks()[cls];
   const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
   std::memcpy(out, s.victim, victims * sizeof(void*));
   std::swap(s.primary, s.victim);
@@ -46,7 +48,7 @@ size_t CpuCache::Age(size_t cls, void** out) {
 }
 
 size_t CpuCache::TakeAll(size_t cls, void** out) {
-  ClassStack& s = stacks_[cls];
+  ClassStack& s = stacks()[cls];
   const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
   const uint32_t victim = s.victim_count.load(std::memory_order_relaxed);
   std::memcpy(out, s.primary, primary * sizeof(void*));

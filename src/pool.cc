@@ -24,7 +24,8 @@ PoolBase::PoolBase(size_t object_size, void (*destroy)(void*), const Options& op
       debug_(DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<DebugRegistry>() : nullptr),
       cache_({object_size}, {ValidatedCapacity(options)}, this,
-             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default()) {}
+             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
+             options.allow_rseq) {}
 
 PoolBase::~PoolBase() = default;
 

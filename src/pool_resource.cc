@@ -82,7 +82,8 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       debug_(internal::DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
       cache_(ClassBytes(options), Capacities(options), this,
-             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default()) {}
+             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
+             options.allow_rseq) {}
 
 PoolResource::~PoolResource() = default;
 

@@ -222,12 +222,17 @@ TEST_F(BlockCacheTest, StealsFromAnotherCpuPrimaryThenVictim) {
     cache.Put(kSmall, block(2));
   }
   ScopedFakeCpu cpu(0);
+  // A steal takes half of what the other CPU holds (rounded up, at most kStealBatch): the
+  // first takes block 2 (primary) and block 1 (victim) and keeps block 1 on CPU 0, where the
+  // next Get finds it without stealing; the last steal takes block 0 alone.
   EXPECT_EQ(cache.Get(kSmall), block(2));
+  EXPECT_EQ(cache.Snapshot().primary_blocks, 1u);  // Block 1, moved to CPU 0.
+  EXPECT_EQ(cache.Snapshot().victim_blocks, 1u);   // Block 0, left on CPU 1.
   EXPECT_EQ(cache.Get(kSmall), block(1));
   EXPECT_EQ(cache.Get(kSmall), block(0));
   EXPECT_EQ(cache.Get(kSmall), nullptr);
   const Stats stats = cache.Snapshot();
-  EXPECT_EQ(stats.steals, 3u);
+  EXPECT_EQ(stats.steals, 2u);
   EXPECT_EQ(stats.hits, 3u);
   EXPECT_EQ(stats.misses, 1u);
   EXPECT_TRUE(releaser_.released().empty());

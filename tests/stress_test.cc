@@ -33,6 +33,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "gtest/gtest.h"
 #include "syncpool/internal/mutex.h"
+#include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
@@ -283,7 +284,7 @@ class Worker {
   uint64_t dropped_ = 0;
 };
 
-void RunStress(bool fake_cpus) {
+void RunStress(bool fake_cpus, bool allow_rseq) {
   Buffer::constructed = 0;
   Buffer::destroyed = 0;
   TrackingResource upstream;
@@ -291,8 +292,11 @@ void RunStress(bool fake_cpus) {
   Options options;
   options.sweeper = &sweeper;
   options.debug_checks = false;
+  options.allow_rseq = allow_rseq;
   options.max_blocks_per_class = 16;  // Small caches: spills and steals happen often.
   auto resource = std::make_unique<PoolResource>(options, &upstream);
+  // The locked fallback when forced; restartable sequences wherever the process can use them.
+  EXPECT_EQ(resource->uses_rseq(), allow_rseq && internal::RseqUsable());
   options.max_blocks_per_class = 4;  // Fewer objects than the threads hold: Puts spill.
   auto pool = std::make_unique<Pool<Buffer>>([] { return std::make_unique<Buffer>(); },
                                              nullptr, options);
@@ -365,9 +369,18 @@ void RunStress(bool fake_cpus) {
   EXPECT_TRUE(upstream.errors().empty()) << upstream.errors().front();
 }
 
-TEST(StressTest, ThreadsOnRealCpus) { RunStress(/*fake_cpus=*/false); }
+// Each scenario runs on both per-CPU paths: restartable sequences (where available; otherwise
+// this repeats the locked path) and the locked fallback, forced.
+class StressTest : public ::testing::TestWithParam<bool> {};
 
-TEST(StressTest, ThreadsMigratingBetweenFakeCpus) { RunStress(/*fake_cpus=*/true); }
+TEST_P(StressTest, ThreadsOnRealCpus) { RunStress(/*fake_cpus=*/false, GetParam()); }
+
+TEST_P(StressTest, ThreadsMigratingBetweenFakeCpus) { RunStress(/*fake_cpus=*/true, GetParam()); }
+
+INSTANTIATE_TEST_SUITE_P(BothPaths, StressTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Rseq" : "Locked";
+                         });
 
 }  // namespace
 }  // namespace syncpool

@@ -38,6 +38,11 @@ struct Options {
   // generation. At least 1.
   uint32_t max_blocks_per_class = 128;
 
+  // Whether the per-CPU caches may use restartable sequences (Linux x86-64 with glibc's rseq
+  // area; see internal/percpu_rseq.h). false forces the locked fallback, as does
+  // SYNCPOOL_RSEQ=0 for every cache of the process. Both serve the same API and policy.
+  bool allow_rseq = true;
+
   // Whether misuse is checked: a deallocate whose size or alignment differs from the
   // allocation, a deallocate of a pointer the resource did not hand out (or a second
   // deallocate), a second Put of the same object. A detected mistake aborts with a message

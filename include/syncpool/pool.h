@@ -73,6 +73,7 @@ class PoolBase : private BlockReleaser {
   }
   void Clear() { cache_.Drain(); }
   Stats GetStats() const { return cache_.Snapshot(); }
+  bool uses_rseq() const { return cache_.uses_rseq(); }
 
  private:
   void Release(size_t cls, void* const* blocks, size_t n) override;
@@ -185,6 +186,11 @@ class Pool {
   //
   // Bytes count sizeof(T) per object.
   Stats GetStats() const { return base_.GetStats(); }
+
+  // Pool::uses_rseq()
+  //
+  // Whether the per-CPU caches run as restartable sequences (else the locked fallback).
+  bool uses_rseq() const { return base_.uses_rseq(); }
 
  private:
   static void Destroy(void* obj) { delete static_cast<T*>(obj); }

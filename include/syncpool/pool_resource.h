@@ -113,6 +113,11 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // PoolResource::upstream()
   std::pmr::memory_resource* upstream() const { return upstream_; }
 
+  // PoolResource::uses_rseq()
+  //
+  // Whether the per-CPU caches run as restartable sequences (else the locked fallback).
+  bool uses_rseq() const { return cache_.uses_rseq(); }
+
   // PoolResource::max_block_size()
   size_t max_block_size() const { return max_block_size_; }
 

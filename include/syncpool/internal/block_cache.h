@@ -7,11 +7,18 @@
 // The caching policy shared by Pool<T> and PoolResource: per-CPU caches of opaque blocks in
 // size classes, two generations each, aged by a Sweeper. Not part of syncpool's API.
 //
+// Two modes, fixed per cache at construction (both serve the same API and policy):
+//   - rseq: local operations are restartable sequences (percpu_rseq.h); remote operations
+//     stop the target CPU's cache, fence it, and work under its lock.
+//   - locked: every operation takes the CPU cache's lock (cpu_cache.h). Used where rseq is
+//     not available (see RseqUsable()) or when Options::allow_rseq is false.
+//
 // Policy:
 //   - Get(cls): the caller's CPU's primary generation (the inline fast path), then its victim
 //     generation, then the other CPUs' caches (primary first, then victim, scanning from the
-//     next CPU id upwards and skipping caches whose counts read zero), and otherwise nullptr:
-//     the caller then asks New or its upstream resource (a miss).
+//     next CPU id upwards and skipping caches whose counts read zero; up to kStealBatch blocks
+//     are taken at once, the extra ones go to the caller's CPU), and otherwise nullptr: the
+//     caller then asks New or its upstream resource (a miss).
 //   - Put(cls, block): the caller's CPU's primary generation; when it is full the block is
 //     released at once through the BlockReleaser (a spill). Spilling one block instead of
 //     moving half the stack elsewhere keeps the cache bounded at
@@ -38,6 +45,7 @@
 #include "absl/base/optimization.h"
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/cpu_cache.h"
+#include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 
@@ -61,9 +69,10 @@ class BlockCache final : public Sweepable {
  public:
   // `class_bytes[c]` is the size of a block of class c (for statistics) and `capacities[c]` how
   // many blocks of class c one CPU caches per generation. Blocks go back through `releaser`,
-  // which must outlive the cache. `sweeper` is joined on first use.
+  // which must outlive the cache. `sweeper` is joined on first use. The rseq mode is used when
+  // `allow_rseq` and RseqUsable().
   BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
-             BlockReleaser* releaser, Sweeper* sweeper);
+             BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq = true);
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
 
@@ -79,6 +88,15 @@ class BlockCache final : public Sweepable {
   // A block returned here was handed to Put() by some thread, and that Put() happens before
   // this Get() returns (they synchronize through the cache lock).
   void* Get(size_t cls) {
+#if SYNCPOOL_RSEQ_FAST_PATH
+    if (ABSL_PREDICT_TRUE(rseq_)) {
+      if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
+        void* block = RseqPopPrimary(cpus_.get(), CpuCache::StackOffset(cls));
+        if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
+      }
+      return GetSlow(cls, -1);
+    }
+#endif
     const int cpu = CurrentCpu();
     CpuCache* c = CacheIfCreated(cpu);
     if (ABSL_PREDICT_TRUE(c != nullptr)) {
@@ -97,6 +115,16 @@ class BlockCache final : public Sweepable {
   //
   // Caches `block` of class `cls`, or releases it at once when this CPU's cache is full.
   void Put(size_t cls, void* block) {
+#if SYNCPOOL_RSEQ_FAST_PATH
+    if (ABSL_PREDICT_TRUE(rseq_)) {
+      if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0) &&
+          ABSL_PREDICT_TRUE(RseqPush(cpus_.get(), CpuCache::StackOffset(cls), block))) {
+        return;
+      }
+      PutSlow(cls, block, -1);
+      return;
+    }
+#endif
     const int cpu = CurrentCpu();
     CpuCache* c = CacheIfCreated(cpu);
     if (ABSL_PREDICT_TRUE(c != nullptr)) {
@@ -127,6 +155,14 @@ class BlockCache final : public Sweepable {
 
   size_t num_classes() const { return class_bytes_.size(); }
 
+  // BlockCache::uses_rseq()
+  //
+  // Whether local operations are restartable sequences (else every operation locks).
+  bool uses_rseq() const { return rseq_; }
+
+  // Most blocks one steal takes from another CPU.
+  static constexpr size_t kStealBatch = 16;
+
  private:
   CpuCache* CacheIfCreated(int cpu) const {
     if (ABSL_PREDICT_FALSE(static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_))) {
@@ -135,19 +171,25 @@ class BlockCache final : public Sweepable {
     return cpus_[cpu].load(std::memory_order_acquire);
   }
   CpuCache* CacheOf(int cpu);  // Creates the cache on first use.
+  // `cpu` is the caller's CPU in the locked mode and -1 in the rseq mode (found again there).
   void* GetSlow(size_t cls, int cpu);
   void* Steal(size_t cls, int cpu);
   void PutSlow(size_t cls, void* block, int cpu);
+  // Runs `op(cache)` on `cpu`'s cache as a remote operation: under its lock and, in the rseq
+  // mode, with the cache stopped and fenced (see percpu_rseq.h).
+  template <typename Op>
+  auto Remote(int cpu, CpuCache* c, Op op);
   void Release(size_t cls, void* const* blocks, size_t n) {
     if (n != 0) releaser_->Release(cls, blocks, n);
   }
 
+  const bool rseq_;
   const int num_cpus_;
   // INVARIANT: an entry goes from nullptr to a CpuCache once (release store) and stays.
   const std::unique_ptr<std::atomic<CpuCache*>[]> cpus_;
   const std::vector<size_t> class_bytes_;
   const std::vector<uint32_t> capacities_;
-  const uint32_t max_capacity_;
+  const size_t total_capacity_;  // Slots of one generation of one CPU, all classes.
   BlockReleaser* const releaser_;
   Sweeper* const sweeper_;
   std::once_flag registered_;

@@ -31,6 +31,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "absl/base/thread_annotations.h"
 #include "syncpool/internal/spinlock.h"
@@ -40,7 +41,8 @@ namespace internal {
 
 inline constexpr size_t kCacheLineSize = 64;
 
-// One size class's two generations on one CPU.
+// One size class's two generations on one CPU. Standard layout: the restartable sequences
+// (percpu_rseq.h) address its fields by offset.
 struct ClassStack {
   // INVARIANT: primary_count <= capacity and victim_count <= capacity.
   std::atomic<uint32_t> primary_count{0};
@@ -56,16 +58,27 @@ class alignas(kCacheLineSize) CpuCache {
   // CpuCache::Create()
   //
   // Allocates a cache with one stack per class, class `c` holding capacities[c] slots per
-  // generation. CpuCache::Destroy() frees it (it must be empty or its blocks already released).
+  // generation. The stacks follow the CpuCache in the same allocation (see stacks()).
+  // CpuCache::Destroy() frees it (its blocks must have been released).
   static CpuCache* Create(const uint32_t* capacities, size_t num_classes);
   static void Destroy(CpuCache* cache);
+
+  // CpuCache::StackOffset()
+  //
+  // Where class `cls`'s ClassStack lies, in bytes from the start of its CpuCache.
+  static constexpr size_t StackOffset(size_t cls) {
+    return sizeof(CpuCache) + cls * sizeof(ClassStack);
+  }
+
+  ClassStack* stacks() { return reinterpret_cast<ClassStack*>(this + 1); }
+  const ClassStack* stacks() const { return reinterpret_cast<const ClassStack*>(this + 1); }
 
   // CpuCache::PopPrimary()
   //
   // Takes the most recently pushed block of class `cls` from the primary generation, or
   // returns nullptr if it is empty.
   void* PopPrimary(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    ClassStack& s = stacks_[cls];
+    ClassStack& s = stacks()[cls];
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
     if (n == 0) return nullptr;
     s.primary_count.store(n - 1, std::memory_order_relaxed);
@@ -74,7 +87,7 @@ class alignas(kCacheLineSize) CpuCache {
 
   // CpuCache::PopVictim()
   void* PopVictim(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    ClassStack& s = stacks_[cls];
+    ClassStack& s = stacks()[cls];
     const uint32_t n = s.victim_count.load(std::memory_order_relaxed);
     if (n == 0) return nullptr;
     s.victim_count.store(n - 1, std::memory_order_relaxed);
@@ -85,7 +98,7 @@ class alignas(kCacheLineSize) CpuCache {
   //
   // Pushes `block` onto the primary generation; returns false (and keeps nothing) when full.
   bool PushPrimary(size_t cls, void* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    ClassStack& s = stacks_[cls];
+    ClassStack& s = stacks()[cls];
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
     if (n == s.capacity) return false;
     s.primary[n] = block;
@@ -95,7 +108,7 @@ class alignas(kCacheLineSize) CpuCache {
 
   // CpuCache::CountHit()
   void CountHit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    hits_.store(hits_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    hits.store(hits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
   // CpuCache::Age()
@@ -111,32 +124,51 @@ class alignas(kCacheLineSize) CpuCache {
   // empties them. Returns how many blocks were copied.
   size_t TakeAll(size_t cls, void** out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
-  // Racy reads for statistics and the steal probe: may be stale by the time they return.
+  // Racy reads for statistics and probes: may be stale by the time they return.
   uint32_t PrimaryCount(size_t cls) const {
-    return stacks_[cls].primary_count.load(std::memory_order_relaxed);
+    return stacks()[cls].primary_count.load(std::memory_order_relaxed);
   }
   uint32_t VictimCount(size_t cls) const {
-    return stacks_[cls].victim_count.load(std::memory_order_relaxed);
+    return stacks()[cls].victim_count.load(std::memory_order_relaxed);
   }
-  uint32_t Capacity(size_t cls) const { return stacks_[cls].capacity; }
-  uint64_t Hits() const { return hits_.load(std::memory_order_relaxed); }
+  // True when no class reads as holding a block.
+  bool LooksEmpty() const {
+    for (size_t cls = 0; cls < num_classes; ++cls) {
+      if (PrimaryCount(cls) != 0 || VictimCount(cls) != 0) return false;
+    }
+    return true;
+  }
 
+  // The fields are public and the class has standard layout because the restartable
+  // sequences address `stopped`, `hits` and the stacks by offset.
+
+  // Serializes the operations that are not restartable sequences: every operation in the
+  // locked mode, and remote operations (with `stopped` set) in the rseq mode.
   SpinLock lock;
 
-  // Slow-path counters, updated with fetch_add (they may race between threads that share
-  // this CPU's cache after a migration).
+  // rseq mode only: nonzero while a remote operation works on this cache. Written under
+  // `lock`; a restartable sequence that reads it nonzero leaves for the slow path.
+  std::atomic<uint8_t> stopped{0};
+
+  // Hits on this CPU's cache: in the locked mode written under `lock`; in the rseq mode
+  // incremented inside the pop sequences (an abort after the increment overcounts by one, so
+  // the figure is approximate, as statistics are).
+  std::atomic<uint64_t> hits{0};
+
+  // Slow-path counters, updated with fetch_add.
   std::atomic<uint64_t> misses{0};
   std::atomic<uint64_t> steals{0};
   std::atomic<uint64_t> spills{0};
 
- private:
-  CpuCache(ClassStack* stacks, size_t num_classes)
-      : stacks_(stacks), num_classes_(num_classes) {}
+  size_t num_classes = 0;  // Immutable after creation.
 
-  std::atomic<uint64_t> hits_{0};  // Written under `lock` only.
-  ClassStack* const stacks_;       // num_classes_ stacks, in this cache's allocation.
-  const size_t num_classes_;
+ private:
+  CpuCache() = default;
 };
+
+static_assert(std::is_standard_layout_v<ClassStack>);
+static_assert(std::is_standard_layout_v<CpuCache>);
+static_assert(sizeof(CpuCache) % alignof(ClassStack) == 0);
 
 }  // namespace internal
 }  // namespace syncpool

@@ -1,0 +1,74 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// Whether the restartable-sequence fast path can be used, and the fence remote operations use.
+
+#include "syncpool/internal/percpu_rseq.h"
+
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+namespace syncpool {
+namespace internal {
+namespace {
+
+long Membarrier(int cmd, unsigned flags, int cpu) {
+  return syscall(__NR_membarrier, cmd, flags, cpu);
+}
+
+bool DecideRseq() {
+#if SYNCPOOL_RSEQ_FAST_PATH
+  if (__rseq_size == 0) return false;  // glibc did not register (tunable off, valgrind).
+  if (const char* env = std::getenv("SYNCPOOL_RSEQ")) {
+    if (std::strcmp(env, "0") == 0) return false;
+    if (std::strcmp(env, "1") != 0) {
+      std::fprintf(stderr,
+                   "syncpool: ignoring SYNCPOOL_RSEQ=\"%s\": expected 0 or 1; restartable "
+                   "sequences stay on where supported\n",
+                   env);
+    }
+  }
+  const long supported = Membarrier(MEMBARRIER_CMD_QUERY, 0, 0);
+  if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) == 0) return false;
+  return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0;
+#else
+  return false;
+#endif
+}
+
+// Whether the kernel takes MEMBARRIER_CMD_FLAG_CPU (5.10 and later); cleared on EINVAL.
+std::atomic<bool> g_cpu_flag_works{true};
+
+}  // namespace
+
+bool RseqUsable() {
+  static const bool usable = DecideRseq();
+  return usable;
+}
+
+void FenceCpu(int cpu) {
+  if (g_cpu_flag_works.load(std::memory_order_relaxed)) {
+    if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu) == 0) {
+      return;
+    }
+    // EINVAL: no per-CPU targeting on this kernel (or `cpu` is not a possible CPU). Fence
+    // every CPU instead, which is always correct.
+    if (errno != EINVAL) {
+      std::fprintf(stderr, "syncpool: membarrier failed: %s\n", std::strerror(errno));
+      std::abort();
+    }
+    g_cpu_flag_works.store(false, std::memory_order_relaxed);
+  }
+  if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
+    std::fprintf(stderr, "syncpool: membarrier failed: %s\n", std::strerror(errno));
+    std::abort();
+  }
+}
+
+}  // namespace internal
+}  // namespace syncpool
