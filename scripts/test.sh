@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing (scripts/install_deps.sh), then
+#   1. bazel test //...                  GCC 12, the default configuration
+#   2. bazel test --config=clang //...   clang 14 with -Wthread-safety
+#   3. bazel test --config=asan //...    AddressSanitizer + UndefinedBehaviorSanitizer (clang)
+#   4. bazel test --config=tsan //...    ThreadSanitizer (clang; the locked per-CPU path)
+#   5. bazel build -c opt //bench/...    the benchmarks, optimized, so they keep compiling
+# Every step runs even when an earlier one fails; a summary follows and the exit status is
+# nonzero when any step failed. Extra arguments are passed to every Bazel command, e.g.
+#   bash scripts/test.sh --test_output=all
+# Works from any directory.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash scripts/install_deps.sh
+
+names=()
+results=()
+failed=0
+
+# step NAME COMMAND...: runs one Bazel command and records its outcome and duration.
+step() {
+  local name="$1"
+  shift
+  echo
+  echo "==> ${name}: $*"
+  local start="${SECONDS}" rc=0
+  "$@" || rc=$?
+  local took=$((SECONDS - start))
+  names+=("${name}")
+  if ((rc == 0)); then
+    results+=("ok      ${took}s")
+  else
+    results+=("FAILED  ${took}s (exit ${rc})")
+    failed=1
+  fi
+}
+
+total_start="${SECONDS}"
+step "gcc tests" bazel test //... "$@"
+step "clang tests" bazel test --config=clang //... "$@"
+step "asan tests" bazel test --config=asan //... "$@"
+step "tsan tests" bazel test --config=tsan //... "$@"
+step "opt benchmarks" bazel build -c opt //bench/... "$@"
+
+echo
+echo "==> summary ($((SECONDS - total_start))s)"
+for i in "${!names[@]}"; do
+  printf '    %-16s %s\n' "${names[i]}" "${results[i]}"
+done
+if ((failed)); then
+  echo "FAILED"
+  exit 1
+fi
+echo "PASSED"
