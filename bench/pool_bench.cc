@@ -87,6 +87,15 @@ struct NamedResource {
 };
 
 std::pmr::memory_resource* SyncPool() { return &syncpool::PoolResource::Default(); }
+// The same resource with the per-CPU caches forced onto the locked fallback path.
+std::pmr::memory_resource* SyncPoolLocked() {
+  static auto* const resource = [] {
+    syncpool::Options options;
+    options.allow_rseq = false;
+    return new syncpool::PoolResource(options);
+  }();
+  return resource;
+}
 std::pmr::memory_resource* NewDelete() { return std::pmr::new_delete_resource(); }
 std::pmr::memory_resource* SynchronizedPool() {
   static auto* const resource = new std::pmr::synchronized_pool_resource();
@@ -100,6 +109,7 @@ std::pmr::memory_resource* Mimalloc() { return syncpool::MimallocResource::Get()
 
 constexpr NamedResource kResources[] = {
     {"syncpool", &SyncPool, true},
+    {"syncpool_locked", &SyncPoolLocked, true},
     {"new_delete", &NewDelete, true},
     {"synchronized_pool", &SynchronizedPool, true},
     {"unsynchronized_pool", &UnsynchronizedPool, false},
@@ -243,6 +253,9 @@ int main(int argc, char** argv) {
 #ifndef NDEBUG
   benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");
 #endif
+  benchmark::AddCustomContext(
+      "syncpool_per_cpu_path",
+      syncpool::PoolResource::Default().uses_rseq() ? "rseq" : "locked (rseq not available)");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

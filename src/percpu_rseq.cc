@@ -52,22 +52,32 @@ bool RseqUsable() {
 }
 
 void FenceCpu(int cpu) {
-  if (g_cpu_flag_works.load(std::memory_order_relaxed)) {
-    if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu) == 0) {
+  // A fence that cannot be made would leave sequences running against a remote operation:
+  // there is no safe way on, so it is fatal. Registration is inherited across fork(), but a
+  // registration lost anyway (EPERM) is renewed once.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (g_cpu_flag_works.load(std::memory_order_relaxed)) {
+      if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu) == 0) {
+        return;
+      }
+      if (errno == EINVAL) {
+        // No per-CPU targeting on this kernel (before 5.10): fence every CPU instead, which
+        // is always correct.
+        g_cpu_flag_works.store(false, std::memory_order_relaxed);
+      }
+    }
+    if (!g_cpu_flag_works.load(std::memory_order_relaxed) &&
+        Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0) {
       return;
     }
-    // EINVAL: no per-CPU targeting on this kernel (or `cpu` is not a possible CPU). Fence
-    // every CPU instead, which is always correct.
-    if (errno != EINVAL) {
-      std::fprintf(stderr, "syncpool: membarrier failed: %s\n", std::strerror(errno));
-      std::abort();
+    if (errno != EPERM ||
+        Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
+      break;
     }
-    g_cpu_flag_works.store(false, std::memory_order_relaxed);
   }
-  if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) {
-    std::fprintf(stderr, "syncpool: membarrier failed: %s\n", std::strerror(errno));
-    std::abort();
-  }
+  std::fprintf(stderr, "syncpool: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) failed: %s\n",
+               std::strerror(errno));
+  std::abort();
 }
 
 }  // namespace internal
