@@ -98,6 +98,15 @@ int FakeCpu() {
   return g_fake_cpu_users.load(std::memory_order_relaxed) != 0 ? FakeCpuOfThisThread() : -1;
 }
 
+// In the rseq mode: the CPU whose cache the calling thread must work on as a remote
+// operation, or -1 when it can use the sequences on its own CPU. That is its fake CPU in a
+// test, or, for a CPU id beyond the table (which the sequences refuse), the entry it wraps to.
+int RemoteTarget(int num_cpus) {
+  if (const int fake = FakeCpu(); fake >= 0) return fake;
+  const int cpu = RealCurrentCpu();
+  return cpu < num_cpus ? -1 : cpu % num_cpus;
+}
+
 }  // namespace
 
 void BlockCache::CountMiss() {
@@ -118,9 +127,9 @@ void* BlockCache::GetSlow(size_t cls, int cpu) {
     c = CacheOf(cpu);  // The fast path may not have run (no cache yet).
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
-  } else if (const int fake = FakeCpu(); fake >= 0) {
-    // A fake CPU is not where this thread runs: work on its cache as a remote operation.
-    cpu = fake;
+  } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
+    // Not the CPU this thread runs on: work on its cache as a remote operation.
+    cpu = target;
     c = CacheOf(cpu);
     block = Remote(cpu, c, pop_locked);
   } else {
@@ -129,8 +138,8 @@ void* BlockCache::GetSlow(size_t cls, int cpu) {
     c = CacheOf(cpu);
     WaitIfStopped(c);
     const size_t offset = CpuCache::StackOffset(cls);
-    block = RseqPopPrimary(cpus_.get(), offset);
-    if (block == nullptr) block = RseqPopVictim(cpus_.get(), offset);
+    block = RseqPopPrimary(cpus_.get(), num_cpus_, offset);
+    if (block == nullptr) block = RseqPopVictim(cpus_.get(), num_cpus_, offset);
 #else
     c = CacheOf(CurrentCpu());
 #endif
@@ -188,14 +197,14 @@ void BlockCache::PutSlow(size_t cls, void* block, int cpu) {
     c = CacheOf(cpu);
     SpinLockHolder l(&c->lock);
     kept = push_locked(c);
-  } else if (const int fake = FakeCpu(); fake >= 0) {
-    c = CacheOf(fake);
-    kept = Remote(fake, c, push_locked);
+  } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
+    c = CacheOf(target);
+    kept = Remote(target, c, push_locked);
   } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
     c = CacheOf(RealCurrentCpu());
     WaitIfStopped(c);
-    kept = RseqPush(cpus_.get(), CpuCache::StackOffset(cls), block);
+    kept = RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block);
 #else
     c = CacheOf(CurrentCpu());
 #endif

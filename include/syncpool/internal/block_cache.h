@@ -91,7 +91,7 @@ class BlockCache final : public Sweepable {
 #if SYNCPOOL_RSEQ_FAST_PATH
     if (ABSL_PREDICT_TRUE(rseq_)) {
       if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
-        void* block = RseqPopPrimary(cpus_.get(), CpuCache::StackOffset(cls));
+        void* block = RseqPopPrimary(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls));
         if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
       }
       return GetSlow(cls, -1);
@@ -118,7 +118,8 @@ class BlockCache final : public Sweepable {
 #if SYNCPOOL_RSEQ_FAST_PATH
     if (ABSL_PREDICT_TRUE(rseq_)) {
       if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0) &&
-          ABSL_PREDICT_TRUE(RseqPush(cpus_.get(), CpuCache::StackOffset(cls), block))) {
+          ABSL_PREDICT_TRUE(
+              RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block))) {
         return;
       }
       PutSlow(cls, block, -1);

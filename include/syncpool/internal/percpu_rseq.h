@@ -76,10 +76,11 @@ inline constexpr int kRseqCsOffset = 8;
 //
 // Pops the top block of the stack at `stack_offset` (CpuCache::StackOffset()) of the current
 // CPU's cache, in the generation whose count and slots lie at kCountOffset and kSlotsOffset in
-// ClassStack. Returns nullptr when the CPU has no cache yet, its cache is stopped, or the stack
-// is empty. REQUIRES: RseqUsable(); `caches` has an entry for every CPU id.
+// ClassStack. Returns nullptr when the CPU id is not below `num_cpus` (the entries of
+// `caches`), the CPU has no cache yet, its cache is stopped, or the stack is empty.
+// REQUIRES: RseqUsable().
 template <size_t kCountOffset, size_t kSlotsOffset>
-inline void* RseqPop(std::atomic<CpuCache*>* caches, size_t stack_offset) {
+inline void* RseqPop(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset) {
   void* result;
   uint64_t scratch;
   char* cache;
@@ -97,6 +98,8 @@ inline void* RseqPop(std::atomic<CpuCache*>* caches, size_t stack_offset) {
       "movq %[scratch], %%fs:%c[cs_off](%[area])\n\t"
       "82:\n\t"
       "movl %%fs:%c[cpu_off](%[area]), %k[scratch]\n\t"
+      "cmpl %k[num_cpus], %k[scratch]\n\t"
+      "jae 85f\n\t"
       "movq (%[caches], %[scratch], 8), %[cache]\n\t"
       "testq %[cache], %[cache]\n\t"
       "jz 85f\n\t"
@@ -125,8 +128,8 @@ inline void* RseqPop(std::atomic<CpuCache*>* caches, size_t stack_offset) {
       "86:\n\t"
       : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
         [stack] "=&r"(stack)
-      : [area] "r"(__rseq_offset), [caches] "r"(caches), [stack_off] "r"(stack_offset),
-        [cs_off] "i"(kRseqCsOffset), [cpu_off] "i"(kRseqCpuIdOffset),
+      : [area] "r"(__rseq_offset), [caches] "r"(caches), [num_cpus] "r"(num_cpus),
+        [stack_off] "r"(stack_offset), [cs_off] "i"(kRseqCsOffset), [cpu_off] "i"(kRseqCpuIdOffset),
         [stopped] "i"(offsetof(CpuCache, stopped)), [hits] "i"(offsetof(CpuCache, hits)),
         [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset)
       : "memory", "cc");
@@ -138,7 +141,8 @@ inline void* RseqPop(std::atomic<CpuCache*>* caches, size_t stack_offset) {
 // Pushes `block` onto the primary generation of the stack at `stack_offset` of the current
 // CPU's cache. Returns false (keeping nothing) when the CPU has no cache yet, its cache is
 // stopped, or the stack is full. REQUIRES: as RseqPop().
-inline bool RseqPush(std::atomic<CpuCache*>* caches, size_t stack_offset, void* block) {
+inline bool RseqPush(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset,
+                     void* block) {
   uint64_t result;
   uint64_t scratch;
   char* cache;
@@ -155,6 +159,8 @@ inline bool RseqPush(std::atomic<CpuCache*>* caches, size_t stack_offset, void* 
       "movq %[scratch], %%fs:%c[cs_off](%[area])\n\t"
       "82:\n\t"
       "movl %%fs:%c[cpu_off](%[area]), %k[scratch]\n\t"
+      "cmpl %k[num_cpus], %k[scratch]\n\t"
+      "jae 85f\n\t"
       "movq (%[caches], %[scratch], 8), %[cache]\n\t"
       "testq %[cache], %[cache]\n\t"
       "jz 85f\n\t"
@@ -182,8 +188,9 @@ inline bool RseqPush(std::atomic<CpuCache*>* caches, size_t stack_offset, void* 
       "86:\n\t"
       : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
         [stack] "=&r"(stack)
-      : [area] "r"(__rseq_offset), [caches] "r"(caches), [stack_off] "r"(stack_offset),
-        [block] "r"(block), [cs_off] "i"(kRseqCsOffset), [cpu_off] "i"(kRseqCpuIdOffset),
+      : [area] "r"(__rseq_offset), [caches] "r"(caches), [num_cpus] "r"(num_cpus),
+        [stack_off] "r"(stack_offset), [block] "r"(block), [cs_off] "i"(kRseqCsOffset),
+        [cpu_off] "i"(kRseqCpuIdOffset),
         [stopped] "i"(offsetof(CpuCache, stopped)),
         [count] "i"(offsetof(ClassStack, primary_count)),
         [capacity] "i"(offsetof(ClassStack, capacity)),
@@ -192,14 +199,14 @@ inline bool RseqPush(std::atomic<CpuCache*>* caches, size_t stack_offset, void* 
   return result != 0;
 }
 
-inline void* RseqPopPrimary(std::atomic<CpuCache*>* caches, size_t stack_offset) {
+inline void* RseqPopPrimary(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary)>(
-      caches, stack_offset);
+      caches, num_cpus, stack_offset);
 }
 
-inline void* RseqPopVictim(std::atomic<CpuCache*>* caches, size_t stack_offset) {
+inline void* RseqPopVictim(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset) {
   return RseqPop<offsetof(ClassStack, victim_count), offsetof(ClassStack, victim)>(
-      caches, stack_offset);
+      caches, num_cpus, stack_offset);
 }
 
 #endif  // SYNCPOOL_RSEQ_FAST_PATH

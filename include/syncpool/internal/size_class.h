@@ -12,11 +12,11 @@
 // a resource uses those up to its Options::max_block_size.
 //
 // Alignment: a request of alignment `a` (a power of two, at most kMaxPooledAlignment) is first
-// rounded up to a nonzero multiple of `a` (PooledSize()). The class of such a rounded size is always a multiple of `a`
-// (with four classes per doubling, the multiples of 2^(k-1) and 2^k in (2^k, 2^(k+1)] are class
-// sizes), and every block of a class is obtained upstream with the class's natural alignment
-// (its largest power-of-two divisor, capped at kMaxPooledAlignment). So a pooled block always
-// satisfies the alignment of any request its class serves.
+// rounded up to a nonzero multiple of `a` (PooledSize()). The class of such a rounded size is
+// always a multiple of `a` (with four classes per doubling, the multiples of 2^(k-1) and 2^k
+// in (2^k, 2^(k+1)] are class sizes), and every block of a class is obtained upstream with the
+// class's natural alignment (its largest power-of-two divisor, capped at kMaxPooledAlignment).
+// So a pooled block always satisfies the alignment of any request its class serves.
 //
 // The class of a size is found with a comparison, a bit-width instruction and shifts: no loop,
 // no division, no table.
