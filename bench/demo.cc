@@ -189,8 +189,12 @@ void MemoryComesBack() {
 }  // namespace
 
 int main() {
-  std::printf("syncpool demo: %u hardware threads; best of %d runs of %ld ops per thread\n\n",
+  std::printf("syncpool demo: %u hardware threads; best of %d runs of %ld ops per thread\n",
               std::thread::hardware_concurrency(), kRepetitions, kOpsPerThread);
+  std::printf("per-CPU caches: %s\n\n",
+              syncpool::PoolResource::Default().uses_rseq()
+                  ? "restartable sequences (rseq)"
+                  : "locked fallback (rseq not available here)");
 #ifndef NDEBUG
   std::printf("warning: built without NDEBUG, so syncpool's debug checks are on and the figures\n"
               "         are not representative: build with -c opt\n\n");
