@@ -215,31 +215,42 @@ void BlockCache::PutSlow(size_t cls, void* block, int cpu) {
   Release(cls, &block, 1);
 }
 
+template <typename Take>
+void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer) {
+  Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    size_t at = 0;
+    for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+      buffer.counts[cls] = static_cast<uint32_t>(take(cc, cls, buffer.blocks.data() + at));
+      at += buffer.counts[cls];
+    }
+    return at;
+  });
+  size_t at = 0;
+  for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+    Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
+    at += buffer.counts[cls];
+  }
+}
+
 void BlockCache::SweepEpoch() {
   // A remote operation on every CPU whose cache holds anything: age every class at once
   // (copying the victims out), then release the copies with no lock held.
-  std::vector<void*> out(total_capacity_);
-  std::vector<uint32_t> counts(class_bytes_.size());
+  TakeBuffer buffer{std::vector<void*>(total_capacity_),
+                    std::vector<uint32_t>(class_bytes_.size())};
   size_t blocks = 0;
   size_t bytes = 0;
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     // A cache that reads empty is skipped; a block pushed concurrently is aged next epoch.
     if (c == nullptr || c->LooksEmpty()) continue;
-    Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      size_t at = 0;
-      for (size_t cls = 0; cls < counts.size(); ++cls) {
-        counts[cls] = static_cast<uint32_t>(cc->Age(cls, out.data() + at));
-        at += counts[cls];
-      }
-      return at;
-    });
-    size_t at = 0;
-    for (size_t cls = 0; cls < counts.size(); ++cls) {
-      Release(cls, out.data() + at, counts[cls]);
-      at += counts[cls];
-      blocks += counts[cls];
-      bytes += counts[cls] * class_bytes_[cls];
+    TakeAndRelease(
+        cpu, c,
+        [](CpuCache* cc, size_t cls, void** out)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->Age(cls, out); },
+        buffer);
+    for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+      blocks += buffer.counts[cls];
+      bytes += buffer.counts[cls] * class_bytes_[cls];
     }
   }
   swept_blocks_.fetch_add(blocks, std::memory_order_relaxed);
@@ -248,24 +259,16 @@ void BlockCache::SweepEpoch() {
 }
 
 void BlockCache::Drain() {
-  std::vector<void*> out(2 * total_capacity_);
-  std::vector<uint32_t> counts(class_bytes_.size());
+  TakeBuffer buffer{std::vector<void*>(2 * total_capacity_),
+                    std::vector<uint32_t>(class_bytes_.size())};
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
-    Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      size_t at = 0;
-      for (size_t cls = 0; cls < counts.size(); ++cls) {
-        counts[cls] = static_cast<uint32_t>(cc->TakeAll(cls, out.data() + at));
-        at += counts[cls];
-      }
-      return at;
-    });
-    size_t at = 0;
-    for (size_t cls = 0; cls < counts.size(); ++cls) {
-      Release(cls, out.data() + at, counts[cls]);
-      at += counts[cls];
-    }
+    TakeAndRelease(
+        cpu, c,
+        [](CpuCache* cc, size_t cls, void** out)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
+        buffer);
   }
 }
 

@@ -180,6 +180,16 @@ class BlockCache final : public Sweepable {
   // mode, with the cache stopped and fenced (see percpu_rseq.h).
   template <typename Op>
   auto Remote(int cpu, CpuCache* c, Op op);
+  // Blocks taken out of one CPU's cache, class by class, to be released after the remote
+  // operation: `counts[cls]` blocks of each class, one class after the other.
+  struct TakeBuffer {
+    std::vector<void*> blocks;
+    std::vector<uint32_t> counts;
+  };
+  // As one remote operation, takes `take(cache, cls, out)` blocks of every class of `cpu`'s
+  // cache into `buffer`, then releases them with nothing held.
+  template <typename Take>
+  void TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer);
   void Release(size_t cls, void* const* blocks, size_t n) {
     if (n != 0) releaser_->Release(cls, blocks, n);
   }

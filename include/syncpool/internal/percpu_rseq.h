@@ -72,6 +72,51 @@ void FenceCpu(int cpu);
 inline constexpr int kRseqCpuIdOffset = 4;
 inline constexpr int kRseqCsOffset = 8;
 
+#define SYNCPOOL_RSEQ_STR_(x) #x
+#define SYNCPOOL_RSEQ_STR(x) SYNCPOOL_RSEQ_STR_(x)
+
+// The common head of both sequences. Emits the critical-section descriptor (start 82, length up
+// to the commit label 83, abort handler 84; in the __rseq_cs section, in the same COMDAT group
+// as the function so that a discarded copy takes its descriptor along), arms it in this
+// thread's rseq area at 80 (where the abort handler restarts), then, inside the section, reads
+// the CPU id and leaves for 85 unless that CPU has a cache below `num_cpus` that is not
+// stopped. Leaves %[stack] pointing at the ClassStack and %[cache] at the CpuCache.
+#define SYNCPOOL_RSEQ_ENTER                                  \
+  ".pushsection __rseq_cs, \"aw?\"\n\t"                      \
+  ".balign 32\n\t"                                           \
+  "81:\n\t"                                                  \
+  ".long 0x0, 0x0\n\t"                                       \
+  ".quad 82f, (83f - 82f), 84f\n\t"                          \
+  ".popsection\n\t"                                          \
+  "80:\n\t"                                                  \
+  "leaq 81b(%%rip), %[scratch]\n\t"                          \
+  "movq %[scratch], %%fs:%c[cs_off](%[area])\n\t"            \
+  "82:\n\t"                                                  \
+  "movl %%fs:%c[cpu_off](%[area]), %k[scratch]\n\t"          \
+  "cmpl %k[num_cpus], %k[scratch]\n\t"                       \
+  "jae 85f\n\t"                                              \
+  "movq (%[caches], %[scratch], 8), %[cache]\n\t"            \
+  "testq %[cache], %[cache]\n\t"                             \
+  "jz 85f\n\t"                                               \
+  "cmpb $0, %c[stopped](%[cache])\n\t"                       \
+  "jnz 85f\n\t"                                              \
+  "leaq (%[cache], %[stack_off]), %[stack]\n\t"
+
+// The abort handler, preceded by the signature glibc registered the area with: restarts.
+#define SYNCPOOL_RSEQ_ABORT_HANDLER                          \
+  ".pushsection __rseq_failure, \"ax?\"\n\t"                 \
+  ".byte 0x0f, 0xb9, 0x3d\n\t"                               \
+  ".long " SYNCPOOL_RSEQ_STR(RSEQ_SIG) "\n\t"                \
+  "84:\n\t"                                                  \
+  "jmp 80b\n\t"                                              \
+  ".popsection\n\t"
+
+// The operands SYNCPOOL_RSEQ_ENTER uses.
+#define SYNCPOOL_RSEQ_OPERANDS                                                        \
+  [area] "r"(__rseq_offset), [caches] "r"(caches), [num_cpus] "r"(num_cpus),          \
+      [stack_off] "r"(stack_offset), [cs_off] "i"(kRseqCsOffset),                     \
+      [cpu_off] "i"(kRseqCpuIdOffset), [stopped] "i"(offsetof(CpuCache, stopped))
+
 // RseqPop()
 //
 // Pops the top block of the stack at `stack_offset` (CpuCache::StackOffset()) of the current
@@ -85,117 +130,62 @@ inline void* RseqPop(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_
   uint64_t scratch;
   char* cache;
   char* stack;
-  asm volatile(
-      // The critical-section descriptor: start, length up to the commit, abort handler.
-      ".pushsection __rseq_cs, \"aw?\"\n\t"
-      ".balign 32\n\t"
-      "81:\n\t"
-      ".long 0x0, 0x0\n\t"
-      ".quad 82f, (83f - 82f), 84f\n\t"
-      ".popsection\n\t"
-      "80:\n\t"  // (Re)start: arm the descriptor in this thread's rseq area.
-      "leaq 81b(%%rip), %[scratch]\n\t"
-      "movq %[scratch], %%fs:%c[cs_off](%[area])\n\t"
-      "82:\n\t"
-      "movl %%fs:%c[cpu_off](%[area]), %k[scratch]\n\t"
-      "cmpl %k[num_cpus], %k[scratch]\n\t"
-      "jae 85f\n\t"
-      "movq (%[caches], %[scratch], 8), %[cache]\n\t"
-      "testq %[cache], %[cache]\n\t"
-      "jz 85f\n\t"
-      "cmpb $0, %c[stopped](%[cache])\n\t"
-      "jnz 85f\n\t"
-      "leaq (%[cache], %[stack_off]), %[stack]\n\t"
-      "movl %c[count](%[stack]), %k[scratch]\n\t"
-      "testl %k[scratch], %k[scratch]\n\t"
-      "jz 85f\n\t"
-      "movq %c[slots](%[stack]), %[result]\n\t"
-      "movq -8(%[result], %[scratch], 8), %[result]\n\t"
-      "subl $1, %k[scratch]\n\t"
-      "addq $1, %c[hits](%[cache])\n\t"
-      "movl %k[scratch], %c[count](%[stack])\n\t"  // Commit.
-      "83:\n\t"
-      "jmp 86f\n\t"
-      // The abort handler, preceded by the signature glibc registered.
-      ".pushsection __rseq_failure, \"ax?\"\n\t"
-      ".byte 0x0f, 0xb9, 0x3d\n\t"
-      ".long 0x53053053\n\t"
-      "84:\n\t"
-      "jmp 80b\n\t"
-      ".popsection\n\t"
-      "85:\n\t"
-      "xorl %k[result], %k[result]\n\t"
-      "86:\n\t"
-      : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
-        [stack] "=&r"(stack)
-      : [area] "r"(__rseq_offset), [caches] "r"(caches), [num_cpus] "r"(num_cpus),
-        [stack_off] "r"(stack_offset), [cs_off] "i"(kRseqCsOffset), [cpu_off] "i"(kRseqCpuIdOffset),
-        [stopped] "i"(offsetof(CpuCache, stopped)), [hits] "i"(offsetof(CpuCache, hits)),
-        [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset)
-      : "memory", "cc");
+  asm volatile(SYNCPOOL_RSEQ_ENTER
+               "movl %c[count](%[stack]), %k[scratch]\n\t"
+               "testl %k[scratch], %k[scratch]\n\t"
+               "jz 85f\n\t"
+               "movq %c[slots](%[stack]), %[result]\n\t"
+               "movq -8(%[result], %[scratch], 8), %[result]\n\t"
+               "subl $1, %k[scratch]\n\t"
+               "addq $1, %c[hits](%[cache])\n\t"
+               "movl %k[scratch], %c[count](%[stack])\n\t"  // Commit.
+               "83:\n\t"
+               "jmp 86f\n\t"
+               SYNCPOOL_RSEQ_ABORT_HANDLER
+               "85:\n\t"
+               "xorl %k[result], %k[result]\n\t"
+               "86:\n\t"
+               : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
+                 [stack] "=&r"(stack)
+               : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(CpuCache, hits)),
+                 [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset)
+               : "memory", "cc");
   return result;
 }
 
 // RseqPush()
 //
 // Pushes `block` onto the primary generation of the stack at `stack_offset` of the current
-// CPU's cache. Returns false (keeping nothing) when the CPU has no cache yet, its cache is
-// stopped, or the stack is full. REQUIRES: as RseqPop().
+// CPU's cache. Returns false (keeping nothing) when the CPU id is out of range, the CPU has no
+// cache yet, its cache is stopped, or the stack is full. REQUIRES: as RseqPop().
 inline bool RseqPush(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset,
                      void* block) {
   uint64_t result;
   uint64_t scratch;
   char* cache;
   char* stack;
-  asm volatile(
-      ".pushsection __rseq_cs, \"aw?\"\n\t"
-      ".balign 32\n\t"
-      "81:\n\t"
-      ".long 0x0, 0x0\n\t"
-      ".quad 82f, (83f - 82f), 84f\n\t"
-      ".popsection\n\t"
-      "80:\n\t"
-      "leaq 81b(%%rip), %[scratch]\n\t"
-      "movq %[scratch], %%fs:%c[cs_off](%[area])\n\t"
-      "82:\n\t"
-      "movl %%fs:%c[cpu_off](%[area]), %k[scratch]\n\t"
-      "cmpl %k[num_cpus], %k[scratch]\n\t"
-      "jae 85f\n\t"
-      "movq (%[caches], %[scratch], 8), %[cache]\n\t"
-      "testq %[cache], %[cache]\n\t"
-      "jz 85f\n\t"
-      "cmpb $0, %c[stopped](%[cache])\n\t"
-      "jnz 85f\n\t"
-      "leaq (%[cache], %[stack_off]), %[stack]\n\t"
-      "movl %c[count](%[stack]), %k[scratch]\n\t"
-      "cmpl %c[capacity](%[stack]), %k[scratch]\n\t"
-      "jae 85f\n\t"
-      "movq %c[slots](%[stack]), %[result]\n\t"
-      "movq %[block], (%[result], %[scratch], 8)\n\t"
-      "addl $1, %k[scratch]\n\t"
-      "movl %k[scratch], %c[count](%[stack])\n\t"  // Commit.
-      "83:\n\t"
-      "movl $1, %k[result]\n\t"
-      "jmp 86f\n\t"
-      ".pushsection __rseq_failure, \"ax?\"\n\t"
-      ".byte 0x0f, 0xb9, 0x3d\n\t"
-      ".long 0x53053053\n\t"
-      "84:\n\t"
-      "jmp 80b\n\t"
-      ".popsection\n\t"
-      "85:\n\t"
-      "xorl %k[result], %k[result]\n\t"
-      "86:\n\t"
-      : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
-        [stack] "=&r"(stack)
-      : [area] "r"(__rseq_offset), [caches] "r"(caches), [num_cpus] "r"(num_cpus),
-        [stack_off] "r"(stack_offset), [block] "r"(block), [cs_off] "i"(kRseqCsOffset),
-        [cpu_off] "i"(kRseqCpuIdOffset),
-        [stopped] "i"(offsetof(CpuCache, stopped)),
-        [count] "i"(offsetof(ClassStack, primary_count)),
-        [capacity] "i"(offsetof(ClassStack, capacity)),
-        [slots] "i"(offsetof(ClassStack, primary))
-      : "memory", "cc");
+  asm volatile(SYNCPOOL_RSEQ_ENTER
+               "movl %c[count](%[stack]), %k[scratch]\n\t"
+               "cmpl %c[capacity](%[stack]), %k[scratch]\n\t"
+               "jae 85f\n\t"
+               "movq %c[slots](%[stack]), %[result]\n\t"
+               "movq %[block], (%[result], %[scratch], 8)\n\t"  // Harmless if restarted.
+               "addl $1, %k[scratch]\n\t"
+               "movl %k[scratch], %c[count](%[stack])\n\t"  // Commit.
+               "83:\n\t"
+               "movl $1, %k[result]\n\t"
+               "jmp 86f\n\t"
+               SYNCPOOL_RSEQ_ABORT_HANDLER
+               "85:\n\t"
+               "xorl %k[result], %k[result]\n\t"
+               "86:\n\t"
+               : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
+                 [stack] "=&r"(stack)
+               : SYNCPOOL_RSEQ_OPERANDS, [block] "r"(block),
+                 [count] "i"(offsetof(ClassStack, primary_count)),
+                 [capacity] "i"(offsetof(ClassStack, capacity)),
+                 [slots] "i"(offsetof(ClassStack, primary))
+               : "memory", "cc");
   return result != 0;
 }
 
