@@ -100,11 +100,14 @@ int FakeCpu() {
 
 // In the rseq mode: the CPU whose cache the calling thread must work on as a remote
 // operation, or -1 when it can use the sequences on its own CPU. That is its fake CPU in a
-// test, or, for a CPU id beyond the table (which the sequences refuse), the entry it wraps to.
+// test; or, when the sequences would refuse this thread (a CPU id beyond the table, or an rseq
+// area the kernel did not register for it), the entry its CPU id wraps to.
 int RemoteTarget(int num_cpus) {
   if (const int fake = FakeCpu(); fake >= 0) return fake;
-  const int cpu = RealCurrentCpu();
-  return cpu < num_cpus ? -1 : cpu % num_cpus;
+#if SYNCPOOL_RSEQ_FAST_PATH
+  if (static_cast<unsigned>(RseqCpuId()) < static_cast<unsigned>(num_cpus)) return -1;
+#endif
+  return RealCurrentCpu() % num_cpus;
 }
 
 }  // namespace

@@ -327,6 +327,9 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
   }
   done_mu.Unlock();
   for (std::thread& t : threads) t.join();
+  // Exact figures need every thread that touches the caches stopped, the sweeper's included
+  // (an epoch releases blocks before it adds them to the swept counts).
+  sweeper.Stop();
 
   EXPECT_FALSE(shared.failed.load());
   EXPECT_EQ(shared.held.size(), 0u);
@@ -335,8 +338,13 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
 
   // Every object: made on a miss, and either cached, or destroyed by a spill, a sweep or its
   // last holder.
+  // In the rseq mode a restarted pop may count its hit twice (stats.h): hits are a bound there.
   const Stats ps = pool->GetStats();
-  EXPECT_EQ(ps.hits + ps.misses, shared.pool_gets.load()) << ps.DebugString();
+  if (pool->uses_rseq()) {
+    EXPECT_GE(ps.hits + ps.misses, shared.pool_gets.load()) << ps.DebugString();
+  } else {
+    EXPECT_EQ(ps.hits + ps.misses, shared.pool_gets.load()) << ps.DebugString();
+  }
   EXPECT_EQ(Buffer::constructed.load(), ps.misses) << ps.DebugString();
   EXPECT_EQ(Buffer::constructed.load(), Buffer::destroyed.load() + ps.cached_blocks())
       << ps.DebugString();
@@ -347,7 +355,11 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
   // a spill, a sweep or a direct deallocate.
   const Stats rs = resource->GetStats();
   const uint64_t direct = shared.direct_allocations.load();
-  EXPECT_EQ(rs.hits + rs.misses, shared.pooled_allocations.load()) << rs.DebugString();
+  if (resource->uses_rseq()) {
+    EXPECT_GE(rs.hits + rs.misses, shared.pooled_allocations.load()) << rs.DebugString();
+  } else {
+    EXPECT_EQ(rs.hits + rs.misses, shared.pooled_allocations.load()) << rs.DebugString();
+  }
   EXPECT_EQ(upstream.allocations(), rs.misses + direct) << rs.DebugString();
   EXPECT_EQ(upstream.deallocations(), rs.spills + rs.swept_blocks + direct) << rs.DebugString();
   EXPECT_EQ(upstream.live_blocks(), rs.cached_blocks()) << rs.DebugString();
@@ -363,7 +375,6 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
 
   pool.reset();
   resource.reset();
-  sweeper.Stop();
   EXPECT_EQ(upstream.live_bytes(), 0u);
   EXPECT_EQ(upstream.live_blocks(), 0u);
   EXPECT_TRUE(upstream.errors().empty()) << upstream.errors().front();

@@ -22,7 +22,9 @@
 namespace syncpool {
 
 struct Stats {
-  // Gets and allocations served from a cache (of any CPU, either generation).
+  // Gets and allocations served from a cache (of any CPU, either generation). Where the
+  // per-CPU caches run as restartable sequences, a pop that the kernel restarts at its last
+  // instruction counts twice, so this is an upper bound there (exact on the locked path).
   uint64_t hits = 0;
   // Gets and allocations that found every cache empty: they called New or the upstream
   // resource (counted before the call, so a call that throws counts too).

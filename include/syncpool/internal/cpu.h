@@ -51,18 +51,28 @@ int FakeCpuOfThisThread();
 // The CPU id from sched_getcpu(), for threads without a registered rseq area.
 int SchedCurrentCpu();
 
+#if SYNCPOOL_HAVE_GLIBC_RSEQ
+// RseqCpuId()
+//
+// The `cpu_id` field of the calling thread's rseq area: the CPU id, or negative when the
+// kernel did not register the area for this thread. REQUIRES: __rseq_size != 0.
+inline int RseqCpuId() {
+  // %fs:0 holds the thread pointer on x86-64; glibc's area sits at __rseq_offset from it.
+  // The kernel rewrites cpu_id whenever the thread is scheduled, hence the volatile load.
+  char* tp;
+  asm("mov %%fs:0, %0" : "=r"(tp));
+  const auto* area = reinterpret_cast<const struct rseq*>(tp + __rseq_offset);
+  return static_cast<int>(*reinterpret_cast<const volatile uint32_t*>(&area->cpu_id));
+}
+#endif
+
 // RealCurrentCpu()
 //
 // The real CPU id: glibc's rseq `cpu_id` when registered, sched_getcpu() otherwise.
 inline int RealCurrentCpu() {
 #if SYNCPOOL_HAVE_GLIBC_RSEQ
   if (ABSL_PREDICT_TRUE(__rseq_size != 0)) {
-    // %fs:0 holds the thread pointer on x86-64; glibc's area sits at __rseq_offset from it.
-    // The kernel rewrites cpu_id whenever the thread is scheduled, hence the volatile load.
-    char* tp;
-    asm("mov %%fs:0, %0" : "=r"(tp));
-    const auto* area = reinterpret_cast<const struct rseq*>(tp + __rseq_offset);
-    const int cpu = static_cast<int>(*reinterpret_cast<const volatile uint32_t*>(&area->cpu_id));
+    const int cpu = RseqCpuId();
     if (ABSL_PREDICT_TRUE(cpu >= 0)) return cpu;
   }
 #endif
