@@ -116,7 +116,7 @@ void BlockCache::CountMiss() {
   CacheOf(CurrentCpu())->misses.fetch_add(1, std::memory_order_relaxed);
 }
 
-void* BlockCache::GetSlow(size_t cls, int cpu) {
+void* BlockCache::GetSlow(size_t cls) {
   // Pops from the primary, else the victim generation, of a cache locked or stopped by us.
   auto pop_locked = [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     void* b = cc->PopPrimary(cls);
@@ -126,8 +126,10 @@ void* BlockCache::GetSlow(size_t cls, int cpu) {
   };
   void* block = nullptr;
   CpuCache* c;
+  int cpu;
   if (!rseq_) {
-    c = CacheOf(cpu);  // The fast path may not have run (no cache yet).
+    cpu = CurrentCpu();
+    c = CacheOf(cpu);
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
   } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
@@ -144,7 +146,8 @@ void* BlockCache::GetSlow(size_t cls, int cpu) {
     block = RseqPopPrimary(cpus_.get(), num_cpus_, offset);
     if (block == nullptr) block = RseqPopVictim(cpus_.get(), num_cpus_, offset);
 #else
-    c = CacheOf(CurrentCpu());
+    cpu = CurrentCpu();  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
+    c = CacheOf(cpu);
 #endif
   }
   if (block != nullptr) return block;
@@ -190,14 +193,14 @@ void* BlockCache::Steal(size_t cls, int cpu) {
   return nullptr;
 }
 
-void BlockCache::PutSlow(size_t cls, void* block, int cpu) {
+void BlockCache::PutSlow(size_t cls, void* block) {
   auto push_locked = [cls, block](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     return cc->PushPrimary(cls, block);
   };
   bool kept = false;
   CpuCache* c;
   if (!rseq_) {
-    c = CacheOf(cpu);
+    c = CacheOf(CurrentCpu());
     SpinLockHolder l(&c->lock);
     kept = push_locked(c);
   } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
@@ -209,7 +212,7 @@ void BlockCache::PutSlow(size_t cls, void* block, int cpu) {
     WaitIfStopped(c);
     kept = RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block);
 #else
-    c = CacheOf(CurrentCpu());
+    c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
 #endif
   }
   if (kept) return;

@@ -132,7 +132,7 @@ class Pool {
     //
     // Puts the object back now; the handle becomes empty.
     void reset() noexcept {
-      if (obj_ != nullptr) pool_->Put(std::unique_ptr<T>(std::exchange(obj_, nullptr)));
+      if (obj_ != nullptr) pool_->PutOwned(std::exchange(obj_, nullptr));
     }
 
    private:
@@ -172,9 +172,7 @@ class Pool {
   // Runs the reset hook and caches `obj` (destroying it at once when this CPU's cache is
   // full). Put(nullptr) does nothing.
   void Put(std::unique_ptr<T> obj) {
-    if (obj == nullptr) return;
-    if (reset_) reset_(*obj);
-    base_.Put(obj.release());
+    if (obj != nullptr) PutOwned(obj.release());
   }
 
   // Pool::Clear()
@@ -194,6 +192,16 @@ class Pool {
 
  private:
   static void Destroy(void* obj) { delete static_cast<T*>(obj); }
+
+  // Put() of an object the caller owns (not null).
+  void PutOwned(T* obj) {
+    if (reset_) {
+      std::unique_ptr<T> guard(obj);  // Destroys the object if the hook throws.
+      reset_(*obj);
+      guard.release();
+    }
+    base_.Put(obj);
+  }
 
   ABSL_ATTRIBUTE_NOINLINE Handle New() {
     if (!new_) return Handle();

@@ -86,55 +86,32 @@ class BlockCache final : public Sweepable {
   //
   // A cached block of class `cls`, or nullptr (a miss, counted) when no cache has one.
   // A block returned here was handed to Put() by some thread, and that Put() happens before
-  // this Get() returns (they synchronize through the cache lock).
-  void* Get(size_t cls) {
+  // this Get() returns. Inline: one restartable sequence in the rseq mode; everything else
+  // (the locked mode included) is the out-of-line GetSlow().
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get(size_t cls) {
 #if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(rseq_)) {
-      if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
-        void* block = RseqPopPrimary(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls));
-        if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
-      }
-      return GetSlow(cls, -1);
+    if (ABSL_PREDICT_TRUE(rseq_) &&
+        ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
+      void* block = RseqPopPrimary(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls));
+      if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
     }
 #endif
-    const int cpu = CurrentCpu();
-    CpuCache* c = CacheIfCreated(cpu);
-    if (ABSL_PREDICT_TRUE(c != nullptr)) {
-      c->lock.Lock();
-      if (void* block = c->PopPrimary(cls); ABSL_PREDICT_TRUE(block != nullptr)) {
-        c->CountHit();
-        c->lock.Unlock();
-        return block;
-      }
-      c->lock.Unlock();
-    }
-    return GetSlow(cls, cpu);
+    return GetSlow(cls);
   }
 
   // BlockCache::Put()
   //
   // Caches `block` of class `cls`, or releases it at once when this CPU's cache is full.
-  void Put(size_t cls, void* block) {
+  // Inline as Get().
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Put(size_t cls, void* block) {
 #if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(rseq_)) {
-      if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0) &&
-          ABSL_PREDICT_TRUE(
-              RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block))) {
-        return;
-      }
-      PutSlow(cls, block, -1);
+    if (ABSL_PREDICT_TRUE(rseq_) &&
+        ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0) &&
+        ABSL_PREDICT_TRUE(RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block))) {
       return;
     }
 #endif
-    const int cpu = CurrentCpu();
-    CpuCache* c = CacheIfCreated(cpu);
-    if (ABSL_PREDICT_TRUE(c != nullptr)) {
-      c->lock.Lock();
-      const bool kept = c->PushPrimary(cls, block);
-      c->lock.Unlock();
-      if (ABSL_PREDICT_TRUE(kept)) return;
-    }
-    PutSlow(cls, block, cpu);
+    PutSlow(cls, block);
   }
 
   // BlockCache::CountMiss()
@@ -165,17 +142,10 @@ class BlockCache final : public Sweepable {
   static constexpr size_t kStealBatch = 16;
 
  private:
-  CpuCache* CacheIfCreated(int cpu) const {
-    if (ABSL_PREDICT_FALSE(static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_))) {
-      return nullptr;
-    }
-    return cpus_[cpu].load(std::memory_order_acquire);
-  }
   CpuCache* CacheOf(int cpu);  // Creates the cache on first use.
-  // `cpu` is the caller's CPU in the locked mode and -1 in the rseq mode (found again there).
-  void* GetSlow(size_t cls, int cpu);
+  void* GetSlow(size_t cls);
   void* Steal(size_t cls, int cpu);
-  void PutSlow(size_t cls, void* block, int cpu);
+  void PutSlow(size_t cls, void* block);
   // Runs `op(cache)` on `cpu`'s cache as a remote operation: under its lock and, in the rseq
   // mode, with the cache stopped and fenced (see percpu_rseq.h).
   template <typename Op>
