@@ -22,7 +22,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
 #include "gtest/gtest.h"
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/mutex.h"
@@ -31,10 +30,13 @@
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
+#include "held_set.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
 namespace {
+
+using ::syncpool::testing::HeldSet;
 
 using ::syncpool::testing::TrackingResource;
 
@@ -93,26 +95,6 @@ struct Obj {
 
 uint64_t Word(uint64_t tag, size_t i) { return tag * 0x9e3779b97f4a7c15 + i; }
 
-// Pointers held now: a second holder of the same pointer is a failure.
-class HeldSet {
- public:
-  bool Insert(const void* p) {
-    internal::MutexLock l(&mu_);
-    return held_.insert(p).second;
-  }
-  bool Erase(const void* p) {
-    internal::MutexLock l(&mu_);
-    return held_.erase(p) == 1;
-  }
-  size_t size() {
-    internal::MutexLock l(&mu_);
-    return held_.size();
-  }
-
- private:
-  internal::Mutex mu_;
-  absl::flat_hash_set<const void*> held_ ABSL_GUARDED_BY(mu_);
-};
 
 TEST(RseqDisabledTest, ThreadsKeepEveryBlockAccountedFor) {
   Obj::constructed = 0;

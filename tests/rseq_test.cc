@@ -32,7 +32,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
 #include "gtest/gtest.h"
 #include "syncpool/internal/mutex.h"
 #include "syncpool/internal/percpu_rseq.h"
@@ -40,10 +39,13 @@
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
+#include "held_set.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
 namespace {
+
+using ::syncpool::testing::HeldSet;
 
 using ::syncpool::testing::TrackingResource;
 
@@ -104,44 +106,6 @@ struct Obj {
 
 constexpr size_t kSizes[] = {16, 64, 256, 1024};  // Four size classes, filled in words.
 
-// The pointers held now: a pointer handed to a second holder is a failure. Sharded so the
-// checks do not serialize the threads they watch.
-class HeldSet {
- public:
-  bool Insert(const void* p) { return ShardOf(p).Insert(p); }
-  bool Erase(const void* p) { return ShardOf(p).Erase(p); }
-  size_t size() {
-    size_t n = 0;
-    for (Shard& s : shards_) n += s.size();
-    return n;
-  }
-
- private:
-  class alignas(64) Shard {
-   public:
-    bool Insert(const void* p) {
-      internal::MutexLock l(&mu_);
-      return held_.insert(p).second;
-    }
-    bool Erase(const void* p) {
-      internal::MutexLock l(&mu_);
-      return held_.erase(p) == 1;
-    }
-    size_t size() {
-      internal::MutexLock l(&mu_);
-      return held_.size();
-    }
-
-   private:
-    internal::Mutex mu_;
-    absl::flat_hash_set<const void*> held_ ABSL_GUARDED_BY(mu_);
-  };
-  Shard& ShardOf(const void* p) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    return shards_[((a >> 4) ^ (a >> 12)) % std::size(shards_)];
-  }
-  Shard shards_[16];
-};
 
 // An upstream, a sweeper without a thread, a resource and a pool over them, and what the
 // workers did with them.

@@ -30,7 +30,6 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "gtest/gtest.h"
 #include "syncpool/internal/mutex.h"
 #include "syncpool/internal/percpu_rseq.h"
@@ -39,10 +38,13 @@
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 #include "syncpool/testing/fake_cpu.h"
+#include "held_set.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
 namespace {
+
+using ::syncpool::testing::HeldSet;
 
 using ::syncpool::testing::ScopedFakeCpu;
 using ::syncpool::testing::TrackingResource;
@@ -77,46 +79,6 @@ struct Buffer {
 };
 static_assert(sizeof(Buffer) == 256);
 
-// The pointers some thread holds now, each with its holder's tag. Sharded to keep the checks
-// from serializing the threads they watch.
-class HeldSet {
- public:
-  // Records `p` as held under `tag`; returns 0, or the tag of whoever holds it already.
-  uint64_t Acquire(const void* p, uint64_t tag) {
-    Shard& s = ShardOf(p);
-    internal::MutexLock l(&s.mu);
-    auto [it, inserted] = s.held.emplace(p, tag);
-    return inserted ? 0 : it->second;
-  }
-  // Forgets `p`; returns false unless it was held under `tag`.
-  bool Release(const void* p, uint64_t tag) {
-    Shard& s = ShardOf(p);
-    internal::MutexLock l(&s.mu);
-    auto it = s.held.find(p);
-    if (it == s.held.end() || it->second != tag) return false;
-    s.held.erase(it);
-    return true;
-  }
-  size_t size() {
-    size_t n = 0;
-    for (Shard& s : shards_) {
-      internal::MutexLock l(&s.mu);
-      n += s.held.size();
-    }
-    return n;
-  }
-
- private:
-  struct alignas(64) Shard {
-    internal::Mutex mu;
-    absl::flat_hash_map<const void*, uint64_t> held ABSL_GUARDED_BY(mu);
-  };
-  Shard& ShardOf(const void* p) {
-    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    return shards_[((a >> 4) ^ (a >> 12)) % shards_.size()];
-  }
-  std::array<Shard, 64> shards_;
-};
 
 uint64_t PatternWord(uint64_t tag, size_t i) { return tag * 0x9e3779b97f4a7c15 + i; }
 
