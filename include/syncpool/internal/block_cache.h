@@ -26,11 +26,11 @@
 //   - SweepEpoch(): per CPU and class, release the victim generation and make the primary the
 //     victim (see sweeper.h).
 // Blocks are released (returned upstream or destroyed) by the BlockReleaser, never with a
-// per-CPU lock held.
+// per-CPU lock held or a cache stopped.
 //
 // Thread safety: Get, Put, SweepEpoch, Drain and Snapshot may run concurrently from any
-// threads; see cpu_cache.h for the locking protocol. The BlockCache must not be destroyed while
-// another thread uses it.
+// threads; cpu_cache.h and percpu_rseq.h give the protocol between local and remote
+// operations. The BlockCache must not be destroyed while another thread uses it.
 
 #ifndef SYNCPOOL_INTERNAL_BLOCK_CACHE_H_
 #define SYNCPOOL_INTERNAL_BLOCK_CACHE_H_

@@ -8,19 +8,26 @@
 // behind one short lock. Not part of syncpool's API. The caching policy that decides what goes
 // where lives one layer up, in block_cache.h.
 //
-// Protocol (locked path):
+// Protocol, locked mode:
 //   - Every change of a stack (its count, its slots, which array is primary and which victim)
 //     is made with `lock` held. Local operations (pop and push by threads that believe they run
 //     on this CPU) and remote ones (stealing, sweeping, draining) take the same lock, so a
 //     thread that migrated after reading its CPU id is harmless: it merely uses another CPU's
 //     cache under that cache's lock.
-//   - Nothing slow happens under `lock`: blocks to release are copied out and released after
-//     Unlock().
-//   - The counts are atomics written only under `lock` (relaxed, so a write costs a plain
-//     store) and read without it by statistics and by the steal probe, which tolerate stale
-//     values.
-//   - Hit counters are written under `lock` with a relaxed load and store; the slow-path
-//     counters use fetch_add because they are updated outside `lock`.
+//
+// Protocol, rseq mode (percpu_rseq.h has the details):
+//   - Local operations are restartable sequences on this CPU and never take `lock`.
+//   - A remote operation takes `lock`, sets `stopped`, fences the CPU, works through the
+//     methods below, clears `stopped`, and unlocks. While `stopped` is set no sequence
+//     commits on this cache.
+//
+// Both modes:
+//   - Nothing slow happens while a cache is locked or stopped: blocks to release are copied
+//     out and released afterwards.
+//   - The counts are atomics written only by the cache's owner of the moment (relaxed, so a
+//     write costs a plain store) and read without it by statistics and by probes, which
+//     tolerate stale values.
+//   - The slow-path counters use fetch_add because they are updated outside any ownership.
 //
 // A CpuCache and its stacks live in one allocation made by CpuCache::Create(); it is created
 // the first time its CPU uses the cache and lives until the owning BlockCache is destroyed.
