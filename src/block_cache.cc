@@ -7,6 +7,7 @@
 #include "syncpool/internal/block_cache.h"
 
 #include <algorithm>
+#include <new>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -151,6 +152,7 @@ void* BlockCache::GetSlow(size_t cls) {
 #endif
   }
   if (block != nullptr) return block;
+  if (static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_)) cpu %= num_cpus_;
   if (num_cpus_ > 1) {
     block = Steal(cls, cpu);
     if (block != nullptr) {
@@ -198,26 +200,36 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     return cc->PushPrimary(cls, block);
   };
   bool kept = false;
-  CpuCache* c;
-  if (!rseq_) {
-    c = CacheOf(CurrentCpu());
-    SpinLockHolder l(&c->lock);
-    kept = push_locked(c);
-  } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
-    c = CacheOf(target);
-    kept = Remote(target, c, push_locked);
-  } else {
+  CpuCache* c = nullptr;
+  try {
+    if (!rseq_) {
+      c = CacheOf(CurrentCpu());
+      SpinLockHolder l(&c->lock);
+      kept = push_locked(c);
+    } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
+      c = CacheOf(target);
+      kept = Remote(target, c, push_locked);
+    } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
-    c = CacheOf(RealCurrentCpu());
-    WaitIfStopped(c);
-    kept = RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block);
+      // A sequence also fails when a remote operation stopped the cache or the thread moved to
+      // a CPU without a cache: retry a few times, so that a spill means a full cache.
+      for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
+        c = CacheOf(RealCurrentCpu());
+        WaitIfStopped(c);
+        kept = RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block);
+        if (!kept && c->PrimaryCount(cls) >= capacities_[cls]) break;
+      }
 #else
-    c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
+      c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
 #endif
+    }
+  } catch (...) {
+    // No cache could be created for this CPU (memory, or the sweeper's thread failed to
+    // start). A Put must not fail: release the block instead of caching it.
   }
   if (kept) return;
   // Spill: this CPU's primary generation is full. Release the block now, outside the lock.
-  c->spills.fetch_add(1, std::memory_order_relaxed);
+  if (c != nullptr) c->spills.fetch_add(1, std::memory_order_relaxed);
   Release(cls, &block, 1);
 }
 
@@ -240,9 +252,15 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
 
 void BlockCache::SweepEpoch() {
   // A remote operation on every CPU whose cache holds anything: age every class at once
-  // (copying the victims out), then release the copies with no lock held.
-  TakeBuffer buffer{std::vector<void*>(total_capacity_),
-                    std::vector<uint32_t>(class_bytes_.size())};
+  // (copying the victims out), then release the copies with no lock held. Without memory for
+  // the copies the epoch is skipped: the blocks stay cached until the next one.
+  TakeBuffer buffer;
+  try {
+    buffer.blocks.resize(total_capacity_);
+    buffer.counts.resize(class_bytes_.size());
+  } catch (const std::bad_alloc&) {
+    return;
+  }
   size_t blocks = 0;
   size_t bytes = 0;
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {

@@ -39,7 +39,12 @@ const Options& Validated(const Options& options, std::pmr::memory_resource* upst
   return options;
 }
 
-size_t NumClasses(const Options& options) { return SizeClassOf(options.max_block_size) + 1; }
+// Enough classes for the rounding of every admitted request: a request of at most
+// max_block_size bytes and alignment at most kMaxPooledAlignment has a PooledSize() of at most
+// max_block_size rounded up to kMaxPooledAlignment (which stays within kMaxClassSize).
+size_t NumClasses(const Options& options) {
+  return SizeClassOf(internal::PooledSize(options.max_block_size, kMaxPooledAlignment)) + 1;
+}
 
 std::vector<size_t> ClassBytes(const Options& options) {
   std::vector<size_t> bytes(NumClasses(options));
@@ -47,8 +52,7 @@ std::vector<size_t> ClassBytes(const Options& options) {
   return bytes;
 }
 
-// max(2, min(max_blocks_per_class, per_cpu_class_bytes / size)), never above
-// max_blocks_per_class.
+// min(max_blocks_per_class, max(2, per_cpu_class_bytes / size)) blocks per generation.
 std::vector<uint32_t> Capacities(const Options& options) {
   std::vector<uint32_t> caps(NumClasses(options));
   const size_t max_blocks = options.max_blocks_per_class;
@@ -107,7 +111,18 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
     p = cache_.Get(cls);
     if (p == nullptr) p = AllocateMiss(cls);
   }
-  if (debug_) registry_->OnAllocate(p, bytes, alignment);
+  if (debug_) {
+    try {
+      registry_->OnAllocate(p, bytes, alignment);
+    } catch (...) {  // The registry could not grow: give the block back, as if never taken.
+      if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
+        upstream_->deallocate(p, bytes, alignment);
+      } else {
+        cache_.Put(SizeClassOf(internal::PooledSize(bytes, alignment)), p);
+      }
+      throw;
+    }
+  }
   return p;
 }
 

@@ -115,7 +115,7 @@ void Sweeper::Register(Sweepable* cache) {
   internal::MutexLock l(&s.mu);
   s.caches.insert(cache);
   if (!s.options.background || s.thread_running || s.stopped) return;
-  s.thread_running = true;
+  // If the thread cannot be created, std::thread throws and a later Register() tries again.
   s.thread = std::thread([this] {
     State& st = *state_;
     st.mu.Lock();
@@ -130,6 +130,7 @@ void Sweeper::Register(Sweepable* cache) {
     }
     st.mu.Unlock();
   });
+  s.thread_running = true;
 }
 
 void Sweeper::Unregister(Sweepable* cache) {

@@ -424,3 +424,43 @@ TEST_F(PoolResourceApiTest, DefaultAndScopedDefaultResource) {
 
 }  // namespace
 }  // namespace syncpool
+
+namespace syncpool {
+namespace {
+
+// A largest block size that is not a multiple of the alignment: the rounded request lands in a
+// class above max_block_size, which the resource must still have. Both per-CPU paths.
+class OddMaxBlockSizeTest : public ResourceTest<::testing::TestWithParam<bool>> {};
+
+INSTANTIATE_TEST_SUITE_P(BothPaths, OddMaxBlockSizeTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return std::string(info.param ? "Rseq" : "Locked");
+                         });
+
+TEST_P(OddMaxBlockSizeTest, EveryAdmittedRequestHasAClass) {
+  for (const size_t max : {size_t{0}, size_t{16}, size_t{48}, size_t{100}, size_t{150},
+                           size_t{200}, size_t{224}, size_t{1000}}) {
+    Options options{.sweeper = &sweeper_, .debug_checks = false};
+    options.max_block_size = max;
+    options.allow_rseq = GetParam();
+    PoolResource r(options, &upstream_);
+    std::vector<Block> blocks;
+    for (size_t alignment = 1; alignment <= kMaxPooledAlignment; alignment *= 2) {
+      for (const size_t bytes : {size_t{0}, max / 2, max}) {
+        void* p = r.allocate(bytes, alignment);
+        EXPECT_TRUE(IsAligned(p, alignment)) << bytes << " bytes at " << alignment;
+        std::memset(p, 0xab, bytes);
+        blocks.push_back(Block{p, bytes, alignment});
+      }
+    }
+    EXPECT_EQ(r.GetStats().direct, 0u) << "max_block_size " << max;
+    for (const Block& b : blocks) r.deallocate(b.p, b.bytes, b.alignment);
+    // And a second round reuses them.
+    for (const Block& b : blocks) r.deallocate(r.allocate(b.bytes, b.alignment), b.bytes,
+                                               b.alignment);
+    EXPECT_GT(r.GetStats().hits, 0u);
+  }
+}
+
+}  // namespace
+}  // namespace syncpool

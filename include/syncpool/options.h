@@ -30,7 +30,7 @@ struct Options {
   size_t max_block_size = 256 * 1024;
 
   // PoolResource: how many bytes of one size class one CPU may cache in one generation:
-  // a class of size S caches max(2, min(max_blocks_per_class, per_cpu_class_bytes / S))
+  // a class of size S caches min(max_blocks_per_class, max(2, per_cpu_class_bytes / S))
   // blocks per CPU and generation.
   size_t per_cpu_class_bytes = 64 * 1024;
 

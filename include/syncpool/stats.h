@@ -31,7 +31,8 @@ struct Stats {
   uint64_t misses = 0;
   // Hits served from another CPU's cache (included in `hits`).
   uint64_t steals = 0;
-  // Puts and deallocations that found their CPU's cache full: released at once.
+  // Puts and deallocations that found their CPU's cache full (or, rarely, could not create
+  // it): released at once.
   uint64_t spills = 0;
   // PoolResource only: requests above the largest size class or the pooled alignment, passed
   // straight to the upstream resource (neither hits nor misses).

@@ -87,7 +87,8 @@ class Sweeper {
   // Sweeper::Register()
   //
   // Adds a cache to the epochs and starts the background thread if it is not running.
-  // Called by the library's caches on first use.
+  // Called by the library's caches on first use. Throws std::system_error when the thread
+  // cannot be started; the cache stays registered and a later Register() tries again.
   void Register(Sweepable* cache);
 
   // Sweeper::Unregister()
