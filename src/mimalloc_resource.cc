@@ -20,8 +20,13 @@ struct MimallocResource::Api {
 
 namespace {
 
-// mimalloc's malloc returns blocks aligned to at least this (MI_MAX_ALIGN_SIZE).
-constexpr size_t kMimallocNaturalAlignment = 16;
+// Whether mi_malloc alone guarantees `alignment` for `bytes`. Its blocks come in sizes that
+// are multiples of 8 bytes, so every block is 8-aligned, but a block of an odd number of words
+// (24, 40, 56 bytes) is only 8-aligned; blocks whose size is a multiple of 16 are 16-aligned.
+// Anything else goes through mi_malloc_aligned.
+bool MallocSuffices(size_t bytes, size_t alignment) {
+  return alignment <= 8 || (alignment <= 16 && bytes != 0 && bytes % 16 == 0);
+}
 
 template <typename F>
 bool Lookup(void* library, const char* name, F* out) {
@@ -50,8 +55,8 @@ MimallocResource* MimallocResource::Get() {
 void MimallocResource::Collect(bool force) { api_->collect(force); }
 
 void* MimallocResource::do_allocate(size_t bytes, size_t alignment) {
-  void* p = alignment <= kMimallocNaturalAlignment ? api_->malloc(bytes)
-                                                   : api_->malloc_aligned(bytes, alignment);
+  void* p = MallocSuffices(bytes, alignment) ? api_->malloc(bytes)
+                                             : api_->malloc_aligned(bytes, alignment);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
