@@ -283,8 +283,14 @@ void BlockCache::SweepEpoch() {
 }
 
 void BlockCache::Drain() {
-  TakeBuffer buffer{std::vector<void*>(2 * total_capacity_),
-                    std::vector<uint32_t>(class_bytes_.size())};
+  TakeBuffer buffer;
+  try {
+    buffer.blocks.resize(2 * total_capacity_);
+    buffer.counts.resize(class_bytes_.size());
+  } catch (const std::bad_alloc&) {
+    DrainOneByOne();  // Draining runs in destructors: it must not fail for want of memory.
+    return;
+  }
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
@@ -293,6 +299,21 @@ void BlockCache::Drain() {
         [](CpuCache* cc, size_t cls, void** out)
             ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
         buffer);
+  }
+}
+
+void BlockCache::DrainOneByOne() {
+  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+    CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+    if (c == nullptr) continue;
+    for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+      while (void* block = Remote(cpu, c, [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+               void* b = cc->PopPrimary(cls);
+               return b != nullptr ? b : cc->PopVictim(cls);
+             })) {
+        Release(cls, &block, 1);
+      }
+    }
   }
 }
 

@@ -50,6 +50,30 @@ constexpr size_t kLarge = 1;  // Class 1: 64-byte blocks.
 class BlockCacheTest : public ::testing::Test {
  protected:
   // A cache of two classes (16 and 64 bytes), `capacity` blocks per CPU and generation each.
+  // Blocks 0 (small) and 1 (large) on CPU 0 and 2 (small) on CPU 1 in the victim generation,
+  // block 3 (small) in CPU 1's primary generation.
+  void FillBothGenerationsOfTwoCpus(BlockCache& cache) {
+    {
+      ScopedFakeCpu cpu(0);
+      cache.Put(kSmall, block(0));
+      cache.Put(kLarge, block(1));
+    }
+    {
+      ScopedFakeCpu cpu(1);
+      cache.Put(kSmall, block(2));
+      sweeper_.SweepNow();  // Blocks 0, 1 and 2 become victims.
+      cache.Put(kSmall, block(3));
+    }
+  }
+
+  void ExpectBlocksOfTwoCpusReleasedOnce() {
+    EXPECT_EQ(releaser_.released().size(), 4u);
+    EXPECT_EQ(releaser_.TimesReleased(kSmall, block(0)), 1);
+    EXPECT_EQ(releaser_.TimesReleased(kLarge, block(1)), 1);
+    EXPECT_EQ(releaser_.TimesReleased(kSmall, block(2)), 1);
+    EXPECT_EQ(releaser_.TimesReleased(kSmall, block(3)), 1);
+  }
+
   BlockCache MakeCache(uint32_t capacity = 4) {
     return BlockCache({16, 64}, {capacity, capacity}, &releaser_, &sweeper_);
   }
@@ -241,23 +265,9 @@ TEST_F(BlockCacheTest, StealsFromAnotherCpuPrimaryThenVictim) {
 TEST_F(BlockCacheTest, DrainReleasesEveryGenerationOfEveryCpu) {
   SYNCPOOL_REQUIRE_TWO_CPUS();
   BlockCache cache = MakeCache();
-  {
-    ScopedFakeCpu cpu(0);
-    cache.Put(kSmall, block(0));
-    cache.Put(kLarge, block(1));
-  }
-  {
-    ScopedFakeCpu cpu(1);
-    cache.Put(kSmall, block(2));
-    sweeper_.SweepNow();  // Blocks 0, 1 and 2 become victims.
-    cache.Put(kSmall, block(3));
-  }
+  FillBothGenerationsOfTwoCpus(cache);
   cache.Drain();
-  EXPECT_EQ(releaser_.released().size(), 4u);
-  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(0)), 1);
-  EXPECT_EQ(releaser_.TimesReleased(kLarge, block(1)), 1);
-  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(2)), 1);
-  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(3)), 1);
+  ExpectBlocksOfTwoCpusReleasedOnce();
 
   const Stats stats = cache.Snapshot();
   EXPECT_EQ(stats.cached_blocks(), 0u);
@@ -268,6 +278,16 @@ TEST_F(BlockCacheTest, DrainReleasesEveryGenerationOfEveryCpu) {
   EXPECT_EQ(cache.Get(kSmall), nullptr);
   cache.Put(kSmall, block(4));  // Still usable after Drain.
   EXPECT_EQ(cache.Get(kSmall), block(4));
+}
+
+// The fallback Drain() takes when it cannot allocate: the same outcome, block by block.
+TEST_F(BlockCacheTest, DrainOneByOneReleasesEveryGenerationOfEveryCpu) {
+  SYNCPOOL_REQUIRE_TWO_CPUS();
+  BlockCache cache = MakeCache();
+  FillBothGenerationsOfTwoCpus(cache);
+  cache.DrainOneByOne();
+  ExpectBlocksOfTwoCpusReleasedOnce();
+  EXPECT_EQ(cache.Snapshot().cached_blocks(), 0u);
 }
 
 TEST_F(BlockCacheTest, SnapshotFigures) {

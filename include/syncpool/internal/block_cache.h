@@ -128,6 +128,12 @@ class BlockCache final : public Sweepable {
   // Releases every cached block of every CPU on the calling thread.
   void Drain();
 
+  // BlockCache::DrainOneByOne()
+  //
+  // Drain() without allocating: one remote operation per block. Drain() falls back to it
+  // when it cannot allocate its buffer.
+  void DrainOneByOne();
+
   // BlockCache::Snapshot()
   Stats Snapshot() const;
 
