@@ -37,7 +37,6 @@ namespace syncpool {
 namespace {
 
 using ::syncpool::testing::HeldSet;
-
 using ::syncpool::testing::TrackingResource;
 
 #ifdef SYNCPOOL_SANITIZER

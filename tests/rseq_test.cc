@@ -46,7 +46,6 @@ namespace syncpool {
 namespace {
 
 using ::syncpool::testing::HeldSet;
-
 using ::syncpool::testing::TrackingResource;
 
 #ifdef SYNCPOOL_SANITIZER

@@ -45,7 +45,6 @@ namespace syncpool {
 namespace {
 
 using ::syncpool::testing::HeldSet;
-
 using ::syncpool::testing::ScopedFakeCpu;
 using ::syncpool::testing::TrackingResource;
 
