@@ -62,12 +62,12 @@ class PoolBase : private BlockReleaser {
   PoolBase& operator=(const PoolBase&) = delete;
   ~PoolBase();
 
-  void* Get() {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get() {
     void* obj = cache_.Get(0);
     if (ABSL_PREDICT_FALSE(debug_) && obj != nullptr) OnDebugGet(obj);
     return obj;
   }
-  void Put(void* obj) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Put(void* obj) {
     if (ABSL_PREDICT_FALSE(debug_)) OnDebugPut(obj);
     cache_.Put(0, obj);
   }

@@ -82,7 +82,8 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // PoolResource::Allocate()
   //
   // allocate() without the virtual call: PoolAllocator uses it. Same contract.
-  void* Allocate(size_t bytes, size_t alignment = alignof(std::max_align_t)) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t bytes,
+                                              size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_FALSE(!OnFastPath(bytes, alignment))) return AllocateSlow(bytes, alignment);
     const size_t cls = internal::SizeClassOf(internal::PooledSize(bytes, alignment));
     void* block = cache_.Get(cls);
@@ -94,7 +95,8 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   //
   // deallocate() without the virtual call. REQUIRES: `bytes` and `alignment` are those the
   // block was allocated with.
-  void Deallocate(void* p, size_t bytes, size_t alignment = alignof(std::max_align_t)) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Deallocate(void* p, size_t bytes,
+                                               size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_FALSE(!OnFastPath(bytes, alignment))) {
       DeallocateSlow(p, bytes, alignment);
       return;
