@@ -113,10 +113,6 @@ int RemoteTarget(int num_cpus) {
 
 }  // namespace
 
-void BlockCache::CountMiss() {
-  CacheOf(CurrentCpu())->misses.fetch_add(1, std::memory_order_relaxed);
-}
-
 void* BlockCache::GetSlow(size_t cls) {
   // Pops from the primary, else the victim generation, of a cache locked or stopped by us.
   auto pop_locked = [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {

@@ -121,16 +121,6 @@ TEST_F(BlockCacheTest, GetOnEmptyCacheIsACountedMiss) {
   EXPECT_EQ(stats.cached_blocks(), 0u);
 }
 
-TEST_F(BlockCacheTest, CountMissCountsWithoutLooking) {
-  BlockCache cache = MakeCache();
-  ScopedFakeCpu cpu(0);
-  cache.Put(kSmall, block(0));
-  cache.CountMiss();
-  const Stats stats = cache.Snapshot();
-  EXPECT_EQ(stats.misses, 1u);
-  EXPECT_EQ(stats.primary_blocks, 1u);
-}
-
 TEST_F(BlockCacheTest, PutBeyondCapacitySpillsAtOnce) {
   BlockCache cache = MakeCache(/*capacity=*/2);
   ScopedFakeCpu cpu(0);

@@ -114,12 +114,6 @@ class BlockCache final : public Sweepable {
     PutSlow(cls, block);
   }
 
-  // BlockCache::CountMiss()
-  //
-  // Counts a miss on the current CPU without looking into any cache. For callers that skip
-  // Get() (a Pool<T> with no cache yet still counts its New calls).
-  void CountMiss();
-
   // Sweepable::SweepEpoch()
   void SweepEpoch() override;
 
@@ -136,8 +130,6 @@ class BlockCache final : public Sweepable {
 
   // BlockCache::Snapshot()
   Stats Snapshot() const;
-
-  size_t num_classes() const { return class_bytes_.size(); }
 
   // BlockCache::uses_rseq()
   //

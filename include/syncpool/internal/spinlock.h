@@ -40,14 +40,6 @@ class ABSL_LOCKABLE SpinLock {
     LockSlow();
   }
 
-  // SpinLock::TryLock()
-  //
-  // Acquires the lock if it is free and returns true; returns false without waiting otherwise.
-  bool TryLock() ABSL_EXCLUSIVE_TRYLOCK_FUNCTION(true) {
-    return !locked_.load(std::memory_order_relaxed) &&
-           !locked_.exchange(true, std::memory_order_acquire);
-  }
-
   // SpinLock::Unlock()
   void Unlock() ABSL_UNLOCK_FUNCTION() { locked_.store(false, std::memory_order_release); }
 
