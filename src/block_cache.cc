@@ -28,6 +28,7 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
                        BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq)
     : rseq_(allow_rseq && RseqUsable()),
       num_cpus_(NumCpus()),
+      rseq_cpus_limit_(std::min(num_cpus_, static_cast<int>(kRseqMaxCpus))),
       cpus_(new std::atomic<CpuCache*>[static_cast<size_t>(num_cpus_)]),
       class_bytes_(std::move(class_bytes)),
       capacities_(std::move(capacities)),
@@ -64,6 +65,12 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   CpuCache* fresh = CpuCache::Create(capacities_.data(), capacities_.size());
   if (cpus_[cpu].compare_exchange_strong(c, fresh, std::memory_order_acq_rel,
                                          std::memory_order_acquire)) {
+    if (rseq_ && cpu < rseq_cpus_limit_) {
+      // Open it to sequences under its lock, so the entry cannot reappear in the middle of a
+      // remote operation that found the cache in cpus_ already.
+      SpinLockHolder l(&fresh->lock);
+      rseq_cpus_[cpu].store(fresh, std::memory_order_release);
+    }
     return fresh;
   }
   CpuCache::Destroy(fresh);
@@ -73,26 +80,23 @@ CpuCache* BlockCache::CacheOf(int cpu) {
 template <typename Op>
 auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
   SpinLockHolder l(&c->lock);
-  if (rseq_) {
-    // Stop, then fence: once FenceCpu() returns, no sequence that missed `stopped` is still
-    // running on `cpu`, so the cache is ours until `stopped` is cleared.
-    c->stopped.store(1, std::memory_order_relaxed);
+  const bool close = rseq_ && cpu < rseq_cpus_limit_;
+  if (close) {
+    // Close, then fence: once FenceCpu() returns, no sequence that read the entry before it
+    // was cleared is still running on `cpu`, so the cache is ours until the entry is restored.
+    rseq_cpus_[cpu].store(nullptr, std::memory_order_relaxed);
     FenceCpu(cpu);
   }
   auto result = op(c);  // Moves pointers only: cannot throw.
-  if (rseq_) c->stopped.store(0, std::memory_order_release);
+  if (close) rseq_cpus_[cpu].store(c, std::memory_order_release);
   return result;
 }
 
-namespace {
-
-#if SYNCPOOL_RSEQ_FAST_PATH
-// In the rseq mode, a thread that finds its CPU's cache stopped waits for the remote
-// operation to end by taking the lock it holds.
-void WaitIfStopped(CpuCache* c) {
-  if (c->stopped.load(std::memory_order_acquire) != 0) SpinLockHolder l(&c->lock);
+bool BlockCache::ClosedToSequences(int cpu, CpuCache* c) const {
+  return cpu < rseq_cpus_limit_ && rseq_cpus_[cpu].load(std::memory_order_acquire) != c;
 }
-#endif
+
+namespace {
 
 // The fake CPU of the calling thread (tests), or -1.
 int FakeCpu() {
@@ -101,12 +105,14 @@ int FakeCpu() {
 
 // In the rseq mode: the CPU whose cache the calling thread must work on as a remote
 // operation, or -1 when it can use the sequences on its own CPU. That is its fake CPU in a
-// test; or, when the sequences would refuse this thread (a CPU id beyond the table, or an rseq
-// area the kernel did not register for it), the entry its CPU id wraps to.
-int RemoteTarget(int num_cpus) {
+// test; or, when the sequences would refuse this thread (a CPU id at or beyond `rseq_cpus`, or
+// an rseq area the kernel did not register for it), the entry its CPU id wraps to.
+int RemoteTarget(int num_cpus, int rseq_cpus) {
   if (const int fake = FakeCpu(); fake >= 0) return fake;
 #if SYNCPOOL_RSEQ_FAST_PATH
-  if (static_cast<unsigned>(RseqCpuId()) < static_cast<unsigned>(num_cpus)) return -1;
+  if (static_cast<unsigned>(RseqCpuId()) < static_cast<unsigned>(rseq_cpus)) return -1;
+#else
+  static_cast<void>(rseq_cpus);
 #endif
   return RealCurrentCpu() % num_cpus;
 }
@@ -114,7 +120,7 @@ int RemoteTarget(int num_cpus) {
 }  // namespace
 
 void* BlockCache::GetSlow(size_t cls) {
-  // Pops from the primary, else the victim generation, of a cache locked or stopped by us.
+  // Pops from the primary, else the victim generation, of a cache locked (and closed) by us.
   auto pop_locked = [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     void* b = cc->PopPrimary(cls);
     if (b == nullptr) b = cc->PopVictim(cls);
@@ -129,7 +135,7 @@ void* BlockCache::GetSlow(size_t cls) {
     c = CacheOf(cpu);
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
-  } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
+  } else if (const int target = RemoteTarget(num_cpus_, rseq_cpus_limit_); target >= 0) {
     // Not the CPU this thread runs on: work on its cache as a remote operation.
     cpu = target;
     c = CacheOf(cpu);
@@ -138,10 +144,10 @@ void* BlockCache::GetSlow(size_t cls) {
 #if SYNCPOOL_RSEQ_FAST_PATH
     cpu = RealCurrentCpu();
     c = CacheOf(cpu);
-    WaitIfStopped(c);
+    if (ClosedToSequences(cpu, c)) SpinLockHolder l(&c->lock);  // Wait for the remote op.
     const size_t offset = CpuCache::StackOffset(cls);
-    block = RseqPopPrimary(cpus_.get(), num_cpus_, offset);
-    if (block == nullptr) block = RseqPopVictim(cpus_.get(), num_cpus_, offset);
+    block = RseqPopPrimary(rseq_cpus_, offset);
+    if (block == nullptr) block = RseqPopVictim(rseq_cpus_, offset);
 #else
     cpu = CurrentCpu();  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
     c = CacheOf(cpu);
@@ -202,17 +208,18 @@ void BlockCache::PutSlow(size_t cls, void* block) {
       c = CacheOf(CurrentCpu());
       SpinLockHolder l(&c->lock);
       kept = push_locked(c);
-    } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
+    } else if (const int target = RemoteTarget(num_cpus_, rseq_cpus_limit_); target >= 0) {
       c = CacheOf(target);
       kept = Remote(target, c, push_locked);
     } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
-      // A sequence also fails when a remote operation stopped the cache or the thread moved to
+      // A sequence also fails when a remote operation closed the cache or the thread moved to
       // a CPU without a cache: retry a few times, so that a spill means a full cache.
       for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
-        c = CacheOf(RealCurrentCpu());
-        WaitIfStopped(c);
-        kept = RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block);
+        const int cpu = RealCurrentCpu();
+        c = CacheOf(cpu);
+        if (ClosedToSequences(cpu, c)) SpinLockHolder l(&c->lock);  // Wait for the remote op.
+        kept = RseqPush(rseq_cpus_, CpuCache::StackOffset(cls), block);
         if (!kept && c->PrimaryCount(cls) >= capacities_[cls]) break;
       }
 #else

@@ -25,7 +25,7 @@ PoolBase::PoolBase(size_t object_size, void (*destroy)(void*), const Options& op
       registry_(debug_ ? std::make_unique<DebugRegistry>() : nullptr),
       cache_({object_size}, {ValidatedCapacity(options)}, this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             options.allow_rseq) {}
+             options.allow_rseq && !debug_) {}
 
 PoolBase::~PoolBase() = default;
 
@@ -36,9 +36,16 @@ void PoolBase::Release(size_t /*cls*/, void* const* blocks, size_t n) {
   }
 }
 
-void PoolBase::OnDebugGet(void* obj) { registry_->OnLeave(obj); }
+void* PoolBase::GetSlow() {
+  void* obj = cache_.GetSlow(0);
+  if (debug_ && obj != nullptr) registry_->OnLeave(obj);
+  return obj;
+}
 
-void PoolBase::OnDebugPut(void* obj) { registry_->OnPut(obj); }
+void PoolBase::PutSlow(void* obj) {
+  if (debug_) registry_->OnPut(obj);  // Aborts on a second Put, before the cache is touched.
+  cache_.PutSlow(0, obj);
+}
 
 }  // namespace internal
 }  // namespace syncpool

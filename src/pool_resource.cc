@@ -87,7 +87,8 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
       cache_(ClassBytes(options), Capacities(options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             options.allow_rseq) {}
+             // Debug checks run on the slow paths: the locked mode sends every call there.
+             options.allow_rseq && !debug_) {}
 
 PoolResource::~PoolResource() = default;
 
@@ -108,8 +109,9 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
     direct_.fetch_add(1, std::memory_order_relaxed);
   } else {
     const size_t cls = SizeClassOf(internal::PooledSize(bytes, alignment));
-    p = cache_.Get(cls);
-    if (p == nullptr) p = AllocateMiss(cls);
+    p = cache_.GetSlow(cls);  // The inline path already tried the fast one.
+    // May throw: nothing has been changed yet, so the resource stays as it was.
+    if (p == nullptr) p = upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
   }
   if (debug_) {
     try {
@@ -137,12 +139,7 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
     upstream_->deallocate(p, bytes, alignment);
     return;
   }
-  cache_.Put(SizeClassOf(internal::PooledSize(bytes, alignment)), p);
-}
-
-void* PoolResource::AllocateMiss(size_t cls) {
-  // May throw: nothing has been changed yet, so the resource stays as it was.
-  return upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
+  cache_.PutSlow(SizeClassOf(internal::PooledSize(bytes, alignment)), p);
 }
 
 void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {

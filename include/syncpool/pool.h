@@ -63,13 +63,12 @@ class PoolBase : private BlockReleaser {
   ~PoolBase();
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get() {
-    void* obj = cache_.Get(0);
-    if (ABSL_PREDICT_FALSE(debug_) && obj != nullptr) OnDebugGet(obj);
-    return obj;
+    if (void* obj = cache_.TryGet(0); ABSL_PREDICT_TRUE(obj != nullptr)) return obj;
+    return GetSlow();
   }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Put(void* obj) {
-    if (ABSL_PREDICT_FALSE(debug_)) OnDebugPut(obj);
-    cache_.Put(0, obj);
+    if (ABSL_PREDICT_TRUE(cache_.TryPut(0, obj))) return;
+    PutSlow(obj);
   }
   void Clear() { cache_.Drain(); }
   Stats GetStats() const { return cache_.Snapshot(); }
@@ -77,8 +76,10 @@ class PoolBase : private BlockReleaser {
 
  private:
   void Release(size_t cls, void* const* blocks, size_t n) override;
-  void OnDebugGet(void* obj);
-  void OnDebugPut(void* obj);
+  // The cache's slow paths, and the debug checks: with them on, the cache runs in the locked
+  // mode, so that every call comes here and the inline paths test nothing.
+  void* GetSlow();
+  void PutSlow(void* obj);
 
   void (*const destroy_)(void*);
   const bool debug_;

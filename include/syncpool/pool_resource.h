@@ -84,11 +84,11 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // allocate() without the virtual call: PoolAllocator uses it. Same contract.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t bytes,
                                               size_t alignment = alignof(std::max_align_t)) {
-    if (ABSL_PREDICT_FALSE(!OnFastPath(bytes, alignment))) return AllocateSlow(bytes, alignment);
-    const size_t cls = internal::SizeClassOf(internal::PooledSize(bytes, alignment));
-    void* block = cache_.Get(cls);
-    if (ABSL_PREDICT_FALSE(block == nullptr)) block = AllocateMiss(cls);
-    return block;
+    if (ABSL_PREDICT_TRUE(InClassRange(bytes, alignment))) {
+      void* block = cache_.TryGet(internal::SizeClassOf(internal::PooledSize(bytes, alignment)));
+      if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
+    }
+    return AllocateSlow(bytes, alignment);  // A tail call: the fast path saves no registers.
   }
 
   // PoolResource::Deallocate()
@@ -97,11 +97,12 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // block was allocated with.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Deallocate(void* p, size_t bytes,
                                                size_t alignment = alignof(std::max_align_t)) {
-    if (ABSL_PREDICT_FALSE(!OnFastPath(bytes, alignment))) {
-      DeallocateSlow(p, bytes, alignment);
+    if (ABSL_PREDICT_TRUE(InClassRange(bytes, alignment)) &&
+        ABSL_PREDICT_TRUE(cache_.TryPut(
+            internal::SizeClassOf(internal::PooledSize(bytes, alignment)), p))) {
       return;
     }
-    cache_.Put(internal::SizeClassOf(internal::PooledSize(bytes, alignment)), p);
+    DeallocateSlow(p, bytes, alignment);
   }
 
   // PoolResource::Trim()
@@ -132,15 +133,17 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
     return this == &other;
   }
 
-  // True for a pooled request (size and alignment in range, alignment a power of two) while
-  // debug checks are off: one predictable branch in the fast path.
-  bool OnFastPath(size_t bytes, size_t alignment) const {
-    return bytes <= max_block_size_ && alignment - 1 < kMaxPooledAlignment &&
-           (alignment & (alignment - 1)) == 0 && !debug_;
+  // True for a request the size classes serve: size and alignment in range, alignment a power
+  // of two. Debug checks need no test here: with them on, the cache runs in the locked mode,
+  // whose fast path always fails over to AllocateSlow() and DeallocateSlow(), where they live.
+  bool InClassRange(size_t bytes, size_t alignment) const {
+    return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
+           (alignment & (alignment - 1)) == 0;
   }
+  // Everything the inline paths do not: requests outside the classes, debug checks, and the
+  // caches' slow paths (other generations, other CPUs, the locked mode, misses).
   void* AllocateSlow(size_t bytes, size_t alignment);
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
-  void* AllocateMiss(size_t cls);
   void Release(size_t cls, void* const* blocks, size_t n) override;
 
   std::pmr::memory_resource* const upstream_;

@@ -26,7 +26,7 @@
 //   - SweepEpoch(): per CPU and class, release the victim generation and make the primary the
 //     victim (see sweeper.h).
 // Blocks are released (returned upstream or destroyed) by the BlockReleaser, never with a
-// per-CPU lock held or a cache stopped.
+// per-CPU lock held or a cache closed to sequences.
 //
 // Thread safety: Get, Put, SweepEpoch, Drain and Snapshot may run concurrently from any
 // threads; cpu_cache.h and percpu_rseq.h give the protocol between local and remote
@@ -82,35 +82,64 @@ class BlockCache final : public Sweepable {
   // cached block on the calling thread.
   ~BlockCache();
 
+  // BlockCache::TryGet()
+  //
+  // The inline fast path of Get(): one restartable sequence on the caller's CPU's primary
+  // generation. Returns nullptr whenever the sequence cannot serve the call (an empty stack,
+  // the locked mode, a cache not created yet or closed by a remote operation, a fake CPU);
+  // the caller then calls GetSlow(), which counts the miss, if any.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGet(size_t cls) {
+#if SYNCPOOL_RSEQ_FAST_PATH
+    // In the locked mode the table stays empty and the sequence fails at once.
+    if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
+      return RseqPopPrimary(rseq_cpus_, CpuCache::StackOffset(cls));
+    }
+#endif
+    static_cast<void>(cls);
+    return nullptr;
+  }
+
+  // BlockCache::GetSlow()
+  //
+  // Get() without its fast path (out of line).
+  void* GetSlow(size_t cls);
+
   // BlockCache::Get()
   //
   // A cached block of class `cls`, or nullptr (a miss, counted) when no cache has one.
   // A block returned here was handed to Put() by some thread, and that Put() happens before
-  // this Get() returns. Inline: one restartable sequence in the rseq mode; everything else
-  // (the locked mode included) is the out-of-line GetSlow().
+  // this Get() returns.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get(size_t cls) {
-#if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(rseq_) &&
-        ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
-      void* block = RseqPopPrimary(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls));
-      if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
-    }
-#endif
+    if (void* block = TryGet(cls); ABSL_PREDICT_TRUE(block != nullptr)) return block;
     return GetSlow(cls);
   }
+
+  // BlockCache::TryPut()
+  //
+  // The inline fast path of Put(): one restartable sequence. Returns false, keeping nothing,
+  // whenever it cannot cache the block (as TryGet(), or a full stack); the caller then calls
+  // PutSlow().
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryPut(size_t cls, void* block) {
+#if SYNCPOOL_RSEQ_FAST_PATH
+    if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
+      return RseqPush(rseq_cpus_, CpuCache::StackOffset(cls), block);
+    }
+#endif
+    static_cast<void>(cls);
+    static_cast<void>(block);
+    return false;
+  }
+
+  // BlockCache::PutSlow()
+  //
+  // Put() without its fast path (out of line).
+  void PutSlow(size_t cls, void* block);
 
   // BlockCache::Put()
   //
   // Caches `block` of class `cls`, or releases it at once when this CPU's cache is full.
-  // Inline as Get().
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Put(size_t cls, void* block) {
-#if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(rseq_) &&
-        ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0) &&
-        ABSL_PREDICT_TRUE(RseqPush(cpus_.get(), num_cpus_, CpuCache::StackOffset(cls), block))) {
-      return;
-    }
-#endif
+    if (ABSL_PREDICT_TRUE(TryPut(cls, block))) return;
     PutSlow(cls, block);
   }
 
@@ -141,11 +170,9 @@ class BlockCache final : public Sweepable {
 
  private:
   CpuCache* CacheOf(int cpu);  // Creates the cache on first use.
-  void* GetSlow(size_t cls);
   void* Steal(size_t cls, int cpu);
-  void PutSlow(size_t cls, void* block);
   // Runs `op(cache)` on `cpu`'s cache as a remote operation: under its lock and, in the rseq
-  // mode, with the cache stopped and fenced (see percpu_rseq.h).
+  // mode, with the cache's table entry cleared and the CPU fenced (see percpu_rseq.h).
   template <typename Op>
   auto Remote(int cpu, CpuCache* c, Op op);
   // Blocks taken out of one CPU's cache, class by class, to be released after the remote
@@ -162,8 +189,15 @@ class BlockCache final : public Sweepable {
     if (n != 0) releaser_->Release(cls, blocks, n);
   }
 
+  // Whether a thread on `cpu` must not use the sequences on its own cache now (a remote
+  // operation holds it, or it is not published yet): the slow path then waits on the lock.
+  bool ClosedToSequences(int cpu, CpuCache* c) const;
+
   const bool rseq_;
   const int num_cpus_;
+  // The rseq mode's CPUs: min(num_cpus_, kRseqMaxCpus). A thread on a higher CPU id works on
+  // its (wrapped) cache as a remote operation.
+  const int rseq_cpus_limit_;
   // INVARIANT: an entry goes from nullptr to a CpuCache once (release store) and stays.
   const std::unique_ptr<std::atomic<CpuCache*>[]> cpus_;
   const std::vector<size_t> class_bytes_;
@@ -178,6 +212,11 @@ class BlockCache final : public Sweepable {
   std::atomic<uint64_t> epochs_{0};
   std::atomic<uint64_t> swept_blocks_{0};
   std::atomic<uint64_t> swept_bytes_{0};
+
+  // The caches open to restartable sequences, indexed by CPU id (percpu_rseq.h gives the
+  // protocol). Always empty in the locked mode. INVARIANT: an entry is either null or equal to
+  // the same entry of cpus_; it changes only with that cache's lock held.
+  alignas(kCacheLineSize) std::atomic<CpuCache*> rseq_cpus_[kRseqMaxCpus] = {};
 };
 
 }  // namespace internal

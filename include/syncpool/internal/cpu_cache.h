@@ -17,12 +17,12 @@
 //
 // Protocol, rseq mode (percpu_rseq.h has the details):
 //   - Local operations are restartable sequences on this CPU and never take `lock`.
-//   - A remote operation takes `lock`, sets `stopped`, fences the CPU, works through the
-//     methods below, clears `stopped`, and unlocks. While `stopped` is set no sequence
-//     commits on this cache.
+//   - A remote operation takes `lock`, closes the cache to sequences (clears its entry in the
+//     BlockCache's table), fences the CPU, works through the methods below, reopens it, and
+//     unlocks. While the cache is closed no sequence commits on it.
 //
 // Both modes:
-//   - Nothing slow happens while a cache is locked or stopped: blocks to release are copied
+//   - Nothing slow happens while a cache is locked or closed: blocks to release are copied
 //     out and released afterwards.
 //   - The counts are atomics written only by the cache's owner of the moment (relaxed, so a
 //     write costs a plain store) and read without it by statistics and by probes, which
@@ -147,15 +147,11 @@ class alignas(kCacheLineSize) CpuCache {
   }
 
   // The fields are public and the class has standard layout because the restartable
-  // sequences address `stopped`, `hits` and the stacks by offset.
+  // sequences address `hits` and the stacks by offset.
 
   // Serializes the operations that are not restartable sequences: every operation in the
-  // locked mode, and remote operations (with `stopped` set) in the rseq mode.
+  // locked mode, and remote operations (with the cache closed to sequences) in the rseq mode.
   SpinLock lock;
-
-  // rseq mode only: nonzero while a remote operation works on this cache. Written under
-  // `lock`; a restartable sequence that reads it nonzero leaves for the slow path.
-  std::atomic<uint8_t> stopped{0};
 
   // Hits on this CPU's cache: in the locked mode written under `lock`; in the rseq mode
   // incremented inside the pop sequences (an abort after the increment overcounts by one, so

@@ -8,22 +8,33 @@
 // area glibc registers for every thread. Not part of syncpool's API.
 //
 // A pop or push of one block on the current CPU's stack is one critical section that reads
-// the CPU id, finds that CPU's cache, checks it is not stopped, and commits with a single store
-// of the stack's count (the slot of a push is written before the commit, where a restart makes
-// the write harmless). If the thread is preempted, migrated or signalled inside the section,
-// the kernel moves it to the abort handler, which restarts the section from the top. No lock,
-// no atomic read-modify-write.
+// the CPU id, finds that CPU's cache in a table of caches open to sequences, and commits with a
+// single store of the stack's count (the slot of a push is written before the commit, where a
+// restart makes the write harmless). If the thread is preempted, migrated or signalled inside
+// the section, the kernel moves it to the abort handler, which restarts the section from the
+// top. No lock, no atomic read-modify-write.
 //
-// Remote operations (sweeps, drains, steals, and fake-CPU operations in tests) never run
-// these sequences on another CPU's cache. They take the cache's lock, set `stopped`, and fence
-// with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on that CPU: when the fence returns,
-// every sequence that started before `stopped` was set has committed or been restarted, and a
-// restarted or new one sees `stopped` and leaves for the slow path, which waits for the lock.
-// So while `stopped` is set, the remote operation owns the cache. Clearing `stopped` (a
-// release store, under the lock) hands it back.
+// The table (one entry per CPU id below kRseqMaxCpus, owned by the BlockCache) is the whole
+// protocol between local and remote operations:
+//   - An entry is null while no sequence may touch that CPU's cache: before the cache exists,
+//     always in the locked mode, and while a remote operation works on it. A sequence that
+//     reads null (or a CPU id at or above kRseqMaxCpus, or the negative id of a thread whose
+//     rseq area the kernel did not register) leaves for the slow path.
+//   - Remote operations (sweeps, drains, steals, and fake-CPU operations in tests) never run
+//     these sequences on another CPU's cache. They take the cache's lock, store null in its
+//     entry, and fence with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on that CPU:
+//     when the fence returns, every sequence that read the entry before the null store has
+//     committed or been restarted, and a restarted or new one reads null. So the remote
+//     operation owns the cache until it stores the cache back in the entry (release, under
+//     the lock). A thread that finds the entry null waits for the remote operation by taking
+//     the lock.
+//   - The entry is first set under the cache's lock, so that it cannot reappear in the middle
+//     of a remote operation.
 //
 // glibc owns the registration of the rseq area; syncpool never registers one. It only writes
-// the area's `rseq_cs` field, as the rseq ABI intends.
+// the area's `rseq_cs` field, as the rseq ABI intends. glibc reserves the area in every thread
+// even when it does not register it, with cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED, so the
+// sequences may run anywhere glibc has <sys/rseq.h>: unregistered threads fail the CPU bound.
 
 #ifndef SYNCPOOL_INTERNAL_PERCPU_RSEQ_H_
 #define SYNCPOOL_INTERNAL_PERCPU_RSEQ_H_
@@ -32,6 +43,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/base/attributes.h"
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/cpu_cache.h"
 
@@ -51,6 +63,10 @@
 
 namespace syncpool {
 namespace internal {
+
+// How many CPU ids the sequences serve (the size of a BlockCache's table). Threads on CPUs
+// with higher ids, which only machines with more CPUs than this have, use the slow path.
+inline constexpr uint32_t kRseqMaxCpus = 1024;
 
 // RseqUsable()
 //
@@ -79,8 +95,8 @@ inline constexpr int kRseqCsOffset = 8;
 // to the commit label 83, abort handler 84; in the __rseq_cs section, in the same COMDAT group
 // as the function so that a discarded copy takes its descriptor along), arms it in this
 // thread's rseq area at 80 (where the abort handler restarts), then, inside the section, reads
-// the CPU id and leaves for 85 unless that CPU has a cache below `num_cpus` that is not
-// stopped. Leaves %[stack] pointing at the ClassStack and %[cache] at the CpuCache.
+// the CPU id and leaves for the `fail` label unless it is below kRseqMaxCpus and the table
+// holds a cache for it. Leaves %[cache] pointing at the CpuCache.
 #define SYNCPOOL_RSEQ_ENTER                                  \
   ".pushsection __rseq_cs, \"aw?\"\n\t"                      \
   ".balign 32\n\t"                                           \
@@ -93,14 +109,11 @@ inline constexpr int kRseqCsOffset = 8;
   "movq %[scratch], %%fs:%c[cs_off](%[area])\n\t"            \
   "82:\n\t"                                                  \
   "movl %%fs:%c[cpu_off](%[area]), %k[scratch]\n\t"          \
-  "cmpl %k[num_cpus], %k[scratch]\n\t"                       \
-  "jae 85f\n\t"                                              \
-  "movq (%[caches], %[scratch], 8), %[cache]\n\t"            \
+  "cmpl %[max_cpus], %k[scratch]\n\t"                        \
+  "jae %l[fail]\n\t"                                         \
+  "movq (%[table], %[scratch], 8), %[cache]\n\t"             \
   "testq %[cache], %[cache]\n\t"                             \
-  "jz 85f\n\t"                                               \
-  "cmpb $0, %c[stopped](%[cache])\n\t"                       \
-  "jnz 85f\n\t"                                              \
-  "leaq (%[cache], %[stack_off]), %[stack]\n\t"
+  "jz %l[fail]\n\t"
 
 // The abort handler, preceded by the signature glibc registered the area with: restarts.
 #define SYNCPOOL_RSEQ_ABORT_HANDLER                          \
@@ -112,91 +125,86 @@ inline constexpr int kRseqCsOffset = 8;
   ".popsection\n\t"
 
 // The operands SYNCPOOL_RSEQ_ENTER uses.
-#define SYNCPOOL_RSEQ_OPERANDS                                                        \
-  [area] "r"(__rseq_offset), [caches] "r"(caches), [num_cpus] "r"(num_cpus),          \
-      [stack_off] "r"(stack_offset), [cs_off] "i"(kRseqCsOffset),                     \
-      [cpu_off] "i"(kRseqCpuIdOffset), [stopped] "i"(offsetof(CpuCache, stopped))
+#define SYNCPOOL_RSEQ_OPERANDS                                                       \
+  [area] "r"(__rseq_offset), [table] "r"(table), [stack] "r"(stack_offset),          \
+      [max_cpus] "i"(kRseqMaxCpus), [cs_off] "i"(kRseqCsOffset),                     \
+      [cpu_off] "i"(kRseqCpuIdOffset)
 
 // RseqPop()
 //
 // Pops the top block of the stack at `stack_offset` (CpuCache::StackOffset()) of the current
 // CPU's cache, in the generation whose count and slots lie at kCountOffset and kSlotsOffset in
-// ClassStack. Returns nullptr when the CPU id is not below `num_cpus` (the entries of
-// `caches`), the CPU has no cache yet, its cache is stopped, or the stack is empty.
-// REQUIRES: RseqUsable().
+// ClassStack. `table` has kRseqMaxCpus entries (see above). Returns nullptr when the table
+// holds no cache for the CPU or the stack is empty. The sequence jumps straight to the
+// caller's failure branch (asm goto), so a miss costs no extra test.
 template <size_t kCountOffset, size_t kSlotsOffset>
-inline void* RseqPop(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(const std::atomic<CpuCache*>* table,
+                                                  size_t stack_offset) {
   void* result;
   uint64_t scratch;
   char* cache;
-  char* stack;
-  asm volatile(SYNCPOOL_RSEQ_ENTER
-               "movl %c[count](%[stack]), %k[scratch]\n\t"
-               "testl %k[scratch], %k[scratch]\n\t"
-               "jz 85f\n\t"
-               "movq %c[slots](%[stack]), %[result]\n\t"
-               "movq -8(%[result], %[scratch], 8), %[result]\n\t"
-               "subl $1, %k[scratch]\n\t"
-               "addq $1, %c[hits](%[cache])\n\t"
-               "movl %k[scratch], %c[count](%[stack])\n\t"  // Commit.
-               "83:\n\t"
-               "jmp 86f\n\t"
-               SYNCPOOL_RSEQ_ABORT_HANDLER
-               "85:\n\t"
-               "xorl %k[result], %k[result]\n\t"
-               "86:\n\t"
-               : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
-                 [stack] "=&r"(stack)
-               : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(CpuCache, hits)),
-                 [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset)
-               : "memory", "cc");
+  asm volatile goto(SYNCPOOL_RSEQ_ENTER
+           "movl %c[count](%[cache], %[stack]), %k[scratch]\n\t"
+           "testl %k[scratch], %k[scratch]\n\t"
+           "jz %l[fail]\n\t"
+           "movq %c[slots](%[cache], %[stack]), %[result]\n\t"
+           "movq -8(%[result], %[scratch], 8), %[result]\n\t"
+           "subl $1, %k[scratch]\n\t"
+           "addq $1, %c[hits](%[cache])\n\t"
+           "movl %k[scratch], %c[count](%[cache], %[stack])\n\t"  // Commit.
+           "83:\n\t"
+           SYNCPOOL_RSEQ_ABORT_HANDLER
+           : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache)
+           : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(CpuCache, hits)),
+             [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset)
+           : "memory", "cc"
+           : fail);
   return result;
+fail:
+  return nullptr;
 }
 
 // RseqPush()
 //
 // Pushes `block` onto the primary generation of the stack at `stack_offset` of the current
-// CPU's cache. Returns false (keeping nothing) when the CPU id is out of range, the CPU has no
-// cache yet, its cache is stopped, or the stack is full. REQUIRES: as RseqPop().
-inline bool RseqPush(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset,
-                     void* block) {
-  uint64_t result;
+// CPU's cache. Returns false (keeping nothing) when the table holds no cache for the CPU or
+// the stack is full. REQUIRES: as RseqPop().
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RseqPush(const std::atomic<CpuCache*>* table,
+                                                  size_t stack_offset, void* block) {
+  uint64_t slots;
   uint64_t scratch;
   char* cache;
-  char* stack;
-  asm volatile(SYNCPOOL_RSEQ_ENTER
-               "movl %c[count](%[stack]), %k[scratch]\n\t"
-               "cmpl %c[capacity](%[stack]), %k[scratch]\n\t"
-               "jae 85f\n\t"
-               "movq %c[slots](%[stack]), %[result]\n\t"
-               "movq %[block], (%[result], %[scratch], 8)\n\t"  // Harmless if restarted.
-               "addl $1, %k[scratch]\n\t"
-               "movl %k[scratch], %c[count](%[stack])\n\t"  // Commit.
-               "83:\n\t"
-               "movl $1, %k[result]\n\t"
-               "jmp 86f\n\t"
-               SYNCPOOL_RSEQ_ABORT_HANDLER
-               "85:\n\t"
-               "xorl %k[result], %k[result]\n\t"
-               "86:\n\t"
-               : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache),
-                 [stack] "=&r"(stack)
-               : SYNCPOOL_RSEQ_OPERANDS, [block] "r"(block),
-                 [count] "i"(offsetof(ClassStack, primary_count)),
-                 [capacity] "i"(offsetof(ClassStack, capacity)),
-                 [slots] "i"(offsetof(ClassStack, primary))
-               : "memory", "cc");
-  return result != 0;
+  asm volatile goto(SYNCPOOL_RSEQ_ENTER
+           "movl %c[count](%[cache], %[stack]), %k[scratch]\n\t"
+           "cmpl %c[capacity](%[cache], %[stack]), %k[scratch]\n\t"
+           "jae %l[fail]\n\t"
+           "movq %c[slots](%[cache], %[stack]), %[slots_ptr]\n\t"
+           "movq %[block], (%[slots_ptr], %[scratch], 8)\n\t"  // Harmless if restarted.
+           "addl $1, %k[scratch]\n\t"
+           "movl %k[scratch], %c[count](%[cache], %[stack])\n\t"  // Commit.
+           "83:\n\t"
+           SYNCPOOL_RSEQ_ABORT_HANDLER
+           : [slots_ptr] "=&r"(slots), [scratch] "=&r"(scratch), [cache] "=&r"(cache)
+           : SYNCPOOL_RSEQ_OPERANDS, [block] "r"(block),
+             [count] "i"(offsetof(ClassStack, primary_count)),
+             [capacity] "i"(offsetof(ClassStack, capacity)),
+             [slots] "i"(offsetof(ClassStack, primary))
+           : "memory", "cc"
+           : fail);
+  return true;
+fail:
+  return false;
 }
 
-inline void* RseqPopPrimary(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(const std::atomic<CpuCache*>* table,
+                                                         size_t stack_offset) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary)>(
-      caches, num_cpus, stack_offset);
+      table, stack_offset);
 }
 
-inline void* RseqPopVictim(std::atomic<CpuCache*>* caches, int num_cpus, size_t stack_offset) {
+inline void* RseqPopVictim(const std::atomic<CpuCache*>* table, size_t stack_offset) {
   return RseqPop<offsetof(ClassStack, victim_count), offsetof(ClassStack, victim)>(
-      caches, num_cpus, stack_offset);
+      table, stack_offset);
 }
 
 #endif  // SYNCPOOL_RSEQ_FAST_PATH
