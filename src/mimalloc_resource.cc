@@ -16,6 +16,7 @@ struct MimallocResource::Api {
   void* (*malloc_aligned)(size_t, size_t);
   void (*free)(void*);
   void (*collect)(bool);
+  void (*thread_init)();  // Null when the library lacks it: Collect() then skips it.
 };
 
 namespace {
@@ -47,12 +48,20 @@ MimallocResource* MimallocResource::Get() {
       delete api;
       return nullptr;
     }
+    Lookup(library, "mi_thread_init", &api->thread_init);
     return new MimallocResource(api);
   }();
   return instance;
 }
 
-void MimallocResource::Collect(bool force) { api_->collect(force); }
+void MimallocResource::Collect(bool force) {
+  // mi_collect() works from the calling thread's heap and returns at once on a thread that has
+  // not used mimalloc yet, such as the sweeper's, which only frees (measured: bench/burst.cc,
+  // docs/memory.md). mi_thread_init() gives the thread its heap first (it does nothing when the
+  // thread has one), so that the collection reaches what the threads share.
+  if (api_->thread_init != nullptr) api_->thread_init();
+  api_->collect(force);
+}
 
 void* MimallocResource::do_allocate(size_t bytes, size_t alignment) {
   void* p = MallocSuffices(bytes, alignment) ? api_->malloc(bytes)

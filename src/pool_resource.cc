@@ -108,7 +108,7 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
     p = upstream_->allocate(bytes, alignment);
     direct_.fetch_add(1, std::memory_order_relaxed);
   } else {
-    const size_t cls = SizeClassOf(internal::PooledSize(bytes, alignment));
+    const size_t cls = internal::RequestClass(bytes, alignment);
     p = cache_.GetSlow(cls);  // The inline path already tried the fast one.
     // May throw: nothing has been changed yet, so the resource stays as it was.
     if (p == nullptr) p = upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
@@ -120,7 +120,7 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
       if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
         upstream_->deallocate(p, bytes, alignment);
       } else {
-        cache_.Put(SizeClassOf(internal::PooledSize(bytes, alignment)), p);
+        cache_.Put(internal::RequestClass(bytes, alignment), p);
       }
       throw;
     }
@@ -139,7 +139,7 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
     upstream_->deallocate(p, bytes, alignment);
     return;
   }
-  cache_.PutSlow(SizeClassOf(internal::PooledSize(bytes, alignment)), p);
+  cache_.PutSlow(internal::RequestClass(bytes, alignment), p);
 }
 
 void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {

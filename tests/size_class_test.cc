@@ -168,6 +168,26 @@ TEST(SizeClassTest, RoundedRequestsLandInTheTightestAlignedClass) {
   }
 }
 
+// The table of the small sizes agrees with the arithmetic for every size it covers, and the
+// first size past it takes the arithmetic.
+TEST(SizeClassTest, SmallSizeTableMatchesTheArithmetic) {
+  for (size_t size = 0; size <= kSmallSizeLimit + 64; ++size) {
+    ASSERT_EQ(SizeClassOf(size), ComputeSizeClass(size)) << "size " << size;
+  }
+}
+
+// RequestClass() skips the rounding for alignments up to 16; the class must be the same as
+// with it, for every size and alignment, and the block must satisfy the request.
+TEST(SizeClassTest, RequestClassEqualsTheClassOfThePooledSize) {
+  for (const size_t align : kAlignments) {
+    for (size_t size = 0; size <= 3 * kSmallSizeLimit; ++size) {
+      const size_t cls = RequestClass(size, align);
+      ASSERT_EQ(cls, SizeClassOf(PooledSize(size, align))) << size << " aligned to " << align;
+      ASSERT_GE(ClassAlignment(cls), align) << size << " aligned to " << align;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace internal
 }  // namespace syncpool

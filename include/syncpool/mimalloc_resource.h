@@ -32,8 +32,13 @@ class MimallocResource final : public std::pmr::memory_resource {
 
   // MimallocResource::Collect()
   //
-  // Asks mimalloc to return the free memory of the calling thread's heap to the system
-  // (mi_collect); `force` also collects what other threads freed into it.
+  // Asks mimalloc to return free memory to the system (mi_collect), from the calling thread:
+  // the free pages of that thread's own heap, blocks other threads freed into it included, and
+  // with `force` also the segments of threads that have exited and mimalloc's cache of free
+  // segments. Works on any thread, including one that never allocated from mimalloc (it is
+  // given a heap first). It cannot reach the heap of another live thread: what a thread
+  // allocated goes back to the system only once that thread calls mimalloc again or exits
+  // (docs/memory.md).
   void Collect(bool force);
 
  private:

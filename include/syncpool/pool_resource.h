@@ -85,7 +85,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t bytes,
                                               size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_TRUE(InClassRange(bytes, alignment))) {
-      void* block = cache_.TryGet(internal::SizeClassOf(internal::PooledSize(bytes, alignment)));
+      void* block = cache_.TryGet(internal::RequestClass(bytes, alignment));
       if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
     }
     return AllocateSlow(bytes, alignment);  // A tail call: the fast path saves no registers.
@@ -99,7 +99,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
                                                size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_TRUE(InClassRange(bytes, alignment)) &&
         ABSL_PREDICT_TRUE(cache_.TryPut(
-            internal::SizeClassOf(internal::PooledSize(bytes, alignment)), p))) {
+            internal::RequestClass(bytes, alignment), p))) {
       return;
     }
     DeallocateSlow(p, bytes, alignment);

@@ -18,14 +18,18 @@
 // class's natural alignment (its largest power-of-two divisor, capped at kMaxPooledAlignment).
 // So a pooled block always satisfies the alignment of any request its class serves.
 //
-// The class of a size is found with a comparison, a bit-width instruction and shifts: no loop,
-// no division, no table.
+// The class of a size is found without a loop or a division: up to kSmallSizeLimit bytes by one
+// load from a 257-byte table indexed by the size in 16-byte steps (class sizes are multiples
+// of 16, so every size in a step has the same class), above it by a bit-width instruction and
+// shifts.
 
 #ifndef SYNCPOOL_INTERNAL_SIZE_CLASS_H_
 #define SYNCPOOL_INTERNAL_SIZE_CLASS_H_
 
+#include <array>
 #include <bit>
 #include <cstddef>
+#include <cstdint>
 
 namespace syncpool {
 namespace internal {
@@ -35,13 +39,34 @@ inline constexpr size_t kMaxPooledAlignment = 64;
 // 8 classes of 16..128, then 4 per doubling from 2^8 to 2^20.
 inline constexpr size_t kNumSizeClasses = 8 + 4 * 13;
 
+// ComputeSizeClass()
+//
+// The class of `size` by arithmetic. REQUIRES: size <= kMaxClassSize. Size 0 maps to the
+// smallest class.
+constexpr size_t ComputeSizeClass(size_t size) {
+  if (size <= 128) return size == 0 ? 0 : (size - 1) >> 4;
+  const unsigned width = static_cast<unsigned>(std::bit_width(size - 1));  // size in (2^(w-1), 2^w]
+  return 8 + (width - 8) * 4 + (((size - 1) >> (width - 3)) - 4);
+}
+
+// Sizes up to this many bytes find their class in kSmallSizeClasses.
+inline constexpr size_t kSmallSizeLimit = 4096;
+
+// kSmallSizeClasses[(size + 15) / 16] is the class of `size` for size <= kSmallSizeLimit.
+inline constexpr auto kSmallSizeClasses = [] {
+  std::array<uint8_t, kSmallSizeLimit / 16 + 1> classes{};
+  for (size_t i = 0; i < classes.size(); ++i) {
+    classes[i] = static_cast<uint8_t>(ComputeSizeClass(i * 16));
+  }
+  return classes;
+}();
+
 // SizeClassOf()
 //
 // REQUIRES: size <= kMaxClassSize. Size 0 maps to the smallest class.
 constexpr size_t SizeClassOf(size_t size) {
-  if (size <= 128) return size == 0 ? 0 : (size - 1) >> 4;
-  const unsigned width = static_cast<unsigned>(std::bit_width(size - 1));  // size in (2^(w-1), 2^w]
-  return 8 + (width - 8) * 4 + (((size - 1) >> (width - 3)) - 4);
+  if (size <= kSmallSizeLimit) return kSmallSizeClasses[(size + 15) >> 4];
+  return ComputeSizeClass(size);
 }
 
 // ClassSize()
@@ -78,6 +103,16 @@ constexpr size_t RoundUpToAlignment(size_t size, size_t align) {
 constexpr size_t PooledSize(size_t size, size_t align) {
   const size_t rounded = RoundUpToAlignment(size, align);
   return rounded < align ? align : rounded;
+}
+
+// RequestClass()
+//
+// The class that serves a request of `size` bytes and alignment `align`: that of
+// PooledSize(size, align), computed without the rounding when align <= 16, where it changes
+// nothing (class sizes are multiples of 16, obtained with an alignment of at least 16).
+// REQUIRES: as PooledSize(), and PooledSize(size, align) <= kMaxClassSize.
+constexpr size_t RequestClass(size_t size, size_t align) {
+  return SizeClassOf(align <= 16 ? size : PooledSize(size, align));
 }
 
 static_assert(ClassSize(kNumSizeClasses - 1) == kMaxClassSize);
