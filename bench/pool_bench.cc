@@ -18,12 +18,19 @@
 //   BM_PerCpu_PopPush             the per-CPU cache alone (BlockCache Get and Put of one class),
 //                                 to show what the layers above it add.
 //
+// Thread counts: 1 and 2 by default (this project's CI machine class has two cores);
+// --syncpool_threads=1,2,4,8,16 (a comma-separated list, before the Google Benchmark flags)
+// replaces them, for machines with more cores.
+//
 // The names are stable: results are compared across versions by name. Every benchmark uses
 // UseRealTime(), so with several threads a figure is the wall time divided by the iterations of
 // all threads. Resources are shared by the threads of a benchmark, and each thread warms its
 // CPU's cache up before timing, so the pools are measured in their steady state.
 
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <memory_resource>
 #include <new>
@@ -39,6 +46,20 @@
 #include "syncpool/sweeper.h"
 
 namespace {
+
+// The thread counts to run every thread-safe benchmark with (--syncpool_threads).
+std::vector<int>& ThreadCounts() {
+  static std::vector<int> counts = {1, 2};
+  return counts;
+}
+
+// Registers the thread counts: all of them, or 1 alone for code that is not thread-safe.
+void SetThreads(benchmark::internal::Benchmark* b, bool thread_safe) {
+  for (int n : ThreadCounts()) {
+    if (n == 1 || thread_safe) b->Threads(n);
+  }
+  b->UseRealTime();
+}
 
 // Round trips done by each thread before timing starts.
 constexpr int kWarmupRoundTrips = 256;
@@ -60,7 +81,6 @@ void BM_Seed_Alloc(benchmark::State& state) {
     delete buf;
   }
 }
-BENCHMARK(BM_Seed_Alloc)->Threads(1)->Threads(2)->UseRealTime();
 
 void BM_Seed_Pool(benchmark::State& state) {
   // Shared by every thread and run; never destroyed, so no thread can outlive it.
@@ -72,7 +92,6 @@ void BM_Seed_Pool(benchmark::State& state) {
     benchmark::ClobberMemory();
   }  // ~Handle puts the buffer back.
 }
-BENCHMARK(BM_Seed_Pool)->Threads(1)->Threads(2)->UseRealTime();
 
 // -----------------------------------------------------------------------------
 // Memory resources
@@ -123,13 +142,6 @@ std::pmr::memory_resource* GetOrSkip(benchmark::State& state, const NamedResourc
   std::pmr::memory_resource* mr = resource.get();
   if (mr == nullptr) state.SkipWithError("resource not available (libmimalloc.so.2 not loaded?)");
   return mr;
-}
-
-// Registers the thread counts: 1 and 2, or 1 alone for a resource that is not thread-safe.
-void SetThreads(benchmark::internal::Benchmark* b, bool thread_safe) {
-  b->Threads(1);
-  if (thread_safe) b->Threads(2);
-  b->UseRealTime();
 }
 
 // -----------------------------------------------------------------------------
@@ -243,11 +255,47 @@ void BM_PerCpu_PopPush(benchmark::State& state) {
     cache.Put(0, block);
   }
 }
-BENCHMARK(BM_PerCpu_PopPush)->Threads(1)->Threads(2)->UseRealTime();
+
+// Takes --syncpool_threads=LIST out of argv; false (with a message) when LIST is not a list of
+// positive integers.
+bool ParseThreadCounts(int& argc, char** argv) {
+  constexpr char kFlag[] = "--syncpool_threads=";
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], kFlag, sizeof(kFlag) - 1) != 0) {
+      argv[kept++] = argv[i];
+      continue;
+    }
+    std::vector<int>& counts = ThreadCounts();
+    counts.clear();
+    const char* p = argv[i] + sizeof(kFlag) - 1;
+    while (*p != '\0') {
+      char* end;
+      const long n = std::strtol(p, &end, 10);
+      if (end == p || n < 1 || n > 1024 || (*end != ',' && *end != '\0')) {
+        std::fprintf(stderr, "pool_bench: bad %s value '%s'\n", kFlag, argv[i] + sizeof(kFlag) - 1);
+        return false;
+      }
+      counts.push_back(static_cast<int>(n));
+      p = *end == ',' ? end + 1 : end;
+    }
+    if (counts.empty()) {
+      std::fprintf(stderr, "pool_bench: %s needs at least one thread count\n", kFlag);
+      return false;
+    }
+  }
+  argc = kept;
+  argv[argc] = nullptr;
+  return true;
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (!ParseThreadCounts(argc, argv)) return 2;
+  SetThreads(benchmark::RegisterBenchmark("BM_Seed_Alloc", &BM_Seed_Alloc), true);
+  SetThreads(benchmark::RegisterBenchmark("BM_Seed_Pool", &BM_Seed_Pool), true);
+  SetThreads(benchmark::RegisterBenchmark("BM_PerCpu_PopPush", &BM_PerCpu_PopPush), true);
   RegisterRoundTrips();
   RegisterChurns();
 #ifndef NDEBUG
