@@ -199,11 +199,37 @@ void BuildAndDrop(std::pmr::memory_resource* mr) {
   benchmark::ClobberMemory();
 }
 
+// For a syncpool resource, reports what its caches did during the timed loop, per iteration of
+// all threads together: `misses` (upstream calls), `steals` (blocks taken from another CPU's
+// cache, each a remote operation with a membarrier fence) and `spills` (puts into a full cache).
+// Thread 0 reports; the figures are deltas of the shared resource's Stats.
+class CacheCounters {
+ public:
+  explicit CacheCounters(std::pmr::memory_resource* mr)
+      : pool_(dynamic_cast<syncpool::PoolResource*>(mr)),
+        before_(pool_ != nullptr ? pool_->GetStats() : syncpool::Stats()) {}
+
+  void Report(benchmark::State& state) const {
+    if (pool_ == nullptr || state.thread_index() != 0) return;
+    const syncpool::Stats after = pool_->GetStats();
+    const double iterations = static_cast<double>(state.iterations()) * state.threads();
+    state.counters["misses"] = static_cast<double>(after.misses - before_.misses) / iterations;
+    state.counters["steals"] = static_cast<double>(after.steals - before_.steals) / iterations;
+    state.counters["spills"] = static_cast<double>(after.spills - before_.spills) / iterations;
+  }
+
+ private:
+  syncpool::PoolResource* const pool_;
+  const syncpool::Stats before_;
+};
+
 void Churn(benchmark::State& state, const NamedResource& resource) {
   std::pmr::memory_resource* mr = GetOrSkip(state, resource);
   if (mr == nullptr) return;
   for (int i = 0; i < kWarmupRoundTrips / 16; ++i) BuildAndDrop(mr);
+  const CacheCounters counters(mr);
   for (auto _ : state) BuildAndDrop(mr);
+  counters.Report(state);
 }
 
 void RegisterChurns() {
