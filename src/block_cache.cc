@@ -34,9 +34,13 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
       capacities_(std::move(capacities)),
       total_capacity_(Sum(capacities_)),
       releaser_(releaser),
-      sweeper_(sweeper) {
+      sweeper_(sweeper),
+      transfers_(std::make_unique<TransferStack[]>(capacities_.size())) {
   if (class_bytes_.empty() || class_bytes_.size() != capacities_.size()) {
     throw std::invalid_argument("syncpool: a cache needs one capacity per size class");
+  }
+  for (size_t cls = 0; cls < capacities_.size(); ++cls) {
+    transfers_[cls].Init(2 * std::max<uint32_t>(capacities_[cls], 1));
   }
   for (int cpu = 0; cpu < num_cpus_; ++cpu) cpus_[cpu].store(nullptr, std::memory_order_relaxed);
 }
@@ -154,6 +158,8 @@ void* BlockCache::GetSlow(size_t cls) {
 #endif
   }
   if (block != nullptr) return block;
+  block = FromTransfer(cls);
+  if (block != nullptr) return block;
   if (static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_)) cpu %= num_cpus_;
   if (num_cpus_ > 1) {
     block = Steal(cls, cpu);
@@ -166,24 +172,45 @@ void* BlockCache::GetSlow(size_t cls) {
   return nullptr;
 }
 
+size_t BlockCache::Batch(size_t cls) const {
+  return std::clamp<size_t>(capacities_[cls] / 2, 1, kMaxTransferBatch);
+}
+
+void* BlockCache::FromTransfer(size_t cls) {
+  TransferStack& t = transfers_[cls];
+  if (t.LooksEmpty()) return nullptr;  // A racy probe: a miss is the worst it can cause.
+  void* taken[kMaxTransferBatch];
+  const size_t n = t.Remove(taken, Batch(cls));
+  if (n == 0) return nullptr;
+  transfer_hits_.fetch_add(1, std::memory_order_relaxed);
+  for (size_t k = 1; k < n; ++k) Put(cls, taken[k]);
+  return taken[0];
+}
+
+void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n) {
+  const size_t stored = transfers_[cls].Insert(blocks, n);
+  if (stored == n) return;
+  (c != nullptr ? c->spills : orphan_spills_).fetch_add(n - stored, std::memory_order_relaxed);
+  Release(cls, blocks + stored, n - stored);
+}
+
 void* BlockCache::Steal(size_t cls, int cpu) {
-  // A remote operation on each other CPU whose counts (read without its lock, so possibly
-  // stale) show blocks of this class. Takes up to half of what it finds, at most kStealBatch:
-  // one for the caller, the rest for the caller's CPU, so that a consumer CPU fed by a
-  // producer CPU pays for one remote operation per batch, not per block.
+  // A remote operation on each other CPU whose victim count (read without its lock, so
+  // possibly stale) shows blocks of this class: blocks that sat unused there for a whole
+  // epoch, such as those of a CPU the process no longer runs on. Takes up to half of them, at
+  // most kStealBatch: one for the caller, the rest for the caller's CPU. Primary generations
+  // are never taken (see the policy in block_cache.h).
   void* taken[kStealBatch];
   for (int i = 1; i < num_cpus_; ++i) {
     int other = cpu + i;
     if (other >= num_cpus_) other -= num_cpus_;
     CpuCache* o = cpus_[other].load(std::memory_order_acquire);
-    if (o == nullptr || (o->PrimaryCount(cls) == 0 && o->VictimCount(cls) == 0)) continue;
+    if (o == nullptr || o->VictimCount(cls) == 0) continue;
     const size_t n = Remote(other, o, [cls, &taken](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      const size_t available = size_t{cc->PrimaryCount(cls)} + cc->VictimCount(cls);
-      const size_t want = std::min(kStealBatch, (available + 1) / 2);
+      const size_t want = std::min(kStealBatch, (size_t{cc->VictimCount(cls)} + 1) / 2);
       size_t k = 0;
       while (k < want) {
-        void* b = cc->PopPrimary(cls);
-        if (b == nullptr) b = cc->PopVictim(cls);
+        void* b = cc->PopVictim(cls);
         if (b == nullptr) break;
         taken[k++] = b;
       }
@@ -198,7 +225,18 @@ void* BlockCache::Steal(size_t cls, int cpu) {
 }
 
 void BlockCache::PutSlow(size_t cls, void* block) {
-  auto push_locked = [cls, block](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // Blocks moved out of a full primary generation to make room, for the TransferStack.
+  void* moved[kMaxTransferBatch];
+  size_t n_moved = 0;
+  const size_t batch = Batch(cls);
+  // Under the cache's lock (and, remotely, with it closed): push, or make room and push.
+  auto push_locked = [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    if (cc->PushPrimary(cls, block)) return true;
+    while (n_moved < batch) {
+      void* b = cc->PopPrimary(cls);
+      if (b == nullptr) break;
+      moved[n_moved++] = b;
+    }
     return cc->PushPrimary(cls, block);
   };
   bool kept = false;
@@ -214,13 +252,22 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
       // A sequence also fails when a remote operation closed the cache or the thread moved to
-      // a CPU without a cache: retry a few times, so that a spill means a full cache.
+      // a CPU without a cache: retry a few times. When the stack reads full, make room once
+      // by moving a batch out (each pop its own sequence, on whatever CPU the thread is then
+      // on: all local operations), then retry; a second full stack means a spill.
+      const size_t offset = CpuCache::StackOffset(cls);
       for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
         const int cpu = RealCurrentCpu();
         c = CacheOf(cpu);
         if (ClosedToSequences(cpu, c)) SpinLockHolder l(&c->lock);  // Wait for the remote op.
-        kept = RseqPush(rseq_cpus_, CpuCache::StackOffset(cls), block);
-        if (!kept && c->PrimaryCount(cls) >= capacities_[cls]) break;
+        kept = RseqPush(rseq_cpus_, offset, block);
+        if (kept || c->PrimaryCount(cls) < capacities_[cls]) continue;
+        if (n_moved != 0) break;
+        while (n_moved < batch) {
+          void* b = RseqPopPrimary(rseq_cpus_, offset);
+          if (b == nullptr) break;
+          moved[n_moved++] = b;
+        }
       }
 #else
       c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
@@ -230,9 +277,10 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     // No cache could be created for this CPU (memory, or the sweeper's thread failed to
     // start). A Put must not fail: release the block instead of caching it.
   }
+  if (n_moved != 0) ToTransfer(cls, c, moved, n_moved);
   if (kept) return;
-  // Spill: this CPU's primary generation is full. Release the block now, outside the lock.
-  if (c != nullptr) c->spills.fetch_add(1, std::memory_order_relaxed);
+  // Spill: the block found no room. Release it now, outside any lock.
+  (c != nullptr ? c->spills : orphan_spills_).fetch_add(1, std::memory_order_relaxed);
   Release(cls, &block, 1);
 }
 
@@ -259,7 +307,9 @@ void BlockCache::SweepEpoch() {
   // the copies the epoch is skipped: the blocks stay cached until the next one.
   TakeBuffer buffer;
   try {
-    buffer.blocks.resize(total_capacity_);
+    // Room for one generation of one CPU (total_capacity_) or of one TransferStack (twice
+    // its class's capacity, at most twice total_capacity_).
+    buffer.blocks.resize(2 * total_capacity_);
     buffer.counts.resize(class_bytes_.size());
   } catch (const std::bad_alloc&) {
     return;
@@ -280,6 +330,13 @@ void BlockCache::SweepEpoch() {
       bytes += buffer.counts[cls] * class_bytes_[cls];
     }
   }
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    if (transfers_[cls].LooksEmpty()) continue;
+    const size_t n = transfers_[cls].Age(buffer.blocks.data());
+    Release(cls, buffer.blocks.data(), n);
+    blocks += n;
+    bytes += n * class_bytes_[cls];
+  }
   swept_blocks_.fetch_add(blocks, std::memory_order_relaxed);
   swept_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   epochs_.fetch_add(1, std::memory_order_relaxed);
@@ -288,7 +345,8 @@ void BlockCache::SweepEpoch() {
 void BlockCache::Drain() {
   TakeBuffer buffer;
   try {
-    buffer.blocks.resize(2 * total_capacity_);
+    // Room for both generations of one CPU, or of one TransferStack.
+    buffer.blocks.resize(4 * total_capacity_);
     buffer.counts.resize(class_bytes_.size());
   } catch (const std::bad_alloc&) {
     DrainOneByOne();  // Draining runs in destructors: it must not fail for want of memory.
@@ -302,6 +360,9 @@ void BlockCache::Drain() {
         [](CpuCache* cc, size_t cls, void** out)
             ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
         buffer);
+  }
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    Release(cls, buffer.blocks.data(), transfers_[cls].TakeAll(buffer.blocks.data()));
   }
 }
 
@@ -317,6 +378,10 @@ void BlockCache::DrainOneByOne() {
         Release(cls, &block, 1);
       }
     }
+  }
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    void* block;
+    while (transfers_[cls].Remove(&block, 1) == 1) Release(cls, &block, 1);
   }
 }
 
@@ -339,6 +404,16 @@ Stats BlockCache::Snapshot() const {
     }
   }
   // A steal counts a hit on the CPU stolen from and a steal on the thief's.
+  s.hits += transfer_hits_.load(std::memory_order_relaxed);
+  s.spills += orphan_spills_.load(std::memory_order_relaxed);
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    const uint64_t primary = transfers_[cls].PrimaryCount();
+    const uint64_t victim = transfers_[cls].VictimCount();
+    s.primary_blocks += primary;
+    s.primary_bytes += primary * class_bytes_[cls];
+    s.victim_blocks += victim;
+    s.victim_bytes += victim * class_bytes_[cls];
+  }
   s.swept_blocks = swept_blocks_.load(std::memory_order_relaxed);
   s.swept_bytes = swept_bytes_.load(std::memory_order_relaxed);
   s.epochs = epochs_.load(std::memory_order_relaxed);

@@ -121,24 +121,54 @@ TEST_F(BlockCacheTest, GetOnEmptyCacheIsACountedMiss) {
   EXPECT_EQ(stats.cached_blocks(), 0u);
 }
 
-TEST_F(BlockCacheTest, PutBeyondCapacitySpillsAtOnce) {
+TEST_F(BlockCacheTest, FullCacheMovesBatchesToTheTransferStackThenSpills) {
+  // Capacity 2: batches of one block, and a TransferStack of 4 blocks per generation.
   BlockCache cache = MakeCache(/*capacity=*/2);
+  ASSERT_EQ(cache.Batch(kSmall), 1u);
+  ASSERT_EQ(cache.TransferCapacity(kSmall), 4u);
   ScopedFakeCpu cpu(0);
-  cache.Put(kSmall, block(0));
-  cache.Put(kSmall, block(1));
+  for (int i = 0; i <= 5; ++i) cache.Put(kSmall, block(i));
+  // Blocks 1, 2, 3 and 4 each made room for the next one: the TransferStack is now full.
   EXPECT_TRUE(releaser_.released().empty());
-  cache.Put(kSmall, block(2));
+  EXPECT_EQ(cache.Snapshot().primary_blocks, 6u);
+  cache.Put(kSmall, block(6));  // Moves block 5 out, which the TransferStack cannot take.
   ASSERT_EQ(releaser_.released().size(), 1u);
-  EXPECT_EQ(releaser_.released()[0], std::make_pair(kSmall, block(2)));
+  EXPECT_EQ(releaser_.released()[0], std::make_pair(kSmall, block(5)));
   // The other class has its own capacity.
-  cache.Put(kLarge, block(3));
+  cache.Put(kLarge, block(7));
   EXPECT_EQ(releaser_.released().size(), 1u);
 
-  const Stats stats = cache.Snapshot();
+  Stats stats = cache.Snapshot();
   EXPECT_EQ(stats.spills, 1u);
-  EXPECT_EQ(stats.primary_blocks, 3u);
-  EXPECT_EQ(stats.primary_bytes, 2u * 16 + 64);
-  EXPECT_EQ(cache.Get(kSmall), block(1));
+  EXPECT_EQ(stats.primary_blocks, 7u);
+  EXPECT_EQ(stats.primary_bytes, 6u * 16 + 64);
+  // The CPU's own blocks first, then the TransferStack's, newest first.
+  for (int i : {6, 0, 4, 3, 2, 1}) EXPECT_EQ(cache.Get(kSmall), block(i)) << i;
+  EXPECT_EQ(cache.Get(kSmall), nullptr);
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.hits, 6u);
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.steals, 0u);
+}
+
+TEST_F(BlockCacheTest, TransferStackFeedsAnotherCpuAndAgesWithTheSweeps) {
+  SYNCPOOL_REQUIRE_TWO_CPUS();
+  BlockCache cache = MakeCache(/*capacity=*/2);
+  {
+    ScopedFakeCpu producer(0);
+    for (int i = 0; i < 4; ++i) cache.Put(kSmall, block(i));  // Blocks 1 and 2 move out.
+  }
+  ScopedFakeCpu consumer(1);
+  EXPECT_EQ(cache.Get(kSmall), block(2));  // A batch of one, from the TransferStack.
+  EXPECT_EQ(cache.Snapshot().steals, 0u);
+  sweeper_.SweepNow();  // Block 1 becomes a victim of the TransferStack...
+  EXPECT_EQ(cache.Snapshot().victim_blocks, 3u);  // ... with blocks 0 and 3 on CPU 0.
+  EXPECT_EQ(cache.Get(kSmall), block(1));          // ... and is still served.
+  sweeper_.SweepNow();
+  sweeper_.SweepNow();  // Blocks 0 and 3 left unused for two epochs: released.
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(0)), 1);
+  EXPECT_EQ(releaser_.TimesReleased(kSmall, block(3)), 1);
+  EXPECT_EQ(cache.Snapshot().cached_blocks(), 0u);
 }
 
 TEST_F(BlockCacheTest, OneSweepMovesBlocksToVictimAndGetStillFindsThem) {
@@ -158,31 +188,32 @@ TEST_F(BlockCacheTest, OneSweepMovesBlocksToVictimAndGetStillFindsThem) {
   EXPECT_EQ(stats.cached_blocks(), 0u);
 }
 
-TEST_F(BlockCacheTest, GetPrefersPrimaryThenOwnVictimBeforeStealing) {
+TEST_F(BlockCacheTest, GetPrefersPrimaryThenOwnVictimThenOtherVictims) {
   SYNCPOOL_REQUIRE_TWO_CPUS();
   BlockCache cache = MakeCache();
   {
     ScopedFakeCpu cpu(1);
-    cache.Put(kSmall, block(9));  // Another CPU's primary block: must not be stolen first.
+    cache.Put(kSmall, block(9));
   }
   ScopedFakeCpu cpu(0);
   cache.Put(kSmall, block(0));
   sweeper_.SweepNow();  // block(0) and block(9) become victims.
   {
     ScopedFakeCpu other(1);
-    cache.Put(kSmall, block(8));  // CPU 1's primary again.
+    cache.Put(kSmall, block(8));  // CPU 1's primary: its working set, never stolen.
   }
   cache.Put(kSmall, block(1));  // CPU 0's primary.
 
   EXPECT_EQ(cache.Get(kSmall), block(1));  // Own primary.
   EXPECT_EQ(cache.Get(kSmall), block(0));  // Own victim.
   EXPECT_EQ(cache.Snapshot().steals, 0u);
-  EXPECT_EQ(cache.Get(kSmall), block(8));  // CPU 1's primary.
   EXPECT_EQ(cache.Get(kSmall), block(9));  // CPU 1's victim.
+  EXPECT_EQ(cache.Get(kSmall), nullptr);   // Not CPU 1's primary.
   const Stats stats = cache.Snapshot();
-  EXPECT_EQ(stats.hits, 4u);
-  EXPECT_EQ(stats.steals, 2u);
-  EXPECT_EQ(stats.misses, 0u);
+  EXPECT_EQ(stats.hits, 3u);
+  EXPECT_EQ(stats.steals, 1u);
+  EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.primary_blocks, 1u);  // block(8), still on CPU 1.
 }
 
 TEST_F(BlockCacheTest, TwoSweepsWithoutUseReleaseExactlyOnce) {
@@ -225,22 +256,23 @@ TEST_F(BlockCacheTest, BlockInUseSurvivesSweeps) {
   EXPECT_EQ(cache.Snapshot().hits, 5u);
 }
 
-TEST_F(BlockCacheTest, StealsFromAnotherCpuPrimaryThenVictim) {
+TEST_F(BlockCacheTest, StealsHalfOfAnotherCpusVictimsAndNeverItsPrimary) {
   SYNCPOOL_REQUIRE_TWO_CPUS();
   BlockCache cache = MakeCache();
   {
     ScopedFakeCpu cpu(1);
     cache.Put(kSmall, block(0));
     cache.Put(kSmall, block(1));
-    sweeper_.SweepNow();
     cache.Put(kSmall, block(2));
+    sweeper_.SweepNow();
+    cache.Put(kSmall, block(3));
   }
   ScopedFakeCpu cpu(0);
-  // A steal takes half of what the other CPU holds (rounded up, at most kStealBatch): the
-  // first takes block 2 (primary) and block 1 (victim) and keeps block 1 on CPU 0, where the
-  // next Get finds it without stealing; the last steal takes block 0 alone.
+  // A steal takes half of the other CPU's victims (rounded up, at most kStealBatch): the first
+  // takes blocks 2 and 1 and keeps block 1 on CPU 0, where the next Get finds it without
+  // stealing; the next steal takes block 0 alone; block 3 (a primary) is never taken.
   EXPECT_EQ(cache.Get(kSmall), block(2));
-  EXPECT_EQ(cache.Snapshot().primary_blocks, 1u);  // Block 1, moved to CPU 0.
+  EXPECT_EQ(cache.Snapshot().primary_blocks, 2u);  // Block 1 on CPU 0, block 3 on CPU 1.
   EXPECT_EQ(cache.Snapshot().victim_blocks, 1u);   // Block 0, left on CPU 1.
   EXPECT_EQ(cache.Get(kSmall), block(1));
   EXPECT_EQ(cache.Get(kSmall), block(0));
@@ -249,6 +281,7 @@ TEST_F(BlockCacheTest, StealsFromAnotherCpuPrimaryThenVictim) {
   EXPECT_EQ(stats.steals, 2u);
   EXPECT_EQ(stats.hits, 3u);
   EXPECT_EQ(stats.misses, 1u);
+  EXPECT_EQ(stats.primary_blocks, 1u);
   EXPECT_TRUE(releaser_.released().empty());
 }
 

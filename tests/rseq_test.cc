@@ -6,7 +6,7 @@
 //   - timer signals delivered to every worker thread every few microseconds;
 //   - a CPU whose cache holds blocks but on which no thread of the process may run any more
 //     (sweeps, Trim() and Clear() must still empty it);
-//   - a steal from one real CPU's cache by a thread pinned to another.
+//   - a steal of one real CPU's victim generation by a thread pinned to another.
 // Every block is accounted for: no pointer is handed to two holders at once, a pattern written
 // by its holder is intact when it is given back, and the upstream holds nothing at the end.
 
@@ -472,6 +472,7 @@ TEST_P(RseqTest, StealFromAnotherRealCpu) {
   Fixture f(GetParam(), /*max_blocks=*/kBlocks);
   const Placed placed = PlaceOnCpu(f, cpus.back(), kBlocks);
   const uint64_t upstream_allocations = f.upstream.allocations();
+  f.sweeper.SweepNow();  // Only victims are stolen: blocks left unused for an epoch.
 
   Placed got;
   std::vector<Pool<Obj>::Handle> objects;

@@ -9,22 +9,31 @@
 //
 // Two modes, fixed per cache at construction (both serve the same API and policy):
 //   - rseq: local operations are restartable sequences (percpu_rseq.h); remote operations
-//     stop the target CPU's cache, fence it, and work under its lock.
+//     close the target CPU's cache to sequences, fence that CPU, and work under its lock.
 //   - locked: every operation takes the CPU cache's lock (cpu_cache.h). Used where rseq is
-//     not available (see RseqUsable()) or when Options::allow_rseq is false.
+//     not available (see RseqUsable()), when Options::allow_rseq is false, and with debug
+//     checks on. The inline paths then always fail over to the slow ones.
 //
-// Policy:
+// Policy, per size class:
 //   - Get(cls): the caller's CPU's primary generation (the inline fast path), then its victim
-//     generation, then the other CPUs' caches (primary first, then victim, scanning from the
-//     next CPU id upwards and skipping caches whose counts read zero; up to kStealBatch blocks
-//     are taken at once, the extra ones go to the caller's CPU), and otherwise nullptr: the
-//     caller then asks New or its upstream resource (a miss).
-//   - Put(cls, block): the caller's CPU's primary generation; when it is full the block is
-//     released at once through the BlockReleaser (a spill). Spilling one block instead of
-//     moving half the stack elsewhere keeps the cache bounded at
-//     2 * capacity * classes * CPUs blocks with no shared structure to contend on.
-//   - SweepEpoch(): per CPU and class, release the victim generation and make the primary the
-//     victim (see sweeper.h).
+//     generation (both local operations); then the class's TransferStack (a batch of up to
+//     Batch(cls) blocks, the extra ones pushed onto the caller's CPU); then the victim
+//     generations of the other CPUs (a steal: up to kStealBatch blocks, as a remote
+//     operation); otherwise nullptr, and the caller asks New or its upstream resource (a miss).
+//   - Put(cls, block): the caller's CPU's primary generation. When it is full, a batch of
+//     Batch(cls) blocks moves from it to the TransferStack (local pops, then the stack's lock)
+//     and the block takes their place; what the TransferStack cannot hold is released at once
+//     through the BlockReleaser (a spill).
+//   - SweepEpoch(): per CPU and class, and for each TransferStack, release the victim
+//     generation and make the primary the victim (see sweeper.h).
+// Why this shape: blocks move between CPUs (a producer thread feeding a consumer thread, a
+// thread that migrated) through the TransferStack, under one short lock per batch, and never
+// by taking another CPU's working set: a remote operation costs an interprocessor interrupt
+// (the membarrier fence), which is microseconds in a virtual machine, and taking the primary
+// generation of a busy CPU made that CPU steal back, a cascade measured at 16 threads. Steals
+// therefore only take victim generations, blocks that sat unused for a whole epoch (a CPU
+// the process left). Everything stays bounded: per class, 2 * capacity blocks per CPU and
+// 2 * TransferCapacity(cls) in the TransferStack.
 // Blocks are released (returned upstream or destroyed) by the BlockReleaser, never with a
 // per-CPU lock held or a cache closed to sequences.
 //
@@ -46,6 +55,7 @@
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/cpu_cache.h"
 #include "syncpool/internal/percpu_rseq.h"
+#include "syncpool/internal/transfer_stack.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 
@@ -167,10 +177,28 @@ class BlockCache final : public Sweepable {
 
   // Most blocks one steal takes from another CPU.
   static constexpr size_t kStealBatch = 16;
+  // Most blocks one move to or from the TransferStack carries.
+  static constexpr size_t kMaxTransferBatch = 32;
+
+  // BlockCache::Batch()
+  //
+  // How many blocks of class `cls` move at once between a CPU's cache and the TransferStack:
+  // half the per-CPU capacity, at least 1, at most kMaxTransferBatch.
+  size_t Batch(size_t cls) const;
+
+  // BlockCache::TransferCapacity()
+  //
+  // How many blocks of class `cls` the TransferStack holds per generation: twice the per-CPU
+  // capacity.
+  size_t TransferCapacity(size_t cls) const { return transfers_[cls].capacity(); }
 
  private:
   CpuCache* CacheOf(int cpu);  // Creates the cache on first use.
+  void* FromTransfer(size_t cls);
   void* Steal(size_t cls, int cpu);
+  // Hands `n` blocks moved out of a full CPU cache (`c`, or nullptr) to the TransferStack and
+  // spills what it cannot hold.
+  void ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n);
   // Runs `op(cache)` on `cpu`'s cache as a remote operation: under its lock and, in the rseq
   // mode, with the cache's table entry cleared and the CPU fenced (see percpu_rseq.h).
   template <typename Op>
@@ -207,6 +235,13 @@ class BlockCache final : public Sweepable {
   Sweeper* const sweeper_;
   std::once_flag registered_;
   std::atomic<bool> registered_flag_{false};  // Set once Register() returned.
+
+  // One per class, `class_bytes_.size()` of them.
+  const std::unique_ptr<TransferStack[]> transfers_;
+  // Gets served by a TransferStack (hits that no CPU cache counted).
+  std::atomic<uint64_t> transfer_hits_{0};
+  // Spills of blocks whose CPU cache could not be created.
+  std::atomic<uint64_t> orphan_spills_{0};
 
   // Written by the sweeping thread only; read by Snapshot().
   std::atomic<uint64_t> epochs_{0};

@@ -1,0 +1,88 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/internal/transfer_stack.h
+// -----------------------------------------------------------------------------
+//
+// The shared layer of a BlockCache: for one size class, blocks that a CPU's full cache gave
+// away and that any CPU whose cache ran dry may take, in batches, two generations like the
+// per-CPU stacks. Not part of syncpool's API.
+//
+// It exists so that blocks move between CPUs without touching another CPU's cache: a CPU
+// whose cache is full moves a batch here, and a CPU whose cache is empty takes a batch from
+// here, each under this stack's lock and never another CPU's (see block_cache.h).
+//
+// Thread safety: every member but the racy counts takes `lock_`; the lock is held only to copy
+// pointers, and never together with a CPU cache's lock or while a cache is closed.
+
+#ifndef SYNCPOOL_INTERNAL_TRANSFER_STACK_H_
+#define SYNCPOOL_INTERNAL_TRANSFER_STACK_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "absl/base/thread_annotations.h"
+#include "syncpool/internal/spinlock.h"
+
+namespace syncpool {
+namespace internal {
+
+class TransferStack {
+ public:
+  TransferStack() = default;
+  TransferStack(const TransferStack&) = delete;
+  TransferStack& operator=(const TransferStack&) = delete;
+
+  // TransferStack::Init()
+  //
+  // Gives the stack room for `capacity` blocks per generation. Called once, before any other
+  // member, by the owner's constructor (may throw std::bad_alloc).
+  void Init(uint32_t capacity);
+
+  // TransferStack::Insert()
+  //
+  // Adds up to `n` of `blocks` (the first ones) to the primary generation and returns how many
+  // it took; the caller keeps the others (the stack is full).
+  size_t Insert(void* const* blocks, size_t n);
+
+  // TransferStack::Remove()
+  //
+  // Moves up to `n` blocks to `out`, from the primary generation first, then the victim one.
+  // Returns how many.
+  size_t Remove(void** out, size_t n);
+
+  // TransferStack::Age()
+  //
+  // The epoch step: copies the victim generation to `out` (room for capacity() blocks) and
+  // empties it, then makes the primary generation the victim. Returns how many were copied.
+  size_t Age(void** out);
+
+  // TransferStack::TakeAll()
+  //
+  // Copies both generations to `out` (room for 2 * capacity() blocks) and empties them.
+  size_t TakeAll(void** out);
+
+  // Racy reads for statistics and probes.
+  uint32_t PrimaryCount() const { return primary_count_.load(std::memory_order_relaxed); }
+  uint32_t VictimCount() const { return victim_count_.load(std::memory_order_relaxed); }
+  bool LooksEmpty() const { return PrimaryCount() == 0 && VictimCount() == 0; }
+
+  uint32_t capacity() const { return capacity_; }
+
+ private:
+  SpinLock lock_;
+  // Written under lock_ only; atomic so that the racy reads above are well defined.
+  std::atomic<uint32_t> primary_count_{0};
+  std::atomic<uint32_t> victim_count_{0};
+  uint32_t capacity_ = 0;                 // Immutable after Init().
+  std::unique_ptr<void*[]> slots_;         // 2 * capacity_ slots, both generations.
+  void** primary_ ABSL_GUARDED_BY(lock_) = nullptr;
+  void** victim_ ABSL_GUARDED_BY(lock_) = nullptr;
+};
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_INTERNAL_TRANSFER_STACK_H_
