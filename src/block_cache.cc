@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "syncpool/internal/env.h"
+
 namespace syncpool {
 namespace internal {
 namespace {
@@ -25,7 +27,8 @@ size_t Sum(const std::vector<uint32_t>& capacities) {
 }  // namespace
 
 BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
-                       BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq)
+                       BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq,
+                       Policy policy)
     : rseq_(allow_rseq && RseqUsable()),
       num_cpus_(NumCpus()),
       rseq_cpus_limit_(std::min(num_cpus_, static_cast<int>(kRseqMaxCpus))),
@@ -35,7 +38,8 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
       total_capacity_(Sum(capacities_)),
       releaser_(releaser),
       sweeper_(sweeper),
-      transfers_(std::make_unique<TransferStack[]>(capacities_.size())) {
+      transfers_(std::make_unique<TransferStack[]>(capacities_.size())),
+      policy_(policy) {
   if (class_bytes_.empty() || class_bytes_.size() != capacities_.size()) {
     throw std::invalid_argument("syncpool: a cache needs one capacity per size class");
   }
@@ -50,9 +54,45 @@ BlockCache::~BlockCache() {
   // does either, so the caches can be drained and freed.
   if (registered_flag_.load(std::memory_order_acquire)) sweeper_->Unregister(this);
   Drain();
+  SetEstimate(0);
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) CpuCache::Destroy(c);
   }
+}
+
+namespace {
+
+// The process-wide budget (SetProcessCacheLimit()) and the sum of every cache's estimate.
+std::atomic<uint64_t>& ProcessLimit() {
+  static std::atomic<uint64_t> limit{
+      EnvInteger("SYNCPOOL_PROCESS_MAX_CACHED_BYTES", 0, 0, ~uint64_t{0})};
+  return limit;
+}
+// Signed: between two epochs a cache only adds and subtracts what moves through its
+// TransferStacks, and a sum read while others update it may dip below zero.
+std::atomic<int64_t> g_process_estimate{0};
+
+// Whether `estimate` plus `extra` bytes goes over `limit` (0: no limit).
+bool Exceeds(int64_t estimate, uint64_t extra, uint64_t limit) {
+  return limit != 0 && static_cast<uint64_t>(std::max<int64_t>(estimate, 0)) + extra > limit;
+}
+
+}  // namespace
+
+bool BlockCache::OverBudget(uint64_t extra) const {
+  return Exceeds(estimate_.load(std::memory_order_relaxed), extra, policy_.max_cached_bytes) ||
+         Exceeds(g_process_estimate.load(std::memory_order_relaxed), extra,
+                 ProcessLimit().load(std::memory_order_relaxed));
+}
+
+void BlockCache::SetEstimate(uint64_t bytes) {
+  const int64_t old = estimate_.exchange(static_cast<int64_t>(bytes), std::memory_order_relaxed);
+  g_process_estimate.fetch_add(static_cast<int64_t>(bytes) - old, std::memory_order_relaxed);
+}
+
+void BlockCache::AddEstimate(int64_t bytes) {
+  estimate_.fetch_add(bytes, std::memory_order_relaxed);
+  g_process_estimate.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 CpuCache* BlockCache::CacheOf(int cpu) {
@@ -182,13 +222,21 @@ void* BlockCache::FromTransfer(size_t cls) {
   void* taken[kMaxTransferBatch];
   const size_t n = t.Remove(taken, Batch(cls));
   if (n == 0) return nullptr;
+  AddEstimate(-static_cast<int64_t>(n * class_bytes_[cls]));  // They go to a CPU or the caller.
   transfer_hits_.fetch_add(1, std::memory_order_relaxed);
   for (size_t k = 1; k < n; ++k) Put(cls, taken[k]);
   return taken[0];
 }
 
 void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n) {
+  if (OverBudget(n * class_bytes_[cls])) {
+    over_budget_blocks_.fetch_add(n, std::memory_order_relaxed);
+    over_budget_bytes_.fetch_add(n * class_bytes_[cls], std::memory_order_relaxed);
+    Release(cls, blocks, n);
+    return;
+  }
   const size_t stored = transfers_[cls].Insert(blocks, n);
+  AddEstimate(static_cast<int64_t>(stored * class_bytes_[cls]));
   if (stored == n) return;
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(n - stored, std::memory_order_relaxed);
   Release(cls, blocks + stored, n - stored);
@@ -301,45 +349,160 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
   }
 }
 
-void BlockCache::SweepEpoch() {
-  // A remote operation on every CPU whose cache holds anything: age every class at once
-  // (copying the victims out), then release the copies with no lock held. Without memory for
-  // the copies the epoch is skipped: the blocks stay cached until the next one.
-  TakeBuffer buffer;
-  try {
-    // Room for one generation of one CPU (total_capacity_) or of one TransferStack (twice
-    // its class's capacity, at most twice total_capacity_).
-    buffer.blocks.resize(2 * total_capacity_);
-    buffer.counts.resize(class_bytes_.size());
-  } catch (const std::bad_alloc&) {
-    return;
+uint64_t BlockCache::ReleaseBuffer(const TakeBuffer& buffer, uint64_t* blocks) {
+  uint64_t bytes = 0;
+  size_t at = 0;
+  for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+    Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
+    at += buffer.counts[cls];
+    *blocks += buffer.counts[cls];
+    bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
   }
-  size_t blocks = 0;
-  size_t bytes = 0;
+  return bytes;
+}
+
+void BlockCache::DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes) {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
-    // A cache that reads empty is skipped; a block pushed concurrently is aged next epoch.
     if (c == nullptr || c->LooksEmpty()) continue;
     TakeAndRelease(
         cpu, c,
         [](CpuCache* cc, size_t cls, void** out)
-            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->Age(cls, out); },
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
         buffer);
     for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-      blocks += buffer.counts[cls];
-      bytes += buffer.counts[cls] * class_bytes_[cls];
+      *blocks += buffer.counts[cls];
+      *bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
     }
   }
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
-    if (transfers_[cls].LooksEmpty()) continue;
-    const size_t n = transfers_[cls].Age(buffer.blocks.data());
+    const size_t n = transfers_[cls].TakeAll(buffer.blocks.data());
+    Release(cls, buffer.blocks.data(), n);
+    *blocks += n;
+    *bytes += n * class_bytes_[cls];
+  }
+}
+
+void BlockCache::SweepEpoch(const Epoch& epoch) {
+  // Per CPU whose cache holds anything, one remote operation: drain it if nobody used it since
+  // the last epoch, else age every class at once (copying the victims out); then release the
+  // copies with no lock held. Without memory for the copies the epoch is skipped: the blocks
+  // stay cached until the next one.
+  TakeBuffer buffer;
+  try {
+    // Room for both generations of one CPU (2 * total_capacity_) or of one TransferStack
+    // (4 * its class's capacity, at most 4 * total_capacity_).
+    buffer.blocks.resize(4 * total_capacity_);
+    buffer.counts.resize(class_bytes_.size());
+  } catch (const std::bad_alloc&) {
+    return;
+  }
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  if (epoch.pressure) {
+    DrainCounting(buffer, &blocks, &bytes);
+    pressure_blocks_.fetch_add(blocks, std::memory_order_relaxed);
+    pressure_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  } else {
+    const bool whole_primary = policy_.retention == Retention::kVictim;
+    for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+      CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+      if (c == nullptr) continue;
+      const bool cold = c->Activity() == c->activity_at_last_epoch;
+      // A cache that reads empty is skipped; a block pushed concurrently is aged next epoch.
+      if (!c->LooksEmpty()) {
+        if (cold) {
+          TakeAndRelease(
+              cpu, c,
+              [](CpuCache* cc, size_t cls, void** out)
+                  ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
+              buffer);
+        } else {
+          TakeAndRelease(
+              cpu, c,
+              [whole_primary](CpuCache* cc, size_t cls, void** out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+                return cc->Age(cls, out, whole_primary);
+              },
+              buffer);
+        }
+        for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+          blocks += buffer.counts[cls];
+          bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
+        }
+      }
+      c->activity_at_last_epoch = c->Activity();
+    }
+    for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+      if (transfers_[cls].LooksEmpty()) continue;
+      const size_t n = transfers_[cls].Age(buffer.blocks.data());
+      Release(cls, buffer.blocks.data(), n);
+      blocks += n;
+      bytes += n * class_bytes_[cls];
+    }
+    swept_blocks_.fetch_add(blocks, std::memory_order_relaxed);
+    swept_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+  SetEstimate(CachedBytes());
+  EnforceBudget(buffer);
+  epochs_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void BlockCache::EnforceBudget(TakeBuffer& buffer) {
+  if (!OverBudget(0)) return;
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  // First what no CPU holds, then every CPU's victims, then whole CPU caches, recounting
+  // after each step.
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    const size_t n = transfers_[cls].TakeAll(buffer.blocks.data());
     Release(cls, buffer.blocks.data(), n);
     blocks += n;
     bytes += n * class_bytes_[cls];
   }
-  swept_blocks_.fetch_add(blocks, std::memory_order_relaxed);
-  swept_bytes_.fetch_add(bytes, std::memory_order_relaxed);
-  epochs_.fetch_add(1, std::memory_order_relaxed);
+  SetEstimate(CachedBytes());
+  for (int pass = 0; pass < 2 && OverBudget(0); ++pass) {
+    for (int cpu = 0; cpu < num_cpus_ && OverBudget(0); ++cpu) {
+      CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+      if (c == nullptr || c->LooksEmpty()) continue;
+      if (pass == 0) {
+        TakeAndRelease(
+            cpu, c,
+            [](CpuCache* cc, size_t cls, void** out)
+                ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeVictims(cls, out); },
+            buffer);
+      } else {
+        TakeAndRelease(
+            cpu, c,
+            [](CpuCache* cc, size_t cls, void** out)
+                ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
+            buffer);
+      }
+      for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+        blocks += buffer.counts[cls];
+        bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
+      }
+      c->activity_at_last_epoch = c->Activity();
+      SetEstimate(CachedBytes());
+    }
+  }
+  over_budget_blocks_.fetch_add(blocks, std::memory_order_relaxed);
+  over_budget_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+}
+
+uint64_t BlockCache::CachedBytes() const {
+  uint64_t bytes = 0;
+  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+    const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+    if (c == nullptr) continue;
+    for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+      bytes += (uint64_t{c->PrimaryCount(cls)} + c->VictimCount(cls)) * class_bytes_[cls];
+    }
+  }
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    bytes += (uint64_t{transfers_[cls].PrimaryCount()} + transfers_[cls].VictimCount()) *
+             class_bytes_[cls];
+  }
+  return bytes;
 }
 
 void BlockCache::Drain() {
@@ -364,6 +527,7 @@ void BlockCache::Drain() {
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     Release(cls, buffer.blocks.data(), transfers_[cls].TakeAll(buffer.blocks.data()));
   }
+  SetEstimate(CachedBytes());
 }
 
 void BlockCache::DrainOneByOne() {
@@ -405,6 +569,10 @@ Stats BlockCache::Snapshot() const {
   }
   // A steal counts a hit on the CPU stolen from and a steal on the thief's.
   s.hits += transfer_hits_.load(std::memory_order_relaxed);
+  s.over_budget_blocks = over_budget_blocks_.load(std::memory_order_relaxed);
+  s.over_budget_bytes = over_budget_bytes_.load(std::memory_order_relaxed);
+  s.pressure_blocks = pressure_blocks_.load(std::memory_order_relaxed);
+  s.pressure_bytes = pressure_bytes_.load(std::memory_order_relaxed);
   s.spills += orphan_spills_.load(std::memory_order_relaxed);
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     const uint64_t primary = transfers_[cls].PrimaryCount();
@@ -420,5 +588,35 @@ Stats BlockCache::Snapshot() const {
   return s;
 }
 
+BlockCache::Policy PolicyOf(const Options& options) {
+  BlockCache::Policy policy;
+  policy.retention = options.retention;
+  policy.max_cached_bytes = options.max_cached_bytes;
+  return policy;
+}
+
+void FitToBudget(const std::vector<size_t>& class_bytes, size_t budget,
+                 std::vector<uint32_t>& capacities) {
+  if (budget == 0) return;
+  // Full, a class of capacity k holds 2k blocks per CPU and 4k in its TransferStack.
+  const double per_block_set = 2.0 * NumCpus() + 4.0;
+  double full = 0;
+  for (size_t c = 0; c < capacities.size(); ++c) {
+    full += per_block_set * capacities[c] * static_cast<double>(class_bytes[c]);
+  }
+  if (full <= static_cast<double>(budget)) return;
+  const double scale = static_cast<double>(budget) / full;
+  for (uint32_t& k : capacities) {
+    k = std::max<uint32_t>(1, static_cast<uint32_t>(k * scale));
+  }
+}
+
 }  // namespace internal
+
+void SetProcessCacheLimit(size_t bytes) {
+  internal::ProcessLimit().store(bytes, std::memory_order_relaxed);
+}
+
+size_t ProcessCacheLimit() { return internal::ProcessLimit().load(std::memory_order_relaxed); }
+
 }  // namespace syncpool

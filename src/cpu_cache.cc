@@ -37,13 +37,50 @@ void CpuCache::Destroy(CpuCache* cache) {
   ::operator delete(static_cast<void*>(cache), std::align_val_t{alignof(CpuCache)});
 }
 
-size_t CpuCache::Age(size_t cls, void** out) {
+size_t CpuCache::Age(size_t cls, void** out, bool whole_primary) {
   ClassStack& s = stacks()[cls];
   const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
   std::memcpy(out, s.victim, victims * sizeof(void*));
-  std::swap(s.primary, s.victim);
-  s.victim_count.store(s.primary_count.load(std::memory_order_relaxed), std::memory_order_relaxed);
-  s.primary_count.store(0, std::memory_order_relaxed);
+  const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
+  if (whole_primary) {
+    std::swap(s.primary, s.victim);
+    s.victim_count.store(primary, std::memory_order_relaxed);
+    s.primary_count.store(0, std::memory_order_relaxed);
+    s.low_water = 0;
+    s.epoch_count = 0;
+    return victims;
+  }
+  // The bottom of the primary stack becomes the victim generation; the working set (the top
+  // `keep` blocks) moves down and stays.
+  const uint32_t dug = s.epoch_count - std::min(s.low_water, s.epoch_count);
+  const uint32_t keep = std::min(dug, primary);
+  const uint32_t idle = primary - keep;
+  std::memcpy(s.victim, s.primary, idle * sizeof(void*));
+  std::memmove(s.primary, s.primary + idle, keep * sizeof(void*));
+  s.victim_count.store(idle, std::memory_order_relaxed);
+  s.primary_count.store(keep, std::memory_order_relaxed);
+  s.low_water = keep;
+  s.epoch_count = keep;
+  return victims;
+}
+
+uint64_t CpuCache::Activity() const {
+  uint64_t activity = hits.load(std::memory_order_relaxed) +
+                      misses.load(std::memory_order_relaxed) +
+                      spills.load(std::memory_order_relaxed);
+  // The counts move both ways: weight them so that a push and a pop cannot cancel out the
+  // hit the pop counted.
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    activity += (uint64_t{PrimaryCount(cls)} + VictimCount(cls)) << 32;
+  }
+  return activity;
+}
+
+size_t CpuCache::TakeVictims(size_t cls, void** out) {
+  ClassStack& s = stacks()[cls];
+  const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
+  std::memcpy(out, s.victim, victims * sizeof(void*));
+  s.victim_count.store(0, std::memory_order_relaxed);
   return victims;
 }
 
@@ -55,6 +92,8 @@ size_t CpuCache::TakeAll(size_t cls, void** out) {
   std::memcpy(out + primary, s.victim, victim * sizeof(void*));
   s.primary_count.store(0, std::memory_order_relaxed);
   s.victim_count.store(0, std::memory_order_relaxed);
+  s.low_water = 0;
+  s.epoch_count = 0;
   return size_t{primary} + victim;
 }
 

@@ -7,18 +7,20 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "syncpool/internal/env.h"
+
 namespace syncpool {
 namespace internal {
 
 bool DebugChecksEnabled(const Options& options) {
   if (options.debug_checks.has_value()) return *options.debug_checks;
-  const char* env = std::getenv("SYNCPOOL_DEBUG");
-  if (env != nullptr && std::strcmp(env, "1") == 0) return true;
 #ifdef NDEBUG
-  return false;
+  constexpr bool kBuildDefault = false;
 #else
-  return true;
+  constexpr bool kBuildDefault = true;
 #endif
+  static const bool from_env = EnvBool("SYNCPOOL_DEBUG", kBuildDefault);
+  return from_env;
 }
 
 void DieOfMisuse(const char* format, ...) {

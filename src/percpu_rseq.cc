@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "syncpool/internal/env.h"
+
 namespace syncpool {
 namespace internal {
 namespace {
@@ -24,15 +26,7 @@ long Membarrier(int cmd, unsigned flags, int cpu) {
 bool DecideRseq() {
 #if SYNCPOOL_RSEQ_FAST_PATH
   if (__rseq_size == 0) return false;  // glibc did not register (tunable off, valgrind).
-  if (const char* env = std::getenv("SYNCPOOL_RSEQ")) {
-    if (std::strcmp(env, "0") == 0) return false;
-    if (std::strcmp(env, "1") != 0) {
-      std::fprintf(stderr,
-                   "syncpool: ignoring SYNCPOOL_RSEQ=\"%s\": expected 0 or 1; restartable "
-                   "sequences stay on where supported\n",
-                   env);
-    }
-  }
+  if (!EnvBool("SYNCPOOL_RSEQ", true)) return false;
   const long supported = Membarrier(MEMBARRIER_CMD_QUERY, 0, 0);
   if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) == 0) return false;
   return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0;

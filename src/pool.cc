@@ -17,15 +17,21 @@ uint32_t ValidatedCapacity(const Options& options) {
   return options.max_blocks_per_class;
 }
 
+std::vector<uint32_t> FittedCapacity(size_t object_size, const Options& options) {
+  std::vector<uint32_t> caps = {ValidatedCapacity(options)};
+  FitToBudget({object_size}, options.max_cached_bytes, caps);
+  return caps;
+}
+
 }  // namespace
 
 PoolBase::PoolBase(size_t object_size, void (*destroy)(void*), const Options& options)
     : destroy_(destroy),
       debug_(DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<DebugRegistry>() : nullptr),
-      cache_({object_size}, {ValidatedCapacity(options)}, this,
+      cache_({object_size}, FittedCapacity(object_size, options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             options.allow_rseq && !debug_) {}
+             options.allow_rseq && !debug_, PolicyOf(options)) {}
 
 PoolBase::~PoolBase() = default;
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "src/debug_registry.h"
+#include "syncpool/internal/pages.h"
 #include "syncpool/mimalloc_resource.h"
 
 namespace syncpool {
@@ -52,7 +53,8 @@ std::vector<size_t> ClassBytes(const Options& options) {
   return bytes;
 }
 
-// min(max_blocks_per_class, max(2, per_cpu_class_bytes / size)) blocks per generation.
+// min(max_blocks_per_class, max(2, per_cpu_class_bytes / size)) blocks per generation,
+// lowered to fit Options::max_cached_bytes (internal::FitToBudget()).
 std::vector<uint32_t> Capacities(const Options& options) {
   std::vector<uint32_t> caps(NumClasses(options));
   const size_t max_blocks = options.max_blocks_per_class;
@@ -60,6 +62,7 @@ std::vector<uint32_t> Capacities(const Options& options) {
     const size_t by_bytes = options.per_cpu_class_bytes / ClassSize(c);
     caps[c] = static_cast<uint32_t>(std::min(max_blocks, std::max<size_t>(2, by_bytes)));
   }
+  internal::FitToBudget(ClassBytes(options), options.max_cached_bytes, caps);
   return caps;
 }
 
@@ -83,12 +86,13 @@ std::pmr::memory_resource* DefaultUpstream() {
 PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
     : upstream_(upstream),
       max_block_size_(Validated(options, upstream).max_block_size),
+      discard_min_bytes_(options.discard_min_bytes),
       debug_(internal::DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
       cache_(ClassBytes(options), Capacities(options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
              // Debug checks run on the slow paths: the locked mode sends every call there.
-             options.allow_rseq && !debug_) {}
+             options.allow_rseq && !debug_, internal::PolicyOf(options)) {}
 
 PoolResource::~PoolResource() = default;
 
@@ -136,21 +140,30 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
                           alignment);
   }
   if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
-    upstream_->deallocate(p, bytes, alignment);
+    GiveBack(p, bytes, alignment);
     return;
   }
   cache_.PutSlow(internal::RequestClass(bytes, alignment), p);
 }
 
+void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {
+  if (discard_min_bytes_ != 0 && bytes >= discard_min_bytes_) {
+    discarded_bytes_.fetch_add(internal::DiscardInteriorPages(p, bytes),
+                               std::memory_order_relaxed);
+  }
+  upstream_->deallocate(p, bytes, alignment);
+}
+
 void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
   const size_t size = ClassSize(cls);
   const size_t alignment = ClassAlignment(cls);
-  for (size_t i = 0; i < n; ++i) upstream_->deallocate(blocks[i], size, alignment);
+  for (size_t i = 0; i < n; ++i) GiveBack(blocks[i], size, alignment);
 }
 
 Stats PoolResource::GetStats() const {
   Stats s = cache_.Snapshot();
   s.direct = direct_.load(std::memory_order_relaxed);
+  s.discarded_bytes = discarded_bytes_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -10,27 +10,41 @@
 //   - Before a cache is visited, the sweep checks under `mu` that it is still registered and
 //     records it in `visiting`; Unregister() removes the cache and then waits under `mu` until
 //     `visiting` is no longer that cache. So once Unregister() returns, no sweep touches it.
+//   - `last_epoch` (the clock's reading when the last epoch began) is written under
+//     `sweep_mu` by every epoch and read by Tick() under it too.
 
 #include "syncpool/sweeper.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "syncpool/internal/env.h"
 #include "syncpool/internal/mutex.h"
 
 namespace syncpool {
 
 struct Sweeper::State {
-  explicit State(Options o) : options(o) {}
+  explicit State(Options o)
+      : options(std::move(o)),
+        pressure(options.pressure != nullptr ? options.pressure : &SystemMemoryPressure()),
+        last_epoch(Now()) {}
+
+  std::chrono::steady_clock::time_point Now() const {
+    return options.clock ? options.clock() : std::chrono::steady_clock::now();
+  }
 
   const Options options;
+  PressureSource* const pressure;
 
   internal::Mutex sweep_mu;  // Held for a whole sweep; see the protocol above.
+  std::chrono::steady_clock::time_point last_epoch ABSL_GUARDED_BY(sweep_mu);
 
   internal::Mutex mu;
   std::condition_variable changed;  // Signalled when `stopped` or `visiting` changes.
@@ -53,7 +67,8 @@ Sweeper::Options Normalized(Sweeper::Options options) {
 
 }  // namespace
 
-Sweeper::Sweeper(Options options) : state_(std::make_unique<State>(Normalized(options))) {}
+Sweeper::Sweeper(Options options)
+    : state_(std::make_unique<State>(Normalized(std::move(options)))) {}
 
 Sweeper::~Sweeper() { Stop(); }
 
@@ -61,18 +76,9 @@ namespace {
 
 Sweeper::Options DefaultSweeperOptions() {
   Sweeper::Options options;
-  if (const char* env = std::getenv("SYNCPOOL_SWEEP_INTERVAL_MS")) {
-    char* end = nullptr;
-    const long ms = std::strtol(env, &end, 10);
-    if (end != env && *end == '\0' && ms > 0) {
-      options.interval = std::chrono::milliseconds(ms);
-    } else {
-      std::fprintf(stderr,
-                   "syncpool: ignoring SYNCPOOL_SWEEP_INTERVAL_MS=\"%s\": not a positive "
-                   "integer; the sweep interval stays %lld ms\n",
-                   env, static_cast<long long>(options.interval.count()));
-    }
-  }
+  options.interval = std::chrono::milliseconds(internal::EnvInteger(
+      "SYNCPOOL_SWEEP_INTERVAL_MS", static_cast<uint64_t>(options.interval.count()), 1,
+      uint64_t{24} * 3600 * 1000));
   return options;
 }
 
@@ -89,8 +95,9 @@ Sweeper& Sweeper::Default() {
   return *instance;
 }
 
-void Sweeper::SweepNow() {
+void Sweeper::SweepNow(const Epoch& epoch) {
   internal::MutexLock serial(&state_->sweep_mu);
+  state_->last_epoch = state_->Now();
   std::vector<Sweepable*> snapshot;
   {
     internal::MutexLock l(&state_->mu);
@@ -102,12 +109,33 @@ void Sweeper::SweepNow() {
       if (!state_->caches.contains(cache)) continue;  // Unregistered since the snapshot.
       state_->visiting = cache;
     }
-    cache->SweepEpoch();
+    cache->SweepEpoch(epoch);
     internal::MutexLock l(&state_->mu);
     state_->visiting = nullptr;
     state_->changed.notify_all();
   }
   state_->epochs.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Sweeper::Tick() {
+  State& s = *state_;
+  const std::chrono::steady_clock::time_point now = s.Now();
+  std::chrono::steady_clock::duration since_last;
+  {
+    internal::MutexLock serial(&s.sweep_mu);
+    since_last = now - s.last_epoch;
+  }
+  // Pressure is only asked once a pressure epoch could run: reading it costs a file read.
+  if (since_last < s.options.interval / 4) return false;
+  if (s.pressure->UnderPressure()) {
+    Epoch epoch;
+    epoch.pressure = true;
+    SweepNow(epoch);
+    return true;
+  }
+  if (since_last < s.options.interval) return false;
+  SweepNow();
+  return true;
 }
 
 void Sweeper::Register(Sweepable* cache) {
@@ -116,16 +144,20 @@ void Sweeper::Register(Sweepable* cache) {
   s.caches.insert(cache);
   if (!s.options.background || s.thread_running || s.stopped) return;
   // If the thread cannot be created, std::thread throws and a later Register() tries again.
+  // The thread wakes four times per interval: Tick() decides whether an epoch is due (one
+  // per interval, or one per wake-up while the system is short of memory).
   s.thread = std::thread([this] {
     State& st = *state_;
+    const auto wake = std::max<std::chrono::milliseconds>(st.options.interval / 4,
+                                                          std::chrono::milliseconds(1));
     st.mu.Lock();
     while (!st.stopped) {
-      if (st.mu.AwaitWithTimeout(st.changed, st.options.interval,
+      if (st.mu.AwaitWithTimeout(st.changed, wake,
                                  [&st]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return st.stopped; })) {
         break;
       }
       st.mu.Unlock();
-      SweepNow();
+      Tick();
       st.mu.Lock();
     }
     st.mu.Unlock();

@@ -80,7 +80,7 @@ class BlockCacheTest : public ::testing::Test {
 
   void* block(int i) { return &storage_[i]; }
 
-  Sweeper sweeper_{Sweeper::Options{.background = false}};
+  Sweeper sweeper_{Sweeper::Options::Manual()};
   RecordingReleaser releaser_;
   alignas(64) char storage_[16][64] = {};
 };

@@ -36,7 +36,7 @@ class MisuseTest : public ::testing::Test {
  protected:
   void SetUp() override { GTEST_FLAG_SET(death_test_style, "threadsafe"); }
 
-  Sweeper sweeper_{Sweeper::Options{.background = false}};
+  Sweeper sweeper_{Sweeper::Options::Manual()};
 };
 
 using MisuseDeathTest = MisuseTest;

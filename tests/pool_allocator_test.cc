@@ -97,7 +97,7 @@ class PoolAllocatorTest : public ::testing::Test {
   // Debug checks on: a block deallocated through the wrong resource aborts.
   Options MakeOptions() { return Options{.sweeper = &sweeper_, .debug_checks = true}; }
 
-  Sweeper sweeper_{Sweeper::Options{.background = false}};
+  Sweeper sweeper_{Sweeper::Options::Manual()};
   TrackingResource upstream_a_;
   TrackingResource upstream_b_;
   std::optional<PoolResource> a_{std::in_place, MakeOptions(), &upstream_a_};

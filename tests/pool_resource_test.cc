@@ -55,7 +55,7 @@ class ResourceTest : public Base {
     EXPECT_TRUE(upstream_.errors().empty()) << upstream_.errors().front();
   }
 
-  Sweeper sweeper_{Sweeper::Options{.background = false}};
+  Sweeper sweeper_{Sweeper::Options::Manual()};
   TrackingResource upstream_;
 };
 

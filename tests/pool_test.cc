@@ -65,7 +65,7 @@ class PoolTest : public ::testing::Test {
     };
   }
 
-  Sweeper sweeper_{Sweeper::Options{.background = false}};
+  Sweeper sweeper_{Sweeper::Options::Manual()};
   Counters counters_;
   int new_calls_ = 0;
 };

@@ -69,7 +69,7 @@ TEST(RseqDisabledTest, StartedWithRseqTurnedOff) {
 }
 
 TEST(RseqDisabledTest, CachesUseTheLockedPath) {
-  Sweeper sweeper(Sweeper::Options{.background = false});
+  Sweeper sweeper(Sweeper::Options::Manual());
   Options options;
   options.sweeper = &sweeper;
   options.allow_rseq = true;  // Allowed, but not usable in this process.
@@ -99,7 +99,7 @@ TEST(RseqDisabledTest, ThreadsKeepEveryBlockAccountedFor) {
   Obj::constructed = 0;
   Obj::destroyed = 0;
   TrackingResource upstream;
-  Sweeper sweeper(Sweeper::Options{.background = false});
+  Sweeper sweeper(Sweeper::Options::Manual());
   Options options;
   options.sweeper = &sweeper;
   options.debug_checks = false;

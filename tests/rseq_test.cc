@@ -163,7 +163,7 @@ struct Fixture {
   }
 
   TrackingResource upstream;
-  Sweeper sweeper{Sweeper::Options{.background = false}};
+  Sweeper sweeper{Sweeper::Options::Manual()};
   std::unique_ptr<PoolResource> resource;
   std::unique_ptr<Pool<Obj>> pool;
   HeldSet held;

@@ -1,6 +1,6 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
-// Tests of Stats: the derived totals and DebugString().
+// Tests of Stats: the derived totals, DebugString() and ToString().
 
 #include "syncpool/stats.h"
 
@@ -24,6 +24,11 @@ Stats Sample() {
   s.victim_bytes = 900;
   s.swept_blocks = 10;
   s.swept_bytes = 1100;
+  s.over_budget_blocks = 13;
+  s.over_budget_bytes = 1400;
+  s.pressure_blocks = 15;
+  s.pressure_bytes = 1600;
+  s.discarded_bytes = 17;
   s.epochs = 12;
   return s;
 }
@@ -35,10 +40,23 @@ TEST(StatsTest, CachedIsBothGenerations) {
   EXPECT_EQ(Stats().cached_blocks(), 0u);
 }
 
-TEST(StatsTest, DebugStringNamesEveryField) {
-  EXPECT_EQ(Sample().DebugString(),
+TEST(StatsTest, ToStringNamesEveryField) {
+  EXPECT_EQ(Sample().ToString(),
             "hits=1 misses=2 steals=3 spills=4 direct=5 primary_blocks=6 primary_bytes=700 "
-            "victim_blocks=8 victim_bytes=900 swept_blocks=10 swept_bytes=1100 epochs=12");
+            "victim_blocks=8 victim_bytes=900 swept_blocks=10 swept_bytes=1100 "
+            "over_budget_blocks=13 over_budget_bytes=1400 pressure_blocks=15 "
+            "pressure_bytes=1600 discarded_bytes=17 epochs=12");
+}
+
+TEST(StatsTest, DebugStringSaysWhatIsCachedAndWhyBlocksLeft) {
+  EXPECT_EQ(Sample().DebugString(),
+            "cached: 14 blocks, 1600 bytes (primary 6 blocks, 700 bytes; victim 8 blocks, "
+            "900 bytes)\n"
+            "gets: 1 from the caches (3 of them stolen from another CPU), 2 misses; 5 requests "
+            "passed straight upstream\n"
+            "left the caches: 1 reused, 10 swept (1100 bytes), 13 over budget (1400 bytes), 15 "
+            "under memory pressure (1600 bytes), 4 spilled from full caches\n"
+            "epochs: 12; pages given back to the system: 17 bytes\n");
 }
 
 }  // namespace

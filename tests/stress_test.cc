@@ -249,7 +249,7 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
   Buffer::constructed = 0;
   Buffer::destroyed = 0;
   TrackingResource upstream;
-  Sweeper sweeper(Sweeper::Options{.interval = std::chrono::milliseconds(1), .background = true});
+  Sweeper sweeper(Sweeper::Options::Every(std::chrono::milliseconds(1)));
   Options options;
   options.sweeper = &sweeper;
   options.debug_checks = false;

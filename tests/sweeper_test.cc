@@ -24,7 +24,7 @@ using std::chrono::milliseconds;
 // Counts its epochs.
 class CountingSweepable final : public Sweepable {
  public:
-  void SweepEpoch() override { count_.fetch_add(1, std::memory_order_relaxed); }
+  void SweepEpoch(const Epoch& /*epoch*/) override { count_.fetch_add(1, std::memory_order_relaxed); }
   int count() const { return count_.load(std::memory_order_relaxed); }
 
  private:
@@ -34,7 +34,7 @@ class CountingSweepable final : public Sweepable {
 // Sets a flag when the thread that last ran SweepEpoch() exits.
 class ExitWatchingSweepable final : public Sweepable {
  public:
-  void SweepEpoch() override {
+  void SweepEpoch(const Epoch& /*epoch*/) override {
     thread_local ExitHook hook;
     hook.flag = &thread_exited_;
     if (!visited_.HasBeenNotified()) visited_.Notify();
@@ -57,7 +57,7 @@ class ExitWatchingSweepable final : public Sweepable {
 // Blocks its first visit: announces it has entered, then waits to be let go.
 class BlockingSweepable final : public Sweepable {
  public:
-  void SweepEpoch() override {
+  void SweepEpoch(const Epoch& /*epoch*/) override {
     visits_.fetch_add(1);
     if (entered_.HasBeenNotified()) return;
     entered_.Notify();
@@ -76,7 +76,7 @@ class BlockingSweepable final : public Sweepable {
   std::atomic<bool> finished_{false};
 };
 
-Sweeper::Options Foreground() { return Sweeper::Options{.background = false}; }
+Sweeper::Options Foreground() { return Sweeper::Options::Manual(); }
 
 TEST(SweeperTest, ForegroundSweeperNeverStartsAThread) {
   Sweeper sweeper(Foreground());
@@ -133,9 +133,9 @@ TEST(SweeperTest, UnregisterStopsVisits) {
 }
 
 TEST(SweeperTest, IntervalReflectsOptions) {
-  Sweeper foreground(Sweeper::Options{.interval = milliseconds(250), .background = false});
+  Sweeper foreground(Sweeper::Options::Manual(milliseconds(250)));
   EXPECT_EQ(foreground.interval(), milliseconds(250));
-  Sweeper background(Sweeper::Options{.interval = milliseconds(7)});
+  Sweeper background(Sweeper::Options::Every(milliseconds(7)));
   EXPECT_EQ(background.interval(), milliseconds(7));
   EXPECT_EQ(Sweeper().interval(), milliseconds(1000));
 }
@@ -150,7 +150,7 @@ TEST(SweeperTest, DefaultIsOneInstance) {
 }
 
 TEST(SweeperTest, BackgroundThreadStartsOnFirstRegisterAndStopJoinsIt) {
-  Sweeper sweeper(Sweeper::Options{.interval = milliseconds(1)});
+  Sweeper sweeper(Sweeper::Options::Every(milliseconds(1)));
   EXPECT_FALSE(sweeper.thread_running());
   ExitWatchingSweepable cache;
   sweeper.Register(&cache);
@@ -173,7 +173,7 @@ TEST(SweeperTest, BackgroundThreadStartsOnFirstRegisterAndStopJoinsIt) {
 }
 
 TEST(SweeperTest, StopWithoutThreadIsHarmless) {
-  Sweeper sweeper(Sweeper::Options{.interval = milliseconds(1)});
+  Sweeper sweeper(Sweeper::Options::Every(milliseconds(1)));
   sweeper.Stop();
   EXPECT_FALSE(sweeper.thread_running());
   sweeper.Stop();  // Idempotent.
@@ -183,7 +183,7 @@ TEST(SweeperTest, StopWithoutThreadIsHarmless) {
 
 TEST(SweeperTest, DestroyingABackgroundSweeperJoinsItsThread) {
   ExitWatchingSweepable cache;
-  auto sweeper = std::make_unique<Sweeper>(Sweeper::Options{.interval = milliseconds(1)});
+  auto sweeper = std::make_unique<Sweeper>(Sweeper::Options::Every(milliseconds(1)));
   sweeper->Register(&cache);
   EXPECT_TRUE(sweeper->thread_running());
   cache.WaitForVisit();
@@ -201,7 +201,7 @@ TEST(SweeperTest, RegisteringFromInsideASweepDoesNotDeadlock) {
   class RegisteringSweepable final : public Sweepable {
    public:
     RegisteringSweepable(Sweeper* sweeper, Sweepable* inner) : sweeper_(sweeper), inner_(inner) {}
-    void SweepEpoch() override {
+    void SweepEpoch(const Epoch& /*epoch*/) override {
       if (!done_) sweeper_->Register(inner_);
       done_ = true;
     }

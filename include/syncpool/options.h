@@ -7,6 +7,11 @@
 // This header defines `syncpool::Options`, the tunables of a Pool<T> or PoolResource, each with
 // its default. docs/design.md lists them in one table with their environment variables.
 //
+// Every default can be changed for the whole process by a SYNCPOOL_* environment variable
+// (named beside each field), read once, when the first Options is made. An invalid value is
+// reported on stderr (the variable, the value, what was expected) and the built-in default
+// kept.
+//
 // Options are validated when a pool or resource is constructed; an invalid value throws
 // std::invalid_argument naming the field.
 
@@ -16,37 +21,89 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 namespace syncpool {
 
 class Sweeper;
 
+// Retention
+//
+// What an epoch keeps of a CPU's cache (sweeper.h).
+enum class Retention {
+  // Blocks taken during the epoch stay in the primary generation; only those nobody took (the
+  // bottom of each stack, below its low-water mark) become victims, and victims left untaken
+  // for another epoch are released. A steady workload keeps finding its blocks on the fast
+  // path after a sweep; idle blocks still leave within two epochs.
+  kWorkingSet,
+  // Go's sync.Pool: every epoch releases the victim generation and demotes the whole primary.
+  kVictim,
+};
+
+namespace internal {
+
+// The defaults of Options after the SYNCPOOL_* environment variables (read once).
+struct OptionDefaults {
+  size_t max_block_size;
+  size_t per_cpu_class_bytes;
+  uint32_t max_blocks_per_class;
+  size_t discard_min_bytes;
+  Retention retention;
+  size_t max_cached_bytes;
+};
+const OptionDefaults& GetOptionDefaults();
+
+}  // namespace internal
+
 struct Options {
+  // A name for reports (SYNCPOOL_STATS=1); empty: the pool's kind and address.
+  std::string name{};
+
   // The sweeper that runs this cache's epochs; nullptr means Sweeper::Default().
   Sweeper* sweeper = nullptr;
 
   // PoolResource: the largest request served from the size classes; larger requests go
-  // straight upstream. At most 1 MiB.
-  size_t max_block_size = 256 * 1024;
+  // straight upstream. At most 1 MiB. SYNCPOOL_MAX_BLOCK_SIZE; 256 KiB.
+  size_t max_block_size = internal::GetOptionDefaults().max_block_size;
 
   // PoolResource: how many bytes of one size class one CPU may cache in one generation:
   // a class of size S caches min(max_blocks_per_class, max(2, per_cpu_class_bytes / S))
-  // blocks per CPU and generation.
-  size_t per_cpu_class_bytes = 64 * 1024;
+  // blocks per CPU and generation. SYNCPOOL_PER_CPU_CLASS_BYTES; 64 KiB.
+  size_t per_cpu_class_bytes = internal::GetOptionDefaults().per_cpu_class_bytes;
 
   // The most blocks (PoolResource) or objects (Pool<T>) one CPU caches per size class and
-  // generation. At least 1.
-  uint32_t max_blocks_per_class = 128;
+  // generation. At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 128.
+  uint32_t max_blocks_per_class = internal::GetOptionDefaults().max_blocks_per_class;
+
+  // PoolResource: blocks of at least this many bytes have their whole pages discarded
+  // (madvise(MADV_DONTNEED), past their first 64 bytes) when the resource gives them back
+  // upstream, from a sweep, a spill, a drain or a deallocate above max_block_size, so that
+  // the memory returns to the system at once whatever the upstream allocator does with the
+  // block (see internal/pages.h). 0 turns it off. Costs one system call per such block given
+  // back, never on the cached path. SYNCPOOL_DISCARD_MIN_BYTES; 16 KiB.
+  size_t discard_min_bytes = internal::GetOptionDefaults().discard_min_bytes;
+
+  // What each epoch keeps (see Retention). SYNCPOOL_RETENTION=working_set|victim; kWorkingSet.
+  Retention retention = internal::GetOptionDefaults().retention;
+
+  // A byte budget for what this pool or resource caches (block sizes, or sizeof(T)); 0: none.
+  // Per-CPU capacities are lowered at construction so that all caches full stay within it
+  // where they can (at least one block per class and CPU is kept); what remains is enforced at
+  // every epoch and whenever blocks move to the shared layer: what would exceed the budget is
+  // released instead (Stats::over_budget_blocks). SYNCPOOL_MAX_CACHED_BYTES; 0.
+  size_t max_cached_bytes = internal::GetOptionDefaults().max_cached_bytes;
 
   // Whether the per-CPU caches may use restartable sequences (Linux x86-64 with glibc's rseq
   // area; see internal/percpu_rseq.h). false forces the locked fallback, as does
   // SYNCPOOL_RSEQ=0 for every cache of the process. Both serve the same API and policy.
+  // SYNCPOOL_RSEQ=0|1; true.
   bool allow_rseq = true;
 
   // Whether misuse is checked: a deallocate whose size or alignment differs from the
   // allocation, a deallocate of a pointer the resource did not hand out (or a second
   // deallocate), a second Put of the same object. A detected mistake aborts with a message
-  // naming it. Unset: on in builds without NDEBUG, or when SYNCPOOL_DEBUG=1; off otherwise.
+  // naming it. Unset: on in builds without NDEBUG, or when SYNCPOOL_DEBUG=1; off otherwise
+  // (SYNCPOOL_DEBUG=0 turns them off in builds without NDEBUG too).
   // Checks serialize operations on one lock; they are for finding bugs, not for production.
   std::optional<bool> debug_checks;
 };

@@ -146,8 +146,14 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
   void Release(size_t cls, void* const* blocks, size_t n) override;
 
+  // Gives `p` (`bytes` long, obtained from upstream_ with `alignment`) back upstream, its
+  // pages discarded first when it is at least discard_min_bytes_ long.
+  void GiveBack(void* p, size_t bytes, size_t alignment);
+
   std::pmr::memory_resource* const upstream_;
   const size_t max_block_size_;
+  const size_t discard_min_bytes_;  // 0: never.
+  std::atomic<uint64_t> discarded_bytes_{0};
   const bool debug_;
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
   std::atomic<uint64_t> direct_{0};

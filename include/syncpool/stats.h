@@ -45,9 +45,23 @@ struct Stats {
   uint64_t victim_blocks = 0;
   uint64_t victim_bytes = 0;
 
-  // Released by sweeps (victim generations dropped) since the pool was created.
+  // Why blocks left the caches, since the pool was created (besides `hits`, the blocks that
+  // were reused, and `spills`, the blocks that never found room):
+  //   - swept: released by sweeps: victim generations dropped, and the whole cache of a CPU
+  //     that served no Get during an epoch;
+  //   - over_budget: released to keep the resource or the process under its byte budget
+  //     (Options::max_cached_bytes, SetProcessCacheLimit());
+  //   - pressure: released by sweeps that ran because the system was short of memory.
   uint64_t swept_blocks = 0;
   uint64_t swept_bytes = 0;
+  uint64_t over_budget_blocks = 0;
+  uint64_t over_budget_bytes = 0;
+  uint64_t pressure_blocks = 0;
+  uint64_t pressure_bytes = 0;
+
+  // PoolResource only: bytes of whole pages handed back to the system before blocks went
+  // upstream (Options::discard_min_bytes).
+  uint64_t discarded_bytes = 0;
 
   // Epochs this pool has been swept.
   uint64_t epochs = 0;
@@ -58,8 +72,13 @@ struct Stats {
 
   // Stats::DebugString()
   //
-  // One line, `name=value` pairs, for logs.
+  // A few lines for people: what is cached, how Gets were served, why blocks left.
   std::string DebugString() const;
+
+  // Stats::ToString()
+  //
+  // One line of `name=value` pairs, every field, for logs and machines.
+  std::string ToString() const;
 };
 
 }  // namespace syncpool

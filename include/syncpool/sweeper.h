@@ -11,11 +11,22 @@
 //
 //   1. releases what sat in the victim generation (blocks go back upstream, objects are
 //      destroyed),
-//   2. turns the primary generation into the victim generation.
+//   2. turns the primary generation into the victim generation: all of it (Go's policy,
+//      Retention::kVictim), or only the blocks that nobody took during the epoch
+//      (Retention::kWorkingSet, the default: a steady workload keeps its blocks where its
+//      fast path finds them);
+//   3. releases the whole cache of a CPU that served no Get during the epoch;
+//   4. keeps caches within their byte budgets (Options::max_cached_bytes,
+//      SetProcessCacheLimit()).
 //
 // A Get or allocate that finds the primary generation empty takes from the victim before going
 // upstream, so a block that nobody uses survives at least one and at most two epochs (Go 1.13's
 // victim cache), while a block in steady use is always found again.
+//
+// Memory pressure: the background thread also asks a PressureSource (by default the system's:
+// /proc/pressure/memory, else /proc/meminfo) a few times per interval. When the system is short
+// of memory it sweeps sooner (every interval / 4 at most) and each of those epochs releases
+// everything cached, both generations (counted as Stats::pressure_blocks).
 //
 // Thread safety: all members are thread-safe. Sweeps are serialized: SweepNow() waits for a
 // sweep in progress on another thread. A sweep never holds a per-CPU cache's lock while it
@@ -33,10 +44,20 @@
 #define SYNCPOOL_SWEEPER_H_
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace syncpool {
+
+// Epoch
+//
+// What one epoch asks of the caches it visits.
+struct Epoch {
+  // The system is short of memory: release everything cached.
+  bool pressure = false;
+};
 
 // Sweepable
 //
@@ -47,20 +68,71 @@ class Sweepable {
   // Sweepable::SweepEpoch()
   //
   // Runs one epoch. Called by at most one thread at a time for a given sweeper.
-  virtual void SweepEpoch() = 0;
+  virtual void SweepEpoch(const Epoch& epoch) = 0;
 
  protected:
   ~Sweepable() = default;
 };
 
+// PressureSource
+//
+// Whether the system is short of memory, asked by sweepers between epochs. Tests inject their
+// own; SystemMemoryPressure() is the default.
+class PressureSource {
+ public:
+  virtual ~PressureSource() = default;
+  // PressureSource::UnderPressure()
+  //
+  // Called from the sweeper's thread (or Sweeper::Tick()'s caller); must be thread-safe.
+  virtual bool UnderPressure() = 0;
+};
+
+// SystemMemoryPressure()
+//
+// The system's pressure, never destroyed: true when /proc/pressure/memory reports that some
+// task stalled on memory for at least SYNCPOOL_PRESSURE_STALL_PCT percent (10 by default) of the
+// last 10 seconds ("some avg10"), or, where that file does not exist, when MemAvailable in
+// /proc/meminfo is below SYNCPOOL_PRESSURE_AVAILABLE_PCT percent (5 by default) of MemTotal.
+// False when neither can be read.
+PressureSource& SystemMemoryPressure();
+
+// SetProcessCacheLimit()
+//
+// A byte budget for everything every pool and resource of the process caches together (0, the
+// default unless SYNCPOOL_PROCESS_MAX_CACHED_BYTES is set: none). Enforced at every epoch and
+// whenever blocks move to a cache's shared layer: what would exceed it is released instead
+// (Stats::over_budget_blocks). Thread-safe.
+void SetProcessCacheLimit(size_t bytes);
+size_t ProcessCacheLimit();
+
 class Sweeper {
  public:
   struct Options {
+    // Asked between epochs; nullptr means SystemMemoryPressure(). Must outlive the sweeper.
+    PressureSource* pressure = nullptr;
+    // The time Tick() goes by; empty means std::chrono::steady_clock::now. Tests inject one.
+    std::function<std::chrono::steady_clock::time_point()> clock{};
     // Time between two epochs of the background thread. The default sweeper reads it from
     // SYNCPOOL_SWEEP_INTERVAL_MS (a positive integer) when set; 1000 ms otherwise.
     std::chrono::milliseconds interval{1000};
-    // When false, no thread is ever started: epochs run only through SweepNow().
+    // When false, no thread is ever started: epochs run only through SweepNow() and Tick().
     bool background = true;
+
+    // Sweeper::Options::Manual(), Sweeper::Options::Every()
+    //
+    // No background thread (epochs only through SweepNow() and Tick()), or a thread every
+    // `interval`.
+    static Options Manual(std::chrono::milliseconds interval = std::chrono::milliseconds(1000)) {
+      Options options;
+      options.interval = interval;
+      options.background = false;
+      return options;
+    }
+    static Options Every(std::chrono::milliseconds interval) {
+      Options options;
+      options.interval = interval;
+      return options;
+    }
   };
 
   Sweeper() : Sweeper(Options{}) {}
@@ -82,7 +154,15 @@ class Sweeper {
   //
   // Runs one epoch over every registered cache on the calling thread and returns when it is
   // done. Tests use it instead of waiting for the background thread.
-  void SweepNow();
+  void SweepNow(const Epoch& epoch = {});
+
+  // Sweeper::Tick()
+  //
+  // The background thread's step, callable directly: reads the clock and the pressure source,
+  // and runs an epoch when `interval` has passed since the last one, or, under pressure, when a
+  // quarter of it has (a pressure epoch). Returns whether it ran one. The first Tick() only
+  // starts the clock.
+  bool Tick();
 
   // Sweeper::Register()
   //

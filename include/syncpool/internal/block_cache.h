@@ -56,6 +56,7 @@
 #include "syncpool/internal/cpu_cache.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/internal/transfer_stack.h"
+#include "syncpool/options.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 
@@ -75,14 +76,23 @@ class BlockReleaser {
   ~BlockReleaser() = default;
 };
 
+// What a BlockCache's epochs keep (see Options).
+struct CachePolicy {
+  Retention retention = Retention::kWorkingSet;
+  size_t max_cached_bytes = 0;  // 0: no budget of its own.
+};
+
 class BlockCache final : public Sweepable {
  public:
-  // `class_bytes[c]` is the size of a block of class c (for statistics) and `capacities[c]` how
-  // many blocks of class c one CPU caches per generation. Blocks go back through `releaser`,
-  // which must outlive the cache. `sweeper` is joined on first use. The rseq mode is used when
-  // `allow_rseq` and RseqUsable().
+  using Policy = CachePolicy;
+
+  // `class_bytes[c]` is the size of a block of class c (for statistics and budgets) and
+  // `capacities[c]` how many blocks of class c one CPU caches per generation. Blocks go back
+  // through `releaser`, which must outlive the cache. `sweeper` is joined on first use. The
+  // rseq mode is used when `allow_rseq` and RseqUsable().
   BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
-             BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq = true);
+             BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq = true,
+             Policy policy = Policy());
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
 
@@ -154,7 +164,18 @@ class BlockCache final : public Sweepable {
   }
 
   // Sweepable::SweepEpoch()
-  void SweepEpoch() override;
+  //
+  // Per CPU: a CPU whose cache saw no Get, Put or spill since the last epoch is drained; the
+  // others are aged by the retention policy. Then each TransferStack is aged (Go's policy).
+  // A pressure epoch drains everything instead. Last, budgets: while this cache or the process
+  // is over its budget, TransferStacks, then victim generations, then whole CPU caches are
+  // released.
+  void SweepEpoch(const Epoch& epoch) override;
+
+  // BlockCache::CachedBytes()
+  //
+  // The bytes cached now, summed without stopping anyone (approximate, as statistics are).
+  uint64_t CachedBytes() const;
 
   // BlockCache::Drain()
   //
@@ -216,6 +237,17 @@ class BlockCache final : public Sweepable {
   void Release(size_t cls, void* const* blocks, size_t n) {
     if (n != 0) releaser_->Release(cls, blocks, n);
   }
+  // Releases `buffer`'s blocks (counts[cls] of each class, in order) and returns their bytes.
+  uint64_t ReleaseBuffer(const TakeBuffer& buffer, uint64_t* blocks);
+  // Drains every CPU cache and TransferStack; adds what left to `blocks` and `bytes`.
+  void DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes);
+  // Budgets: whether caching `extra` more bytes would go over this cache's or the process's.
+  bool OverBudget(uint64_t extra) const;
+  // Sets this cache's contribution to the process-wide estimate of cached bytes.
+  void SetEstimate(uint64_t bytes);
+  void AddEstimate(int64_t bytes);
+  // Releases until within budget (the end of an epoch); counts what left as over budget.
+  void EnforceBudget(TakeBuffer& buffer);
 
   // Whether a thread on `cpu` must not use the sequences on its own cache now (a remote
   // operation holds it, or it is not published yet): the slow path then waits on the lock.
@@ -240,6 +272,14 @@ class BlockCache final : public Sweepable {
   const std::unique_ptr<TransferStack[]> transfers_;
   // Gets served by a TransferStack (hits that no CPU cache counted).
   std::atomic<uint64_t> transfer_hits_{0};
+  const Policy policy_;
+  // What this cache holds by the last count (every epoch), plus what moved into its
+  // TransferStacks since: its share of the process-wide estimate.
+  std::atomic<int64_t> estimate_{0};
+  std::atomic<uint64_t> over_budget_blocks_{0};
+  std::atomic<uint64_t> over_budget_bytes_{0};
+  std::atomic<uint64_t> pressure_blocks_{0};
+  std::atomic<uint64_t> pressure_bytes_{0};
   // Spills of blocks whose CPU cache could not be created.
   std::atomic<uint64_t> orphan_spills_{0};
 
@@ -253,6 +293,19 @@ class BlockCache final : public Sweepable {
   // the same entry of cpus_; it changes only with that cache's lock held.
   alignas(kCacheLineSize) std::atomic<CpuCache*> rseq_cpus_[kRseqMaxCpus] = {};
 };
+
+// PolicyOf()
+//
+// The BlockCache::Policy that `options` ask for.
+BlockCache::Policy PolicyOf(const Options& options);
+
+// FitToBudget()
+//
+// Lowers `capacities` (per CPU and generation) so that every cache of every CPU and every
+// TransferStack full stays within `budget` bytes (0: no budget), scaling them alike and
+// keeping at least one block per class.
+void FitToBudget(const std::vector<size_t>& class_bytes, size_t budget,
+                 std::vector<uint32_t>& capacities);
 
 }  // namespace internal
 }  // namespace syncpool

@@ -55,6 +55,13 @@ struct ClassStack {
   std::atomic<uint32_t> primary_count{0};
   std::atomic<uint32_t> victim_count{0};
   uint32_t capacity = 0;  // Immutable after creation.
+  // The lowest primary_count since the last epoch. Lowered by primary pops (in the rseq mode
+  // inside their sequence, so only on this CPU; a restarted pop may lower it by one block too
+  // many, which only keeps one more block as working set), reset by the epoch.
+  uint32_t low_water = 0;
+  // primary_count as the last epoch left it (the sweeper's own). epoch_count - low_water is
+  // how deep the epoch dug into the stack: the working set (see CpuCache::Age()).
+  uint32_t epoch_count = 0;
   // Each points at `capacity` slots; sweeps swap the two pointers.
   void** primary = nullptr;
   void** victim = nullptr;
@@ -89,6 +96,7 @@ class alignas(kCacheLineSize) CpuCache {
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
     if (n == 0) return nullptr;
     s.primary_count.store(n - 1, std::memory_order_relaxed);
+    if (n - 1 < s.low_water) s.low_water = n - 1;
     return s.primary[n - 1];
   }
 
@@ -121,9 +129,13 @@ class alignas(kCacheLineSize) CpuCache {
   // CpuCache::Age()
   //
   // The epoch step for one class: copies the victim generation's blocks to `out` (room for
-  // capacity blocks) and empties it, then makes the primary generation the victim. Returns
-  // how many blocks were copied; the caller releases them after unlocking.
-  size_t Age(size_t cls, void** out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  // capacity blocks) and empties it, then makes the primary generation the victim: all of it
+  // (`whole_primary`, Go's policy), or all but its working set: as many blocks from the top of
+  // the stack as the epoch took below the level the last epoch left (blocks that were taken
+  // and given back), which stay primary. Blocks only given back (a burst being freed) are no
+  // working set: idle blocks still leave within two epochs. Returns how many blocks were
+  // copied; the caller releases them after unlocking.
+  size_t Age(size_t cls, void** out, bool whole_primary) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   // CpuCache::TakeAll()
   //
@@ -157,6 +169,23 @@ class alignas(kCacheLineSize) CpuCache {
   // incremented inside the pop sequences (an abort after the increment overcounts by one, so
   // the figure is approximate, as statistics are).
   std::atomic<uint64_t> hits{0};
+
+  // The sweeper's own: a CPU's activity (hits, misses and spills, plus the blocks it holds)
+  // as the last epoch left it, to tell a CPU that nobody used since.
+  uint64_t activity_at_last_epoch = 0;
+
+  // CpuCache::Activity()
+  //
+  // A figure that any Get, Put or spill on this CPU changes: pops raise `hits`, a Get that
+  // finds nothing raises `misses`, a push raises a count, a spill raises `spills`. (Read
+  // without the lock: a stale read only delays draining a cold CPU by an epoch.)
+  uint64_t Activity() const;
+
+  // CpuCache::TakeVictims()
+  //
+  // Copies the victim generation of class `cls` to `out` (room for capacity blocks) and
+  // empties it. Returns how many blocks were copied.
+  size_t TakeVictims(size_t cls, void** out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   // Slow-path counters, updated with fetch_add.
   std::atomic<uint64_t> misses{0};

@@ -136,8 +136,9 @@ inline constexpr int kRseqCsOffset = 8;
 // CPU's cache, in the generation whose count and slots lie at kCountOffset and kSlotsOffset in
 // ClassStack. `table` has kRseqMaxCpus entries (see above). Returns nullptr when the table
 // holds no cache for the CPU or the stack is empty. The sequence jumps straight to the
-// caller's failure branch (asm goto), so a miss costs no extra test.
-template <size_t kCountOffset, size_t kSlotsOffset>
+// caller's failure branch (asm goto), so a miss costs no extra test. With kLowWater, it also
+// lowers the stack's low_water to the new count (inside the section, so only on this CPU).
+template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(const std::atomic<CpuCache*>* table,
                                                   size_t stack_offset) {
   void* result;
@@ -150,13 +151,20 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(const std::atomic<CpuCache*>* 
            "movq %c[slots](%[cache], %[stack]), %[result]\n\t"
            "movq -8(%[result], %[scratch], 8), %[result]\n\t"
            "subl $1, %k[scratch]\n\t"
+           ".if %c[track]\n\t"
+           "cmpl %c[lwm](%[cache], %[stack]), %k[scratch]\n\t"
+           "jae 87f\n\t"
+           "movl %k[scratch], %c[lwm](%[cache], %[stack])\n\t"
+           "87:\n\t"
+           ".endif\n\t"
            "addq $1, %c[hits](%[cache])\n\t"
            "movl %k[scratch], %c[count](%[cache], %[stack])\n\t"  // Commit.
            "83:\n\t"
            SYNCPOOL_RSEQ_ABORT_HANDLER
            : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache)
            : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(CpuCache, hits)),
-             [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset)
+             [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset),
+             [lwm] "i"(offsetof(ClassStack, low_water)), [track] "i"(kLowWater ? 1 : 0)
            : "memory", "cc"
            : fail);
   return result;
@@ -198,12 +206,12 @@ fail:
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(const std::atomic<CpuCache*>* table,
                                                          size_t stack_offset) {
-  return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary)>(
+  return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(
       table, stack_offset);
 }
 
 inline void* RseqPopVictim(const std::atomic<CpuCache*>* table, size_t stack_offset) {
-  return RseqPop<offsetof(ClassStack, victim_count), offsetof(ClassStack, victim)>(
+  return RseqPop<offsetof(ClassStack, victim_count), offsetof(ClassStack, victim), false>(
       table, stack_offset);
 }
 

@@ -1,0 +1,39 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/internal/env.h
+// -----------------------------------------------------------------------------
+//
+// Reading syncpool's SYNCPOOL_* environment variables. Not part of syncpool's API. Each reader
+// returns the variable's value when it is set and valid; when it is set but invalid it prints
+// one line on stderr naming the variable, the value and what was expected, and returns the
+// default. docs/design.md lists every variable.
+
+#ifndef SYNCPOOL_INTERNAL_ENV_H_
+#define SYNCPOOL_INTERNAL_ENV_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <utility>
+
+namespace syncpool {
+namespace internal {
+
+// An integer in [min, max].
+uint64_t EnvInteger(const char* name, uint64_t fallback, uint64_t min, uint64_t max);
+
+// A number (decimal fraction allowed) in [min, max].
+double EnvNumber(const char* name, double fallback, double min, double max);
+
+// "1", "true" or "on"; "0", "false" or "off".
+bool EnvBool(const char* name, bool fallback);
+
+// One of the given words, as its paired value.
+int EnvChoice(const char* name, int fallback,
+              std::initializer_list<std::pair<const char*, int>> choices);
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_INTERNAL_ENV_H_
