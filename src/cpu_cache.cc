@@ -48,12 +48,14 @@ size_t CpuCache::Age(size_t cls, void** out, bool whole_primary) {
     s.primary_count.store(0, std::memory_order_relaxed);
     s.low_water = 0;
     s.epoch_count = 0;
+    s.epoch_victims = primary;
     return victims;
   }
   // The bottom of the primary stack becomes the victim generation; the working set (the top
   // `keep` blocks) moves down and stays.
   const uint32_t dug = s.epoch_count - std::min(s.low_water, s.epoch_count);
-  const uint32_t keep = std::min(dug, primary);
+  const uint32_t from_victims = s.epoch_victims - std::min(victims, s.epoch_victims);
+  const uint32_t keep = std::min(dug + from_victims, primary);
   const uint32_t idle = primary - keep;
   std::memcpy(s.victim, s.primary, idle * sizeof(void*));
   std::memmove(s.primary, s.primary + idle, keep * sizeof(void*));
@@ -61,6 +63,7 @@ size_t CpuCache::Age(size_t cls, void** out, bool whole_primary) {
   s.primary_count.store(keep, std::memory_order_relaxed);
   s.low_water = keep;
   s.epoch_count = keep;
+  s.epoch_victims = idle;
   return victims;
 }
 
@@ -81,6 +84,7 @@ size_t CpuCache::TakeVictims(size_t cls, void** out) {
   const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
   std::memcpy(out, s.victim, victims * sizeof(void*));
   s.victim_count.store(0, std::memory_order_relaxed);
+  s.epoch_victims = 0;
   return victims;
 }
 
@@ -94,6 +98,7 @@ size_t CpuCache::TakeAll(size_t cls, void** out) {
   s.victim_count.store(0, std::memory_order_relaxed);
   s.low_water = 0;
   s.epoch_count = 0;
+  s.epoch_victims = 0;
   return size_t{primary} + victim;
 }
 

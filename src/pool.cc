@@ -31,7 +31,8 @@ PoolBase::PoolBase(size_t object_size, void (*destroy)(void*), const Options& op
       registry_(debug_ ? std::make_unique<DebugRegistry>() : nullptr),
       cache_({object_size}, FittedCapacity(object_size, options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             options.allow_rseq && !debug_, PolicyOf(options)) {}
+             options.allow_rseq && !debug_, PolicyOf(options)),
+      report_("Pool", options.name, this, [this] { return GetStats(); }) {}
 
 PoolBase::~PoolBase() = default;
 

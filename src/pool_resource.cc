@@ -92,7 +92,8 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       cache_(ClassBytes(options), Capacities(options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
              // Debug checks run on the slow paths: the locked mode sends every call there.
-             options.allow_rseq && !debug_, internal::PolicyOf(options)) {}
+             options.allow_rseq && !debug_, internal::PolicyOf(options)),
+      report_("PoolResource", options.name, this, [this] { return GetStats(); }) {}
 
 PoolResource::~PoolResource() = default;
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "recording_releaser.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 #include "syncpool/testing/fake_cpu.h"
@@ -19,30 +20,8 @@ namespace syncpool {
 namespace internal {
 namespace {
 
+using ::syncpool::testing::RecordingReleaser;
 using ::syncpool::testing::ScopedFakeCpu;
-
-// Records every block released, with its class, in order.
-class RecordingReleaser final : public BlockReleaser {
- public:
-  void Release(size_t cls, void* const* blocks, size_t n) override {
-    ++calls_;
-    for (size_t i = 0; i < n; ++i) released_.emplace_back(cls, blocks[i]);
-  }
-
-  const std::vector<std::pair<size_t, void*>>& released() const { return released_; }
-  int calls() const { return calls_; }
-
-  // How many times `block` of class `cls` was released.
-  int TimesReleased(size_t cls, void* block) const {
-    int n = 0;
-    for (const auto& [c, b] : released_) n += (c == cls && b == block) ? 1 : 0;
-    return n;
-  }
-
- private:
-  std::vector<std::pair<size_t, void*>> released_;
-  int calls_ = 0;
-};
 
 constexpr size_t kSmall = 0;  // Class 0: 16-byte blocks.
 constexpr size_t kLarge = 1;  // Class 1: 64-byte blocks.

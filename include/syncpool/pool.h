@@ -46,6 +46,7 @@
 
 #include "absl/base/optimization.h"
 #include "syncpool/internal/block_cache.h"
+#include "syncpool/internal/stats_report.h"
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
 
@@ -84,7 +85,8 @@ class PoolBase : private BlockReleaser {
   void (*const destroy_)(void*);
   const bool debug_;
   std::unique_ptr<DebugRegistry> registry_;  // Objects now in the pool, when debug_.
-  BlockCache cache_;                          // Last: drained first on destruction.
+  BlockCache cache_;  // Drained before the registry goes.
+  StatsReportEntry report_;  // Last: unregisters first.
 };
 
 }  // namespace internal

@@ -45,6 +45,7 @@
 #include "absl/base/optimization.h"
 #include "syncpool/internal/block_cache.h"
 #include "syncpool/internal/size_class.h"
+#include "syncpool/internal/stats_report.h"
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
 
@@ -158,6 +159,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
   std::atomic<uint64_t> direct_{0};
   internal::BlockCache cache_;
+  internal::StatsReportEntry report_;  // Last: unregisters before the rest goes.
 };
 
 // ScopedDefaultResource

@@ -59,9 +59,11 @@ struct ClassStack {
   // inside their sequence, so only on this CPU; a restarted pop may lower it by one block too
   // many, which only keeps one more block as working set), reset by the epoch.
   uint32_t low_water = 0;
-  // primary_count as the last epoch left it (the sweeper's own). epoch_count - low_water is
-  // how deep the epoch dug into the stack: the working set (see CpuCache::Age()).
+  // primary_count and victim_count as the last epoch left them (the sweeper's own): how deep
+  // the epoch dug into the primary stack (epoch_count - low_water) plus what it took from the
+  // victims (epoch_victims - victim_count) is its working set (see CpuCache::Age()).
   uint32_t epoch_count = 0;
+  uint32_t epoch_victims = 0;
   // Each points at `capacity` slots; sweeps swap the two pointers.
   void** primary = nullptr;
   void** victim = nullptr;
@@ -131,8 +133,8 @@ class alignas(kCacheLineSize) CpuCache {
   // The epoch step for one class: copies the victim generation's blocks to `out` (room for
   // capacity blocks) and empties it, then makes the primary generation the victim: all of it
   // (`whole_primary`, Go's policy), or all but its working set: as many blocks from the top of
-  // the stack as the epoch took below the level the last epoch left (blocks that were taken
-  // and given back), which stay primary. Blocks only given back (a burst being freed) are no
+  // the stack as the epoch took, from below the level the last epoch left the primary stack
+  // and from the victims, stay primary. Blocks only given back (a burst being freed) are no
   // working set: idle blocks still leave within two epochs. Returns how many blocks were
   // copied; the caller releases them after unlocking.
   size_t Age(size_t cls, void** out, bool whole_primary) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);

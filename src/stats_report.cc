@@ -1,0 +1,85 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// The SYNCPOOL_STATS=1 report (internal/stats_report.h).
+//
+// Protocol: `Registry::mu` guards the list. Entries add themselves on construction and remove
+// themselves on destruction, so the exit handler, which walks the list under `mu`, only calls
+// the stats functions of live owners. The registry is never destroyed, so entries destroyed
+// during static destruction, after the handler ran, still find it.
+
+#include "syncpool/internal/stats_report.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_replace.h"
+#include "syncpool/internal/env.h"
+#include "syncpool/internal/mutex.h"
+
+namespace syncpool {
+namespace internal {
+namespace {
+
+struct Entry {
+  const StatsReportEntry* key;
+  std::string label;
+  std::function<Stats()> stats;
+};
+
+struct Registry {
+  Mutex mu;
+  std::vector<Entry> entries ABSL_GUARDED_BY(mu);
+  bool handler_installed ABSL_GUARDED_BY(mu) = false;
+};
+
+Registry& GetRegistry() {
+  static Registry* const registry = new Registry();  // Never destroyed (see above).
+  return *registry;
+}
+
+}  // namespace
+
+StatsReportEntry::StatsReportEntry(std::string kind, std::string name, const void* owner,
+                                   std::function<Stats()> stats) {
+  if (!EnvBool("SYNCPOOL_STATS", false)) return;
+  std::string label =
+      name.empty() ? absl::StrFormat("%s@%p", kind, owner) : absl::StrFormat("%s %s", kind, name);
+  Registry& r = GetRegistry();
+  MutexLock l(&r.mu);
+  r.entries.push_back(Entry{this, std::move(label), std::move(stats)});
+  registered_ = true;
+  if (!r.handler_installed) {
+    r.handler_installed = true;
+    std::atexit(&PrintStatsReport);
+  }
+}
+
+StatsReportEntry::~StatsReportEntry() {
+  if (!registered_) return;
+  Registry& r = GetRegistry();
+  MutexLock l(&r.mu);
+  for (auto it = r.entries.begin(); it != r.entries.end(); ++it) {
+    if (it->key == this) {
+      r.entries.erase(it);
+      break;
+    }
+  }
+}
+
+void PrintStatsReport() {
+  Registry& r = GetRegistry();
+  MutexLock l(&r.mu);
+  for (const Entry& e : r.entries) {
+    const std::string text = e.stats().DebugString();
+    std::fprintf(stderr, "syncpool stats, %s:\n  %s", e.label.c_str(),
+                 absl::StrReplaceAll(text.substr(0, text.size() - 1), {{"\n", "\n  "}}).c_str());
+    std::fprintf(stderr, "\n");
+  }
+}
+
+}  // namespace internal
+}  // namespace syncpool
