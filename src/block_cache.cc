@@ -197,15 +197,15 @@ void* BlockCache::GetSlow(size_t cls) {
     c = CacheOf(cpu);
 #endif
   }
-  if (block != nullptr) return block;
+  if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
   block = FromTransfer(cls);
-  if (block != nullptr) return block;
+  if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
   if (static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_)) cpu %= num_cpus_;
   if (num_cpus_ > 1) {
     block = Steal(cls, cpu);
     if (block != nullptr) {
       c->steals.fetch_add(1, std::memory_order_relaxed);
-      return block;
+      return UnpoisonCached(block, class_bytes_[cls]);
     }
   }
   c->misses.fetch_add(1, std::memory_order_relaxed);
@@ -385,16 +385,22 @@ void BlockCache::DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* b
 
 void BlockCache::SweepEpoch(const Epoch& epoch) {
   // Per CPU whose cache holds anything, one remote operation: drain it if nobody used it since
-  // the last epoch, else age every class at once (copying the victims out); then release the
-  // copies with no lock held. Without memory for the copies the epoch is skipped: the blocks
-  // stay cached until the next one.
-  TakeBuffer buffer;
+  // the last epoch (copying its blocks out: nobody waits on a cold CPU), else age every class
+  // by rotating its arrays, in time that does not grow with what it caches; then release what
+  // left with no lock held. Sweeps of one cache are serialized (sweeper.h), so the buffers
+  // below are the sweep's own; they are made on the first epoch and kept (without memory for
+  // them the epoch is skipped: the blocks stay cached until the next one).
+  TakeBuffer& buffer = sweep_buffer_;
   try {
-    // Room for both generations of one CPU (2 * total_capacity_) or of one TransferStack
-    // (4 * its class's capacity, at most 4 * total_capacity_).
-    buffer.blocks.resize(4 * total_capacity_);
-    buffer.counts.resize(class_bytes_.size());
+    if (buffer.blocks.empty()) {
+      // Room for both generations of one CPU (2 * total_capacity_) or of one TransferStack
+      // (4 * its class's capacity, at most 4 * total_capacity_).
+      buffer.blocks.resize(4 * total_capacity_);
+      buffer.counts.resize(class_bytes_.size());
+      detached_.resize(class_bytes_.size());
+    }
   } catch (const std::bad_alloc&) {
+    buffer.blocks.clear();
     return;
   }
   uint64_t blocks = 0;
@@ -417,27 +423,40 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
               [](CpuCache* cc, size_t cls, void** out)
                   ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
               buffer);
+          for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+            blocks += buffer.counts[cls];
+            bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
+          }
         } else {
-          TakeAndRelease(
-              cpu, c,
-              [whole_primary](CpuCache* cc, size_t cls, void** out) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-                return cc->Age(cls, out, whole_primary);
-              },
-              buffer);
-        }
-        for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-          blocks += buffer.counts[cls];
-          bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
+          Remote(cpu, c, [this, whole_primary](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+            for (size_t cls = 0; cls < detached_.size(); ++cls) {
+              detached_[cls].slots = cc->AgeDetach(cls, whole_primary, &detached_[cls].count);
+            }
+            return 0;
+          });
+          // The detached arrays are the sweep's alone now: release their blocks, then give
+          // the arrays back as spares (under the lock, which sequences never wait for).
+          for (size_t cls = 0; cls < detached_.size(); ++cls) {
+            Release(cls, detached_[cls].slots, detached_[cls].count);
+            blocks += detached_[cls].count;
+            bytes += uint64_t{detached_[cls].count} * class_bytes_[cls];
+          }
+          SpinLockHolder l(&c->lock);
+          for (size_t cls = 0; cls < detached_.size(); ++cls) {
+            c->ReturnSpare(cls, detached_[cls].slots);
+          }
         }
       }
       c->activity_at_last_epoch = c->Activity();
     }
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
       if (transfers_[cls].LooksEmpty()) continue;
-      const size_t n = transfers_[cls].Age(buffer.blocks.data());
-      Release(cls, buffer.blocks.data(), n);
+      uint32_t n;
+      void** const slots = transfers_[cls].AgeDetach(&n);
+      Release(cls, slots, n);
+      transfers_[cls].ReturnSpare(slots);
       blocks += n;
-      bytes += n * class_bytes_[cls];
+      bytes += uint64_t{n} * class_bytes_[cls];
     }
     swept_blocks_.fetch_add(blocks, std::memory_order_relaxed);
     swept_bytes_.fetch_add(bytes, std::memory_order_relaxed);

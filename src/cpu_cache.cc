@@ -11,10 +11,11 @@ namespace syncpool {
 namespace internal {
 
 // Layout of one allocation: the CpuCache, then its ClassStacks, then for each class its
-// primary slots followed by its victim slots.
+// primary, victim and spare slots. Sweeps rotate the three arrays of a class among its three
+// pointers, so every array stays inside the allocation.
 CpuCache* CpuCache::Create(const uint32_t* capacities, size_t num_classes) {
   size_t slots = 0;
-  for (size_t c = 0; c < num_classes; ++c) slots += 2 * size_t{capacities[c]};
+  for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{capacities[c]};
   const size_t bytes = sizeof(CpuCache) + num_classes * sizeof(ClassStack) + slots * sizeof(void*);
   void* memory = ::operator new(bytes, std::align_val_t{alignof(CpuCache)});
   auto* cache = new (memory) CpuCache();
@@ -26,7 +27,8 @@ CpuCache* CpuCache::Create(const uint32_t* capacities, size_t num_classes) {
     s->capacity = capacities[c];
     s->primary = slot;
     s->victim = slot + capacities[c];
-    slot += 2 * size_t{capacities[c]};
+    s->spare = slot + 2 * size_t{capacities[c]};
+    slot += 3 * size_t{capacities[c]};
   }
   return cache;
 }
@@ -37,34 +39,31 @@ void CpuCache::Destroy(CpuCache* cache) {
   ::operator delete(static_cast<void*>(cache), std::align_val_t{alignof(CpuCache)});
 }
 
-size_t CpuCache::Age(size_t cls, void** out, bool whole_primary) {
+void** CpuCache::AgeDetach(size_t cls, bool whole_primary, uint32_t* detached) {
   ClassStack& s = stacks()[cls];
+  void** const retired = s.victim;
   const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
-  std::memcpy(out, s.victim, victims * sizeof(void*));
+  *detached = victims;
   const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
-  if (whole_primary) {
-    std::swap(s.primary, s.victim);
-    s.victim_count.store(primary, std::memory_order_relaxed);
-    s.primary_count.store(0, std::memory_order_relaxed);
-    s.low_water = 0;
-    s.epoch_count = 0;
-    s.epoch_victims = primary;
-    return victims;
+  uint32_t keep = 0;
+  if (!whole_primary) {
+    const uint32_t dug = s.epoch_count - std::min(s.low_water, s.epoch_count);
+    const uint32_t from_victims = s.epoch_victims - std::min(victims, s.epoch_victims);
+    keep = std::min(dug + from_victims, primary);
   }
-  // The bottom of the primary stack becomes the victim generation; the working set (the top
-  // `keep` blocks) moves down and stays.
-  const uint32_t dug = s.epoch_count - std::min(s.low_water, s.epoch_count);
-  const uint32_t from_victims = s.epoch_victims - std::min(victims, s.epoch_victims);
-  const uint32_t keep = std::min(dug + from_victims, primary);
   const uint32_t idle = primary - keep;
-  std::memcpy(s.victim, s.primary, idle * sizeof(void*));
-  std::memmove(s.primary, s.primary + idle, keep * sizeof(void*));
+  // The bottom `idle` blocks stay where they are and become the victims; the top `keep`
+  // blocks, the working set, move to the spare array, the new primary.
+  std::memcpy(s.spare, s.primary + idle, keep * sizeof(void*));
+  s.victim = s.primary;
+  s.primary = s.spare;
+  s.spare = nullptr;
   s.victim_count.store(idle, std::memory_order_relaxed);
   s.primary_count.store(keep, std::memory_order_relaxed);
   s.low_water = keep;
   s.epoch_count = keep;
   s.epoch_victims = idle;
-  return victims;
+  return retired;
 }
 
 uint64_t CpuCache::Activity() const {

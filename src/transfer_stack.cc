@@ -10,11 +10,12 @@ namespace syncpool {
 namespace internal {
 
 void TransferStack::Init(uint32_t capacity) {
-  slots_ = std::make_unique<void*[]>(2 * size_t{capacity});
+  slots_ = std::make_unique<void*[]>(3 * size_t{capacity});
   SpinLockHolder l(&lock_);
   capacity_ = capacity;
   primary_ = slots_.get();
   victim_ = slots_.get() + capacity;
+  spare_ = slots_.get() + 2 * size_t{capacity};
 }
 
 size_t TransferStack::Insert(void* const* blocks, size_t n) {
@@ -42,14 +43,21 @@ size_t TransferStack::Remove(void** out, size_t n) {
   return taken;
 }
 
-size_t TransferStack::Age(void** out) {
+void** TransferStack::AgeDetach(uint32_t* detached) {
   SpinLockHolder l(&lock_);
-  const uint32_t victims = victim_count_.load(std::memory_order_relaxed);
-  std::memcpy(out, victim_, victims * sizeof(void*));
-  std::swap(primary_, victim_);
+  void** const retired = victim_;
+  *detached = victim_count_.load(std::memory_order_relaxed);
+  victim_ = primary_;
   victim_count_.store(primary_count_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+  primary_ = spare_;
   primary_count_.store(0, std::memory_order_relaxed);
-  return victims;
+  spare_ = nullptr;
+  return retired;
+}
+
+void TransferStack::ReturnSpare(void** slots) {
+  SpinLockHolder l(&lock_);
+  spare_ = slots;
 }
 
 size_t TransferStack::TakeAll(void** out) {

@@ -51,6 +51,7 @@
 #include <mutex>
 #include <vector>
 
+#include "absl/base/config.h"
 #include "absl/base/optimization.h"
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/cpu_cache.h"
@@ -60,8 +61,33 @@
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace syncpool {
 namespace internal {
+
+// Blocks that sit in a cache are poisoned for AddressSanitizer, so that a use after Put or
+// deallocate is reported: poisoned when they enter a cache (before the push that publishes
+// them, so no other thread can hold them yet), unpoisoned when a Get hands one out and before
+// one is released (the releaser's upstream or destructor touches it). Nothing without ASan.
+inline void PoisonCached(void* block, size_t bytes) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  ASAN_POISON_MEMORY_REGION(block, bytes);
+#else
+  static_cast<void>(block);
+  static_cast<void>(bytes);
+#endif
+}
+inline void* UnpoisonCached(void* block, size_t bytes) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  if (block != nullptr) ASAN_UNPOISON_MEMORY_REGION(block, bytes);
+#else
+  static_cast<void>(bytes);
+#endif
+  return block;
+}
 
 // How a cache gives blocks back: to an upstream resource, or by destroying objects.
 class BlockReleaser {
@@ -112,7 +138,12 @@ class BlockCache final : public Sweepable {
 #if SYNCPOOL_RSEQ_FAST_PATH
     // In the locked mode the table stays empty and the sequence fails at once.
     if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+      return UnpoisonCached(RseqPopPrimary(rseq_cpus_, CpuCache::StackOffset(cls)),
+                            class_bytes_[cls]);
+#else
       return RseqPopPrimary(rseq_cpus_, CpuCache::StackOffset(cls));
+#endif
     }
 #endif
     static_cast<void>(cls);
@@ -140,6 +171,9 @@ class BlockCache final : public Sweepable {
   // whenever it cannot cache the block (as TryGet(), or a full stack); the caller then calls
   // PutSlow().
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryPut(size_t cls, void* block) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+    PoisonCached(block, class_bytes_[cls]);  // Also for PutSlow(), which callers call next.
+#endif
 #if SYNCPOOL_RSEQ_FAST_PATH
     if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
       return RseqPush(rseq_cpus_, CpuCache::StackOffset(cls), block);
@@ -152,7 +186,8 @@ class BlockCache final : public Sweepable {
 
   // BlockCache::PutSlow()
   //
-  // Put() without its fast path (out of line).
+  // Put() without its fast path (out of line). REQUIRES: TryPut(cls, block) failed just
+  // before (under AddressSanitizer it poisoned the block).
   void PutSlow(size_t cls, void* block);
 
   // BlockCache::Put()
@@ -235,7 +270,11 @@ class BlockCache final : public Sweepable {
   template <typename Take>
   void TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer);
   void Release(size_t cls, void* const* blocks, size_t n) {
-    if (n != 0) releaser_->Release(cls, blocks, n);
+    if (n == 0) return;
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+    for (size_t i = 0; i < n; ++i) UnpoisonCached(blocks[i], class_bytes_[cls]);
+#endif
+    releaser_->Release(cls, blocks, n);
   }
   // Releases `buffer`'s blocks (counts[cls] of each class, in order) and returns their bytes.
   uint64_t ReleaseBuffer(const TakeBuffer& buffer, uint64_t* blocks);
@@ -270,6 +309,14 @@ class BlockCache final : public Sweepable {
 
   // One per class, `class_bytes_.size()` of them.
   const std::unique_ptr<TransferStack[]> transfers_;
+  // SweepEpoch()'s own buffers (sweeps of one cache are serialized): blocks copied out, and
+  // the arrays AgeDetach() detached, per class.
+  struct Detached {
+    void** slots = nullptr;
+    uint32_t count = 0;
+  };
+  TakeBuffer sweep_buffer_;
+  std::vector<Detached> detached_;
   // Gets served by a TransferStack (hits that no CPU cache counted).
   std::atomic<uint64_t> transfer_hits_{0};
   const Policy policy_;

@@ -61,12 +61,17 @@ struct ClassStack {
   uint32_t low_water = 0;
   // primary_count and victim_count as the last epoch left them (the sweeper's own): how deep
   // the epoch dug into the primary stack (epoch_count - low_water) plus what it took from the
-  // victims (epoch_victims - victim_count) is its working set (see CpuCache::Age()).
+  // victims (epoch_victims - victim_count) is its working set (see CpuCache::AgeDetach()).
   uint32_t epoch_count = 0;
   uint32_t epoch_victims = 0;
-  // Each points at `capacity` slots; sweeps swap the two pointers.
+  // Each points at `capacity` slots; sweeps rotate them with `spare`.
   void** primary = nullptr;
   void** victim = nullptr;
+  // A third array of `capacity` slots that no sequence reads: the epoch makes it the new
+  // primary and detaches the old victim array, so that what the epoch does while the cache is
+  // closed does not grow with what it caches (see CpuCache::AgeDetach()). Changed under
+  // `lock` only; null between AgeDetach() and the matching ReturnSpare().
+  void** spare = nullptr;
 };
 
 class alignas(kCacheLineSize) CpuCache {
@@ -128,16 +133,26 @@ class alignas(kCacheLineSize) CpuCache {
     hits.store(hits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
-  // CpuCache::Age()
+  // CpuCache::AgeDetach()
   //
-  // The epoch step for one class: copies the victim generation's blocks to `out` (room for
-  // capacity blocks) and empties it, then makes the primary generation the victim: all of it
-  // (`whole_primary`, Go's policy), or all but its working set: as many blocks from the top of
-  // the stack as the epoch took, from below the level the last epoch left the primary stack
-  // and from the victims, stay primary. Blocks only given back (a burst being freed) are no
-  // working set: idle blocks still leave within two epochs. Returns how many blocks were
-  // copied; the caller releases them after unlocking.
-  size_t Age(size_t cls, void** out, bool whole_primary) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  // The epoch step for one class, in time independent of the number of blocks cached (but for
+  // the working set, which is copied): detaches the victim generation (returned, with its
+  // count, for the caller to release after reopening the cache and then hand back with
+  // ReturnSpare()), and makes the primary generation the victim: all of it (`whole_primary`,
+  // Go's policy), or all but its working set: as many blocks from the top of the stack as the
+  // epoch took, from below the level the last epoch left the primary stack and from the
+  // victims, which move to the spare array, the new primary. Blocks only given back (a burst
+  // being freed) are no working set: idle blocks still leave within two epochs.
+  // REQUIRES: the spare array is there (ReturnSpare() followed the last AgeDetach()).
+  void** AgeDetach(size_t cls, bool whole_primary, uint32_t* detached)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::ReturnSpare()
+  //
+  // Installs the array AgeDetach() detached, once its blocks are released, as the spare.
+  void ReturnSpare(size_t cls, void** slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    stacks()[cls].spare = slots;
+  }
 
   // CpuCache::TakeAll()
   //

@@ -53,11 +53,15 @@ class TransferStack {
   // Returns how many.
   size_t Remove(void** out, size_t n);
 
-  // TransferStack::Age()
+  // TransferStack::AgeDetach()
   //
-  // The epoch step: copies the victim generation to `out` (room for capacity() blocks) and
-  // empties it, then makes the primary generation the victim. Returns how many were copied.
-  size_t Age(void** out);
+  // The epoch step, in constant time under the lock: detaches the victim generation's array
+  // (returned, its count in `*detached`) and makes the primary generation the victim and the
+  // spare array the primary. The caller releases the detached blocks with no lock held, then
+  // hands the array back with ReturnSpare(). REQUIRES: ReturnSpare() followed the last
+  // AgeDetach().
+  void** AgeDetach(uint32_t* detached);
+  void ReturnSpare(void** slots);
 
   // TransferStack::TakeAll()
   //
@@ -77,9 +81,10 @@ class TransferStack {
   std::atomic<uint32_t> primary_count_{0};
   std::atomic<uint32_t> victim_count_{0};
   uint32_t capacity_ = 0;                 // Immutable after Init().
-  std::unique_ptr<void*[]> slots_;         // 2 * capacity_ slots, both generations.
+  std::unique_ptr<void*[]> slots_;  // 3 * capacity_ slots: both generations and the spare.
   void** primary_ ABSL_GUARDED_BY(lock_) = nullptr;
   void** victim_ ABSL_GUARDED_BY(lock_) = nullptr;
+  void** spare_ ABSL_GUARDED_BY(lock_) = nullptr;
 };
 
 }  // namespace internal

@@ -1,0 +1,911 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: bench/sweep_latency.cc
+// -----------------------------------------------------------------------------
+//
+// Sweeps never stop the world: this tool measures the latency of single allocate + deallocate
+// pairs on worker threads while sweeps run over about a million cached blocks, and without
+// sweeps for comparison:
+//
+//   bazel run -c opt //bench:sweep_latency
+//   bazel run -c opt //bench:sweep_latency -- --threads=1 --seconds=5 --sweep_ms=200
+//
+// Setup: one syncpool::PoolResource with its own Sweeper (background = false: this program
+// runs the epochs), sized so that each CPU caches --cached_blocks / (CPUs * sizes) blocks of
+// each of the --sizes per generation, and filled so that the caches hold about --cached_blocks
+// blocks (Stats::cached_blocks() is printed after the first fill, and averaged over the
+// moments just before each sweep).
+//
+// Workers: --threads threads (one per CPU by default), each pinned to one CPU, time every
+// allocate + deallocate pair (through std::pmr::memory_resource, the block written once, the
+// sizes in turn) with the time stamp counter (steady_clock where there is none) and count the
+// samples in a preallocated histogram per thread (exact up to 2048 ticks, 0.1 % above): nothing
+// allocates while measuring.
+//
+// Two runs of --seconds each, one after the other:
+//
+//   no_sweeps      the caches full, no sweep, no fill: what the fast path costs here.
+//   sweep_latency  every --sweep_ms milliseconds this program's main thread runs SweepNow();
+//                  between two sweeps the caches are filled again, so that every sweep finds
+//                  about --cached_blocks blocks and releases a good share of them.
+//
+// The fill: the sizes are split in two halves (every other size, smallest first), and before
+// each sweep one half is refilled on every CPU, the halves in turn: by the first worker pinned
+// there (between two samples, so the fill is never timed) or, on a CPU without a worker, by the
+// main thread. A refill allocates a whole generation's capacity of each size of the half and
+// frees it again, on that CPU, so that the half sits in the primary generation afterwards.
+// With Go's retention (a sweep demotes the whole primary generation), each sweep then finds
+// one half fresh in the primary generation and the other in the victim generation, and
+// releases the latter: half of what is cached. A retention that keeps what was used during the
+// epoch (the refill takes the victims back) releases a half every other sweep instead. Either
+// way every sweep runs over about --cached_blocks blocks; what it released is reported (the
+// Stats::swept_blocks delta).
+//
+// The main thread is pinned to a CPU without a worker when there is one (--threads below the
+// number of CPUs): then the sweeps interfere with the workers only through the library
+// (membarrier fences, caches closed to restartable sequences, locks), not by taking their
+// CPU. With one worker per CPU, the sweeping thread also preempts a worker, as any thread
+// does on a busy machine; the involuntary context switches of the workers are reported.
+//
+// For each run it prints the percentiles of all samples, and for the sweep run also of the
+// samples that overlapped a sweep (SweepNow() running), a fill, or neither; the tail beyond
+// 2 us; the same percentiles corrected for coordinated omission (as HdrHistogram does: a sample
+// longer than the mean loop period stands for the requests that would have arrived meanwhile
+// and waited, so a stall of 100 us counts as thousands of slow requests, not one); and, last,
+// one line for machines:
+//
+//   RESULT <no_sweeps|sweep_latency> sweeps=<n> p50_ns=<n> p99_ns=<n> p999_ns=<n> max_ns=<n>
+//
+// Flags (--name=value or --name value):
+//
+//   --threads=N           worker threads (default: the CPUs this process may run on)
+//   --seconds=3           length of each run (a decimal number)
+//   --sweep_ms=100        time between two sweeps (when a fill and a sweep take longer, the
+//                         next sweep starts at once; such late sweeps are counted)
+//   --cached_blocks=1048576  blocks the caches hold at each sweep
+//   --sizes=64,96,128,256,512,1024  the block sizes (bytes, at most 65536; 2 to 12 of them)
+
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <memory_resource>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/optimization.h"
+#include "syncpool/mimalloc_resource.h"
+#include "syncpool/options.h"
+#include "syncpool/pool_resource.h"
+#include "syncpool/stats.h"
+#include "syncpool/sweeper.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <x86intrin.h>
+#define SWEEP_LATENCY_TSC 1
+#else
+#define SWEEP_LATENCY_TSC 0
+#endif
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// The tail threshold of the goal: p99.9 <= 2 us.
+constexpr double kGoalNs = 2000;
+
+// -----------------------------------------------------------------------------
+// Command line
+// -----------------------------------------------------------------------------
+
+struct Flags {
+  int threads = 0;                                            // --threads; 0: one per CPU.
+  double seconds = 3;                                         // --seconds
+  int sweep_ms = 100;                                         // --sweep_ms
+  long cached_blocks = 1L << 20;                              // --cached_blocks
+  std::vector<size_t> sizes = {64, 96, 128, 256, 512, 1024};  // --sizes
+};
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: sweep_latency [--threads=N] [--seconds=3] [--sweep_ms=100]\n"
+               "                     [--cached_blocks=1048576] [--sizes=64,96,128,256,512,1024]\n");
+}
+
+bool ParseLong(std::string_view text, long low, long high, long* out) {
+  const std::string s(text);
+  char* end = nullptr;
+  const long value = std::strtol(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0' || value < low || value > high) return false;
+  *out = value;
+  return true;
+}
+
+bool ParseInt(std::string_view text, int low, int high, int* out) {
+  long value = 0;
+  if (!ParseLong(text, low, high, &value)) return false;
+  *out = static_cast<int>(value);
+  return true;
+}
+
+bool ParseSizes(std::string_view text, std::vector<size_t>* out) {
+  std::vector<size_t> sizes;
+  while (!text.empty()) {
+    const size_t comma = text.find(',');
+    long value = 0;
+    if (!ParseLong(text.substr(0, comma), 1, 65536, &value)) return false;
+    sizes.push_back(static_cast<size_t>(value));
+    if (comma == std::string_view::npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  if (sizes.size() < 2 || sizes.size() > 12) return false;
+  *out = std::move(sizes);
+  return true;
+}
+
+// Accepts --name=value and --name value. Returns false (after a message) on any error.
+bool ParseFlags(int argc, char** argv, Flags* flags) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") return false;
+    if (arg.substr(0, 2) != "--") {
+      std::fprintf(stderr, "sweep_latency: unexpected argument \"%s\"\n", argv[i]);
+      return false;
+    }
+    arg.remove_prefix(2);
+    std::string_view name = arg;
+    std::string_view value;
+    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    } else if (i + 1 < argc) {
+      value = argv[++i];
+    } else {
+      std::fprintf(stderr, "sweep_latency: --%s needs a value\n", std::string(name).c_str());
+      return false;
+    }
+    bool ok = true;
+    if (name == "threads") {
+      ok = ParseInt(value, 1, 1024, &flags->threads);
+    } else if (name == "seconds") {
+      const std::string s(value);
+      char* end = nullptr;
+      flags->seconds = std::strtod(s.c_str(), &end);
+      ok = !s.empty() && *end == '\0' && flags->seconds >= 0.1 && flags->seconds <= 600;
+    } else if (name == "sweep_ms") {
+      ok = ParseInt(value, 1, 60'000, &flags->sweep_ms);
+    } else if (name == "cached_blocks") {
+      ok = ParseLong(value, 1, 1L << 30, &flags->cached_blocks);
+    } else if (name == "sizes") {
+      ok = ParseSizes(value, &flags->sizes);
+    } else {
+      std::fprintf(stderr, "sweep_latency: unknown flag --%s\n", std::string(name).c_str());
+      return false;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "sweep_latency: invalid value \"%s\" for --%s\n",
+                   std::string(value).c_str(), std::string(name).c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+// -----------------------------------------------------------------------------
+// Time
+// -----------------------------------------------------------------------------
+
+// Ticks of the time stamp counter (nanoseconds of steady_clock without one). The fences keep
+// the timed operations between the two reads.
+inline uint64_t StartTicks() {
+#if SWEEP_LATENCY_TSC
+  _mm_lfence();
+  const uint64_t t = __rdtsc();
+  _mm_lfence();
+  return t;
+#else
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+          .count());
+#endif
+}
+
+inline uint64_t EndTicks() {
+#if SWEEP_LATENCY_TSC
+  unsigned aux;
+  const uint64_t t = __rdtscp(&aux);
+  _mm_lfence();
+  return t;
+#else
+  return StartTicks();
+#endif
+}
+
+// Nanoseconds per tick, measured against steady_clock over `span`.
+double CalibrateTicks(std::chrono::milliseconds span) {
+#if SWEEP_LATENCY_TSC
+  const Clock::time_point t0 = Clock::now();
+  const uint64_t c0 = StartTicks();
+  std::this_thread::sleep_for(span);
+  const Clock::time_point t1 = Clock::now();
+  const uint64_t c1 = StartTicks();
+  return std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(c1 - c0);
+#else
+  static_cast<void>(span);
+  return 1.0;
+#endif
+}
+
+// -----------------------------------------------------------------------------
+// Histogram
+// -----------------------------------------------------------------------------
+
+// Counts of values (ticks): exact below 2 * kSub, then kSub buckets per power of two (a
+// relative width of 1 / kSub). Preallocated; Record() never allocates.
+class Histogram {
+ public:
+  static constexpr int kSubBits = 10;
+  static constexpr uint64_t kSub = uint64_t{1} << kSubBits;
+  static constexpr int kMaxBits = 44;  // Larger values (hours of ticks) are clamped.
+  static constexpr size_t kBuckets = (kMaxBits - kSubBits + 1) * kSub;
+
+  Histogram() : counts_(std::make_unique<uint64_t[]>(kBuckets)) {}  // Zeroed: pages touched.
+
+  static size_t Index(uint64_t v) {
+    v = std::min(v, (uint64_t{1} << kMaxBits) - 1);
+    if (v < 2 * kSub) return static_cast<size_t>(v);
+    const int shift = std::bit_width(v) - 1 - kSubBits;
+    return static_cast<size_t>(shift + 1) * kSub + static_cast<size_t>((v >> shift) - kSub);
+  }
+  // The smallest value of bucket `i`, and its width.
+  static uint64_t Lower(size_t i) {
+    if (i < 2 * kSub) return i;
+    const int shift = static_cast<int>(i / kSub) - 1;
+    return (i % kSub + kSub) << shift;
+  }
+  static uint64_t Width(size_t i) {
+    return i < 2 * kSub ? 1 : uint64_t{1} << (static_cast<int>(i / kSub) - 1);
+  }
+  // The largest value of bucket `i`.
+  static uint64_t Upper(size_t i) { return Lower(i) + Width(i) - 1; }
+
+  void Record(uint64_t v) {
+    ++counts_[Index(v)];
+    max_ = std::max(max_, v);
+  }
+  void Add(size_t bucket, uint64_t n) { counts_[bucket] += n; }
+  void Merge(const Histogram& other) {
+    for (size_t i = 0; i < kBuckets; ++i) counts_[i] += other.counts_[i];
+    max_ = std::max(max_, other.max_);
+  }
+  void Clear() {
+    std::fill(counts_.get(), counts_.get() + kBuckets, uint64_t{0});
+    max_ = 0;
+  }
+
+  uint64_t count(size_t i) const { return counts_[i]; }
+  uint64_t max() const { return max_; }
+  uint64_t Total() const {
+    uint64_t n = 0;
+    for (size_t i = 0; i < kBuckets; ++i) n += counts_[i];
+    return n;
+  }
+  // Sum of the values (bucket midpoints), for the time spent in a range.
+  double SumAbove(uint64_t threshold, uint64_t* n_above) const {
+    double sum = 0;
+    uint64_t n = 0;
+    for (size_t i = Index(threshold) + 1; i < kBuckets; ++i) {
+      if (counts_[i] == 0) continue;
+      n += counts_[i];
+      sum += static_cast<double>(counts_[i]) *
+             (static_cast<double>(Lower(i)) + static_cast<double>(Width(i) - 1) / 2);
+    }
+    *n_above = n;
+    return sum;
+  }
+
+  // The smallest value that at least a fraction `q` of the samples do not exceed (the upper
+  // end of its bucket, capped by the largest sample); 0 when empty.
+  uint64_t Percentile(double q) const {
+    const uint64_t total = Total();
+    if (total == 0) return 0;
+    const auto rank = static_cast<uint64_t>(q * static_cast<double>(total) + 0.5);
+    uint64_t seen = 0;
+    for (size_t i = 0; i < kBuckets; ++i) {
+      seen += counts_[i];
+      if (seen >= std::max<uint64_t>(rank, 1)) return std::min(Upper(i), max_);
+    }
+    return max_;
+  }
+
+  // Adds to `out` this histogram corrected for coordinated omission with the expected interval
+  // `interval` between samples, as HdrHistogram's recordValueWithExpectedInterval(): a sample
+  // of value v > interval also stands for samples of v - interval, v - 2 * interval, ... down
+  // to interval, those that would have queued behind it.
+  void AddCorrected(uint64_t interval, Histogram* out) const {
+    interval = std::max<uint64_t>(interval, 1);
+    out->max_ = std::max(out->max_, max_);
+    for (size_t b = 0; b < kBuckets; ++b) {
+      const uint64_t n = counts_[b];
+      if (n == 0) continue;
+      out->counts_[b] += n;
+      const uint64_t v = Lower(b) + (Width(b) - 1) / 2;
+      if (v < 2 * interval) continue;
+      const uint64_t k_max = v / interval - 1;  // v - k_max * interval >= interval.
+      for (uint64_t k = 1; k <= k_max;) {
+        const size_t target = Index(v - k * interval);
+        // Every k' from k on whose value stays in the same bucket.
+        const uint64_t k_end = std::min(k_max, (v - Lower(target)) / interval);
+        out->counts_[target] += n * (k_end - k + 1);
+        k = k_end + 1;
+      }
+    }
+  }
+
+ private:
+  std::unique_ptr<uint64_t[]> counts_;
+  uint64_t max_ = 0;
+};
+
+// -----------------------------------------------------------------------------
+// Shared state
+// -----------------------------------------------------------------------------
+
+enum Phase : int { kIdle = 0, kBaseline = 1, kSweeps = 2, kPhases = 3 };
+
+// When a sample ran: overlapping a sweep (SweepNow() on the main thread), overlapping a fill (on
+// any thread), or neither.
+enum Overlap : int { kQuiet = 0, kInSweep = 1, kInFill = 2, kOverlaps = 3 };
+
+// What one worker measured in one phase: its samples by overlap, the ticks it spent in the
+// phase, its involuntary context switches, its fills.
+struct PhaseRecord {
+  Histogram hist[kOverlaps];
+  uint64_t ticks = 0;
+  long involuntary_switches = 0;
+  int fills = 0;
+  uint64_t fill_ticks = 0;
+};
+
+struct Worker {
+  int cpu = -1;             // Pinned there (-1: not pinned).
+  bool fills = false;       // The first worker of its CPU: fills that CPU's cache.
+  std::vector<void*> hold;  // Room for one fill of one size.
+  PhaseRecord phases[kPhases];
+  std::thread thread;
+};
+
+// The main thread's orders. `word` changes whenever anything changes: workers test it once per
+// sample (one relaxed load of a line written a few times per sweep).
+struct Control {
+  // Bits 0-1: the phase (kIdle, kBaseline, kSweeps) or 3 to exit; above: the fill generation.
+  std::atomic<uint64_t> word{0};
+  std::atomic<int> fill_half{-1};  // The half to fill (-1: every size); set before `word`.
+  std::atomic<int> fill_acks{0};
+  std::atomic<int> phase_acks{0};  // Workers that closed the previous phase's books.
+  std::atomic<int> ready{0};
+  // Two counters in one word, each odd while its activity runs: bits 0-31 count the starts and
+  // ends of sweeps, bits 32-63 those of fills. A sample that sees a counter odd, or changed by
+  // its end, overlapped that activity.
+  std::atomic<uint64_t> activity{0};
+};
+
+constexpr uint64_t kSweepStep = 1;
+constexpr uint64_t kFillStep = uint64_t{1} << 32;
+
+// Which activity a sample overlapped, from the activity word before and after it.
+inline int OverlapOf(uint64_t before, uint64_t after) {
+  if ((before & 1) != 0 || static_cast<uint32_t>(before) != static_cast<uint32_t>(after)) {
+    return kInSweep;
+  }
+  if (((before >> 32) & 1) != 0 || (before >> 32) != (after >> 32)) return kInFill;
+  return kQuiet;
+}
+
+constexpr uint64_t kExit = 3;
+
+struct Config {
+  std::vector<size_t> sizes;
+  uint32_t per_cpu = 0;  // Blocks per CPU, size and generation.
+};
+
+bool PinTo(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return sched_setaffinity(0, sizeof(set), &set) == 0;
+}
+
+void PinToAll(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu : cpus) CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof(set), &set);
+}
+
+long InvoluntarySwitches() {
+  rusage usage;
+  if (getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
+  return usage.ru_nivcsw;
+}
+
+// Allocates a generation's capacity of every size of half `half` (0: even positions, 1: odd
+// ones, -1: all) and frees it again, on the calling thread's CPU.
+void Fill(std::pmr::memory_resource* mr, const Config& config, int half, std::vector<void*>& hold) {
+  for (size_t k = 0; k < config.sizes.size(); ++k) {
+    if (half >= 0 && static_cast<int>(k % 2) != half) continue;
+    const size_t size = config.sizes[k];
+    for (uint32_t i = 0; i < config.per_cpu; ++i) hold[i] = mr->allocate(size);
+    for (uint32_t i = 0; i < config.per_cpu; ++i) mr->deallocate(hold[i], size);
+  }
+}
+
+// A worker: pinned to its CPU, times allocate + deallocate pairs into the histograms of the
+// current phase (the idle phase's are discarded), fills its CPU's cache when asked.
+void WorkerLoop(std::pmr::memory_resource* mr, const Config& config, Control* control,
+                Worker* self) {
+  if (self->cpu >= 0 && !PinTo(self->cpu)) self->cpu = -1;
+  const size_t num_sizes = config.sizes.size();
+  const size_t* const sizes = config.sizes.data();
+  uint64_t seen = control->word.load(std::memory_order_acquire);
+  int phase = static_cast<int>(seen & 3);
+  PhaseRecord* record = &self->phases[phase];
+  uint64_t phase_start = StartTicks();
+  long switches_start = InvoluntarySwitches();
+  control->ready.fetch_add(1, std::memory_order_release);
+  size_t k = 0;
+  for (;;) {
+    const uint64_t word = control->word.load(std::memory_order_relaxed);
+    if (ABSL_PREDICT_FALSE(word != seen)) {
+      std::atomic_thread_fence(std::memory_order_acquire);
+      const uint64_t now = StartTicks();
+      if ((word >> 2) != (seen >> 2)) {  // A fill request.
+        if (self->fills) {
+          Fill(mr, config, control->fill_half.load(std::memory_order_relaxed), self->hold);
+          ++record->fills;
+          record->fill_ticks += StartTicks() - now;
+        }
+        control->fill_acks.fetch_add(1, std::memory_order_release);
+      }
+      if ((word & 3) != (seen & 3)) {  // A new phase: close the old one's books.
+        const uint64_t end = StartTicks();
+        const long switches = InvoluntarySwitches();
+        record->ticks += end - phase_start;
+        record->involuntary_switches += switches - switches_start;
+        if ((word & 3) == kExit) return;
+        phase = static_cast<int>(word & 3);
+        record = &self->phases[phase];
+        phase_start = end;
+        switches_start = switches;
+        control->phase_acks.fetch_add(1, std::memory_order_release);
+      }
+      seen = word;
+    }
+    const size_t size = sizes[k];
+    if (++k == num_sizes) k = 0;
+    const uint64_t before = control->activity.load(std::memory_order_relaxed);
+    const uint64_t t0 = StartTicks();
+    void* p = mr->allocate(size);
+    *static_cast<volatile char*>(p) = 1;
+    mr->deallocate(p, size);
+    const uint64_t t1 = EndTicks();
+    const uint64_t after = control->activity.load(std::memory_order_relaxed);
+    record->hist[OverlapOf(before, after)].Record(t1 - t0);
+  }
+}
+
+// -----------------------------------------------------------------------------
+// The driver (main thread)
+// -----------------------------------------------------------------------------
+
+class Driver {
+ public:
+  Driver(syncpool::PoolResource* pool, syncpool::Sweeper* sweeper, const Config& config,
+         std::vector<int> cpus, std::vector<std::unique_ptr<Worker>>* workers, int home_cpu)
+      : pool_(pool),
+        sweeper_(sweeper),
+        config_(config),
+        cpus_(std::move(cpus)),
+        workers_(workers),
+        home_cpu_(home_cpu),
+        hold_(config.per_cpu) {
+    for (int cpu : cpus_) {
+      bool has_worker = false;
+      for (const auto& w : *workers_) has_worker |= w->fills && w->cpu == cpu;
+      if (!has_worker) self_fill_cpus_.push_back(cpu);
+    }
+  }
+
+  Control& control() { return control_; }
+
+  // Starts `phase` and, unless it is kExit, waits until every worker has closed the books of
+  // the previous one.
+  void SetPhase(uint64_t phase) {
+    control_.phase_acks.store(0, std::memory_order_relaxed);
+    const uint64_t word = control_.word.load(std::memory_order_relaxed);
+    control_.word.store((word & ~uint64_t{3}) | phase, std::memory_order_release);
+    if (phase == kExit) return;
+    const int n = static_cast<int>(workers_->size());
+    while (control_.phase_acks.load(std::memory_order_acquire) < n) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  // Refills `half` (-1: every size) on every CPU and waits until it is done.
+  void FillAll(int half) {
+    control_.activity.fetch_add(kFillStep, std::memory_order_relaxed);
+    control_.fill_half.store(half, std::memory_order_relaxed);
+    control_.fill_acks.store(0, std::memory_order_relaxed);
+    const uint64_t word = control_.word.load(std::memory_order_relaxed);
+    control_.word.store(word + 4, std::memory_order_release);
+    for (int cpu : self_fill_cpus_) {
+      if (!PinTo(cpu)) continue;
+      Fill(pool_, config_, half, hold_);
+    }
+    if (!self_fill_cpus_.empty()) Home();
+    const int n = static_cast<int>(workers_->size());
+    while (control_.fill_acks.load(std::memory_order_acquire) < n) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+    control_.activity.fetch_add(kFillStep, std::memory_order_relaxed);
+  }
+
+  // One sweep, marked for the workers. Returns its duration.
+  Clock::duration Sweep() {
+    control_.activity.fetch_add(kSweepStep, std::memory_order_relaxed);
+    const Clock::time_point t0 = Clock::now();
+    sweeper_->SweepNow();
+    const Clock::time_point t1 = Clock::now();
+    control_.activity.fetch_add(kSweepStep, std::memory_order_relaxed);
+    return t1 - t0;
+  }
+
+  void Home() {
+    if (home_cpu_ >= 0) {
+      PinTo(home_cpu_);
+    } else {
+      PinToAll(cpus_);
+    }
+  }
+
+ private:
+  syncpool::PoolResource* const pool_;
+  syncpool::Sweeper* const sweeper_;
+  const Config& config_;
+  const std::vector<int> cpus_;
+  std::vector<std::unique_ptr<Worker>>* const workers_;
+  const int home_cpu_;
+  std::vector<int> self_fill_cpus_;  // CPUs without a worker: the main thread fills them.
+  std::vector<void*> hold_;
+  Control control_;
+};
+
+// What a run measured, all workers together.
+struct RunResult {
+  Histogram all, corrected;
+  Histogram by_overlap[kOverlaps];
+  uint64_t samples = 0;
+  int workers = 0;
+  double seconds = 0;  // Mean over workers of the time in the phase.
+  long involuntary_switches = 0;
+  int fills = 0;
+  double fill_ms = 0;  // Mean time of one fill (one worker, one CPU).
+};
+
+RunResult Collect(const std::vector<std::unique_ptr<Worker>>& workers, Phase phase,
+                  double ns_per_tick) {
+  RunResult r;
+  r.workers = static_cast<int>(workers.size());
+  double ticks = 0;
+  uint64_t fill_ticks = 0;
+  for (const auto& w : workers) {
+    const PhaseRecord& p = w->phases[phase];
+    uint64_t n = 0;
+    for (int o = 0; o < kOverlaps; ++o) {
+      r.by_overlap[o].Merge(p.hist[o]);
+      r.all.Merge(p.hist[o]);
+      n += p.hist[o].Total();
+    }
+    r.samples += n;
+    ticks += static_cast<double>(p.ticks);
+    r.involuntary_switches += p.involuntary_switches;
+    r.fills += p.fills;
+    fill_ticks += p.fill_ticks;
+    // This worker's mean loop period, fills excluded, as the expected interval.
+    if (n != 0) {
+      const auto interval = static_cast<uint64_t>(static_cast<double>(p.ticks - p.fill_ticks) /
+                                                  static_cast<double>(n));
+      for (const Histogram& h : p.hist) h.AddCorrected(interval, &r.corrected);
+    }
+  }
+  r.seconds = ticks * ns_per_tick * 1e-9 / static_cast<double>(std::max<size_t>(workers.size(), 1));
+  if (r.fills != 0) r.fill_ms = static_cast<double>(fill_ticks) * ns_per_tick * 1e-6 / r.fills;
+  return r;
+}
+
+long Ns(uint64_t ticks, double ns_per_tick) {
+  return static_cast<long>(static_cast<double>(ticks) * ns_per_tick + 0.5);
+}
+
+std::string Human(double ns) {
+  char text[32];
+  if (ns < 10'000) {
+    std::snprintf(text, sizeof(text), "%.0f ns", ns);
+  } else if (ns < 10'000'000) {
+    std::snprintf(text, sizeof(text), "%.1f us", ns / 1e3);
+  } else {
+    std::snprintf(text, sizeof(text), "%.1f ms", ns / 1e6);
+  }
+  return text;
+}
+
+void PrintPercentiles(const char* label, const Histogram& h, double ns_per_tick) {
+  const uint64_t n = h.Total();
+  if (n == 0) {
+    std::printf("  %-16s no samples\n", label);
+    return;
+  }
+  auto p = [&](double q) { return Human(static_cast<double>(h.Percentile(q)) * ns_per_tick); };
+  std::printf("  %-16s %11llu samples  p50 %-8s p99 %-8s p99.9 %-8s p99.99 %-8s max %s\n", label,
+              static_cast<unsigned long long>(n), p(0.5).c_str(), p(0.99).c_str(), p(0.999).c_str(),
+              p(0.9999).c_str(), Human(static_cast<double>(h.max()) * ns_per_tick).c_str());
+}
+
+// Where the samples beyond the goal lie, and how much time they took.
+void PrintTail(const char* label, const Histogram& h, double ns_per_tick) {
+  const uint64_t total = h.Total();
+  if (total == 0) return;
+  std::printf("  %stail:", label);
+  const double bounds_ns[] = {kGoalNs, 10e3, 100e3, 1e6};
+  const char* names[] = {"> 2 us", "> 10 us", "> 100 us", "> 1 ms"};
+  for (size_t i = 0; i < 4; ++i) {
+    uint64_t n = 0;
+    const double sum = h.SumAbove(static_cast<uint64_t>(bounds_ns[i] / ns_per_tick), &n);
+    std::printf("%s %s: %llu (%.2g%%, %s in all)", i == 0 ? "" : ";", names[i],
+                static_cast<unsigned long long>(n),
+                100.0 * static_cast<double>(n) / static_cast<double>(total),
+                Human(sum * ns_per_tick).c_str());
+  }
+  std::printf("\n");
+}
+
+void PrintResult(const char* name, long sweeps, const Histogram& h, double ns_per_tick) {
+  std::printf("RESULT %s sweeps=%ld p50_ns=%ld p99_ns=%ld p999_ns=%ld max_ns=%ld\n", name, sweeps,
+              Ns(h.Percentile(0.5), ns_per_tick), Ns(h.Percentile(0.99), ns_per_tick),
+              Ns(h.Percentile(0.999), ns_per_tick), Ns(h.max(), ns_per_tick));
+  std::fflush(stdout);
+}
+
+void PrintRun(const char* name, const RunResult& r, bool sweeps, double ns_per_tick) {
+  std::printf(
+      "%s: %.2f s, %llu samples (%.1f M/s per worker), %ld involuntary context switches"
+      " of the workers\n",
+      name, r.seconds, static_cast<unsigned long long>(r.samples),
+      static_cast<double>(r.samples) / std::max(r.seconds, 1e-9) / 1e6 / std::max(r.workers, 1),
+      r.involuntary_switches);
+  PrintPercentiles("all", r.all, ns_per_tick);
+  PrintTail("", r.all, ns_per_tick);
+  if (sweeps) {
+    PrintPercentiles("during sweeps", r.by_overlap[kInSweep], ns_per_tick);
+    PrintTail("during sweeps ", r.by_overlap[kInSweep], ns_per_tick);
+    PrintPercentiles("during fills", r.by_overlap[kInFill], ns_per_tick);
+    PrintTail("during fills ", r.by_overlap[kInFill], ns_per_tick);
+    PrintPercentiles("otherwise", r.by_overlap[kQuiet], ns_per_tick);
+    PrintTail("otherwise ", r.by_overlap[kQuiet], ns_per_tick);
+  }
+  PrintPercentiles("CO-corrected", r.corrected, ns_per_tick);
+}
+
+std::string CpuList(const std::vector<int>& cpus) {
+  std::string s;
+  for (int cpu : cpus) s += (s.empty() ? "" : ",") + std::to_string(cpu);
+  return s;
+}
+
+std::string SizeList(const std::vector<size_t>& sizes) {
+  std::string s;
+  for (size_t size : sizes) s += (s.empty() ? "" : ",") + std::to_string(size);
+  return s;
+}
+
+int Run(const Flags& flags) {
+  // The CPUs this process may run on.
+  std::vector<int> cpus;
+  {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+      for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+        if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+      }
+    }
+    if (cpus.empty()) {
+      std::fprintf(stderr, "sweep_latency: cannot read the CPU affinity\n");
+      return 1;
+    }
+  }
+  const int num_cpus = static_cast<int>(cpus.size());
+  const int threads = flags.threads > 0 ? flags.threads : num_cpus;
+  // The main thread sweeps from a CPU without a worker when there is one.
+  const int home_cpu = threads < num_cpus ? cpus[static_cast<size_t>(threads)] : -1;
+
+  Config config;
+  config.sizes = flags.sizes;
+  std::sort(config.sizes.begin(), config.sizes.end());
+  const size_t largest = config.sizes.back();
+  config.per_cpu = static_cast<uint32_t>(std::max<long>(
+      1, flags.cached_blocks /
+             (static_cast<long>(num_cpus) * static_cast<long>(config.sizes.size()))));
+
+  syncpool::Sweeper::Options sweeper_options;
+  sweeper_options.background = false;  // This program runs the epochs.
+  syncpool::Sweeper sweeper(sweeper_options);
+  syncpool::Options options;
+  options.sweeper = &sweeper;
+  options.max_block_size = largest;
+  options.max_blocks_per_class = config.per_cpu;
+  options.per_cpu_class_bytes = size_t{config.per_cpu} * largest;
+  syncpool::PoolResource pool(options);
+  std::pmr::memory_resource* const mr = &pool;
+
+  const double ns_per_tick = CalibrateTicks(std::chrono::milliseconds(200));
+  // The cost of the timer itself: the median of empty timed regions.
+  double timer_ns = 0;
+  {
+    std::vector<uint64_t> empty(10001);
+    for (uint64_t& e : empty) {
+      const uint64_t t0 = StartTicks();
+      e = EndTicks() - t0;
+    }
+    std::nth_element(empty.begin(), empty.begin() + 5000, empty.end());
+    timer_ns = static_cast<double>(empty[5000]) * ns_per_tick;
+  }
+
+  std::printf("sweep_latency: %d worker threads on CPUs %s; the sweeping thread %s\n", threads,
+              CpuList(cpus).c_str(),
+              home_cpu >= 0
+                  ? ("pinned to CPU " + std::to_string(home_cpu) + " (no worker there)").c_str()
+                  : "shares the workers' CPUs (unpinned)");
+  std::printf(
+      "resource: sizes %s B, %u blocks per CPU, size and generation, rseq %s,"
+      " upstream %s\n",
+      SizeList(config.sizes).c_str(), config.per_cpu, pool.uses_rseq() ? "yes" : "no",
+      pool.upstream() == syncpool::MimallocResource::Get() ? "mimalloc" : "new_delete");
+  std::printf(
+      "timer: %s, %.3f ns per tick, an empty timed region takes %.0f ns (included below)\n"
+      "CO-corrected: the percentiles as requests arriving at each worker's mean rate would"
+      " see them (HdrHistogram's correction for coordinated omission)\n",
+      SWEEP_LATENCY_TSC ? "rdtsc" : "steady_clock", ns_per_tick, timer_ns);
+
+  // Workers: worker i on cpus[i % CPUs]; the first on each CPU fills it.
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (int i = 0; i < threads; ++i) {
+    auto w = std::make_unique<Worker>();
+    w->cpu = cpus[static_cast<size_t>(i % num_cpus)];
+    w->fills = i < num_cpus;
+    if (w->fills) w->hold.resize(config.per_cpu);
+    workers.push_back(std::move(w));
+  }
+  Driver driver(&pool, &sweeper, config, cpus, &workers, home_cpu);
+  driver.Home();
+  Control& control = driver.control();
+  for (auto& w : workers) {
+    Worker* self = w.get();
+    self->thread =
+        std::thread([mr, &config, &control, self] { WorkerLoop(mr, config, &control, self); });
+  }
+  while (control.ready.load(std::memory_order_acquire) < threads) std::this_thread::yield();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // Warm up, unrecorded.
+
+  const auto duration =
+      std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(flags.seconds));
+
+  // Fill everything, then the baseline: no sweeps, no fills.
+  driver.FillAll(-1);
+  std::printf("filled: %llu blocks cached\n\n",
+              static_cast<unsigned long long>(pool.GetStats().cached_blocks()));
+  std::fflush(stdout);
+  driver.SetPhase(kBaseline);
+  std::this_thread::sleep_for(duration);
+  driver.SetPhase(kIdle);
+  const RunResult baseline = Collect(workers, kBaseline, ns_per_tick);
+  PrintRun("no_sweeps", baseline, false, ns_per_tick);
+  PrintResult("no_sweeps", 0, baseline.all, ns_per_tick);
+  std::printf("\n");
+
+  // Reach the rotation's steady state (unrecorded).
+  long epoch = 0;
+  for (; epoch < 4; ++epoch) {
+    driver.FillAll(static_cast<int>(epoch % 2));
+    driver.Sweep();
+  }
+
+  // The sweep run: refill one half, wait for the tick, sweep.
+  struct SweepRecord {
+    uint64_t cached;
+    uint64_t released;
+    double ms;
+  };
+  std::vector<SweepRecord> records;
+  records.reserve(static_cast<size_t>(flags.seconds * 1000 / flags.sweep_ms) + 16);
+  const auto interval = std::chrono::milliseconds(flags.sweep_ms);
+  int late = 0;
+  driver.SetPhase(kSweeps);
+  const Clock::time_point start = Clock::now();
+  const Clock::time_point end = start + duration;
+  Clock::time_point next = start + interval;
+  while (next < end) {
+    driver.FillAll(static_cast<int>(epoch % 2));
+    if (Clock::now() > next) {
+      ++late;
+      next = Clock::now();
+    }
+    std::this_thread::sleep_until(next);
+    const syncpool::Stats before = pool.GetStats();
+    const Clock::duration took = driver.Sweep();
+    const syncpool::Stats after = pool.GetStats();
+    records.push_back({before.cached_blocks(), after.swept_blocks - before.swept_blocks,
+                       std::chrono::duration<double, std::milli>(took).count()});
+    ++epoch;
+    next += interval;
+  }
+  std::this_thread::sleep_until(end);
+  driver.SetPhase(kIdle);
+  const syncpool::Stats final_stats = pool.GetStats();
+  const RunResult swept = Collect(workers, kSweeps, ns_per_tick);
+
+  const long sweeps = static_cast<long>(records.size());
+  double cached = 0, released = 0, ms = 0, max_ms = 0;
+  uint64_t min_cached = ~uint64_t{0}, min_released = ~uint64_t{0}, max_released = 0;
+  for (const SweepRecord& s : records) {
+    cached += static_cast<double>(s.cached);
+    min_cached = std::min(min_cached, s.cached);
+    released += static_cast<double>(s.released);
+    min_released = std::min(min_released, s.released);
+    max_released = std::max(max_released, s.released);
+    ms += s.ms;
+    max_ms = std::max(max_ms, s.ms);
+  }
+  const double n = std::max<double>(1, static_cast<double>(sweeps));
+  if (sweeps == 0) min_cached = min_released = 0;
+  std::printf(
+      "sweeps: %ld, every %d ms (%d late: fill and sweep outlasted the interval)\n"
+      "  before a sweep %.0f blocks cached on average (at least %llu); a sweep released"
+      " %.0f blocks on average (%llu to %llu)\n"
+      "  a sweep took %.2f ms on average (max %.2f ms); a fill took %.2f ms per CPU;"
+      " steals so far %llu\n",
+      sweeps, flags.sweep_ms, late, cached / n, static_cast<unsigned long long>(min_cached),
+      released / n, static_cast<unsigned long long>(min_released),
+      static_cast<unsigned long long>(max_released), ms / n, max_ms, swept.fill_ms,
+      static_cast<unsigned long long>(final_stats.steals));
+  PrintRun("sweep_latency", swept, true, ns_per_tick);
+  PrintResult("sweep_latency", sweeps, swept.all, ns_per_tick);
+
+  driver.SetPhase(kExit);
+  for (auto& w : workers) w->thread.join();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Flags flags;
+  if (!ParseFlags(argc, argv, &flags)) {
+    Usage();
+    return 2;
+  }
+  return Run(flags);
+}
