@@ -95,7 +95,33 @@ void BlockCache::AddEstimate(int64_t bytes) {
   g_process_estimate.fetch_add(bytes, std::memory_order_relaxed);
 }
 
+void BlockCache::LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  releaser_->LockForFork();
+  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+    if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) c->lock.Lock();
+  }
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) transfers_[cls].LockForFork();
+}
+
+void BlockCache::UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (size_t cls = class_bytes_.size(); cls-- > 0;) transfers_[cls].UnlockAfterFork();
+  for (int cpu = num_cpus_; cpu-- > 0;) {
+    if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) c->lock.Unlock();
+  }
+  releaser_->UnlockAfterFork();
+}
+
+void BlockCache::AfterFork() {
+  const uint64_t generation = g_fork_generation.load(std::memory_order_relaxed);
+  if (fork_generation_.exchange(generation, std::memory_order_relaxed) == generation) return;
+  if (registered_flag_.load(std::memory_order_acquire)) sweeper_->RestartAfterFork();
+}
+
 CpuCache* BlockCache::CacheOf(int cpu) {
+  if (ABSL_PREDICT_FALSE(fork_generation_.load(std::memory_order_relaxed) !=
+                         g_fork_generation.load(std::memory_order_relaxed))) {
+    AfterFork();
+  }
   if (static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_)) cpu %= num_cpus_;
   CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
   if (c != nullptr) return c;
@@ -134,6 +160,15 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
   auto result = op(c);  // Moves pointers only: cannot throw.
   if (close) rseq_cpus_[cpu].store(c, std::memory_order_release);
   return result;
+}
+
+void BlockCache::WaitAndOpen(int cpu, CpuCache* c) {
+  // Holding the lock means no remote operation is under way on `c` (they hold it from closing
+  // to reopening), so the cache may be opened: this ends the wait for a remote operation, and
+  // also opens a cache whose creator has not opened it yet (it lost the race to create it, or
+  // fork() took the child before it got there).
+  SpinLockHolder l(&c->lock);
+  rseq_cpus_[cpu].store(c, std::memory_order_release);
 }
 
 bool BlockCache::ClosedToSequences(int cpu, CpuCache* c) const {
@@ -188,7 +223,7 @@ void* BlockCache::GetSlow(size_t cls) {
 #if SYNCPOOL_RSEQ_FAST_PATH
     cpu = RealCurrentCpu();
     c = CacheOf(cpu);
-    if (ClosedToSequences(cpu, c)) SpinLockHolder l(&c->lock);  // Wait for the remote op.
+    if (ClosedToSequences(cpu, c)) WaitAndOpen(cpu, c);
     const size_t offset = CpuCache::StackOffset(cls);
     block = RseqPopPrimary(rseq_cpus_, offset);
     if (block == nullptr) block = RseqPopVictim(rseq_cpus_, offset);
@@ -307,7 +342,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
       for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
         const int cpu = RealCurrentCpu();
         c = CacheOf(cpu);
-        if (ClosedToSequences(cpu, c)) SpinLockHolder l(&c->lock);  // Wait for the remote op.
+        if (ClosedToSequences(cpu, c)) WaitAndOpen(cpu, c);
         kept = RseqPush(rseq_cpus_, offset, block);
         if (kept || c->PrimaryCount(cls) < capacities_[cls]) continue;
         if (n_moved != 0) break;

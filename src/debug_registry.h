@@ -36,6 +36,10 @@ class DebugRegistry {
   void OnPut(void* obj);  // Aborts when `obj` is already in the pool.
   void OnLeave(void* obj);
 
+  // Around fork(): see Sweepable::LockForFork().
+  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
+  void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
+
  private:
   struct Block {
     size_t bytes;

@@ -43,6 +43,14 @@ void PoolBase::Release(size_t /*cls*/, void* const* blocks, size_t n) {
   }
 }
 
+void PoolBase::LockForFork() {
+  if (registry_ != nullptr) registry_->LockForFork();
+}
+
+void PoolBase::UnlockAfterFork() {
+  if (registry_ != nullptr) registry_->UnlockAfterFork();
+}
+
 void* PoolBase::GetSlow() {
   void* obj = cache_.GetSlow(0);
   if (debug_ && obj != nullptr) registry_->OnLeave(obj);

@@ -161,6 +161,14 @@ void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
   for (size_t i = 0; i < n; ++i) GiveBack(blocks[i], size, alignment);
 }
 
+void PoolResource::LockForFork() {
+  if (registry_ != nullptr) registry_->LockForFork();
+}
+
+void PoolResource::UnlockAfterFork() {
+  if (registry_ != nullptr) registry_->UnlockAfterFork();
+}
+
 Stats PoolResource::GetStats() const {
   Stats s = cache_.Snapshot();
   s.direct = direct_.load(std::memory_order_relaxed);

@@ -70,6 +70,9 @@ StatsReportEntry::~StatsReportEntry() {
   }
 }
 
+void LockStatsReportForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry().mu.Lock(); }
+void UnlockStatsReportAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry().mu.Unlock(); }
+
 void PrintStatsReport() {
   Registry& r = GetRegistry();
   MutexLock l(&r.mu);

@@ -12,14 +12,30 @@
 //     `visiting` is no longer that cache. So once Unregister() returns, no sweep touches it.
 //   - `last_epoch` (the clock's reading when the last epoch began) is written under
 //     `sweep_mu` by every epoch and read by Tick() under it too.
+//
+// fork(): every sweeper is in a process-wide list (under its own mutex). Before a fork the
+// forking thread takes, in order, the list's mutex, the SYNCPOOL_STATS report's, then per
+// sweeper (in list order) its `sweep_mu` (so no sweep is under way), its `mu`, and the locks of
+// each registered cache (Sweepable::LockForFork(): its releaser's debug registry, its CPU
+// caches', its TransferStacks'); after the fork both processes release them in reverse order.
+// Every other path takes these locks in the same order (a sweep: `sweep_mu`, then `mu`
+// briefly, then one cache lock at a time; everything else: one of them alone), so this cannot
+// deadlock. In the child the background thread does not exist: its std::thread is moved to
+// storage that is never destroyed (neither joined nor detached: there is nothing to join),
+// the condition variable it may have been waiting on is made anew, and the thread is started
+// again by RestartAfterFork().
 
 #include "syncpool/sweeper.h"
+
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
+#include <new>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -27,6 +43,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "syncpool/internal/env.h"
 #include "syncpool/internal/mutex.h"
+#include "syncpool/internal/stats_report.h"
 
 namespace syncpool {
 
@@ -55,7 +72,75 @@ struct Sweeper::State {
   std::thread thread ABSL_GUARDED_BY(mu);
 
   std::atomic<uint64_t> epochs{0};
+
+  // Set in a fork child whose parent ran the thread: RestartAfterFork() starts it again.
+  bool restart_after_fork ABSL_GUARDED_BY(mu) = false;
+  // Where a fork child puts the thread object of a thread it does not have.
+  alignas(std::thread) unsigned char orphan[sizeof(std::thread)];
+
+  // Starts the background thread unless it runs, is not wanted, or Stop() was called.
+  // REQUIRES: `mu` held. Throws std::system_error when the thread cannot be created.
+  void StartThreadLocked(Sweeper* owner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
+
+namespace internal {
+std::atomic<uint64_t> g_fork_generation{0};
+}  // namespace internal
+
+namespace {
+
+// Every live sweeper, for the fork handlers.
+struct ForkList {
+  internal::Mutex mu;
+  std::vector<Sweeper::State*> sweepers ABSL_GUARDED_BY(mu);
+};
+
+ForkList& GetForkList() {
+  static ForkList* const list = new ForkList();  // Never destroyed.
+  return *list;
+}
+
+// pthread_atfork handlers: see the protocol at the top of the file. The analysis cannot follow
+// locks taken in one function and released in another.
+void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  ForkList& list = GetForkList();
+  list.mu.Lock();
+  internal::LockStatsReportForFork();
+  for (Sweeper::State* st : list.sweepers) {
+    st->sweep_mu.Lock();
+    st->mu.Lock();
+    for (Sweepable* cache : st->caches) cache->LockForFork();
+  }
+}
+
+void ReleaseAfterFork(bool child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  ForkList& list = GetForkList();
+  for (auto it = list.sweepers.rbegin(); it != list.sweepers.rend(); ++it) {
+    Sweeper::State* st = *it;
+    for (Sweepable* cache : st->caches) cache->UnlockAfterFork();
+    if (child) {
+      // The parent's thread may have been waiting on `changed`: in the child the condition
+      // variable would wait for that waiter forever. Make it anew (the old one is not
+      // destroyed: destroying one with waiters is not allowed, and it owns no resources).
+      new (&st->changed) std::condition_variable();
+      if (st->thread_running) {
+        new (st->orphan) std::thread(std::move(st->thread));  // Never destroyed (see above).
+        st->thread_running = false;
+        st->restart_after_fork = true;
+      }
+    }
+    st->mu.Unlock();
+    st->sweep_mu.Unlock();
+  }
+  if (child) internal::g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+  internal::UnlockStatsReportAfterFork();
+  list.mu.Unlock();
+}
+
+void ParentAfterFork() { ReleaseAfterFork(/*child=*/false); }
+void ChildAfterFork() { ReleaseAfterFork(/*child=*/true); }
+
+}  // namespace
 
 namespace {
 
@@ -68,9 +153,20 @@ Sweeper::Options Normalized(Sweeper::Options options) {
 }  // namespace
 
 Sweeper::Sweeper(Options options)
-    : state_(std::make_unique<State>(Normalized(std::move(options)))) {}
+    : state_(std::make_unique<State>(Normalized(std::move(options)))) {
+  static std::once_flag handlers;
+  std::call_once(handlers, [] { pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork); });
+  ForkList& list = GetForkList();
+  internal::MutexLock l(&list.mu);
+  list.sweepers.push_back(state_.get());
+}
 
-Sweeper::~Sweeper() { Stop(); }
+Sweeper::~Sweeper() {
+  Stop();
+  ForkList& list = GetForkList();
+  internal::MutexLock l(&list.mu);
+  list.sweepers.erase(std::find(list.sweepers.begin(), list.sweepers.end(), state_.get()));
+}
 
 namespace {
 
@@ -142,27 +238,38 @@ void Sweeper::Register(Sweepable* cache) {
   State& s = *state_;
   internal::MutexLock l(&s.mu);
   s.caches.insert(cache);
-  if (!s.options.background || s.thread_running || s.stopped) return;
+  s.StartThreadLocked(this);
+}
+
+void Sweeper::RestartAfterFork() {
+  State& s = *state_;
+  internal::MutexLock l(&s.mu);
+  if (!s.restart_after_fork) return;
+  s.restart_after_fork = false;
+  if (!s.caches.empty()) s.StartThreadLocked(this);
+}
+
+void Sweeper::State::StartThreadLocked(Sweeper* owner) {
+  if (!options.background || thread_running || stopped) return;
   // If the thread cannot be created, std::thread throws and a later Register() tries again.
   // The thread wakes four times per interval: Tick() decides whether an epoch is due (one
   // per interval, or one per wake-up while the system is short of memory).
-  s.thread = std::thread([this] {
-    State& st = *state_;
-    const auto wake = std::max<std::chrono::milliseconds>(st.options.interval / 4,
-                                                          std::chrono::milliseconds(1));
-    st.mu.Lock();
-    while (!st.stopped) {
-      if (st.mu.AwaitWithTimeout(st.changed, wake,
-                                 [&st]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return st.stopped; })) {
+  thread = std::thread([this, owner] {
+    const auto wake =
+        std::max<std::chrono::milliseconds>(options.interval / 4, std::chrono::milliseconds(1));
+    mu.Lock();
+    while (!stopped) {
+      if (mu.AwaitWithTimeout(changed, wake,
+                              [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopped; })) {
         break;
       }
-      st.mu.Unlock();
-      Tick();
-      st.mu.Lock();
+      mu.Unlock();
+      owner->Tick();
+      mu.Lock();
     }
-    st.mu.Unlock();
+    mu.Unlock();
   });
-  s.thread_running = true;
+  thread_running = true;
 }
 
 void Sweeper::Unregister(Sweepable* cache) {

@@ -77,6 +77,8 @@ class PoolBase : private BlockReleaser {
 
  private:
   void Release(size_t cls, void* const* blocks, size_t n) override;
+  void LockForFork() override;
+  void UnlockAfterFork() override;
   // The cache's slow paths, and the debug checks: with them on, the cache runs in the locked
   // mode, so that every call comes here and the inline paths test nothing.
   void* GetSlow();

@@ -146,6 +146,8 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   void* AllocateSlow(size_t bytes, size_t alignment);
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
   void Release(size_t cls, void* const* blocks, size_t n) override;
+  void LockForFork() override;
+  void UnlockAfterFork() override;
 
   // Gives `p` (`bytes` long, obtained from upstream_ with `alignment`) back upstream, its
   // pages discarded first when it is at least discard_min_bytes_ long.

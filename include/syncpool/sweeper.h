@@ -37,8 +37,15 @@
 // sweeper is never destroyed; its thread is stopped and joined at exit, after which SweepNow()
 // still works and caches are still released when they are destroyed.
 //
+// fork(): sweepers and their caches take all their locks before a fork and release them after,
+// in the parent and in the child (pthread_atfork), so the child finds none held by a thread
+// it does not have; the child's pools work as the parent's did. The background thread does
+// not survive into the child: it starts again there the next time a cache of the sweeper takes
+// a slow path (a miss, a full cache) or registers, and SweepNow() and Tick() work at once.
+// A sweep in progress when fork() is called finishes first (fork waits for it).
+//
 // REQUIRES: a sweeper outlives every cache registered with it; a destructor of a pooled object
-// must not call SweepNow() (the sweep that destroys it would wait for itself).
+// must not call SweepNow() (the sweep that destroys it would wait for itself) nor fork().
 
 #ifndef SYNCPOOL_SWEEPER_H_
 #define SYNCPOOL_SWEEPER_H_
@@ -47,9 +54,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <atomic>
 #include <memory>
 
 namespace syncpool {
+
+namespace internal {
+// How many times this process is a fork() child of a process that had sweepers (0 in the
+// first process): caches compare it with what they saw last to restart their sweeper.
+extern std::atomic<uint64_t> g_fork_generation;
+}  // namespace internal
 
 // Epoch
 //
@@ -69,6 +83,14 @@ class Sweepable {
   //
   // Runs one epoch. Called by at most one thread at a time for a given sweeper.
   virtual void SweepEpoch(const Epoch& epoch) = 0;
+
+  // Sweepable::LockForFork(), Sweepable::UnlockAfterFork()
+  //
+  // Called around fork() (pthread_atfork), with the sweeper's own locks held: take, then
+  // release, every lock the cache's operations may hold, so that the child does not inherit a
+  // lock held by a thread that does not exist there.
+  virtual void LockForFork() {}
+  virtual void UnlockAfterFork() {}
 
  protected:
   ~Sweepable() = default;
@@ -195,8 +217,17 @@ class Sweeper {
   // Whether the background thread is running now.
   bool thread_running() const;
 
- private:
+  // Sweeper::RestartAfterFork()
+  //
+  // In a child process, starts the background thread again if the sweeper had one (and some
+  // cache is registered). Caches call it from their slow paths; calling it at any other time,
+  // or more than once, does nothing.
+  void RestartAfterFork();
+
+  // The sweeper's state, defined in sweeper.cc (named here for its fork handlers).
   struct State;
+
+ private:
   std::unique_ptr<State> state_;
 };
 

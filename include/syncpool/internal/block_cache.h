@@ -98,6 +98,12 @@ class BlockReleaser {
   // sweeps, spills or drains.
   virtual void Release(size_t cls, void* const* blocks, size_t n) = 0;
 
+  // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
+  //
+  // Take and release the releaser's own locks around fork() (see Sweepable::LockForFork()).
+  virtual void LockForFork() {}
+  virtual void UnlockAfterFork() {}
+
  protected:
   ~BlockReleaser() = default;
 };
@@ -207,6 +213,12 @@ class BlockCache final : public Sweepable {
   // released.
   void SweepEpoch(const Epoch& epoch) override;
 
+  // Sweepable::LockForFork(), Sweepable::UnlockAfterFork(): every CPU cache's lock and every
+  // TransferStack's. The sequences take no lock and commit with one store, so a thread that
+  // was inside one when another forked leaves nothing half done in the child.
+  void LockForFork() override;
+  void UnlockAfterFork() override;
+
   // BlockCache::CachedBytes()
   //
   // The bytes cached now, summed without stopping anyone (approximate, as statistics are).
@@ -250,6 +262,8 @@ class BlockCache final : public Sweepable {
 
  private:
   CpuCache* CacheOf(int cpu);  // Creates the cache on first use.
+  // In a fork child, once: starts the sweeper's thread again (sweeper.h).
+  void AfterFork();
   void* FromTransfer(size_t cls);
   void* Steal(size_t cls, int cpu);
   // Hands `n` blocks moved out of a full CPU cache (`c`, or nullptr) to the TransferStack and
@@ -291,6 +305,9 @@ class BlockCache final : public Sweepable {
   // Whether a thread on `cpu` must not use the sequences on its own cache now (a remote
   // operation holds it, or it is not published yet): the slow path then waits on the lock.
   bool ClosedToSequences(int cpu, CpuCache* c) const;
+  // Waits for a remote operation on `cpu`'s cache `c` to end, and opens it to sequences.
+  // REQUIRES: ClosedToSequences(cpu, c) (so `cpu` is below rseq_cpus_limit_), the rseq mode.
+  void WaitAndOpen(int cpu, CpuCache* c);
 
   const bool rseq_;
   const int num_cpus_;
@@ -306,6 +323,8 @@ class BlockCache final : public Sweepable {
   Sweeper* const sweeper_;
   std::once_flag registered_;
   std::atomic<bool> registered_flag_{false};  // Set once Register() returned.
+  // internal::g_fork_generation as this cache last saw it.
+  std::atomic<uint64_t> fork_generation_{g_fork_generation.load(std::memory_order_relaxed)};
 
   // One per class, `class_bytes_.size()` of them.
   const std::unique_ptr<TransferStack[]> transfers_;

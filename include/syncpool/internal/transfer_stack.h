@@ -68,6 +68,10 @@ class TransferStack {
   // Copies both generations to `out` (room for 2 * capacity() blocks) and empties them.
   size_t TakeAll(void** out);
 
+  // Around fork(): see Sweepable::LockForFork().
+  void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Lock(); }
+  void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Unlock(); }
+
   // Racy reads for statistics and probes.
   uint32_t PrimaryCount() const { return primary_count_.load(std::memory_order_relaxed); }
   uint32_t VictimCount() const { return victim_count_.load(std::memory_order_relaxed); }
