@@ -13,7 +13,7 @@ namespace syncpool {
 
 struct MimallocResource::Api {
   void* (*malloc)(size_t);
-  void* (*malloc_aligned)(size_t, size_t);
+  void* (*malloc_aligned_at)(size_t, size_t, size_t);
   void (*free)(void*);
   void (*collect)(bool);
   void (*thread_init)();  // Null when the library lacks it: Collect() then skips it.
@@ -43,7 +43,7 @@ MimallocResource* MimallocResource::Get() {
     if (library == nullptr) return nullptr;
     auto* api = new Api();
     if (!Lookup(library, "mi_malloc", &api->malloc) ||
-        !Lookup(library, "mi_malloc_aligned", &api->malloc_aligned) ||
+        !Lookup(library, "mi_malloc_aligned_at", &api->malloc_aligned_at) ||
         !Lookup(library, "mi_free", &api->free) || !Lookup(library, "mi_collect", &api->collect)) {
       delete api;
       return nullptr;
@@ -64,8 +64,12 @@ void MimallocResource::Collect(bool force) {
 }
 
 void* MimallocResource::do_allocate(size_t bytes, size_t alignment) {
+  // mi_malloc_aligned() of mimalloc 2.0.9 (Debian 12's) returns blocks of 256 to 1024 bytes
+  // aligned to 256 to 1024 that are only half as aligned (for example 256 bytes aligned to 256
+  // came back 128-aligned); mi_malloc_aligned_at() with offset 0, the same request, does not
+  // (every size up to 8 KiB and every alignment up to 64 KiB checked).
   void* p = MallocSuffices(bytes, alignment) ? api_->malloc(bytes)
-                                             : api_->malloc_aligned(bytes, alignment);
+                                             : api_->malloc_aligned_at(bytes, alignment, 0);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
