@@ -24,7 +24,7 @@ namespace {
 // Whether mi_malloc alone guarantees `alignment` for `bytes`. Its blocks come in sizes that
 // are multiples of 8 bytes, so every block is 8-aligned, but a block of an odd number of words
 // (24, 40, 56 bytes) is only 8-aligned; blocks whose size is a multiple of 16 are 16-aligned.
-// Anything else goes through mi_malloc_aligned.
+// Anything else goes through mi_malloc_aligned_at (see do_allocate()).
 bool MallocSuffices(size_t bytes, size_t alignment) {
   return alignment <= 8 || (alignment <= 16 && bytes != 0 && bytes % 16 == 0);
 }
