@@ -316,7 +316,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
   auto push_locked = [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (cc->PushPrimary(cls, block)) return true;
     while (n_moved < batch) {
-      void* b = cc->PopPrimary(cls);
+      void* b = cc->PopPrimary(cls, /*to_move=*/true);
       if (b == nullptr) break;
       moved[n_moved++] = b;
     }
@@ -347,7 +347,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
         if (kept || c->PrimaryCount(cls) < capacities_[cls]) continue;
         if (n_moved != 0) break;
         while (n_moved < batch) {
-          void* b = RseqPopPrimary(rseq_cpus_, offset);
+          void* b = RseqPopToMove(rseq_cpus_, offset);
           if (b == nullptr) break;
           moved[n_moved++] = b;
         }
@@ -360,7 +360,10 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     // No cache could be created for this CPU (memory, or the sweeper's thread failed to
     // start). A Put must not fail: release the block instead of caching it.
   }
-  if (n_moved != 0) ToTransfer(cls, c, moved, n_moved);
+  if (n_moved != 0) {
+    if (c != nullptr) c->changes.fetch_add(1, std::memory_order_relaxed);
+    ToTransfer(cls, c, moved, n_moved);
+  }
   if (kept) return;
   // Spill: the block found no room. Release it now, outside any lock.
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(1, std::memory_order_relaxed);
@@ -369,6 +372,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
 
 template <typename Take>
 void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer) {
+  c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
   Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     size_t at = 0;
     for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
@@ -482,7 +486,6 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
           }
         }
       }
-      c->activity_at_last_epoch = c->Activity();
     }
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
       if (transfers_[cls].LooksEmpty()) continue;
@@ -498,6 +501,13 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
   }
   SetEstimate(CachedBytes());
   EnforceBudget(buffer);
+  // What this epoch left, every path included (aging, draining, pressure, budgets), for the
+  // next epoch to tell a CPU nobody used since.
+  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+    if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) {
+      c->activity_at_last_epoch = c->Activity();
+    }
+  }
   epochs_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -535,7 +545,6 @@ void BlockCache::EnforceBudget(TakeBuffer& buffer) {
         blocks += buffer.counts[cls];
         bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
       }
-      c->activity_at_last_epoch = c->Activity();
       SetEstimate(CachedBytes());
     }
   }
@@ -588,6 +597,7 @@ void BlockCache::DrainOneByOne() {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
+    c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
       while (void* block = Remote(cpu, c, [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
                void* b = cc->PopPrimary(cls);

@@ -69,7 +69,8 @@ void** CpuCache::AgeDetach(size_t cls, bool whole_primary, uint32_t* detached) {
 uint64_t CpuCache::Activity() const {
   uint64_t activity = hits.load(std::memory_order_relaxed) +
                       misses.load(std::memory_order_relaxed) +
-                      spills.load(std::memory_order_relaxed);
+                      spills.load(std::memory_order_relaxed) +
+                      changes.load(std::memory_order_relaxed);
   // The counts move both ways: weight them so that a push and a pop cannot cancel out the
   // hit the pop counted.
   for (size_t cls = 0; cls < num_classes; ++cls) {

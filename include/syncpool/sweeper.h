@@ -15,7 +15,8 @@
 //      Retention::kVictim), or only the blocks that nobody took during the epoch
 //      (Retention::kWorkingSet, the default: a steady workload keeps its blocks where its
 //      fast path finds them);
-//   3. releases the whole cache of a CPU that served no Get during the epoch;
+//   3. releases the whole cache of a CPU that nobody used during the epoch (no Get, Put or
+//      spill);
 //   4. keeps caches within their byte budgets (Options::max_cached_bytes,
 //      SetProcessCacheLimit()).
 //

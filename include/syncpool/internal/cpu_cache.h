@@ -98,12 +98,14 @@ class alignas(kCacheLineSize) CpuCache {
   //
   // Takes the most recently pushed block of class `cls` from the primary generation, or
   // returns nullptr if it is empty.
-  void* PopPrimary(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+  // `to_move`: the block goes to the TransferStack, not to a caller, so the low-water mark
+  // (what the epoch's callers took) stays as it is.
+  void* PopPrimary(size_t cls, bool to_move = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
     ClassStack& s = stacks()[cls];
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
     if (n == 0) return nullptr;
     s.primary_count.store(n - 1, std::memory_order_relaxed);
-    if (n - 1 < s.low_water) s.low_water = n - 1;
+    if (!to_move && n - 1 < s.low_water) s.low_water = n - 1;
     return s.primary[n - 1];
   }
 
@@ -194,8 +196,11 @@ class alignas(kCacheLineSize) CpuCache {
   // CpuCache::Activity()
   //
   // A figure that any Get, Put or spill on this CPU changes: pops raise `hits`, a Get that
-  // finds nothing raises `misses`, a push raises a count, a spill raises `spills`. (Read
-  // without the lock: a stale read only delays draining a cold CPU by an epoch.)
+  // finds nothing raises `misses`, a push raises a count, a spill raises `spills`, and what
+  // lowers counts without a hit (a Put that made room by moving a batch to the TransferStack,
+  // a drain between epochs) raises `changes`, so that counts can never come back to what the
+  // last epoch recorded unseen. (Read without the lock: a stale read only delays draining a
+  // cold CPU by an epoch.)
   uint64_t Activity() const;
 
   // CpuCache::TakeVictims()
@@ -208,6 +213,7 @@ class alignas(kCacheLineSize) CpuCache {
   std::atomic<uint64_t> misses{0};
   std::atomic<uint64_t> steals{0};
   std::atomic<uint64_t> spills{0};
+  std::atomic<uint64_t> changes{0};  // For Activity() only.
 
   size_t num_classes = 0;  // Immutable after creation.
 

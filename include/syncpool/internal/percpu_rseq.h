@@ -138,7 +138,7 @@ inline constexpr int kRseqCsOffset = 8;
 // holds no cache for the CPU or the stack is empty. The sequence jumps straight to the
 // caller's failure branch (asm goto), so a miss costs no extra test. With kLowWater, it also
 // lowers the stack's low_water to the new count (inside the section, so only on this CPU).
-template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater>
+template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit = true>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(const std::atomic<CpuCache*>* table,
                                                   size_t stack_offset) {
   void* result;
@@ -157,14 +157,17 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(const std::atomic<CpuCache*>* 
            "movl %k[scratch], %c[lwm](%[cache], %[stack])\n\t"
            "87:\n\t"
            ".endif\n\t"
+           ".if %c[count_hit]\n\t"
            "addq $1, %c[hits](%[cache])\n\t"
+           ".endif\n\t"
            "movl %k[scratch], %c[count](%[cache], %[stack])\n\t"  // Commit.
            "83:\n\t"
            SYNCPOOL_RSEQ_ABORT_HANDLER
            : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache)
            : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(CpuCache, hits)),
              [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset),
-             [lwm] "i"(offsetof(ClassStack, low_water)), [track] "i"(kLowWater ? 1 : 0)
+             [lwm] "i"(offsetof(ClassStack, low_water)), [track] "i"(kLowWater ? 1 : 0),
+             [count_hit] "i"(kCountHit ? 1 : 0)
            : "memory", "cc"
            : fail);
   return result;
@@ -208,6 +211,15 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(const std::atomic<CpuCa
                                                          size_t stack_offset) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(
       table, stack_offset);
+}
+
+// RseqPopToMove()
+//
+// A pop of the primary generation that hands nobody a block: the slow path of a Put moving a
+// batch to the TransferStack. It counts no hit and leaves the low-water mark alone.
+inline void* RseqPopToMove(const std::atomic<CpuCache*>* table, size_t stack_offset) {
+  return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), false,
+                 false>(table, stack_offset);
 }
 
 inline void* RseqPopVictim(const std::atomic<CpuCache*>* table, size_t stack_offset) {

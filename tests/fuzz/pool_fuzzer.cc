@@ -1,0 +1,1040 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// A libFuzzer target for PoolResource and Pool<T>, checked step by step against a model.
+//
+// Each input is a little program. Its first three bytes choose the options of a fresh
+// PoolResource (over a TrackingResource, which flags mismatched deallocations) and of a fresh
+// Pool<Object>, each with its own manual Sweeper and small capacities, so that spills, the
+// shared TransferStack, steals and budgets are reached within a few operations. The bytes after
+// them are operations, one opcode byte (modulo kNumOps) followed by its argument bytes (see Op
+// below); a program that runs out of bytes reads zeros. Operations: allocate and deallocate of
+// many sizes and alignments (through the virtual and the inline API), Get, handle reset,
+// release, move and Put, SweepNow (with and without pressure), Trim, Clear, switches of the
+// fake CPU, an upstream that fails, invalid alignments, a reset hook that throws, a New that
+// returns nullptr, and bursts.
+//
+// The model holds the live blocks (pointer, size, alignment, and a fill byte written over the
+// whole block) and the live objects (handles and released pointers, each stamped). After
+// every step it checks that:
+//   - an allocation is non-null, aligned as asked, overlaps no live block, is writable over
+//     its whole size, and is a block the upstream holds; a Get never returns a live object;
+//   - a block's pattern, or an object's stamp, is intact when it is given back;
+//   - the upstream's live blocks and bytes are the live allocations plus what Stats says is
+//     cached, and its allocations and deallocations match Stats' misses, direct requests,
+//     spills and releases (likewise, for the pool, objects made and destroyed); hits and
+//     misses add up to the allocations (Gets) made, and a deallocate (Put) counts no hit;
+//   - a sweep releases only what it counts, keeps nothing that was a victim, keeps whatever
+//     was given back since the previous sweep (at least one epoch), leaves nothing after two
+//     sweeps in a row (at most two epochs) or a pressure sweep, and keeps the byte budget;
+//   - Trim() and Clear() leave nothing cached; a failed upstream call or an invalid alignment
+//     changes nothing; a reset hook that throws destroys its object;
+// and at the end of the input, with everything released and the caches destroyed (trimmed
+// first, or full, as an option bit says), that the upstream holds nothing and saw no mismatch
+// and that every object is gone. A violation prints what failed and aborts.
+//
+// Debug checks are off by default (the fuzzer never misuses the API, and they would make the
+// caches run in the locked mode only); one option bit turns them on, to check that valid use
+// never trips them.
+//
+// Run it as tests/fuzz/BUILD.bazel says; the seed corpus is tests/fuzz/corpus.
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <memory_resource>
+#include <new>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "syncpool/internal/size_class.h"
+#include "syncpool/options.h"
+#include "syncpool/pool.h"
+#include "syncpool/pool_resource.h"
+#include "syncpool/stats.h"
+#include "syncpool/sweeper.h"
+#include "syncpool/testing/fake_cpu.h"
+#include "tests/tracking_resource.h"
+
+namespace syncpool {
+namespace {
+
+using ::syncpool::testing::ScopedFakeCpu;
+using ::syncpool::testing::TrackingResource;
+
+// Where the current input is, for the message of a violation.
+size_t g_step = 0;
+int g_op = -1;
+
+[[noreturn]] void Violation(const char* file, int line, const char* what, uint64_t lhs,
+                            uint64_t rhs) {
+  std::fprintf(stderr,
+               "pool_fuzzer: model violation at %s:%d, step %zu (opcode %d): %s "
+               "(%llu vs %llu)\n",
+               file, line, g_step, g_op, what, static_cast<unsigned long long>(lhs),
+               static_cast<unsigned long long>(rhs));
+  std::abort();
+}
+
+#define FUZZ_CHECK(cond)                                                            \
+  do {                                                                              \
+    if (!(cond)) ::syncpool::Violation(__FILE__, __LINE__, #cond, 0, 0);            \
+  } while (0)
+
+#define FUZZ_CHECK_OP(a, op, b)                                                      \
+  do {                                                                               \
+    const uint64_t fuzz_lhs = (a);                                                   \
+    const uint64_t fuzz_rhs = (b);                                                   \
+    if (!(fuzz_lhs op fuzz_rhs)) {                                                   \
+      ::syncpool::Violation(__FILE__, __LINE__, #a " " #op " " #b, fuzz_lhs, fuzz_rhs); \
+    }                                                                                \
+  } while (0)
+
+#define FUZZ_CHECK_EQ(a, b) FUZZ_CHECK_OP(a, ==, b)
+#define FUZZ_CHECK_LE(a, b) FUZZ_CHECK_OP(a, <=, b)
+
+// Whether the check named `name` is turned off: POOL_FUZZER_SKIP_CHECKS lists names, comma
+// separated, so that a session can look past a known, reported violation for others. Names:
+//   at_least_one_epoch: what was given back since the last sweep survives the next one;
+//   hits_on_put: a deallocate or Put counts no hit;
+//   exact_hits: hits + misses equal the Gets and allocations (within kRestartSlack in the
+//     rseq mode).
+bool Skipped(const char* name) {
+  static const std::string* const skip = [] {
+    const char* env = std::getenv("POOL_FUZZER_SKIP_CHECKS");
+    return new std::string(env != nullptr ? env : "");
+  }();
+  return skip->find(name) != std::string::npos;
+}
+
+// How many hits one input may count twice in the rseq mode (a pop restarted by preemption,
+// migration or a signal after it counted the hit): rare, since the sequences are a few
+// instructions, so two per input is ample.
+constexpr uint64_t kRestartSlack = 2;
+
+// The input, a byte at a time; zeros once it is exhausted.
+class ByteReader {
+ public:
+  ByteReader(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+  bool done() const { return pos_ >= size_; }
+  uint8_t Next() { return pos_ < size_ ? data_[pos_++] : 0; }
+
+ private:
+  const uint8_t* const data_;
+  const size_t size_;
+  size_t pos_ = 0;
+};
+
+// Forwards to another resource and remembers which blocks it handed out and has not been given
+// back, so the model can ask whether the resource still caches a block (a cached block stays
+// live upstream). Single-threaded, as the fuzzer is (its sweepers have no thread).
+class LivenessProbe final : public std::pmr::memory_resource {
+ public:
+  explicit LivenessProbe(std::pmr::memory_resource* upstream) : upstream_(upstream) {}
+
+  bool IsLive(const void* p) const { return live_.count(p) != 0; }
+
+ private:
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    void* p = upstream_->allocate(bytes, alignment);
+    live_.insert(p);
+    return p;
+  }
+  void do_deallocate(void* p, size_t bytes, size_t alignment) override {
+    live_.erase(p);
+    upstream_->deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  std::pmr::memory_resource* const upstream_;
+  std::unordered_set<const void*> live_;
+};
+
+// The pooled type: a state word and stamps that tell who wrote it last. Every object alive is
+// in Live(), so the model can tell whether the pool still caches an object it was given.
+class Object {
+ public:
+  enum State : uint64_t {
+    kFresh = 0x4672657368,   // Made by New, never handed out.
+    kHeld = 0x48656c64,      // Held by the model, stamped.
+    kPooled = 0x506f6f6c6564,  // Given back: the reset hook ran.
+  };
+
+  Object() { Live().insert(this); }
+  Object(const Object&) = delete;
+  Object& operator=(const Object&) = delete;
+  ~Object() {
+    Live().erase(this);
+    ++destroyed_;
+  }
+
+  static std::unordered_set<const Object*>& Live() {
+    static auto* const live = new std::unordered_set<const Object*>();
+    return *live;
+  }
+  static uint64_t destroyed() { return destroyed_; }
+
+  void Stamp(uint64_t serial) {
+    state = kHeld;
+    for (size_t i = 0; i < kStamps; ++i) stamp[i] = serial * 0x9E3779B97F4A7C15u + i;
+  }
+  bool StampIntact() const {
+    for (size_t i = 1; i < kStamps; ++i) {
+      if (stamp[i] != stamp[0] + i) return false;
+    }
+    return true;
+  }
+
+  uint64_t state = kFresh;
+
+ private:
+  static constexpr size_t kStamps = 7;
+  static inline uint64_t destroyed_ = 0;
+  uint64_t stamp[kStamps] = {};
+};
+
+// Thrown by the reset hook when the model asks it to.
+struct ResetError {};
+
+// Alignments of allocate requests: pooled ones (up to 64), over-aligned ones (upstream).
+constexpr size_t kAlignments[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 4096, 16, 16, 8, 64, 32, 1};
+// Alignments that are not powers of two: allocate must throw std::invalid_argument.
+constexpr size_t kBadAlignments[8] = {0, 3, 6, 24, 48, 96, 1000, 65537};
+
+// Bounds on what one input holds, so that an input cannot exhaust memory.
+constexpr size_t kMaxBlocks = 64;
+constexpr size_t kMaxObjects = 64;
+constexpr size_t kMaxBurst = 40;
+
+// The opcodes: the byte modulo kNumOps. Arguments, one byte each, follow the opcode.
+enum Op : int {
+  kAllocate,           // size mode, size value, alignment: allocate()
+  kAllocateInline,     // size mode, size value, alignment: Allocate()
+  kDeallocate,         // index: deallocate()
+  kDeallocateInline,   // index: Deallocate()
+  kGet,                // Get(), New allowed
+  kResetHandle,        // index, how (bit 0: reset(), else destroy the handle)
+  kReleaseHandle,      // index: Handle::release()
+  kPutReleased,        // index: Put(unique_ptr) of a released object, Put(nullptr) when none
+  kDeleteReleased,     // index: a released object destroyed outside the pool
+  kMoveHandle,         // target, source, how (bit 0: move-construct, else move-assign)
+  kSweep,              // which (0 resource, 1 pool, 2 both) + 4 * pressure
+  kTrim,               // PoolResource::Trim()
+  kClear,              // Pool::Clear()
+  kSetCpu,             // CPU: a fake CPU id, or (value NumCpus) the real CPU
+  kFailingAllocate,    // size mode, size value, alignment: the upstream's next call throws
+  kBadAlignment,       // size value, alignment index, API (bit 0: inline)
+  kThrowingReset,      // Put(unique_ptr) whose reset hook throws
+  kGetWithoutNew,      // Get() with a New that returns nullptr
+  kBurst,              // count, size mode, size value, alignment: allocate count, free all
+  kPoolBurst,          // count: Get count objects, then put them all back
+  kNumOps,
+};
+
+// The upstream size of a pooled request: its class's size.
+size_t ClassBytes(size_t bytes, size_t alignment) {
+  return internal::ClassSize(internal::RequestClass(bytes, alignment));
+}
+
+// Whether the `n` bytes at `p` all read `fill`.
+bool PatternIntact(const unsigned char* p, size_t n, unsigned char fill) {
+  unsigned char expected[4096];
+  std::memset(expected, fill, sizeof(expected));
+  for (size_t at = 0; at < n; at += sizeof(expected)) {
+    if (std::memcmp(p + at, expected, std::min(sizeof(expected), n - at)) != 0) return false;
+  }
+  return true;
+}
+
+// What the counters of one sweep may do (both caches follow the same policy).
+//   quiet_sweeps: sweeps of this cache in a row with no operation on it between them, this one
+//   included; registered: whether the cache has joined its sweeper (it then counts the epoch).
+void CheckSweep(const Stats& before, const Stats& after, bool pressure, int quiet_sweeps,
+                bool registered, size_t budget) {
+  FUZZ_CHECK_EQ(after.hits, before.hits);
+  FUZZ_CHECK_EQ(after.misses, before.misses);
+  FUZZ_CHECK_EQ(after.steals, before.steals);
+  FUZZ_CHECK_EQ(after.spills, before.spills);
+  FUZZ_CHECK_LE(after.cached_blocks(), before.cached_blocks());
+  if (registered) {
+    FUZZ_CHECK_EQ(after.epochs, before.epochs + 1);
+  } else {
+    FUZZ_CHECK_LE(after.epochs, before.epochs + 1);
+  }
+  const uint64_t left = before.cached_blocks() - after.cached_blocks();
+  const uint64_t left_bytes = before.cached_bytes() - after.cached_bytes();
+  if (pressure) {
+    // Everything goes, counted as pressure.
+    FUZZ_CHECK_EQ(after.cached_blocks(), 0);
+    FUZZ_CHECK_EQ(after.cached_bytes(), 0);
+    FUZZ_CHECK_EQ(after.pressure_blocks - before.pressure_blocks, left);
+    FUZZ_CHECK_EQ(after.pressure_bytes - before.pressure_bytes, left_bytes);
+    FUZZ_CHECK_EQ(after.swept_blocks, before.swept_blocks);
+    FUZZ_CHECK_EQ(after.over_budget_blocks, before.over_budget_blocks);
+  } else {
+    // Victims go and primaries are kept or demoted: nothing that was a victim stays.
+    FUZZ_CHECK_LE(after.cached_blocks(), before.primary_blocks);
+    FUZZ_CHECK_EQ((after.swept_blocks - before.swept_blocks) +
+                      (after.over_budget_blocks - before.over_budget_blocks),
+                  left);
+    FUZZ_CHECK_EQ((after.swept_bytes - before.swept_bytes) +
+                      (after.over_budget_bytes - before.over_budget_bytes),
+                  left_bytes);
+    FUZZ_CHECK_EQ(after.pressure_blocks, before.pressure_blocks);
+    // At most two epochs: a second sweep with nothing in between leaves nothing.
+    if (quiet_sweeps >= 2) FUZZ_CHECK_EQ(after.cached_blocks(), 0);
+  }
+  if (budget != 0) FUZZ_CHECK_LE(after.cached_bytes(), budget);
+}
+
+class Harness {
+ public:
+  // Reads the options from the first three bytes:
+  //   flags:   bit 0 resource retention kVictim (else kWorkingSet), bit 1 allow_rseq = false,
+  //            bit 2 debug_checks, bit 3 pool retention kVictim, bits 4-5 max_block_size
+  //            (kMaxBlockSizes), bits 6-7 discard_min_bytes (kDiscardMin);
+  //   caps:    bits 0-2 resource max_blocks_per_class - 1, bits 3-4 per_cpu_class_bytes
+  //            (kClassBytes), bits 5-7 pool max_blocks_per_class - 1;
+  //   budgets: bits 0-2 resource max_cached_bytes (kResourceBudgets), bits 3-5 pool
+  //            max_cached_bytes (kPoolBudgets), bit 6 destroy the caches full at the end.
+  explicit Harness(ByteReader& in) : in_(in) {
+    const uint8_t flags = in_.Next();
+    const uint8_t caps = in_.Next();
+    const uint8_t budgets = in_.Next();
+
+    constexpr size_t kMaxBlockSizes[4] = {256 << 10, 4096, 1000, 64 << 10};
+    constexpr size_t kDiscardMin[4] = {0, 4096, 16 << 10, 1};
+    constexpr size_t kClassBytes[4] = {64 << 10, 4096, 256, 0};
+    constexpr size_t kResourceBudgets[8] = {0, 0, 0, 0, 1 << 10, 8 << 10, 64 << 10, 1 << 20};
+    constexpr size_t kPoolBudgets[8] = {0, 0, 0, 0, 1, 4, 16, 256};  // In objects.
+
+    Options r;
+    r.name = "pool_fuzzer resource";
+    r.sweeper = &resource_sweeper_;
+    r.retention = (flags & 1) != 0 ? Retention::kVictim : Retention::kWorkingSet;
+    r.allow_rseq = (flags & 2) == 0;
+    r.debug_checks = (flags & 4) != 0;
+    r.max_block_size = kMaxBlockSizes[(flags >> 4) & 3];
+    r.discard_min_bytes = kDiscardMin[(flags >> 6) & 3];
+    r.max_blocks_per_class = 1 + (caps & 7);
+    r.per_cpu_class_bytes = kClassBytes[(caps >> 3) & 3];
+    r.max_cached_bytes = kResourceBudgets[budgets & 7];
+    resource_budget_ = r.max_cached_bytes;
+
+    Options p;
+    p.name = "pool_fuzzer pool";
+    p.sweeper = &pool_sweeper_;
+    p.retention = (flags & 8) != 0 ? Retention::kVictim : Retention::kWorkingSet;
+    p.allow_rseq = r.allow_rseq;
+    p.debug_checks = r.debug_checks;
+    p.max_blocks_per_class = 1 + ((caps >> 5) & 7);
+    p.max_cached_bytes = kPoolBudgets[(budgets >> 3) & 7] * sizeof(Object);
+    pool_budget_ = p.max_cached_bytes;
+
+    destroy_full_ = (budgets & 0x40) != 0;
+    cpus_ = std::min(ScopedFakeCpu::NumCpus(), 4);
+    objects_at_start_ = Object::Live().size();
+    destroyed_at_start_ = Object::destroyed();
+
+    resource_.emplace(r, &probe_);
+    pool_.emplace([this] { return New(); }, [this](Object& o) { Reset(o); }, p);
+  }
+
+  Harness(const Harness&) = delete;
+  Harness& operator=(const Harness&) = delete;
+
+  void Run() {
+    CheckInvariants();
+    while (!in_.done()) {
+      ++g_step;
+      g_op = in_.Next() % kNumOps;
+      Step(static_cast<Op>(g_op));
+      CheckInvariants();
+    }
+    g_op = -1;
+    Finish();
+  }
+
+ private:
+  struct Block {
+    unsigned char* p;
+    size_t bytes;
+    size_t alignment;
+    size_t upstream_bytes;  // The class size, or `bytes` for a direct request.
+    bool direct;
+    unsigned char fill;
+  };
+
+  void Step(Op op) {
+    switch (op) {
+      case kAllocate:
+      case kAllocateInline: {
+        const uint8_t mode = in_.Next();
+        const uint8_t value = in_.Next();
+        const uint8_t align = in_.Next();
+        Allocate(DecodeSize(mode, value), kAlignments[align % 16], op == kAllocateInline);
+        break;
+      }
+      case kDeallocate:
+      case kDeallocateInline:
+        Deallocate(in_.Next(), op == kDeallocateInline);
+        break;
+      case kGet:
+        Get(/*allow_new=*/true);
+        break;
+      case kResetHandle: {
+        const uint8_t index = in_.Next();
+        ResetHandle(index, (in_.Next() & 1) != 0);
+        break;
+      }
+      case kReleaseHandle:
+        ReleaseHandle(in_.Next());
+        break;
+      case kPutReleased:
+        PutReleased(in_.Next());
+        break;
+      case kDeleteReleased:
+        DeleteReleased(in_.Next());
+        break;
+      case kMoveHandle: {
+        const uint8_t target = in_.Next();
+        const uint8_t source = in_.Next();
+        MoveHandle(target, source, (in_.Next() & 1) != 0);
+        break;
+      }
+      case kSweep: {
+        const uint8_t arg = in_.Next();
+        const bool pressure = (arg & 4) != 0;
+        if (arg % 3 != 1) SweepResource(pressure);
+        if (arg % 3 != 0) SweepPool(pressure);
+        break;
+      }
+      case kTrim:
+        Trim();
+        break;
+      case kClear:
+        Clear();
+        break;
+      case kSetCpu: {
+        const int cpu = in_.Next() % (cpus_ + 1);
+        fake_cpu_.reset();
+        if (cpu < cpus_) fake_cpu_.emplace(cpu);
+        break;
+      }
+      case kFailingAllocate: {
+        const uint8_t mode = in_.Next();
+        const uint8_t value = in_.Next();
+        const uint8_t align = in_.Next();
+        FailingAllocate(DecodeSize(mode, value), kAlignments[align % 16]);
+        break;
+      }
+      case kBadAlignment: {
+        const uint8_t value = in_.Next();
+        const uint8_t align = in_.Next();
+        BadAlignment(value, kBadAlignments[align % 8], (in_.Next() & 1) != 0);
+        break;
+      }
+      case kThrowingReset:
+        ThrowingReset();
+        break;
+      case kGetWithoutNew:
+        Get(/*allow_new=*/false);
+        break;
+      case kBurst: {
+        const size_t count = 1 + in_.Next() % kMaxBurst;
+        const uint8_t mode = in_.Next();
+        const uint8_t value = in_.Next();
+        const uint8_t align = in_.Next();
+        Burst(count, DecodeSize(mode, value), kAlignments[align % 16]);
+        break;
+      }
+      case kPoolBurst:
+        PoolBurst(1 + in_.Next() % kMaxBurst);
+        break;
+      case kNumOps:
+        break;
+    }
+  }
+
+  // A request size from two bytes: small, medium, large, around max_block_size, around a
+  // class boundary, zero, or a power of two up to 1 MiB.
+  size_t DecodeSize(uint8_t mode, uint8_t value) const {
+    switch (mode % 8) {
+      case 0:
+        return value % 33;
+      case 1:
+        return value;
+      case 2:
+        return size_t{value} * 16 + (mode >> 3);
+      case 3: {
+        const size_t around = resource_->max_block_size() + value % 33;
+        return around >= 16 ? around - 16 : 0;
+      }
+      case 4:
+        return internal::ClassSize(value % internal::kNumSizeClasses) + (mode >> 3) % 3 - 1;
+      case 5:
+        return size_t{value} * 1024 + (mode >> 3);
+      case 6:
+        return 0;
+      default:
+        return size_t{1} << (value % 21);
+    }
+  }
+
+  bool IsDirect(size_t bytes, size_t alignment) const {
+    return bytes > resource_->max_block_size() || alignment > kMaxPooledAlignment;
+  }
+
+  // PoolResource ------------------------------------------------------------------------------
+
+  void Allocate(size_t bytes, size_t alignment, bool inline_api) {
+    if (blocks_.size() >= kMaxBlocks) {
+      Deallocate(static_cast<uint8_t>(bytes), inline_api);
+      return;
+    }
+    void* p = inline_api ? resource_->Allocate(bytes, alignment)
+                         : resource_->allocate(bytes, alignment);
+    Record(p, bytes, alignment);
+  }
+
+  // Checks a block just allocated and adds it to the model.
+  void Record(void* p, size_t bytes, size_t alignment) {
+    const bool direct = IsDirect(bytes, alignment);
+    FUZZ_CHECK(p != nullptr);
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    FUZZ_CHECK_EQ(at % alignment, 0);
+    // Blocks are handed out whole: a pooled block and a direct one both start a live upstream
+    // block (a block the resource released must never come back).
+    FUZZ_CHECK(probe_.IsLive(p));
+    // No overlap with any live block (a zero-byte block still takes a distinct address).
+    const uintptr_t end = at + std::max<size_t>(bytes, 1);
+    auto next = extents_.lower_bound(at);
+    if (next != extents_.end()) FUZZ_CHECK_LE(end, next->first);
+    if (next != extents_.begin()) FUZZ_CHECK_LE(std::prev(next)->second, at);
+    extents_.emplace(at, end);
+    const auto fill = static_cast<unsigned char>(1 + serial_++ % 255);
+    std::memset(p, fill, bytes);  // Writable over its whole size (ASan checks the bounds).
+    const size_t upstream_bytes = direct ? bytes : ClassBytes(bytes, alignment);
+    blocks_.push_back(Block{static_cast<unsigned char*>(p), bytes, alignment, upstream_bytes,
+                            direct, fill});
+    live_upstream_bytes_ += upstream_bytes;
+    if (direct) {
+      ++direct_allocations_;
+    } else {
+      ++pooled_allocations_;
+      ResourceUsed();
+      put_since_resource_epoch_.erase(p);
+    }
+  }
+
+  void Deallocate(uint8_t index, bool inline_api) {
+    if (blocks_.empty()) return;
+    const size_t i = index % blocks_.size();
+    const Block b = blocks_[i];
+    FUZZ_CHECK(PatternIntact(b.p, b.bytes, b.fill));
+    extents_.erase(reinterpret_cast<uintptr_t>(b.p));
+    blocks_[i] = blocks_.back();
+    blocks_.pop_back();
+    live_upstream_bytes_ -= b.upstream_bytes;
+    const Stats before = resource_->GetStats();
+    const uint64_t released_before = upstream_.deallocations();
+    if (inline_api) {
+      resource_->Deallocate(b.p, b.bytes, b.alignment);
+    } else {
+      resource_->deallocate(b.p, b.bytes, b.alignment);
+    }
+    if (b.direct) {
+      ++direct_deallocations_;
+      FUZZ_CHECK(!probe_.IsLive(b.p));  // Straight back upstream.
+      return;
+    }
+    ResourceUsed();
+    const Stats after = resource_->GetStats();
+    if (!Skipped("hits_on_put")) FUZZ_CHECK_EQ(after.hits, before.hits);
+    // Whatever went upstream was counted: a spill, or over the budget.
+    FUZZ_CHECK_EQ(upstream_.deallocations() - released_before,
+                  (after.spills - before.spills) +
+                      (after.over_budget_blocks - before.over_budget_blocks));
+    if (probe_.IsLive(b.p)) put_since_resource_epoch_.insert(b.p);
+  }
+
+  void FailingAllocate(size_t bytes, size_t alignment) {
+    if (blocks_.size() >= kMaxBlocks) {
+      Deallocate(static_cast<uint8_t>(bytes), false);
+      return;
+    }
+    const Stats before = resource_->GetStats();
+    const size_t live_before = upstream_.live_blocks();
+    upstream_.FailAfter(0);
+    void* p = nullptr;
+    bool threw = false;
+    try {
+      p = resource_->allocate(bytes, alignment);
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    upstream_.FailAfter(-1);  // A hit did not call upstream: do not fail a later call.
+    if (!threw) {
+      Record(p, bytes, alignment);
+      return;
+    }
+    // Nothing changed but the miss.
+    const Stats after = resource_->GetStats();
+    FUZZ_CHECK_EQ(upstream_.live_blocks(), live_before);
+    FUZZ_CHECK_EQ(after.cached_blocks(), before.cached_blocks());
+    FUZZ_CHECK_EQ(after.hits, before.hits);
+    FUZZ_CHECK_EQ(after.direct, before.direct);
+    if (IsDirect(bytes, alignment)) {
+      FUZZ_CHECK_EQ(after.misses, before.misses);
+    } else {
+      FUZZ_CHECK_EQ(after.misses, before.misses + 1);
+      ++pooled_allocations_;
+      ++failed_misses_;
+      ResourceUsed();
+    }
+  }
+
+  void BadAlignment(size_t bytes, size_t alignment, bool inline_api) {
+    const Stats before = resource_->GetStats();
+    const uint64_t allocations_before = upstream_.allocations();
+    bool threw = false;
+    try {
+      void* p = inline_api ? resource_->Allocate(bytes, alignment)
+                           : resource_->allocate(bytes, alignment);
+      static_cast<void>(p);
+    } catch (const std::invalid_argument&) {
+      threw = true;
+    }
+    FUZZ_CHECK(threw);
+    const Stats after = resource_->GetStats();
+    FUZZ_CHECK_EQ(upstream_.allocations(), allocations_before);
+    FUZZ_CHECK_EQ(after.hits, before.hits);
+    FUZZ_CHECK_EQ(after.misses, before.misses);
+    FUZZ_CHECK_EQ(after.direct, before.direct);
+    FUZZ_CHECK_EQ(after.cached_blocks(), before.cached_blocks());
+  }
+
+  void Burst(size_t count, size_t bytes, size_t alignment) {
+    const size_t first = blocks_.size();
+    for (size_t k = 0; k < count && blocks_.size() < kMaxBlocks; ++k) {
+      Allocate(bytes, alignment, (k & 1) != 0);
+      CheckInvariants();
+    }
+    while (blocks_.size() > first) {
+      Deallocate(static_cast<uint8_t>(blocks_.size() - 1), (blocks_.size() & 1) != 0);
+      CheckInvariants();
+    }
+  }
+
+  void SweepResource(bool pressure) {
+    const Stats before = resource_->GetStats();
+    PruneReleasedBlocks();
+    resource_sweeper_.SweepNow(Epoch{.pressure = pressure});
+    ++resource_quiet_sweeps_;
+    const Stats after = resource_->GetStats();
+    CheckSweep(before, after, pressure, resource_quiet_sweeps_, resource_registered_,
+               resource_budget_);
+    if (!pressure && resource_budget_ == 0 && !Skipped("at_least_one_epoch")) {
+      // At least one epoch: what was given back since the last sweep, and is still cached,
+      // survives this one.
+      for (const void* p : put_since_resource_epoch_) FUZZ_CHECK(probe_.IsLive(p));
+    }
+    put_since_resource_epoch_.clear();
+  }
+
+  void Trim() {
+    trimmed_ += resource_->GetStats().cached_blocks();
+    resource_->Trim();
+    put_since_resource_epoch_.clear();
+    FUZZ_CHECK_EQ(resource_->GetStats().cached_blocks(), 0);
+  }
+
+  // Forgets the blocks given back since the last sweep that have left the cache since (by a
+  // spill of a batch, or over the budget): only those still cached must survive the sweep.
+  void PruneReleasedBlocks() {
+    for (auto it = put_since_resource_epoch_.begin(); it != put_since_resource_epoch_.end();) {
+      it = probe_.IsLive(*it) ? std::next(it) : put_since_resource_epoch_.erase(it);
+    }
+  }
+
+  void ResourceUsed() {
+    resource_registered_ = true;
+    resource_quiet_sweeps_ = 0;
+  }
+
+  // Pool<Object> ------------------------------------------------------------------------------
+
+  std::unique_ptr<Object> New() {
+    ++new_calls_;
+    if (new_returns_null_) return nullptr;
+    auto o = std::make_unique<Object>();
+    last_new_ = o.get();
+    return o;
+  }
+
+  void Reset(Object& o) {
+    if (throw_in_reset_) {
+      throw_in_reset_ = false;
+      throw ResetError();
+    }
+    FUZZ_CHECK_EQ(o.state, Object::kHeld);
+    o.state = Object::kPooled;
+  }
+
+  size_t HeldObjects() const { return handles_.size() + released_.size(); }
+
+  void Get(bool allow_new) {
+    if (HeldObjects() >= kMaxObjects) {
+      ResetHandle(0, true);
+      return;
+    }
+    const uint64_t new_calls_before = new_calls_;
+    new_returns_null_ = !allow_new;
+    Pool<Object>::Handle h = pool_->Get();
+    new_returns_null_ = false;
+    ++gets_;
+    PoolUsed();
+    if (!h) {
+      // Only New can come back empty.
+      FUZZ_CHECK(!allow_new);
+      FUZZ_CHECK_EQ(new_calls_, new_calls_before + 1);
+      return;
+    }
+    Object* o = h.get();
+    FUZZ_CHECK(held_.count(o) == 0);  // Never an object somebody holds.
+    FUZZ_CHECK(Object::Live().count(o) != 0);
+    if (new_calls_ != new_calls_before) {
+      FUZZ_CHECK_EQ(new_calls_, new_calls_before + 1);
+      FUZZ_CHECK(o == last_new_);
+      FUZZ_CHECK_EQ(o->state, Object::kFresh);
+    } else {
+      // A pooled object: the reset hook ran on it and nobody wrote it since.
+      FUZZ_CHECK_EQ(o->state, Object::kPooled);
+      FUZZ_CHECK(o->StampIntact());
+    }
+    o->Stamp(serial_++);
+    held_.insert(o);
+    put_since_pool_epoch_.erase(o);
+    handles_.push_back(std::move(h));
+  }
+
+  // Checks an object the model is about to give up.
+  void Unhold(Object* o) {
+    FUZZ_CHECK_EQ(o->state, Object::kHeld);
+    FUZZ_CHECK(o->StampIntact());
+    FUZZ_CHECK(held_.erase(o) == 1);
+  }
+
+  // After `o` went back to the pool: whatever the pool released was counted.
+  void AfterPut(Object* o, const Stats& before, uint64_t destroyed_before) {
+    PoolUsed();
+    const Stats after = pool_->GetStats();
+    if (!Skipped("hits_on_put")) FUZZ_CHECK_EQ(after.hits, before.hits);
+    FUZZ_CHECK_EQ(Object::destroyed() - destroyed_before,
+                  (after.spills - before.spills) +
+                      (after.over_budget_blocks - before.over_budget_blocks));
+    if (Object::Live().count(o) != 0) put_since_pool_epoch_.insert(o);
+  }
+
+  void ResetHandle(uint8_t index, bool by_reset) {
+    if (handles_.empty()) return;
+    const size_t i = index % handles_.size();
+    Object* o = handles_[i].get();
+    Unhold(o);
+    const Stats before = pool_->GetStats();
+    const uint64_t destroyed_before = Object::destroyed();
+    if (by_reset) {
+      handles_[i].reset();
+      FUZZ_CHECK(!handles_[i]);
+      handles_[i] = std::move(handles_.back());
+      handles_.pop_back();
+    } else {
+      std::swap(handles_[i], handles_.back());
+      handles_.pop_back();  // The handle's destructor puts the object back.
+    }
+    AfterPut(o, before, destroyed_before);
+  }
+
+  void ReleaseHandle(uint8_t index) {
+    if (handles_.empty()) return;
+    const size_t i = index % handles_.size();
+    Object* o = handles_[i].get();
+    std::unique_ptr<Object> owned = handles_[i].release();
+    FUZZ_CHECK(owned.get() == o);
+    FUZZ_CHECK(!handles_[i]);
+    handles_[i] = std::move(handles_.back());
+    handles_.pop_back();
+    released_.push_back(std::move(owned));
+  }
+
+  void PutReleased(uint8_t index) {
+    if (released_.empty()) {
+      const Stats before = pool_->GetStats();
+      pool_->Put(nullptr);  // Does nothing.
+      const Stats after = pool_->GetStats();
+      FUZZ_CHECK_EQ(after.cached_blocks(), before.cached_blocks());
+      FUZZ_CHECK_EQ(after.spills, before.spills);
+      return;
+    }
+    const size_t i = index % released_.size();
+    std::unique_ptr<Object> owned = std::move(released_[i]);
+    released_[i] = std::move(released_.back());
+    released_.pop_back();
+    Object* o = owned.get();
+    Unhold(o);
+    const Stats before = pool_->GetStats();
+    const uint64_t destroyed_before = Object::destroyed();
+    pool_->Put(std::move(owned));
+    AfterPut(o, before, destroyed_before);
+  }
+
+  void DeleteReleased(uint8_t index) {
+    if (released_.empty()) return;
+    const size_t i = index % released_.size();
+    Unhold(released_[i].get());
+    released_[i] = std::move(released_.back());
+    released_.pop_back();
+    ++deleted_by_model_;
+  }
+
+  void MoveHandle(uint8_t target, uint8_t source, bool construct) {
+    if (handles_.empty()) return;
+    const size_t j = source % handles_.size();
+    Object* moved = handles_[j].get();
+    if (construct) {
+      Pool<Object>::Handle h(std::move(handles_[j]));
+      FUZZ_CHECK(!handles_[j]);
+      FUZZ_CHECK(h.get() == moved);
+      handles_[j] = std::move(h);
+      FUZZ_CHECK(handles_[j].get() == moved);
+      return;
+    }
+    const size_t i = target % handles_.size();
+    if (i == j) {
+      Pool<Object>::Handle& same = handles_[i];
+      handles_[i] = std::move(same);  // Self-move: keeps the object.
+      FUZZ_CHECK(handles_[i].get() == moved);
+      return;
+    }
+    // The target's object goes back to the pool; the source is left empty.
+    Object* replaced = handles_[i].get();
+    Unhold(replaced);
+    const Stats before = pool_->GetStats();
+    const uint64_t destroyed_before = Object::destroyed();
+    handles_[i] = std::move(handles_[j]);
+    FUZZ_CHECK(handles_[i].get() == moved);
+    FUZZ_CHECK(!handles_[j]);
+    handles_[j] = std::move(handles_.back());
+    handles_.pop_back();
+    AfterPut(replaced, before, destroyed_before);
+  }
+
+  void ThrowingReset() {
+    std::unique_ptr<Object> owned;
+    if (!released_.empty()) {
+      owned = std::move(released_.back());
+      released_.pop_back();
+    } else if (!handles_.empty()) {
+      owned = handles_.back().release();
+      handles_.pop_back();
+    } else {
+      return;
+    }
+    Object* o = owned.get();
+    Unhold(o);
+    const Stats before = pool_->GetStats();
+    const uint64_t destroyed_before = Object::destroyed();
+    throw_in_reset_ = true;
+    bool threw = false;
+    try {
+      pool_->Put(std::move(owned));
+    } catch (const ResetError&) {
+      threw = true;
+    }
+    FUZZ_CHECK(threw);
+    FUZZ_CHECK(!throw_in_reset_);
+    // The object was destroyed and the pool left as it was.
+    FUZZ_CHECK(Object::Live().count(o) == 0);
+    FUZZ_CHECK_EQ(Object::destroyed(), destroyed_before + 1);
+    ++destroyed_by_reset_;
+    const Stats after = pool_->GetStats();
+    FUZZ_CHECK_EQ(after.cached_blocks(), before.cached_blocks());
+    FUZZ_CHECK_EQ(after.spills, before.spills);
+  }
+
+  void PoolBurst(size_t count) {
+    const size_t first = handles_.size();
+    for (size_t k = 0; k < count && HeldObjects() < kMaxObjects; ++k) {
+      Get(/*allow_new=*/true);
+      CheckInvariants();
+    }
+    while (handles_.size() > first) {
+      ResetHandle(static_cast<uint8_t>(handles_.size() - 1), (handles_.size() & 1) != 0);
+      CheckInvariants();
+    }
+  }
+
+  void SweepPool(bool pressure) {
+    const Stats before = pool_->GetStats();
+    for (auto it = put_since_pool_epoch_.begin(); it != put_since_pool_epoch_.end();) {
+      it = Object::Live().count(*it) != 0 ? std::next(it) : put_since_pool_epoch_.erase(it);
+    }
+    pool_sweeper_.SweepNow(Epoch{.pressure = pressure});
+    ++pool_quiet_sweeps_;
+    const Stats after = pool_->GetStats();
+    CheckSweep(before, after, pressure, pool_quiet_sweeps_, pool_registered_, pool_budget_);
+    if (!pressure && pool_budget_ == 0 && !Skipped("at_least_one_epoch")) {
+      for (const Object* o : put_since_pool_epoch_) FUZZ_CHECK(Object::Live().count(o) != 0);
+    }
+    put_since_pool_epoch_.clear();
+  }
+
+  void Clear() {
+    cleared_ += pool_->GetStats().cached_blocks();
+    pool_->Clear();
+    put_since_pool_epoch_.clear();
+    FUZZ_CHECK_EQ(pool_->GetStats().cached_blocks(), 0);
+  }
+
+  void PoolUsed() {
+    pool_registered_ = true;
+    pool_quiet_sweeps_ = 0;
+  }
+
+  // Invariants --------------------------------------------------------------------------------
+
+  void CheckInvariants() {
+    const std::vector<std::string> errors = upstream_.errors();
+    if (!errors.empty()) {
+      std::fprintf(stderr, "pool_fuzzer: upstream: %s\n", errors.front().c_str());
+      FUZZ_CHECK(errors.empty());
+    }
+    // PoolResource: every upstream block is held by the model or cached, and every call
+    // upstream is counted.
+    const Stats r = resource_->GetStats();
+    FUZZ_CHECK_EQ(upstream_.live_blocks(), blocks_.size() + r.cached_blocks());
+    FUZZ_CHECK_EQ(upstream_.live_bytes(), live_upstream_bytes_ + r.cached_bytes());
+    FUZZ_CHECK_EQ(r.direct, direct_allocations_);
+    FUZZ_CHECK_EQ(upstream_.allocations(), r.misses + r.direct - failed_misses_);
+    FUZZ_CHECK_EQ(upstream_.deallocations(), direct_deallocations_ + r.spills + r.swept_blocks +
+                                                 r.over_budget_blocks + r.pressure_blocks +
+                                                 trimmed_);
+    // Restartable sequences may count a hit twice; the locked mode counts exactly.
+    FUZZ_CHECK_LE(pooled_allocations_, r.hits + r.misses);
+    if (!Skipped("exact_hits")) {
+      FUZZ_CHECK_LE(r.hits + r.misses,
+                    pooled_allocations_ + (resource_->uses_rseq() ? kRestartSlack : 0));
+    }
+    FUZZ_CHECK_LE(r.steals, r.hits);
+
+    // Pool<Object>: every object alive is held by the model or cached; every object made was
+    // made by New, and every one destroyed is counted.
+    const Stats p = pool_->GetStats();
+    FUZZ_CHECK_EQ(Object::Live().size() - objects_at_start_, HeldObjects() + p.cached_blocks());
+    FUZZ_CHECK_EQ(p.cached_bytes(), p.cached_blocks() * sizeof(Object));
+    FUZZ_CHECK_EQ(p.misses, new_calls_);
+    FUZZ_CHECK_EQ(Object::destroyed() - destroyed_at_start_,
+                  deleted_by_model_ + destroyed_by_reset_ + p.spills + p.swept_blocks +
+                      p.over_budget_blocks + p.pressure_blocks + cleared_);
+    FUZZ_CHECK_LE(gets_, p.hits + p.misses);
+    if (!Skipped("exact_hits")) {
+      FUZZ_CHECK_LE(p.hits + p.misses, gets_ + (pool_->uses_rseq() ? kRestartSlack : 0));
+    }
+    FUZZ_CHECK_LE(p.steals, p.hits);
+  }
+
+  // Gives everything back, trims (unless the options ask to destroy full caches), destroys,
+  // and checks that nothing is left anywhere.
+  void Finish() {
+    while (!blocks_.empty()) {
+      Deallocate(static_cast<uint8_t>(blocks_.size() - 1), (blocks_.size() & 1) != 0);
+    }
+    while (!handles_.empty()) ResetHandle(static_cast<uint8_t>(handles_.size() - 1), true);
+    while (!released_.empty()) PutReleased(static_cast<uint8_t>(released_.size() - 1));
+    CheckInvariants();
+    if (!destroy_full_) {
+      Trim();
+      Clear();
+      CheckInvariants();
+      FUZZ_CHECK_EQ(upstream_.live_blocks(), 0);
+      FUZZ_CHECK_EQ(upstream_.live_bytes(), 0);
+      FUZZ_CHECK_EQ(Object::Live().size(), objects_at_start_);
+    }
+    // Destroying a pool or a resource releases whatever it still caches.
+    pool_.reset();
+    resource_.reset();
+    fake_cpu_.reset();
+    FUZZ_CHECK_EQ(upstream_.live_blocks(), 0);
+    FUZZ_CHECK_EQ(upstream_.live_bytes(), 0);
+    FUZZ_CHECK(upstream_.errors().empty());
+    FUZZ_CHECK_EQ(Object::Live().size(), objects_at_start_);
+  }
+
+  ByteReader& in_;
+
+  // Upstream chain: PoolResource -> probe_ -> upstream_ -> new/delete.
+  TrackingResource upstream_;
+  LivenessProbe probe_{&upstream_};
+  Sweeper resource_sweeper_{Sweeper::Options::Manual()};
+  Sweeper pool_sweeper_{Sweeper::Options::Manual()};
+  std::optional<PoolResource> resource_;
+  std::optional<Pool<Object>> pool_;
+  std::optional<ScopedFakeCpu> fake_cpu_;
+  int cpus_ = 1;
+  bool destroy_full_ = false;  // Finish() destroys without Trim() and Clear() first.
+  size_t resource_budget_ = 0;
+  size_t pool_budget_ = 0;
+  uint64_t serial_ = 0;
+
+  // The resource's model.
+  std::vector<Block> blocks_;
+  std::map<uintptr_t, uintptr_t> extents_;  // [begin, end) of every live block.
+  uint64_t live_upstream_bytes_ = 0;        // Upstream bytes of the blocks in blocks_.
+  uint64_t pooled_allocations_ = 0;         // Pooled allocate calls: hits and misses.
+  uint64_t failed_misses_ = 0;              // Misses whose upstream call threw.
+  uint64_t direct_allocations_ = 0;
+  uint64_t direct_deallocations_ = 0;
+  uint64_t trimmed_ = 0;                    // Blocks released by Trim(): uncounted by Stats.
+  bool resource_registered_ = false;
+  int resource_quiet_sweeps_ = 0;
+  std::unordered_set<const void*> put_since_resource_epoch_;
+
+  // The pool's model.
+  std::vector<Pool<Object>::Handle> handles_;
+  std::vector<std::unique_ptr<Object>> released_;
+  std::unordered_set<const Object*> held_;  // The objects of handles_ and released_.
+  size_t objects_at_start_ = 0;
+  uint64_t destroyed_at_start_ = 0;
+  uint64_t new_calls_ = 0;
+  uint64_t gets_ = 0;
+  uint64_t deleted_by_model_ = 0;
+  uint64_t destroyed_by_reset_ = 0;
+  uint64_t cleared_ = 0;  // Objects destroyed by Clear(): uncounted by Stats.
+  bool new_returns_null_ = false;
+  bool throw_in_reset_ = false;
+  const Object* last_new_ = nullptr;
+  bool pool_registered_ = false;
+  int pool_quiet_sweeps_ = 0;
+  std::unordered_set<const Object*> put_since_pool_epoch_;
+};
+
+}  // namespace
+}  // namespace syncpool
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  syncpool::g_step = 0;
+  syncpool::ByteReader in(data, size);
+  syncpool::Harness harness(in);
+  harness.Run();
+  return 0;
+}
