@@ -388,31 +388,32 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
   }
 }
 
-uint64_t BlockCache::ReleaseBuffer(const TakeBuffer& buffer, uint64_t* blocks) {
-  uint64_t bytes = 0;
-  size_t at = 0;
-  for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-    Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
-    at += buffer.counts[cls];
-    *blocks += buffer.counts[cls];
-    bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
+void BlockCache::Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer,
+                       uint64_t* blocks, uint64_t* bytes) {
+  if (victims_only) {
+    TakeAndRelease(
+        cpu, c,
+        [](CpuCache* cc, size_t cls, void** out)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeVictims(cls, out); },
+        buffer);
+  } else {
+    TakeAndRelease(
+        cpu, c,
+        [](CpuCache* cc, size_t cls, void** out)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
+        buffer);
   }
-  return bytes;
+  for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+    *blocks += buffer.counts[cls];
+    *bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
+  }
 }
 
 void BlockCache::DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes) {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr || c->LooksEmpty()) continue;
-    TakeAndRelease(
-        cpu, c,
-        [](CpuCache* cc, size_t cls, void** out)
-            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
-        buffer);
-    for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-      *blocks += buffer.counts[cls];
-      *bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
-    }
+    Empty(cpu, c, /*victims_only=*/false, buffer, blocks, bytes);
   }
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     const size_t n = transfers_[cls].TakeAll(buffer.blocks.data());
@@ -457,15 +458,7 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
       // A cache that reads empty is skipped; a block pushed concurrently is aged next epoch.
       if (!c->LooksEmpty()) {
         if (cold) {
-          TakeAndRelease(
-              cpu, c,
-              [](CpuCache* cc, size_t cls, void** out)
-                  ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
-              buffer);
-          for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-            blocks += buffer.counts[cls];
-            bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
-          }
+          Empty(cpu, c, /*victims_only=*/false, buffer, &blocks, &bytes);
         } else {
           Remote(cpu, c, [this, whole_primary](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
             for (size_t cls = 0; cls < detached_.size(); ++cls) {
@@ -528,23 +521,7 @@ void BlockCache::EnforceBudget(TakeBuffer& buffer) {
     for (int cpu = 0; cpu < num_cpus_ && OverBudget(0); ++cpu) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr || c->LooksEmpty()) continue;
-      if (pass == 0) {
-        TakeAndRelease(
-            cpu, c,
-            [](CpuCache* cc, size_t cls, void** out)
-                ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeVictims(cls, out); },
-            buffer);
-      } else {
-        TakeAndRelease(
-            cpu, c,
-            [](CpuCache* cc, size_t cls, void** out)
-                ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
-            buffer);
-      }
-      for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-        blocks += buffer.counts[cls];
-        bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
-      }
+      Empty(cpu, c, /*victims_only=*/pass == 0, buffer, &blocks, &bytes);
       SetEstimate(CachedBytes());
     }
   }
@@ -581,11 +558,9 @@ void BlockCache::Drain() {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
-    TakeAndRelease(
-        cpu, c,
-        [](CpuCache* cc, size_t cls, void** out)
-            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
-        buffer);
+    uint64_t blocks = 0;
+    uint64_t bytes = 0;
+    Empty(cpu, c, /*victims_only=*/false, buffer, &blocks, &bytes);
   }
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     Release(cls, buffer.blocks.data(), transfers_[cls].TakeAll(buffer.blocks.data()));

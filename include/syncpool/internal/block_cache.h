@@ -290,8 +290,10 @@ class BlockCache final : public Sweepable {
 #endif
     releaser_->Release(cls, blocks, n);
   }
-  // Releases `buffer`'s blocks (counts[cls] of each class, in order) and returns their bytes.
-  uint64_t ReleaseBuffer(const TakeBuffer& buffer, uint64_t* blocks);
+  // As one remote operation, takes both generations (or the victims only) of every class of
+  // `cpu`'s cache `c`, releases them, and adds them to `*blocks` and `*bytes`.
+  void Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer, uint64_t* blocks,
+             uint64_t* bytes);
   // Drains every CPU cache and TransferStack; adds what left to `blocks` and `bytes`.
   void DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes);
   // Budgets: whether caching `extra` more bytes would go over this cache's or the process's.
