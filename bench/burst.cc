@@ -96,6 +96,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/flags.h"
 #include "syncpool/mimalloc_resource.h"
 #include "syncpool/options.h"
 #include "syncpool/pool_resource.h"
@@ -103,6 +104,9 @@
 #include "syncpool/sweeper.h"
 
 namespace {
+
+using ::syncpool::bench::ParseInt;
+
 
 using Clock = std::chrono::steady_clock;
 
@@ -149,15 +153,6 @@ void Usage() {
       "resources: syncpool synchronized_pool unsynchronized_pool new_delete mimalloc\n");
 }
 
-bool ParseInt(std::string_view text, int low, int high, int* out) {
-  const std::string s(text);
-  char* end = nullptr;
-  const long value = std::strtol(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || value < low || value > high) return false;
-  *out = static_cast<int>(value);
-  return true;
-}
-
 std::vector<std::string> SplitCommas(std::string_view text) {
   std::vector<std::string> parts;
   while (!text.empty()) {
@@ -194,22 +189,9 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       continue;
     }
     if (arg == "--help" || arg == "-h") return false;
-    if (arg.substr(0, 2) != "--") {
-      std::fprintf(stderr, "burst: unexpected argument \"%s\"\n", argv[i]);
-      return false;
-    }
-    arg.remove_prefix(2);
-    std::string_view name = arg;
+    std::string_view name;
     std::string_view value;
-    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      std::fprintf(stderr, "burst: --%s needs a value\n", std::string(name).c_str());
-      return false;
-    }
+    if (!::syncpool::bench::SplitFlag("burst", argc, argv, &i, &name, &value)) return false;
     bool ok = true;
     if (name == "sweep_ms") {
       ok = ParseInt(value, 1, 60'000, &flags->sweep_ms);

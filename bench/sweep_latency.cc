@@ -87,6 +87,7 @@
 #include <vector>
 
 #include "absl/base/optimization.h"
+#include "bench/flags.h"
 #include "syncpool/mimalloc_resource.h"
 #include "syncpool/options.h"
 #include "syncpool/pool_resource.h"
@@ -101,6 +102,9 @@
 #endif
 
 namespace {
+
+using ::syncpool::bench::ParseInt;
+using ::syncpool::bench::ParseLong;
 
 using Clock = std::chrono::steady_clock;
 
@@ -125,22 +129,6 @@ void Usage() {
                "                     [--cached_blocks=1048576] [--sizes=64,96,128,256,512,1024]\n");
 }
 
-bool ParseLong(std::string_view text, long low, long high, long* out) {
-  const std::string s(text);
-  char* end = nullptr;
-  const long value = std::strtol(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || value < low || value > high) return false;
-  *out = value;
-  return true;
-}
-
-bool ParseInt(std::string_view text, int low, int high, int* out) {
-  long value = 0;
-  if (!ParseLong(text, low, high, &value)) return false;
-  *out = static_cast<int>(value);
-  return true;
-}
-
 bool ParseSizes(std::string_view text, std::vector<size_t>* out) {
   std::vector<size_t> sizes;
   while (!text.empty()) {
@@ -161,22 +149,9 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   for (int i = 1; i < argc; ++i) {
     std::string_view arg = argv[i];
     if (arg == "--help" || arg == "-h") return false;
-    if (arg.substr(0, 2) != "--") {
-      std::fprintf(stderr, "sweep_latency: unexpected argument \"%s\"\n", argv[i]);
-      return false;
-    }
-    arg.remove_prefix(2);
-    std::string_view name = arg;
+    std::string_view name;
     std::string_view value;
-    if (const size_t eq = arg.find('='); eq != std::string_view::npos) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-    } else if (i + 1 < argc) {
-      value = argv[++i];
-    } else {
-      std::fprintf(stderr, "sweep_latency: --%s needs a value\n", std::string(name).c_str());
-      return false;
-    }
+    if (!::syncpool::bench::SplitFlag("sweep_latency", argc, argv, &i, &name, &value)) return false;
     bool ok = true;
     if (name == "threads") {
       ok = ParseInt(value, 1, 1024, &flags->threads);
