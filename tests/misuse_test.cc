@@ -22,6 +22,7 @@
 #include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/sweeper.h"
+#include "syncpool/testing/fake_cpu.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
@@ -130,6 +131,9 @@ TEST_F(MisuseDeathTest, SecondPutOfTheSameObjectAborts) {
 }
 
 TEST_F(MisuseDeathTest, PutAfterReleaseThroughAHandleAborts) {
+  // One CPU's cache throughout: a thread that migrated would not find the object on its new
+  // CPU (only victims are stolen) and would make a new one.
+  testing::ScopedFakeCpu cpu(0);
   Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr,
                     DebugOptions(&sweeper_, true));
   auto handle = pool.Get();
