@@ -46,7 +46,9 @@
 // A sweep in progress when fork() is called finishes first (fork waits for it).
 //
 // REQUIRES: a sweeper outlives every cache registered with it; a destructor of a pooled object
-// must not call SweepNow() (the sweep that destroys it would wait for itself) nor fork().
+// must not call SweepNow() or Tick() of any sweeper (on its own sweeper the sweep would wait for
+// itself; on another, a fork() at that moment could deadlock, since the fork handlers take the
+// sweepers' locks in one fixed order) nor fork().
 
 #ifndef SYNCPOOL_SWEEPER_H_
 #define SYNCPOOL_SWEEPER_H_
