@@ -409,18 +409,22 @@ void BlockCache::Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buff
   }
 }
 
-void BlockCache::DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes) {
-  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
-    CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
-    if (c == nullptr || c->LooksEmpty()) continue;
-    Empty(cpu, c, /*victims_only=*/false, buffer, blocks, bytes);
-  }
+void BlockCache::DrainTransfers(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes) {
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     const size_t n = transfers_[cls].TakeAll(buffer.blocks.data());
     Release(cls, buffer.blocks.data(), n);
     *blocks += n;
     *bytes += n * class_bytes_[cls];
   }
+}
+
+void BlockCache::DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes) {
+  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+    CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+    if (c == nullptr || c->LooksEmpty()) continue;
+    Empty(cpu, c, /*victims_only=*/false, buffer, blocks, bytes);
+  }
+  DrainTransfers(buffer, blocks, bytes);
 }
 
 void BlockCache::SweepEpoch(const Epoch& epoch) {
@@ -510,12 +514,7 @@ void BlockCache::EnforceBudget(TakeBuffer& buffer) {
   uint64_t bytes = 0;
   // First what no CPU holds, then every CPU's victims, then whole CPU caches, recounting
   // after each step.
-  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
-    const size_t n = transfers_[cls].TakeAll(buffer.blocks.data());
-    Release(cls, buffer.blocks.data(), n);
-    blocks += n;
-    bytes += n * class_bytes_[cls];
-  }
+  DrainTransfers(buffer, &blocks, &bytes);
   SetEstimate(CachedBytes());
   for (int pass = 0; pass < 2 && OverBudget(0); ++pass) {
     for (int cpu = 0; cpu < num_cpus_ && OverBudget(0); ++cpu) {
@@ -555,16 +554,9 @@ void BlockCache::Drain() {
     DrainOneByOne();  // Draining runs in destructors: it must not fail for want of memory.
     return;
   }
-  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
-    CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
-    if (c == nullptr) continue;
-    uint64_t blocks = 0;
-    uint64_t bytes = 0;
-    Empty(cpu, c, /*victims_only=*/false, buffer, &blocks, &bytes);
-  }
-  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
-    Release(cls, buffer.blocks.data(), transfers_[cls].TakeAll(buffer.blocks.data()));
-  }
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  DrainCounting(buffer, &blocks, &bytes);
   SetEstimate(CachedBytes());
 }
 

@@ -296,6 +296,8 @@ class BlockCache final : public Sweepable {
              uint64_t* bytes);
   // Drains every CPU cache and TransferStack; adds what left to `blocks` and `bytes`.
   void DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes);
+  // Releases both generations of every TransferStack; adds what left to `blocks` and `bytes`.
+  void DrainTransfers(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes);
   // Budgets: whether caching `extra` more bytes would go over this cache's or the process's.
   bool OverBudget(uint64_t extra) const;
   // Sets this cache's contribution to the process-wide estimate of cached bytes.
