@@ -14,6 +14,9 @@
 
 #include "syncpool/internal/env.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 namespace syncpool {
 namespace internal {
 namespace {
@@ -24,14 +27,30 @@ size_t Sum(const std::vector<uint32_t>& capacities) {
   return sum;
 }
 
+size_t RegionBytes(size_t num_classes, int num_cpus) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes = num_classes * (static_cast<size_t>(num_cpus) << kClassStackShift);
+  return (bytes + page - 1) / page * page;
+}
+
+// The region: anonymous pages, zero-filled on first touch, so the caches of CPUs the process
+// never runs on cost no memory.
+char* MapRegion(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return static_cast<char*>(p);
+}
+
 }  // namespace
 
 BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
                        BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq,
                        Policy policy)
-    : rseq_(allow_rseq && RseqUsable()),
+    : region_(MapRegion(RegionBytes(class_bytes.size(), NumCpus()))),
+      class_stride_(static_cast<size_t>(NumCpus()) << kClassStackShift),
+      region_bytes_(RegionBytes(class_bytes.size(), NumCpus())),
+      rseq_(allow_rseq && RseqUsable()),
       num_cpus_(NumCpus()),
-      rseq_cpus_limit_(std::min(num_cpus_, static_cast<int>(kRseqMaxCpus))),
       cpus_(new std::atomic<CpuCache*>[static_cast<size_t>(num_cpus_)]),
       class_bytes_(std::move(class_bytes)),
       capacities_(std::move(capacities)),
@@ -58,6 +77,7 @@ BlockCache::~BlockCache() {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) CpuCache::Destroy(c);
   }
+  munmap(region_, region_bytes_);
 }
 
 namespace {
@@ -97,6 +117,7 @@ void BlockCache::AddEstimate(int64_t bytes) {
 
 void BlockCache::LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   releaser_->LockForFork();
+  create_mu_.lock();
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) c->lock.Lock();
   }
@@ -108,6 +129,7 @@ void BlockCache::UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (int cpu = num_cpus_; cpu-- > 0;) {
     if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) c->lock.Unlock();
   }
+  create_mu_.unlock();
   releaser_->UnlockAfterFork();
 }
 
@@ -131,48 +153,44 @@ CpuCache* BlockCache::CacheOf(int cpu) {
     sweeper_->Register(this);
     registered_flag_.store(true, std::memory_order_release);
   });
-  // Racing creators: one CAS wins and publishes (release); the loser frees its copy.
-  CpuCache* fresh = CpuCache::Create(capacities_.data(), capacities_.size());
-  if (cpus_[cpu].compare_exchange_strong(c, fresh, std::memory_order_acq_rel,
-                                         std::memory_order_acquire)) {
-    if (rseq_ && cpu < rseq_cpus_limit_) {
-      // Open it to sequences under its lock, so the entry cannot reappear in the middle of a
-      // remote operation that found the cache in cpus_ already.
-      SpinLockHolder l(&fresh->lock);
-      rseq_cpus_[cpu].store(fresh, std::memory_order_release);
-    }
-    return fresh;
+  // Racing creators: the first to take create_mu_ builds the cache in the region and
+  // publishes it (release); the others find it there.
+  std::lock_guard<std::mutex> l(create_mu_);
+  c = cpus_[cpu].load(std::memory_order_relaxed);
+  if (c != nullptr) return c;
+  c = CpuCache::Create(region_ + (static_cast<size_t>(cpu) << kClassStackShift), class_stride_,
+                       capacities_.data(), capacities_.size());
+  if (rseq_) {
+    // Open it to sequences under its lock, so that it cannot open in the middle of a remote
+    // operation that found the cache in cpus_ already.
+    SpinLockHolder cl(&c->lock);
+    c->OpenToSequences();
   }
-  CpuCache::Destroy(fresh);
+  cpus_[cpu].store(c, std::memory_order_release);
   return c;
 }
 
 template <typename Op>
 auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
   SpinLockHolder l(&c->lock);
-  const bool close = rseq_ && cpu < rseq_cpus_limit_;
-  if (close) {
-    // Close, then fence: once FenceCpu() returns, no sequence that read the entry before it
-    // was cleared is still running on `cpu`, so the cache is ours until the entry is restored.
-    rseq_cpus_[cpu].store(nullptr, std::memory_order_relaxed);
+  if (rseq_) {
+    // Close, then fence: once FenceCpu() returns, no sequence that read an open capacity
+    // before the close is still running on `cpu`, so the cache is ours until it is reopened.
+    c->CloseToSequences();
     FenceCpu(cpu);
   }
   auto result = op(c);  // Moves pointers only: cannot throw.
-  if (close) rseq_cpus_[cpu].store(c, std::memory_order_release);
+  if (rseq_) c->OpenToSequences();
   return result;
 }
 
-void BlockCache::WaitAndOpen(int cpu, CpuCache* c) {
+void BlockCache::WaitAndOpen(CpuCache* c, size_t cls) {
+  if (c->IsOpenToSequences(cls)) return;
   // Holding the lock means no remote operation is under way on `c` (they hold it from closing
   // to reopening), so the cache may be opened: this ends the wait for a remote operation, and
-  // also opens a cache whose creator has not opened it yet (it lost the race to create it, or
-  // fork() took the child before it got there).
+  // also opens a cache that fork() took the child from before its builder opened it.
   SpinLockHolder l(&c->lock);
-  rseq_cpus_[cpu].store(c, std::memory_order_release);
-}
-
-bool BlockCache::ClosedToSequences(int cpu, CpuCache* c) const {
-  return cpu < rseq_cpus_limit_ && rseq_cpus_[cpu].load(std::memory_order_acquire) != c;
+  c->OpenToSequences();
 }
 
 namespace {
@@ -184,14 +202,15 @@ int FakeCpu() {
 
 // In the rseq mode: the CPU whose cache the calling thread must work on as a remote
 // operation, or -1 when it can use the sequences on its own CPU. That is its fake CPU in a
-// test; or, when the sequences would refuse this thread (a CPU id at or beyond `rseq_cpus`, or
-// an rseq area the kernel did not register for it), the entry its CPU id wraps to.
-int RemoteTarget(int num_cpus, int rseq_cpus) {
+// test; or, when the sequences would refuse this thread (a CPU id at or beyond
+// g_rseq_cpu_limit, which is 0 while a test fakes CPU ids, or an rseq area the kernel did not
+// register for it), the entry its CPU id wraps to.
+int RemoteTarget(int num_cpus) {
   if (const int fake = FakeCpu(); fake >= 0) return fake;
 #if SYNCPOOL_RSEQ_FAST_PATH
-  if (static_cast<unsigned>(RseqCpuId()) < static_cast<unsigned>(rseq_cpus)) return -1;
-#else
-  static_cast<void>(rseq_cpus);
+  if (static_cast<uint32_t>(RseqCpuId()) < g_rseq_cpu_limit.load(std::memory_order_relaxed)) {
+    return -1;
+  }
 #endif
   return RealCurrentCpu() % num_cpus;
 }
@@ -203,7 +222,7 @@ void* BlockCache::GetSlow(size_t cls) {
   auto pop_locked = [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     void* b = cc->PopPrimary(cls);
     if (b == nullptr) b = cc->PopVictim(cls);
-    if (b != nullptr) cc->CountHit();
+    if (b != nullptr) cc->CountHit(cls);
     return b;
   };
   void* block = nullptr;
@@ -214,7 +233,7 @@ void* BlockCache::GetSlow(size_t cls) {
     c = CacheOf(cpu);
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
-  } else if (const int target = RemoteTarget(num_cpus_, rseq_cpus_limit_); target >= 0) {
+  } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
     // Not the CPU this thread runs on: work on its cache as a remote operation.
     cpu = target;
     c = CacheOf(cpu);
@@ -223,10 +242,9 @@ void* BlockCache::GetSlow(size_t cls) {
 #if SYNCPOOL_RSEQ_FAST_PATH
     cpu = RealCurrentCpu();
     c = CacheOf(cpu);
-    if (ClosedToSequences(cpu, c)) WaitAndOpen(cpu, c);
-    const size_t offset = CpuCache::StackOffset(cls);
-    block = RseqPopPrimary(rseq_cpus_, offset);
-    if (block == nullptr) block = RseqPopVictim(rseq_cpus_, offset);
+    WaitAndOpen(c, cls);
+    block = RseqPopPrimary(Row(cls));
+    if (block == nullptr) block = RseqPopVictim(Row(cls));
 #else
     cpu = CurrentCpu();  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
     c = CacheOf(cpu);
@@ -297,7 +315,7 @@ void* BlockCache::Steal(size_t cls, int cpu) {
         if (b == nullptr) break;
         taken[k++] = b;
       }
-      if (k != 0) cc->CountHit();
+      if (k != 0) cc->CountHit(cls);
       return k;
     });
     if (n == 0) continue;
@@ -329,7 +347,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
       c = CacheOf(CurrentCpu());
       SpinLockHolder l(&c->lock);
       kept = push_locked(c);
-    } else if (const int target = RemoteTarget(num_cpus_, rseq_cpus_limit_); target >= 0) {
+    } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
       c = CacheOf(target);
       kept = Remote(target, c, push_locked);
     } else {
@@ -338,16 +356,16 @@ void BlockCache::PutSlow(size_t cls, void* block) {
       // a CPU without a cache: retry a few times. When the stack reads full, make room once
       // by moving a batch out (each pop its own sequence, on whatever CPU the thread is then
       // on: all local operations), then retry; a second full stack means a spill.
-      const size_t offset = CpuCache::StackOffset(cls);
+      char* const row = Row(cls);
       for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
         const int cpu = RealCurrentCpu();
         c = CacheOf(cpu);
-        if (ClosedToSequences(cpu, c)) WaitAndOpen(cpu, c);
-        kept = RseqPush(rseq_cpus_, offset, block);
+        WaitAndOpen(c, cls);
+        kept = RseqPush(row, block);
         if (kept || c->PrimaryCount(cls) < capacities_[cls]) continue;
         if (n_moved != 0) break;
         while (n_moved < batch) {
-          void* b = RseqPopToMove(rseq_cpus_, offset);
+          void* b = RseqPopToMove(row);
           if (b == nullptr) break;
           moved[n_moved++] = b;
         }
@@ -585,7 +603,7 @@ Stats BlockCache::Snapshot() const {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
-    s.hits += c->hits.load(std::memory_order_relaxed);
+    s.hits += c->Hits();
     s.misses += c->misses.load(std::memory_order_relaxed);
     s.steals += c->steals.load(std::memory_order_relaxed);
     s.spills += c->spills.load(std::memory_order_relaxed);

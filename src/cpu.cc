@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -23,9 +24,30 @@ int ComputeNumCpus() {
 
 thread_local int tls_fake_cpu = -1;
 
+// Serializes the updates of g_fake_cpu_users and g_rseq_cpu_limit, so that the limit always
+// matches both (a ScopedFakeCpu ending on one thread while another begins).
+std::mutex& LimitMutex() {
+  static std::mutex* const mu = new std::mutex;
+  return *mu;
+}
+bool g_rseq_cpus_allowed = false;  // Guarded by LimitMutex().
+
+// REQUIRES: LimitMutex() held.
+void UpdateRseqCpuLimit() {
+  const bool open = g_rseq_cpus_allowed && g_fake_cpu_users.load(std::memory_order_relaxed) == 0;
+  g_rseq_cpu_limit.store(open ? static_cast<uint32_t>(NumCpus()) : 0, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 std::atomic<int> g_fake_cpu_users{0};
+std::atomic<uint32_t> g_rseq_cpu_limit{0};
+
+void AllowRseqCpus() {
+  std::lock_guard<std::mutex> l(LimitMutex());
+  g_rseq_cpus_allowed = true;
+  UpdateRseqCpuLimit();
+}
 
 int NumCpus() {
   static const int num_cpus = ComputeNumCpus();
@@ -60,12 +82,16 @@ ScopedFakeCpu::ScopedFakeCpu(int cpu) {
   }
   previous_ = internal::tls_fake_cpu;
   internal::tls_fake_cpu = cpu;
+  std::lock_guard<std::mutex> l(internal::LimitMutex());
   internal::g_fake_cpu_users.fetch_add(1, std::memory_order_relaxed);
+  internal::UpdateRseqCpuLimit();
 }
 
 ScopedFakeCpu::~ScopedFakeCpu() {
   internal::tls_fake_cpu = previous_;
+  std::lock_guard<std::mutex> l(internal::LimitMutex());
   internal::g_fake_cpu_users.fetch_sub(1, std::memory_order_relaxed);
+  internal::UpdateRseqCpuLimit();
 }
 
 int ScopedFakeCpu::NumCpus() { return internal::NumCpus(); }

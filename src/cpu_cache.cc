@@ -10,20 +10,27 @@
 namespace syncpool {
 namespace internal {
 
-// Layout of one allocation: the CpuCache, then its ClassStacks, then for each class its
-// primary, victim and spare slots. Sweeps rotate the three arrays of a class among its three
-// pointers, so every array stays inside the allocation.
-CpuCache* CpuCache::Create(const uint32_t* capacities, size_t num_classes) {
+// The slot arrays, for each class its primary, victim and spare slots, are one allocation.
+// Sweeps rotate the three arrays of a class among its three pointers, so every array stays
+// inside it.
+CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const uint32_t* capacities,
+                           size_t num_classes) {
   size_t slots = 0;
   for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{capacities[c]};
-  const size_t bytes = sizeof(CpuCache) + num_classes * sizeof(ClassStack) + slots * sizeof(void*);
-  void* memory = ::operator new(bytes, std::align_val_t{alignof(CpuCache)});
-  auto* cache = new (memory) CpuCache();
+  void** slot = static_cast<void**>(::operator new(std::max<size_t>(slots, 1) * sizeof(void*)));
+  CpuCache* cache;
+  try {
+    cache = new CpuCache();
+  } catch (...) {
+    ::operator delete(static_cast<void*>(slot));
+    throw;
+  }
   cache->num_classes = num_classes;
-  ClassStack* stacks = cache->stacks();
-  auto* slot = reinterpret_cast<void**>(stacks + num_classes);
+  cache->stacks_ = stacks;
+  cache->class_stride_ = class_stride;
+  cache->slots_ = slot;
   for (size_t c = 0; c < num_classes; ++c) {
-    ClassStack* s = new (&stacks[c]) ClassStack();
+    ClassStack* s = new (stacks + c * class_stride) ClassStack();
     s->capacity = capacities[c];
     s->primary = slot;
     s->victim = slot + capacities[c];
@@ -34,13 +41,27 @@ CpuCache* CpuCache::Create(const uint32_t* capacities, size_t num_classes) {
 }
 
 void CpuCache::Destroy(CpuCache* cache) {
-  for (size_t c = 0; c < cache->num_classes; ++c) cache->stacks()[c].~ClassStack();
-  cache->~CpuCache();
-  ::operator delete(static_cast<void*>(cache), std::align_val_t{alignof(CpuCache)});
+  void** const slots = cache->slots_;
+  for (size_t c = 0; c < cache->num_classes; ++c) cache->stack(c).~ClassStack();
+  delete cache;
+  ::operator delete(static_cast<void*>(slots));
+}
+
+void CpuCache::OpenToSequences() {
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    ClassStack& s = stack(cls);
+    s.open_capacity.store(s.capacity, std::memory_order_release);
+  }
+}
+
+void CpuCache::CloseToSequences() {
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    stack(cls).open_capacity.store(0, std::memory_order_relaxed);
+  }
 }
 
 void** CpuCache::AgeDetach(size_t cls, bool whole_primary, uint32_t* detached) {
-  ClassStack& s = stacks()[cls];
+  ClassStack& s = stack(cls);
   void** const retired = s.victim;
   const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
   *detached = victims;
@@ -67,7 +88,7 @@ void** CpuCache::AgeDetach(size_t cls, bool whole_primary, uint32_t* detached) {
 }
 
 uint64_t CpuCache::Activity() const {
-  uint64_t activity = hits.load(std::memory_order_relaxed) +
+  uint64_t activity = Hits() +
                       misses.load(std::memory_order_relaxed) +
                       spills.load(std::memory_order_relaxed) +
                       changes.load(std::memory_order_relaxed);
@@ -79,8 +100,16 @@ uint64_t CpuCache::Activity() const {
   return activity;
 }
 
+uint64_t CpuCache::Hits() const {
+  uint64_t hits = 0;
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    hits += stack(cls).hits.load(std::memory_order_relaxed);
+  }
+  return hits;
+}
+
 size_t CpuCache::TakeVictims(size_t cls, void** out) {
-  ClassStack& s = stacks()[cls];
+  ClassStack& s = stack(cls);
   const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
   std::memcpy(out, s.victim, victims * sizeof(void*));
   s.victim_count.store(0, std::memory_order_relaxed);
@@ -89,7 +118,7 @@ size_t CpuCache::TakeVictims(size_t cls, void** out) {
 }
 
 size_t CpuCache::TakeAll(size_t cls, void** out) {
-  ClassStack& s = stacks()[cls];
+  ClassStack& s = stack(cls);
   const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
   const uint32_t victim = s.victim_count.load(std::memory_order_relaxed);
   std::memcpy(out, s.primary, primary * sizeof(void*));

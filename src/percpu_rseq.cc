@@ -29,7 +29,9 @@ bool DecideRseq() {
   if (!EnvBool("SYNCPOOL_RSEQ", true)) return false;
   const long supported = Membarrier(MEMBARRIER_CMD_QUERY, 0, 0);
   if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) == 0) return false;
-  return Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0;
+  if (Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) return false;
+  AllowRseqCpus();
+  return true;
 #else
   return false;
 #endif

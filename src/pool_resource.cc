@@ -84,8 +84,10 @@ std::pmr::memory_resource* DefaultUpstream() {
 }
 
 PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
-    : upstream_(upstream),
-      max_block_size_(Validated(options, upstream).max_block_size),
+    : inline_limit_(std::min(Validated(options, upstream).max_block_size,
+                             internal::kSmallSizeLimit)),
+      upstream_(upstream),
+      max_block_size_(options.max_block_size),
       discard_min_bytes_(options.discard_min_bytes),
       debug_(internal::DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
@@ -93,7 +95,11 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
              // Debug checks run on the slow paths: the locked mode sends every call there.
              options.allow_rseq && !debug_, internal::PolicyOf(options)),
-      report_("PoolResource", options.name, this, [this] { return GetStats(); }) {}
+      report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
+  for (size_t i = 0; i < small_rows_.size(); ++i) {
+    small_rows_[i] = cache_.Row(internal::kSmallSizeClasses[i]);
+  }
+}
 
 PoolResource::~PoolResource() = default;
 
@@ -114,7 +120,7 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
     direct_.fetch_add(1, std::memory_order_relaxed);
   } else {
     const size_t cls = internal::RequestClass(bytes, alignment);
-    p = cache_.GetSlow(cls);  // The inline path already tried the fast one.
+    p = cache_.Get(cls);  // Blocks the inline path does not serve, and its misses.
     // May throw: nothing has been changed yet, so the resource stays as it was.
     if (p == nullptr) p = upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
   }
@@ -144,7 +150,7 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
     GiveBack(p, bytes, alignment);
     return;
   }
-  cache_.PutSlow(internal::RequestClass(bytes, alignment), p);
+  cache_.Put(internal::RequestClass(bytes, alignment), p);
 }
 
 void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {

@@ -38,7 +38,9 @@
 #ifndef SYNCPOOL_POOL_RESOURCE_H_
 #define SYNCPOOL_POOL_RESOURCE_H_
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <memory_resource>
 
@@ -56,6 +58,12 @@ inline constexpr size_t kMaxPooledAlignment = internal::kMaxPooledAlignment;
 
 namespace internal {
 class DebugRegistry;
+
+// Whether `alignment` is 1, 2, 4, 8 or 16: the alignments every size class has already.
+constexpr bool IsSmallAlignment(size_t alignment) {
+  return alignment <= 16 && ((uint32_t{0x10116} >> alignment) & 1) != 0;
+}
+
 }  // namespace internal
 
 // DefaultUpstream()
@@ -85,8 +93,9 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // allocate() without the virtual call: PoolAllocator uses it. Same contract.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t bytes,
                                               size_t alignment = alignof(std::max_align_t)) {
-    if (ABSL_PREDICT_TRUE(InClassRange(bytes, alignment))) {
-      void* block = cache_.TryGet(internal::RequestClass(bytes, alignment));
+    if (ABSL_PREDICT_TRUE(Inline(bytes, alignment))) {
+      const size_t index = internal::SmallSizeIndex(bytes);
+      void* block = cache_.TryGetAt(internal::kSmallSizeClasses[index], small_rows_[index]);
       if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
     }
     return AllocateSlow(bytes, alignment);  // A tail call: the fast path saves no registers.
@@ -98,10 +107,12 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // block was allocated with.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Deallocate(void* p, size_t bytes,
                                                size_t alignment = alignof(std::max_align_t)) {
-    if (ABSL_PREDICT_TRUE(InClassRange(bytes, alignment)) &&
-        ABSL_PREDICT_TRUE(cache_.TryPut(
-            internal::RequestClass(bytes, alignment), p))) {
-      return;
+    if (ABSL_PREDICT_TRUE(Inline(bytes, alignment))) {
+      const size_t index = internal::SmallSizeIndex(bytes);
+      if (ABSL_PREDICT_TRUE(
+              cache_.TryPutAt(internal::kSmallSizeClasses[index], small_rows_[index], p))) {
+        return;
+      }
     }
     DeallocateSlow(p, bytes, alignment);
   }
@@ -134,15 +145,16 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
     return this == &other;
   }
 
-  // True for a request the size classes serve: size and alignment in range, alignment a power
-  // of two. Debug checks need no test here: with them on, the cache runs in the locked mode,
-  // whose fast path always fails over to AllocateSlow() and DeallocateSlow(), where they live.
-  bool InClassRange(size_t bytes, size_t alignment) const {
-    return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
-           (alignment & (alignment - 1)) == 0;
+  // True for a request the inline paths serve: at most inline_limit_ bytes, alignment a power
+  // of two up to 16, so that the class is one table lookup without rounding. Debug checks need
+  // no test here: with them on, the cache runs in the locked mode, whose sequences always fail
+  // over to AllocateSlow() and DeallocateSlow(), where they live.
+  bool Inline(size_t bytes, size_t alignment) const {
+    return bytes <= inline_limit_ && internal::IsSmallAlignment(alignment);
   }
-  // Everything the inline paths do not: requests outside the classes, debug checks, and the
-  // caches' slow paths (other generations, other CPUs, the locked mode, misses).
+  // Everything the inline paths do not: larger blocks and alignments (cached too), requests
+  // outside the classes, debug checks, and the caches' slow paths (other generations, other
+  // CPUs, the locked mode, misses).
   void* AllocateSlow(size_t bytes, size_t alignment);
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
   void Release(size_t cls, void* const* blocks, size_t n) override;
@@ -153,6 +165,10 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // pages discarded first when it is at least discard_min_bytes_ long.
   void GiveBack(void* p, size_t bytes, size_t alignment);
 
+  // For the inline paths: min(max_block_size_, internal::kSmallSizeLimit), and the cache's
+  // Row() of the class of each size up to it, by internal::SmallSizeIndex().
+  const size_t inline_limit_;
+  std::array<char*, internal::kSmallSizeClasses.size()> small_rows_;
   std::pmr::memory_resource* const upstream_;
   const size_t max_block_size_;
   const size_t discard_min_bytes_;  // 0: never.

@@ -141,19 +141,21 @@ class BlockCache final : public Sweepable {
   // the locked mode, a cache not created yet or closed by a remote operation, a fake CPU);
   // the caller then calls GetSlow(), which counts the miss, if any.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGet(size_t cls) {
+    return TryGetAt(cls, Row(cls));
+  }
+
+  // BlockCache::TryGetAt()
+  //
+  // TryGet() for a caller that knows the class's Row() already.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGetAt(size_t cls, char* row) {
 #if SYNCPOOL_RSEQ_FAST_PATH
-    // In the locked mode the table stays empty and the sequence fails at once.
-    if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-      return UnpoisonCached(RseqPopPrimary(rseq_cpus_, CpuCache::StackOffset(cls)),
-                            class_bytes_[cls]);
+    // In the locked mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
+    return UnpoisonCached(RseqPopPrimary(row), class_bytes_[cls]);
 #else
-      return RseqPopPrimary(rseq_cpus_, CpuCache::StackOffset(cls));
-#endif
-    }
-#endif
     static_cast<void>(cls);
+    static_cast<void>(row);
     return nullptr;
+#endif
   }
 
   // BlockCache::GetSlow()
@@ -177,17 +179,24 @@ class BlockCache final : public Sweepable {
   // whenever it cannot cache the block (as TryGet(), or a full stack); the caller then calls
   // PutSlow().
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryPut(size_t cls, void* block) {
+    return TryPutAt(cls, Row(cls), block);
+  }
+
+  // BlockCache::TryPutAt()
+  //
+  // TryPut() for a caller that knows the class's Row() already.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryPutAt(size_t cls, char* row, void* block) {
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
     PoisonCached(block, class_bytes_[cls]);  // Also for PutSlow(), which callers call next.
 #endif
 #if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(g_fake_cpu_users.load(std::memory_order_relaxed) == 0)) {
-      return RseqPush(rseq_cpus_, CpuCache::StackOffset(cls), block);
-    }
-#endif
+    return RseqPush(row, block);
+#else
     static_cast<void>(cls);
+    static_cast<void>(row);
     static_cast<void>(block);
     return false;
+#endif
   }
 
   // BlockCache::PutSlow()
@@ -237,6 +246,12 @@ class BlockCache final : public Sweepable {
 
   // BlockCache::Snapshot()
   Stats Snapshot() const;
+
+  // BlockCache::Row()
+  //
+  // Where the stacks of class `cls` lie in the region: CPU `cpu`'s at Row(cls) +
+  // (cpu << kClassStackShift).
+  char* Row(size_t cls) const { return region_ + cls * class_stride_; }
 
   // BlockCache::uses_rseq()
   //
@@ -306,20 +321,24 @@ class BlockCache final : public Sweepable {
   // Releases until within budget (the end of an epoch); counts what left as over budget.
   void EnforceBudget(TakeBuffer& buffer);
 
-  // Whether a thread on `cpu` must not use the sequences on its own cache now (a remote
-  // operation holds it, or it is not published yet): the slow path then waits on the lock.
-  bool ClosedToSequences(int cpu, CpuCache* c) const;
-  // Waits for a remote operation on `cpu`'s cache `c` to end, and opens it to sequences.
-  // REQUIRES: ClosedToSequences(cpu, c) (so `cpu` is below rseq_cpus_limit_), the rseq mode.
-  void WaitAndOpen(int cpu, CpuCache* c);
+  // When class `cls` of `c` reads as closed to sequences (a remote operation holds the cache),
+  // waits for the remote operation to end by taking the cache's lock, and opens the cache.
+  // REQUIRES: the rseq mode, `c` is the cache of a CPU below g_rseq_cpu_limit.
+  static void WaitAndOpen(CpuCache* c, size_t cls);
 
+  // The region of ClassStacks: a row per class (Row()), in each a cache line per CPU id below
+  // num_cpus_. Zero-filled (every stack closed to sequences) until CacheOf() builds a CPU's
+  // cache. First, for the inline paths.
+  char* const region_;
+  const size_t class_stride_;  // num_cpus_ << kClassStackShift.
+  const size_t region_bytes_;
   const bool rseq_;
   const int num_cpus_;
-  // The rseq mode's CPUs: min(num_cpus_, kRseqMaxCpus). A thread on a higher CPU id works on
-  // its (wrapped) cache as a remote operation.
-  const int rseq_cpus_limit_;
-  // INVARIANT: an entry goes from nullptr to a CpuCache once (release store) and stays.
+  // INVARIANT: an entry goes from nullptr to the CpuCache built in the region once (release
+  // store, under create_mu_) and stays.
   const std::unique_ptr<std::atomic<CpuCache*>[]> cpus_;
+  // Serializes the building of CPU caches (once per CPU; taken around fork()).
+  std::mutex create_mu_;
   const std::vector<size_t> class_bytes_;
   const std::vector<uint32_t> capacities_;
   const size_t total_capacity_;  // Slots of one generation of one CPU, all classes.
@@ -357,11 +376,6 @@ class BlockCache final : public Sweepable {
   std::atomic<uint64_t> epochs_{0};
   std::atomic<uint64_t> swept_blocks_{0};
   std::atomic<uint64_t> swept_bytes_{0};
-
-  // The caches open to restartable sequences, indexed by CPU id (percpu_rseq.h gives the
-  // protocol). Always empty in the locked mode. INVARIANT: an entry is either null or equal to
-  // the same entry of cpus_; it changes only with that cache's lock held.
-  alignas(kCacheLineSize) std::atomic<CpuCache*> rseq_cpus_[kRseqMaxCpus] = {};
 };
 
 // PolicyOf()

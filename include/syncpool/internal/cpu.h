@@ -48,6 +48,19 @@ extern std::atomic<int> g_fake_cpu_users;
 // The fake CPU id of this thread, or -1.
 int FakeCpuOfThisThread();
 
+// The CPU ids the restartable sequences serve are those below g_rseq_cpu_limit (see
+// percpu_rseq.h): NumCpus() once AllowRseqCpus() ran (RseqUsable() calls it when it decides
+// for the sequences), 0 before, and 0 while any thread uses a fake CPU id, so that every
+// sequence fails over to the slow paths, which know the fake ids. Read by every sequence
+// (a plain load: it changes only around tests' ScopedFakeCpu); written under a mutex in cpu.cc.
+extern std::atomic<uint32_t> g_rseq_cpu_limit;
+
+// AllowRseqCpus()
+//
+// Opens the CPU ids to the sequences (g_rseq_cpu_limit = NumCpus() unless a fake CPU id is in
+// use). REQUIRES: RseqUsable() decided for them.
+void AllowRseqCpus();
+
 // The CPU id from sched_getcpu(), for threads without a registered rseq area.
 int SchedCurrentCpu();
 

@@ -17,9 +17,10 @@
 //
 // Protocol, rseq mode (percpu_rseq.h has the details):
 //   - Local operations are restartable sequences on this CPU and never take `lock`.
-//   - A remote operation takes `lock`, closes the cache to sequences (clears its entry in the
-//     BlockCache's table), fences the CPU, works through the methods below, reopens it, and
-//     unlocks. While the cache is closed no sequence commits on it.
+//   - A remote operation takes `lock`, closes the cache to sequences (CloseToSequences(): every
+//     class's `open_capacity` becomes 0, which fails every pop and push), fences the CPU, works
+//     through the methods below, reopens it (OpenToSequences()), and unlocks. While the cache is
+//     closed no sequence commits on it.
 //
 // Both modes:
 //   - Nothing slow happens while a cache is locked or closed: blocks to release are copied
@@ -29,8 +30,11 @@
 //     tolerate stale values.
 //   - The slow-path counters use fetch_add because they are updated outside any ownership.
 //
-// A CpuCache and its stacks live in one allocation made by CpuCache::Create(); it is created
-// the first time its CPU uses the cache and lives until the owning BlockCache is destroyed.
+// Layout: a CPU's ClassStacks lie in the owning BlockCache's region, one row per class with
+// one cache line per CPU, so that a sequence finds its stack at row + (cpu << 6): a shift, no
+// load. The rest of a CPU's cache (the lock, the slow-path counters) is the CpuCache, a
+// separate allocation, as are the slot arrays. CpuCache::Create() builds both the first time
+// the CPU uses the cache; they live until the owning BlockCache is destroyed.
 
 #ifndef SYNCPOOL_INTERNAL_CPU_CACHE_H_
 #define SYNCPOOL_INTERNAL_CPU_CACHE_H_
@@ -48,11 +52,18 @@ namespace internal {
 
 inline constexpr size_t kCacheLineSize = 64;
 
-// One size class's two generations on one CPU. Standard layout: the restartable sequences
-// (percpu_rseq.h) address its fields by offset.
-struct ClassStack {
+// One size class's two generations on one CPU, in a cache line of its own. Standard layout:
+// the restartable sequences (percpu_rseq.h) address its fields by offset.
+struct alignas(kCacheLineSize) ClassStack {
+  // The three fields every sequence reads come first, in one 16-byte unit.
   // INVARIANT: primary_count <= capacity and victim_count <= capacity.
   std::atomic<uint32_t> primary_count{0};
+  // What the sequences may fill the primary generation to: `capacity` while the cache is open
+  // to sequences, 0 while it is closed (or not yet opened, or in the locked mode), which fails
+  // every pop (count - 1 < 0 never holds) and every push. Local operations only read it; it
+  // changes under `lock` only (CpuCache::OpenToSequences(), CloseToSequences()).
+  std::atomic<uint32_t> open_capacity{0};
+  void** primary = nullptr;  // `capacity` slots; sweeps rotate it with `victim` and `spare`.
   std::atomic<uint32_t> victim_count{0};
   uint32_t capacity = 0;  // Immutable after creation.
   // The lowest primary_count since the last epoch. Lowered by primary pops (in the rseq mode
@@ -64,35 +75,61 @@ struct ClassStack {
   // victims (epoch_victims - victim_count) is its working set (see CpuCache::AgeDetach()).
   uint32_t epoch_count = 0;
   uint32_t epoch_victims = 0;
-  // Each points at `capacity` slots; sweeps rotate them with `spare`.
-  void** primary = nullptr;
-  void** victim = nullptr;
+  void** victim = nullptr;  // `capacity` slots.
   // A third array of `capacity` slots that no sequence reads: the epoch makes it the new
   // primary and detaches the old victim array, so that what the epoch does while the cache is
   // closed does not grow with what it caches (see CpuCache::AgeDetach()). Changed under
   // `lock` only; null between AgeDetach() and the matching ReturnSpare().
   void** spare = nullptr;
+  // Hits on this class of this CPU's cache: in the locked mode written under `lock`; in the
+  // rseq mode incremented inside the pop sequences (an abort after the increment overcounts by
+  // one, so the figure is approximate, as statistics are).
+  std::atomic<uint64_t> hits{0};
 };
+
+// log2 of the distance between two CPUs' stacks of one class.
+inline constexpr int kClassStackShift = 6;
+static_assert(sizeof(ClassStack) == size_t{1} << kClassStackShift);
 
 class alignas(kCacheLineSize) CpuCache {
  public:
   // CpuCache::Create()
   //
-  // Allocates a cache with one stack per class, class `c` holding capacities[c] slots per
-  // generation. The stacks follow the CpuCache in the same allocation (see stacks()).
-  // CpuCache::Destroy() frees it (its blocks must have been released).
-  static CpuCache* Create(const uint32_t* capacities, size_t num_classes);
+  // Builds a cache with one stack per class, class `c` holding capacities[c] slots per
+  // generation, its stack of class `c` at `stacks` + c * `class_stride` (in the BlockCache's
+  // region: kCacheLineSize-aligned, zero-filled), closed to sequences. Throws std::bad_alloc,
+  // building nothing, when it cannot allocate. CpuCache::Destroy() frees it (its blocks must
+  // have been released) and ends the stacks' lifetime; the region stays the caller's.
+  static CpuCache* Create(char* stacks, size_t class_stride, const uint32_t* capacities,
+                          size_t num_classes);
   static void Destroy(CpuCache* cache);
 
-  // CpuCache::StackOffset()
+  // CpuCache::OpenToSequences(), CpuCache::CloseToSequences()
   //
-  // Where class `cls`'s ClassStack lies, in bytes from the start of its CpuCache.
-  static constexpr size_t StackOffset(size_t cls) {
-    return sizeof(CpuCache) + cls * sizeof(ClassStack);
+  // Open: every class's open_capacity becomes its capacity (release stores: what the owner
+  // did before is visible to the sequences that see the cache open). Close: every
+  // open_capacity becomes 0; sequences that started before may still commit until the CPU is
+  // fenced (see percpu_rseq.h).
+  void OpenToSequences() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  void CloseToSequences() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::IsOpenToSequences()
+  //
+  // Whether class `cls` reads as open to sequences (racy: a hint for the slow path).
+  bool IsOpenToSequences(size_t cls) const {
+    const ClassStack& s = stack(cls);
+    return s.open_capacity.load(std::memory_order_acquire) == s.capacity;
   }
 
-  ClassStack* stacks() { return reinterpret_cast<ClassStack*>(this + 1); }
-  const ClassStack* stacks() const { return reinterpret_cast<const ClassStack*>(this + 1); }
+  // CpuCache::stack()
+  //
+  // This CPU's stack of class `cls`.
+  ClassStack& stack(size_t cls) {
+    return *reinterpret_cast<ClassStack*>(stacks_ + cls * class_stride_);
+  }
+  const ClassStack& stack(size_t cls) const {
+    return *reinterpret_cast<const ClassStack*>(stacks_ + cls * class_stride_);
+  }
 
   // CpuCache::PopPrimary()
   //
@@ -101,7 +138,7 @@ class alignas(kCacheLineSize) CpuCache {
   // `to_move`: the block goes to the TransferStack, not to a caller, so the low-water mark
   // (what the epoch's callers took) stays as it is.
   void* PopPrimary(size_t cls, bool to_move = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    ClassStack& s = stacks()[cls];
+    ClassStack& s = stack(cls);
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
     if (n == 0) return nullptr;
     s.primary_count.store(n - 1, std::memory_order_relaxed);
@@ -111,7 +148,7 @@ class alignas(kCacheLineSize) CpuCache {
 
   // CpuCache::PopVictim()
   void* PopVictim(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    ClassStack& s = stacks()[cls];
+    ClassStack& s = stack(cls);
     const uint32_t n = s.victim_count.load(std::memory_order_relaxed);
     if (n == 0) return nullptr;
     s.victim_count.store(n - 1, std::memory_order_relaxed);
@@ -122,7 +159,7 @@ class alignas(kCacheLineSize) CpuCache {
   //
   // Pushes `block` onto the primary generation; returns false (and keeps nothing) when full.
   bool PushPrimary(size_t cls, void* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    ClassStack& s = stacks()[cls];
+    ClassStack& s = stack(cls);
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
     if (n == s.capacity) return false;
     s.primary[n] = block;
@@ -131,9 +168,15 @@ class alignas(kCacheLineSize) CpuCache {
   }
 
   // CpuCache::CountHit()
-  void CountHit() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+  void CountHit(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    std::atomic<uint64_t>& hits = stack(cls).hits;
     hits.store(hits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+
+  // CpuCache::Hits()
+  //
+  // The hits of every class (racy, as statistics are).
+  uint64_t Hits() const;
 
   // CpuCache::AgeDetach()
   //
@@ -153,7 +196,7 @@ class alignas(kCacheLineSize) CpuCache {
   //
   // Installs the array AgeDetach() detached, once its blocks are released, as the spare.
   void ReturnSpare(size_t cls, void** slots) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
-    stacks()[cls].spare = slots;
+    stack(cls).spare = slots;
   }
 
   // CpuCache::TakeAll()
@@ -164,10 +207,10 @@ class alignas(kCacheLineSize) CpuCache {
 
   // Racy reads for statistics and probes: may be stale by the time they return.
   uint32_t PrimaryCount(size_t cls) const {
-    return stacks()[cls].primary_count.load(std::memory_order_relaxed);
+    return stack(cls).primary_count.load(std::memory_order_relaxed);
   }
   uint32_t VictimCount(size_t cls) const {
-    return stacks()[cls].victim_count.load(std::memory_order_relaxed);
+    return stack(cls).victim_count.load(std::memory_order_relaxed);
   }
   // True when no class reads as holding a block.
   bool LooksEmpty() const {
@@ -177,17 +220,9 @@ class alignas(kCacheLineSize) CpuCache {
     return true;
   }
 
-  // The fields are public and the class has standard layout because the restartable
-  // sequences address `hits` and the stacks by offset.
-
   // Serializes the operations that are not restartable sequences: every operation in the
   // locked mode, and remote operations (with the cache closed to sequences) in the rseq mode.
   SpinLock lock;
-
-  // Hits on this CPU's cache: in the locked mode written under `lock`; in the rseq mode
-  // incremented inside the pop sequences (an abort after the increment overcounts by one, so
-  // the figure is approximate, as statistics are).
-  std::atomic<uint64_t> hits{0};
 
   // The sweeper's own: a CPU's activity (hits, misses and spills, plus the blocks it holds)
   // as the last epoch left it, to tell a CPU that nobody used since.
@@ -195,7 +230,7 @@ class alignas(kCacheLineSize) CpuCache {
 
   // CpuCache::Activity()
   //
-  // A figure that any Get, Put or spill on this CPU changes: pops raise `hits`, a Get that
+  // A figure that any Get, Put or spill on this CPU changes: pops raise the hits, a Get that
   // finds nothing raises `misses`, a push raises a count, a spill raises `spills`, and what
   // lowers counts without a hit (a Put that made room by moving a batch to the TransferStack,
   // a drain between epochs) raises `changes`, so that counts can never come back to what the
@@ -219,11 +254,13 @@ class alignas(kCacheLineSize) CpuCache {
 
  private:
   CpuCache() = default;
+
+  char* stacks_ = nullptr;     // This CPU's stack of class 0, in the region.
+  size_t class_stride_ = 0;    // From one class's stack to the next one's.
+  void** slots_ = nullptr;     // The one allocation of every class's three slot arrays.
 };
 
 static_assert(std::is_standard_layout_v<ClassStack>);
-static_assert(std::is_standard_layout_v<CpuCache>);
-static_assert(sizeof(CpuCache) % alignof(ClassStack) == 0);
 
 }  // namespace internal
 }  // namespace syncpool

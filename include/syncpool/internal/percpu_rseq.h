@@ -8,28 +8,32 @@
 // area glibc registers for every thread. Not part of syncpool's API.
 //
 // A pop or push of one block on the current CPU's stack is one critical section that reads
-// the CPU id, finds that CPU's cache in a table of caches open to sequences, and commits with a
-// single store of the stack's count (the slot of a push is written before the commit, where a
-// restart makes the write harmless). If the thread is preempted, migrated or signalled inside
-// the section, the kernel moves it to the abort handler, which restarts the section from the
-// top. No lock, no atomic read-modify-write.
+// the CPU id, finds that CPU's stack in its class's row of the BlockCache's region (at row +
+// (cpu << kClassStackShift): a shift, no load), and commits with a single store of the count
+// (the slot of a push is written before the commit, where a restart makes the write harmless).
+// If the thread is preempted, migrated or signalled inside the section, the kernel moves it to
+// the abort handler, which restarts the section from the top. No lock, no atomic
+// read-modify-write.
 //
-// The table (one entry per CPU id below kRseqMaxCpus, owned by the BlockCache) is the whole
-// protocol between local and remote operations:
-//   - An entry is null while no sequence may touch that CPU's cache: before the cache exists,
-//     always in the locked mode, and while a remote operation works on it. A sequence that
-//     reads null (or a CPU id at or above kRseqMaxCpus, or the negative id of a thread whose
-//     rseq area the kernel did not register) leaves for the slow path.
+// Protocol between local and remote operations. Each class's stack carries an
+// `open_capacity` (cpu_cache.h) that local operations only read: a pop succeeds only when
+// count - 1 < open_capacity, a push only when count < open_capacity. It is the stack's capacity
+// while the cache is open to sequences and 0 while it is closed, which fails both.
+//   - A cache is closed before it exists (the region is zero-filled), always in the locked
+//     mode, and while a remote operation works on it. A sequence also fails on a CPU id at or
+//     above g_rseq_cpu_limit (cpu.h): 0 until the rseq mode is decided and while a test fakes
+//     CPU ids, and above any id when glibc could not register the thread's area (cpu_id is
+//     then RSEQ_CPU_ID_REGISTRATION_FAILED, -1).
 //   - Remote operations (sweeps, drains, steals, and fake-CPU operations in tests) never run
-//     these sequences on another CPU's cache. They take the cache's lock, store null in its
-//     entry, and fence with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on that CPU:
-//     when the fence returns, every sequence that read the entry before the null store has
-//     committed or been restarted, and a restarted or new one reads null. So the remote
-//     operation owns the cache until it stores the cache back in the entry (release, under
-//     the lock). A thread that finds the entry null waits for the remote operation by taking
-//     the lock.
-//   - The entry is first set under the cache's lock, so that it cannot reappear in the middle
-//     of a remote operation.
+//     these sequences on another CPU's cache. They take the cache's lock, set every class's
+//     open_capacity to 0, and fence with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on
+//     that CPU: when the fence returns, every sequence that read an open capacity before the
+//     stores has committed or been restarted, and a restarted or new one reads 0. So the
+//     remote operation owns the cache until it stores the capacities back (release, under the
+//     lock). A thread whose sequence fails on a closed class waits for the remote operation by
+//     taking the lock (BlockCache::WaitAndOpen()).
+//   - A cache is first opened under its lock, so that it cannot open in the middle of a remote
+//     operation.
 //
 // glibc owns the registration of the rseq area; syncpool never registers one. It only writes
 // the area's `rseq_cs` field, as the rseq ABI intends. glibc reserves the area in every thread
@@ -64,16 +68,13 @@
 namespace syncpool {
 namespace internal {
 
-// How many CPU ids the sequences serve (the size of a BlockCache's table). Threads on CPUs
-// with higher ids, which only machines with more CPUs than this have, use the slow path.
-inline constexpr uint32_t kRseqMaxCpus = 1024;
-
 // RseqUsable()
 //
 // Whether caches may use the restartable sequences: built for x86-64 Linux without
 // ThreadSanitizer, glibc registered its rseq area (`__rseq_size != 0`; 0 under
 // GLIBC_TUNABLES=glibc.pthread.rseq=0 or valgrind), SYNCPOOL_RSEQ is not "0", and the process
-// registered for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ). Decided once per process.
+// registered for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ). Decided once per process;
+// when true, the decision opens the CPU ids to the sequences (AllowRseqCpus()).
 bool RseqUsable();
 
 // FenceCpu()
@@ -95,8 +96,8 @@ inline constexpr int kRseqCsOffset = 8;
 // to the commit label 83, abort handler 84; in the __rseq_cs section, in the same COMDAT group
 // as the function so that a discarded copy takes its descriptor along), arms it in this
 // thread's rseq area at 80 (where the abort handler restarts), then, inside the section, reads
-// the CPU id and leaves for the `fail` label unless it is below kRseqMaxCpus and the table
-// holds a cache for it. Leaves %[cache] pointing at the CpuCache.
+// the CPU id, leaves for the `fail` label unless it is below g_rseq_cpu_limit, and leaves in
+// %[cpu] the offset of that CPU's ClassStack from the row (%[row]) of the class.
 #define SYNCPOOL_RSEQ_ENTER                                  \
   ".pushsection __rseq_cs, \"aw?\"\n\t"                      \
   ".balign 32\n\t"                                           \
@@ -105,15 +106,13 @@ inline constexpr int kRseqCsOffset = 8;
   ".quad 82f, (83f - 82f), 84f\n\t"                          \
   ".popsection\n\t"                                          \
   "80:\n\t"                                                  \
-  "leaq 81b(%%rip), %[scratch]\n\t"                          \
-  "movq %[scratch], %%fs:%c[cs_off](%[area])\n\t"            \
+  "leaq 81b(%%rip), %[cpu]\n\t"                              \
+  "movq %[cpu], %%fs:%c[cs_off](%[area])\n\t"                \
   "82:\n\t"                                                  \
-  "movl %%fs:%c[cpu_off](%[area]), %k[scratch]\n\t"          \
-  "cmpl %[max_cpus], %k[scratch]\n\t"                        \
+  "movl %%fs:%c[cpu_off](%[area]), %k[cpu]\n\t"              \
+  "cmpl %[limit], %k[cpu]\n\t"                               \
   "jae %l[fail]\n\t"                                         \
-  "movq (%[table], %[scratch], 8), %[cache]\n\t"             \
-  "testq %[cache], %[cache]\n\t"                             \
-  "jz %l[fail]\n\t"
+  "shlq %[stack_shift], %[cpu]\n\t"
 
 // The abort handler, preceded by the signature glibc registered the area with: restarts.
 #define SYNCPOOL_RSEQ_ABORT_HANDLER                          \
@@ -125,47 +124,48 @@ inline constexpr int kRseqCsOffset = 8;
   ".popsection\n\t"
 
 // The operands SYNCPOOL_RSEQ_ENTER uses.
-#define SYNCPOOL_RSEQ_OPERANDS                                                       \
-  [area] "r"(__rseq_offset), [table] "r"(table), [stack] "r"(stack_offset),          \
-      [max_cpus] "i"(kRseqMaxCpus), [cs_off] "i"(kRseqCsOffset),                     \
-      [cpu_off] "i"(kRseqCpuIdOffset)
+#define SYNCPOOL_RSEQ_OPERANDS                                                          \
+  [area] "r"(__rseq_offset), [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),             \
+      [stack_shift] "i"(kClassStackShift), [cs_off] "i"(kRseqCsOffset),                 \
+      [cpu_off] "i"(kRseqCpuIdOffset), [count] "i"(offsetof(ClassStack, primary_count)), \
+      [open] "i"(offsetof(ClassStack, open_capacity))
 
 // RseqPop()
 //
-// Pops the top block of the stack at `stack_offset` (CpuCache::StackOffset()) of the current
-// CPU's cache, in the generation whose count and slots lie at kCountOffset and kSlotsOffset in
-// ClassStack. `table` has kRseqMaxCpus entries (see above). Returns nullptr when the table
-// holds no cache for the CPU or the stack is empty. The sequence jumps straight to the
-// caller's failure branch (asm goto), so a miss costs no extra test. With kLowWater, it also
-// lowers the stack's low_water to the new count (inside the section, so only on this CPU).
+// Pops the top block of the current CPU's stack in the class row `row` (BlockCache::Row()),
+// in the generation whose count and slots lie at kCountOffset and
+// kSlotsOffset in ClassStack (the primary or the victim generation: both are bounded by
+// open_capacity, since their capacities are equal). Returns nullptr when the cache is closed
+// or the stack is empty. The sequence jumps straight to the caller's failure branch (asm goto),
+// so a miss costs no extra test. With kLowWater, it also lowers the stack's low_water to the
+// new count (inside the section, so only on this CPU); with kCountHit it counts a hit.
 template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit = true>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(const std::atomic<CpuCache*>* table,
-                                                  size_t stack_offset) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(char* row) {
   void* result;
-  uint64_t scratch;
-  char* cache;
+  uint64_t n;
+  uint64_t cpu;
   asm volatile goto(SYNCPOOL_RSEQ_ENTER
-           "movl %c[count](%[cache], %[stack]), %k[scratch]\n\t"
-           "testl %k[scratch], %k[scratch]\n\t"
-           "jz %l[fail]\n\t"
-           "movq %c[slots](%[cache], %[stack]), %[result]\n\t"
-           "movq -8(%[result], %[scratch], 8), %[result]\n\t"
-           "subl $1, %k[scratch]\n\t"
+           "movl %c[gen_count](%[row], %[cpu]), %k[n]\n\t"
+           "subl $1, %k[n]\n\t"
+           "cmpl %c[open](%[row], %[cpu]), %k[n]\n\t"
+           "jae %l[fail]\n\t"
+           "movq %c[slots](%[row], %[cpu]), %[result]\n\t"
+           "movq (%[result], %[n], 8), %[result]\n\t"
            ".if %c[track]\n\t"
-           "cmpl %c[lwm](%[cache], %[stack]), %k[scratch]\n\t"
+           "cmpl %c[lwm](%[row], %[cpu]), %k[n]\n\t"
            "jae 87f\n\t"
-           "movl %k[scratch], %c[lwm](%[cache], %[stack])\n\t"
+           "movl %k[n], %c[lwm](%[row], %[cpu])\n\t"
            "87:\n\t"
            ".endif\n\t"
            ".if %c[count_hit]\n\t"
-           "addq $1, %c[hits](%[cache])\n\t"
+           "addq $1, %c[hits](%[row], %[cpu])\n\t"
            ".endif\n\t"
-           "movl %k[scratch], %c[count](%[cache], %[stack])\n\t"  // Commit.
+           "movl %k[n], %c[gen_count](%[row], %[cpu])\n\t"  // Commit.
            "83:\n\t"
            SYNCPOOL_RSEQ_ABORT_HANDLER
-           : [result] "=&r"(result), [scratch] "=&r"(scratch), [cache] "=&r"(cache)
-           : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(CpuCache, hits)),
-             [count] "i"(kCountOffset), [slots] "i"(kSlotsOffset),
+           : [result] "=&r"(result), [n] "=&r"(n), [cpu] "=&r"(cpu)
+           : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(ClassStack, hits)),
+             [gen_count] "i"(kCountOffset), [slots] "i"(kSlotsOffset),
              [lwm] "i"(offsetof(ClassStack, low_water)), [track] "i"(kLowWater ? 1 : 0),
              [count_hit] "i"(kCountHit ? 1 : 0)
            : "memory", "cc"
@@ -177,28 +177,25 @@ fail:
 
 // RseqPush()
 //
-// Pushes `block` onto the primary generation of the stack at `stack_offset` of the current
-// CPU's cache. Returns false (keeping nothing) when the table holds no cache for the CPU or
-// the stack is full. REQUIRES: as RseqPop().
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RseqPush(const std::atomic<CpuCache*>* table,
-                                                  size_t stack_offset, void* block) {
+// Pushes `block` onto the primary generation of the current CPU's stack in the class row
+// `row`. Returns false (keeping nothing) when the cache is closed or the stack is full.
+// REQUIRES: as RseqPop().
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RseqPush(char* row, void* block) {
   uint64_t slots;
-  uint64_t scratch;
-  char* cache;
+  uint64_t n;
+  uint64_t cpu;
   asm volatile goto(SYNCPOOL_RSEQ_ENTER
-           "movl %c[count](%[cache], %[stack]), %k[scratch]\n\t"
-           "cmpl %c[capacity](%[cache], %[stack]), %k[scratch]\n\t"
+           "movl %c[count](%[row], %[cpu]), %k[n]\n\t"
+           "cmpl %c[open](%[row], %[cpu]), %k[n]\n\t"
            "jae %l[fail]\n\t"
-           "movq %c[slots](%[cache], %[stack]), %[slots_ptr]\n\t"
-           "movq %[block], (%[slots_ptr], %[scratch], 8)\n\t"  // Harmless if restarted.
-           "addl $1, %k[scratch]\n\t"
-           "movl %k[scratch], %c[count](%[cache], %[stack])\n\t"  // Commit.
+           "movq %c[slots](%[row], %[cpu]), %[slots_ptr]\n\t"
+           "movq %[block], (%[slots_ptr], %[n], 8)\n\t"  // Harmless if restarted.
+           "addl $1, %k[n]\n\t"
+           "movl %k[n], %c[count](%[row], %[cpu])\n\t"  // Commit.
            "83:\n\t"
            SYNCPOOL_RSEQ_ABORT_HANDLER
-           : [slots_ptr] "=&r"(slots), [scratch] "=&r"(scratch), [cache] "=&r"(cache)
+           : [slots_ptr] "=&r"(slots), [n] "=&r"(n), [cpu] "=&r"(cpu)
            : SYNCPOOL_RSEQ_OPERANDS, [block] "r"(block),
-             [count] "i"(offsetof(ClassStack, primary_count)),
-             [capacity] "i"(offsetof(ClassStack, capacity)),
              [slots] "i"(offsetof(ClassStack, primary))
            : "memory", "cc"
            : fail);
@@ -207,24 +204,21 @@ fail:
   return false;
 }
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(const std::atomic<CpuCache*>* table,
-                                                         size_t stack_offset) {
-  return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(
-      table, stack_offset);
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(char* row) {
+  return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(row);
 }
 
 // RseqPopToMove()
 //
 // A pop of the primary generation that hands nobody a block: the slow path of a Put moving a
 // batch to the TransferStack. It counts no hit and leaves the low-water mark alone.
-inline void* RseqPopToMove(const std::atomic<CpuCache*>* table, size_t stack_offset) {
+inline void* RseqPopToMove(char* row) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), false,
-                 false>(table, stack_offset);
+                 false>(row);
 }
 
-inline void* RseqPopVictim(const std::atomic<CpuCache*>* table, size_t stack_offset) {
-  return RseqPop<offsetof(ClassStack, victim_count), offsetof(ClassStack, victim), false>(
-      table, stack_offset);
+inline void* RseqPopVictim(char* row) {
+  return RseqPop<offsetof(ClassStack, victim_count), offsetof(ClassStack, victim), false>(row);
 }
 
 #endif  // SYNCPOOL_RSEQ_FAST_PATH
