@@ -110,6 +110,15 @@ PoolResource& PoolResource::Default() {
 }
 
 void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
+  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment))) {
+    const size_t cls = internal::RequestClass(bytes, alignment);
+    return cache_.GetOr(cls, cache_.Row(cls),
+                        [this, bytes, alignment] { return AllocateOther(bytes, alignment); });
+  }
+  return AllocateOther(bytes, alignment);
+}
+
+ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t alignment) {
   if (!IsPowerOfTwo(alignment)) {
     throw std::invalid_argument("syncpool::PoolResource::allocate: alignment " +
                                 std::to_string(alignment) + " is not a power of two");
@@ -120,7 +129,7 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
     direct_.fetch_add(1, std::memory_order_relaxed);
   } else {
     const size_t cls = internal::RequestClass(bytes, alignment);
-    p = cache_.Get(cls);  // Blocks the inline path does not serve, and its misses.
+    p = cache_.GetSlow(cls);  // The sequence failed already.
     // May throw: nothing has been changed yet, so the resource stays as it was.
     if (p == nullptr) p = upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
   }
@@ -140,6 +149,15 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
 }
 
 void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
+  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment)) &&
+      ABSL_PREDICT_TRUE(cache_.TryPut(internal::RequestClass(bytes, alignment), p))) {
+    return;
+  }
+  DeallocateOther(p, bytes, alignment);
+}
+
+ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateOther(void* p, size_t bytes,
+                                                           size_t alignment) {
   if (debug_) registry_->OnDeallocate(p, bytes, alignment);
   if (!IsPowerOfTwo(alignment)) {
     // allocate() never succeeded with such an alignment: this block is not ours.
@@ -150,7 +168,7 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
     GiveBack(p, bytes, alignment);
     return;
   }
-  cache_.Put(internal::RequestClass(bytes, alignment), p);
+  cache_.PutSlow(internal::RequestClass(bytes, alignment), p);  // The sequence failed already.
 }
 
 void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {

@@ -64,8 +64,7 @@ class PoolBase : private BlockReleaser {
   ~PoolBase();
 
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get() {
-    if (void* obj = cache_.TryGet(0); ABSL_PREDICT_TRUE(obj != nullptr)) return obj;
-    return GetSlow();
+    return cache_.GetOr(0, cache_.Row(0), [this] { return GetSlow(); });
   }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Put(void* obj) {
     if (ABSL_PREDICT_TRUE(cache_.TryPut(0, obj))) return;

@@ -95,8 +95,8 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
                                               size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_TRUE(Inline(bytes, alignment))) {
       const size_t index = internal::SmallSizeIndex(bytes);
-      void* block = cache_.TryGetAt(internal::kSmallSizeClasses[index], small_rows_[index]);
-      if (ABSL_PREDICT_TRUE(block != nullptr)) return block;
+      return cache_.GetOr(internal::kSmallSizeClasses[index], small_rows_[index],
+                          [this, bytes, alignment] { return AllocateSlow(bytes, alignment); });
     }
     return AllocateSlow(bytes, alignment);  // A tail call: the fast path saves no registers.
   }
@@ -152,11 +152,20 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   bool Inline(size_t bytes, size_t alignment) const {
     return bytes <= inline_limit_ && internal::IsSmallAlignment(alignment);
   }
-  // Everything the inline paths do not: larger blocks and alignments (cached too), requests
-  // outside the classes, debug checks, and the caches' slow paths (other generations, other
-  // CPUs, the locked mode, misses).
+  // The rest of allocate() and deallocate(), out of line: first the caches' inline paths for
+  // the classes the inline paths above do not serve (larger blocks, alignments 32 and 64),
+  // then AllocateOther() and DeallocateOther().
   void* AllocateSlow(size_t bytes, size_t alignment);
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
+  // Everything else: requests outside the classes, debug checks, and the caches' slow paths
+  // (other generations, other CPUs, the locked mode, misses).
+  void* AllocateOther(size_t bytes, size_t alignment);
+  void DeallocateOther(void* p, size_t bytes, size_t alignment);
+  // Whether the classes serve a request of `bytes` with `alignment`.
+  bool Pooled(size_t bytes, size_t alignment) const {
+    return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
+           (alignment & (alignment - 1)) == 0;
+  }
   void Release(size_t cls, void* const* blocks, size_t n) override;
   void LockForFork() override;
   void UnlockAfterFork() override;

@@ -158,6 +158,21 @@ class BlockCache final : public Sweepable {
 #endif
   }
 
+  // BlockCache::GetOr()
+  //
+  // TryGetAt(cls, row), but returning `otherwise()` (the caller's slow path, in tail position)
+  // where TryGetAt() returns nullptr, so that success costs no test of the block.
+  template <typename Otherwise>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* GetOr(size_t cls, char* row, Otherwise otherwise) {
+#if SYNCPOOL_RSEQ_FAST_PATH && !defined(ABSL_HAVE_ADDRESS_SANITIZER)
+    static_cast<void>(cls);
+    return RseqPopPrimaryOr(row, otherwise);
+#else
+    if (void* block = TryGetAt(cls, row); block != nullptr) return block;
+    return otherwise();
+#endif
+  }
+
   // BlockCache::GetSlow()
   //
   // Get() without its fast path (out of line).
@@ -169,8 +184,7 @@ class BlockCache final : public Sweepable {
   // A block returned here was handed to Put() by some thread, and that Put() happens before
   // this Get() returns.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get(size_t cls) {
-    if (void* block = TryGet(cls); ABSL_PREDICT_TRUE(block != nullptr)) return block;
-    return GetSlow(cls);
+    return GetOr(cls, Row(cls), [this, cls] { return GetSlow(cls); });
   }
 
   // BlockCache::TryPut()

@@ -136,11 +136,14 @@ inline constexpr int kRseqCsOffset = 8;
 // in the generation whose count and slots lie at kCountOffset and
 // kSlotsOffset in ClassStack (the primary or the victim generation: both are bounded by
 // open_capacity, since their capacities are equal). Returns nullptr when the cache is closed
-// or the stack is empty. The sequence jumps straight to the caller's failure branch (asm goto),
-// so a miss costs no extra test. With kLowWater, it also lowers the stack's low_water to the
-// new count (inside the section, so only on this CPU); with kCountHit it counts a hit.
-template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit = true>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(char* row) {
+// or the stack is empty. With kLowWater, it also lowers the stack's low_water to the new count
+// (inside the section, so only on this CPU); with kCountHit it counts a hit.
+//
+// RseqPopOr() returns `otherwise()` instead of nullptr: the sequence jumps straight to that
+// call (asm goto), so that a caller whose fallback is its slow path tests nothing on success.
+template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit,
+          typename Otherwise>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopOr(char* row, Otherwise otherwise) {
   void* result;
   uint64_t n;
   uint64_t cpu;
@@ -172,7 +175,13 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(char* row) {
            : fail);
   return result;
 fail:
-  return nullptr;
+  return otherwise();
+}
+
+template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit = true>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(char* row) {
+  return RseqPopOr<kCountOffset, kSlotsOffset, kLowWater, kCountHit>(
+      row, []() -> void* { return nullptr; });
 }
 
 // RseqPush()
@@ -206,6 +215,12 @@ fail:
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(char* row) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(row);
+}
+
+template <typename Otherwise>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimaryOr(char* row, Otherwise otherwise) {
+  return RseqPopOr<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true,
+                   true>(row, otherwise);
 }
 
 // RseqPopToMove()
