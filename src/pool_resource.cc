@@ -110,7 +110,8 @@ PoolResource& PoolResource::Default() {
 }
 
 void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
-  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment))) {
+  // In the locked mode the sequence would fail again: straight to the rest.
+  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq())) {
     const size_t cls = internal::RequestClass(bytes, alignment);
     return cache_.GetOr(cls, cache_.Row(cls),
                         [this, bytes, alignment] { return AllocateOther(bytes, alignment); });
@@ -149,7 +150,7 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t a
 }
 
 void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
-  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment)) &&
+  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq()) &&
       ABSL_PREDICT_TRUE(cache_.TryPut(internal::RequestClass(bytes, alignment), p))) {
     return;
   }
@@ -168,7 +169,9 @@ ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateOther(void* p, size_t bytes
     GiveBack(p, bytes, alignment);
     return;
   }
-  cache_.PutSlow(internal::RequestClass(bytes, alignment), p);  // The sequence failed already.
+  // Put(), not PutSlow(): its inline part poisons the block for AddressSanitizer, which
+  // DeallocateSlow() skipped in the locked mode.
+  cache_.Put(internal::RequestClass(bytes, alignment), p);
 }
 
 void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {

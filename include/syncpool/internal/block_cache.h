@@ -299,7 +299,7 @@ class BlockCache final : public Sweepable {
   // spills what it cannot hold.
   void ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n);
   // Runs `op(cache)` on `cpu`'s cache as a remote operation: under its lock and, in the rseq
-  // mode, with the cache's table entry cleared and the CPU fenced (see percpu_rseq.h).
+  // mode, with the cache closed to sequences and the CPU fenced (see percpu_rseq.h).
   template <typename Op>
   auto Remote(int cpu, CpuCache* c, Op op);
   // Blocks taken out of one CPU's cache, class by class, to be released after the remote
@@ -340,7 +340,7 @@ class BlockCache final : public Sweepable {
   // REQUIRES: the rseq mode, `c` is the cache of a CPU below g_rseq_cpu_limit.
   static void WaitAndOpen(CpuCache* c, size_t cls);
 
-  // The region of ClassStacks: a row per class (Row()), in each a cache line per CPU id below
+  // The region of ClassStacks: a row per class (Row()), in each 128 bytes per CPU id below
   // num_cpus_. Zero-filled (every stack closed to sequences) until CacheOf() builds a CPU's
   // cache. First, for the inline paths.
   char* const region_;

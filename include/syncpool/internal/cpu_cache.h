@@ -31,7 +31,7 @@
 //   - The slow-path counters use fetch_add because they are updated outside any ownership.
 //
 // Layout: a CPU's ClassStacks lie in the owning BlockCache's region, one row per class with
-// one cache line per CPU, so that a sequence finds its stack at row + (cpu << 6): a shift, no
+// 128 bytes per CPU, so that a sequence finds its stack at row + (cpu << 7): a shift, no
 // load. The rest of a CPU's cache (the lock, the slow-path counters) is the CpuCache, a
 // separate allocation, as are the slot arrays. CpuCache::Create() builds both the first time
 // the CPU uses the cache; they live until the owning BlockCache is destroyed.
@@ -87,9 +87,11 @@ struct alignas(kCacheLineSize) ClassStack {
   std::atomic<uint64_t> hits{0};
 };
 
-// log2 of the distance between two CPUs' stacks of one class.
-inline constexpr int kClassStackShift = 6;
-static_assert(sizeof(ClassStack) == size_t{1} << kClassStackShift);
+// log2 of the distance between two CPUs' stacks of one class: two cache lines, because x86
+// prefetchers fetch lines in aligned pairs, so that CPUs writing neighbouring lines would
+// still contend.
+inline constexpr int kClassStackShift = 7;
+static_assert(sizeof(ClassStack) <= size_t{1} << kClassStackShift);
 
 class alignas(kCacheLineSize) CpuCache {
  public:
