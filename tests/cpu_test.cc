@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/testing/fake_cpu.h"
 
 namespace syncpool {
@@ -105,6 +106,29 @@ TEST(FakeCpuTest, SetsEveryCpuId) {
   }
   EXPECT_EQ(FakeCpuOfThisThread(), -1);
   EXPECT_EQ(g_fake_cpu_users.load(), 0);
+}
+
+// While any thread fakes a CPU id the restartable sequences serve no CPU (they would use the
+// real one), and they serve every CPU again once the last fake ends, whichever thread ends it.
+TEST(FakeCpuTest, ClosesTheSequencesWhileAnyThreadFakes) {
+  const uint32_t open = RseqUsable() ? static_cast<uint32_t>(NumCpus()) : 0;
+  EXPECT_EQ(g_rseq_cpu_limit.load(), open);
+  std::binary_semaphore faking{0}, release{0};
+  std::thread other([&] {
+    ScopedFakeCpu fake(0);
+    faking.release();
+    release.acquire();
+  });
+  faking.acquire();
+  EXPECT_EQ(g_rseq_cpu_limit.load(), 0u);
+  {
+    ScopedFakeCpu fake(NumCpus() - 1);
+    EXPECT_EQ(g_rseq_cpu_limit.load(), 0u);
+    release.release();
+    other.join();  // The other thread's fake ends first: this one's still holds.
+    EXPECT_EQ(g_rseq_cpu_limit.load(), 0u);
+  }
+  EXPECT_EQ(g_rseq_cpu_limit.load(), open);
 }
 
 TEST(FakeCpuTest, NestsAndRestores) {
