@@ -66,6 +66,14 @@ class PoolBase : private BlockReleaser {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get() {
     return cache_.GetOr(0, cache_.Row(0), [this] { return GetSlow(); });
   }
+  // PoolBase::GetOr()
+  //
+  // `on_hit(object)` for an object from the cache's inline path, else `otherwise()`, which
+  // must call GetSlow().
+  template <typename OnHit, typename Otherwise>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE auto GetOr(OnHit on_hit, Otherwise otherwise) {
+    return cache_.GetOr(0, cache_.Row(0), on_hit, otherwise);
+  }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Put(void* obj) {
     if (ABSL_PREDICT_TRUE(cache_.TryPut(0, obj))) return;
     PutSlow(obj);
@@ -73,6 +81,8 @@ class PoolBase : private BlockReleaser {
   void Clear() { cache_.Drain(); }
   Stats GetStats() const { return cache_.Snapshot(); }
   bool uses_rseq() const { return cache_.uses_rseq(); }
+  // The cache's slow path of Get(), with the debug checks (out of line).
+  void* GetSlow();
 
  private:
   void Release(size_t cls, void* const* blocks, size_t n) override;
@@ -80,7 +90,6 @@ class PoolBase : private BlockReleaser {
   void UnlockAfterFork() override;
   // The cache's slow paths, and the debug checks: with them on, the cache runs in the locked
   // mode, so that every call comes here and the inline paths test nothing.
-  void* GetSlow();
   void PutSlow(void* obj);
 
   void (*const destroy_)(void*);
@@ -172,10 +181,10 @@ class Pool {
   // A pooled object, else a new one from New, else (no New, or New returned nullptr) an empty
   // Handle.
   Handle Get() {
-    if (void* obj = base_.Get(); ABSL_PREDICT_TRUE(obj != nullptr)) {
-      return Handle(this, static_cast<T*>(obj));
-    }
-    return New();
+    // The slow path returns a pointer, not a Handle, so that no Handle is returned through
+    // memory: a caller's Handle can live in registers.
+    void* obj = base_.GetOr([](void* o) { return o; }, [this] { return GetSlow(); });
+    return Handle(this, static_cast<T*>(obj));
   }
 
   // Pool::Put()
@@ -214,9 +223,11 @@ class Pool {
     base_.Put(obj);
   }
 
-  ABSL_ATTRIBUTE_NOINLINE Handle New() {
-    if (!new_) return Handle();
-    return Handle(this, new_().release());
+  // Get() past the inline path: the cache's slow path, else New, else nullptr.
+  ABSL_ATTRIBUTE_NOINLINE void* GetSlow() {
+    if (void* obj = base_.GetSlow(); obj != nullptr) return obj;
+    if (!new_) return nullptr;
+    return new_().release();
   }
 
   const NewFunction new_;

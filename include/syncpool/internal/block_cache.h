@@ -160,17 +160,22 @@ class BlockCache final : public Sweepable {
 
   // BlockCache::GetOr()
   //
-  // TryGetAt(cls, row), but returning `otherwise()` (the caller's slow path, in tail position)
-  // where TryGetAt() returns nullptr, so that success costs no test of the block.
-  template <typename Otherwise>
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void* GetOr(size_t cls, char* row, Otherwise otherwise) {
+  // `on_hit(TryGetAt(cls, row))` where that returns a block, else `otherwise()` (the caller's
+  // slow path, in tail position): success costs no test of the block.
+  template <typename OnHit, typename Otherwise>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE auto GetOr(size_t cls, char* row, OnHit on_hit,
+                                          Otherwise otherwise) {
 #if SYNCPOOL_RSEQ_FAST_PATH && !defined(ABSL_HAVE_ADDRESS_SANITIZER)
     static_cast<void>(cls);
-    return RseqPopPrimaryOr(row, otherwise);
+    return RseqPopPrimaryOr(row, on_hit, otherwise);
 #else
-    if (void* block = TryGetAt(cls, row); block != nullptr) return block;
+    if (void* block = TryGetAt(cls, row); block != nullptr) return on_hit(block);
     return otherwise();
 #endif
+  }
+  template <typename Otherwise>
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void* GetOr(size_t cls, char* row, Otherwise otherwise) {
+    return GetOr(cls, row, [](void* block) { return block; }, otherwise);
   }
 
   // BlockCache::GetSlow()

@@ -139,11 +139,12 @@ inline constexpr int kRseqCsOffset = 8;
 // or the stack is empty. With kLowWater, it also lowers the stack's low_water to the new count
 // (inside the section, so only on this CPU); with kCountHit it counts a hit.
 //
-// RseqPopOr() returns `otherwise()` instead of nullptr: the sequence jumps straight to that
-// call (asm goto), so that a caller whose fallback is its slow path tests nothing on success.
+// RseqPopOr() returns `on_hit(block)`, or `otherwise()` instead of nullptr: the sequence jumps
+// straight to that call (asm goto), so that a caller whose fallback is its slow path tests
+// nothing on success.
 template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit,
-          typename Otherwise>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopOr(char* row, Otherwise otherwise) {
+          typename OnHit, typename Otherwise>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto RseqPopOr(char* row, OnHit on_hit, Otherwise otherwise) {
   void* result;
   uint64_t n;
   uint64_t cpu;
@@ -173,7 +174,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopOr(char* row, Otherwise otherwi
              [count_hit] "i"(kCountHit ? 1 : 0)
            : "memory", "cc"
            : fail);
-  return result;
+  return on_hit(result);
 fail:
   return otherwise();
 }
@@ -181,7 +182,7 @@ fail:
 template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit = true>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(char* row) {
   return RseqPopOr<kCountOffset, kSlotsOffset, kLowWater, kCountHit>(
-      row, []() -> void* { return nullptr; });
+      row, [](void* block) { return block; }, []() -> void* { return nullptr; });
 }
 
 // RseqPush()
@@ -217,10 +218,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(char* row) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(row);
 }
 
-template <typename Otherwise>
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimaryOr(char* row, Otherwise otherwise) {
+template <typename OnHit, typename Otherwise>
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto RseqPopPrimaryOr(char* row, OnHit on_hit,
+                                                          Otherwise otherwise) {
   return RseqPopOr<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true,
-                   true>(row, otherwise);
+                   true>(row, on_hit, otherwise);
 }
 
 // RseqPopToMove()
