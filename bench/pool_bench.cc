@@ -17,6 +17,10 @@
 //                                 std::pmr::strings of 100 characters.
 //   BM_PerCpu_PopPush             the per-CPU cache alone (BlockCache Get and Put of one class),
 //                                 to show what the layers above it add.
+//   BM_RoundTrip/interface_floor/1024
+//                                 the two virtual calls of a round trip and nothing else (a
+//                                 resource that hands out one static block): what any
+//                                 memory_resource pays before it does any work.
 //
 // Thread counts: 1 and 2 by default (this project's CI machine class has two cores);
 // --syncpool_threads=1,2,4,8,16 (a comma-separated list, before the Google Benchmark flags)
@@ -169,7 +173,28 @@ void RoundTripAllocator(benchmark::State& state, size_t bytes) {
   }
 }
 
+// Hands every caller the same static block and takes nothing back: the cost of the interface.
+// Only for BM_RoundTrip, whose callers never write to the block.
+class InterfaceFloor final : public std::pmr::memory_resource {
+  void* do_allocate(size_t bytes, size_t /*alignment*/) override {
+    if (bytes > sizeof(block_)) throw std::bad_alloc();
+    return block_;
+  }
+  void do_deallocate(void* /*p*/, size_t /*bytes*/, size_t /*alignment*/) override {}
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+  alignas(64) char block_[1024];
+};
+std::pmr::memory_resource* Floor() {
+  static auto* const resource = new InterfaceFloor();
+  return resource;
+}
+
 void RegisterRoundTrips() {
+  SetThreads(benchmark::RegisterBenchmark("BM_RoundTrip/interface_floor/1024", &RoundTrip,
+                                          NamedResource{"interface_floor", &Floor, true}, 1024),
+             /*thread_safe=*/true);
   for (const NamedResource& resource : kResources) {
     for (size_t bytes : kRoundTripBytes) {
       const std::string name =
