@@ -33,9 +33,16 @@ size_t RegionBytes(size_t num_classes, int num_cpus) {
   return (bytes + page - 1) / page * page;
 }
 
-// The region: anonymous pages, zero-filled on first touch, so the caches of CPUs the process
-// never runs on cost no memory.
-char* MapRegion(size_t bytes) {
+// The number of classes, after checking that there is at least one and a capacity for each.
+size_t ValidatedClassCount(const std::vector<size_t>& class_bytes,
+                           const std::vector<uint32_t>& capacities) {
+  if (class_bytes.empty() || class_bytes.size() != capacities.size()) {
+    throw std::invalid_argument("syncpool: a cache needs one capacity per size class");
+  }
+  return class_bytes.size();
+}
+
+char* Map(size_t bytes) {
   void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   return static_cast<char*>(p);
@@ -43,12 +50,16 @@ char* MapRegion(size_t bytes) {
 
 }  // namespace
 
+MappedRegion::MappedRegion(size_t bytes) : bytes_(bytes), base_(Map(bytes)) {}
+
+MappedRegion::~MappedRegion() { munmap(base_, bytes_); }
+
 BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
                        BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq,
                        Policy policy)
-    : region_(MapRegion(RegionBytes(class_bytes.size(), NumCpus()))),
+    : mapping_(RegionBytes(ValidatedClassCount(class_bytes, capacities), NumCpus())),
+      region_(mapping_.base()),
       class_stride_(static_cast<size_t>(NumCpus()) << kClassStackShift),
-      region_bytes_(RegionBytes(class_bytes.size(), NumCpus())),
       rseq_(allow_rseq && RseqUsable()),
       num_cpus_(NumCpus()),
       cpus_(new std::atomic<CpuCache*>[static_cast<size_t>(num_cpus_)]),
@@ -59,9 +70,6 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
       sweeper_(sweeper),
       transfers_(std::make_unique<TransferStack[]>(capacities_.size())),
       policy_(policy) {
-  if (class_bytes_.empty() || class_bytes_.size() != capacities_.size()) {
-    throw std::invalid_argument("syncpool: a cache needs one capacity per size class");
-  }
   for (size_t cls = 0; cls < capacities_.size(); ++cls) {
     transfers_[cls].Init(2 * std::max<uint32_t>(capacities_[cls], 1));
   }
@@ -77,7 +85,6 @@ BlockCache::~BlockCache() {
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     if (CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) CpuCache::Destroy(c);
   }
-  munmap(region_, region_bytes_);
 }
 
 namespace {
@@ -170,6 +177,10 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   return c;
 }
 
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+void (*g_remote_after_fence_for_test)(int cpu) = nullptr;
+#endif
+
 template <typename Op>
 auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
   SpinLockHolder l(&c->lock);
@@ -178,6 +189,9 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
     // before the close is still running on `cpu`, so the cache is ours until it is reopened.
     c->CloseToSequences();
     FenceCpu(cpu);
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+    if (g_remote_after_fence_for_test != nullptr) g_remote_after_fence_for_test(cpu);
+#endif
   }
   auto result = op(c);  // Moves pointers only: cannot throw.
   if (rseq_) c->OpenToSequences();
@@ -187,8 +201,7 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
 void BlockCache::WaitAndOpen(CpuCache* c, size_t cls) {
   if (c->IsOpenToSequences(cls)) return;
   // Holding the lock means no remote operation is under way on `c` (they hold it from closing
-  // to reopening), so the cache may be opened: this ends the wait for a remote operation, and
-  // also opens a cache that fork() took the child from before its builder opened it.
+  // to reopening), so the cache may be opened: this ends the wait for a remote operation.
   SpinLockHolder l(&c->lock);
   c->OpenToSequences();
 }

@@ -96,8 +96,11 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
              // Debug checks run on the slow paths: the locked mode sends every call there.
              options.allow_rseq && !debug_, internal::PolicyOf(options)),
       report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
+  // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
+  // inline paths never reach them (inline_limit_).
   for (size_t i = 0; i < small_rows_.size(); ++i) {
-    small_rows_[i] = cache_.Row(internal::kSmallSizeClasses[i]);
+    const size_t cls = internal::kSmallSizeClasses[i];
+    small_rows_[i] = cls < cache_.num_classes() ? cache_.Row(cls) : nullptr;
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <stdexcept>
 #include <utility>
 #include <vector>
 
@@ -25,6 +26,18 @@ using ::syncpool::testing::ScopedFakeCpu;
 
 constexpr size_t kSmall = 0;  // Class 0: 16-byte blocks.
 constexpr size_t kLarge = 1;  // Class 1: 64-byte blocks.
+
+// A cache needs at least one class and one capacity per class; anything else is refused
+// with std::invalid_argument before anything is mapped or allocated.
+TEST(BlockCacheConstructionTest, RefusesMissingClassesOrCapacities) {
+  Sweeper sweeper{Sweeper::Options::Manual()};
+  RecordingReleaser releaser;
+  EXPECT_THROW(BlockCache({}, {}, &releaser, &sweeper), std::invalid_argument);
+  EXPECT_THROW(BlockCache({16, 64}, {8}, &releaser, &sweeper), std::invalid_argument);
+  EXPECT_THROW(BlockCache({16}, {8, 8}, &releaser, &sweeper), std::invalid_argument);
+  BlockCache fine({16}, {8}, &releaser, &sweeper);
+  EXPECT_EQ(fine.num_classes(), 1u);
+}
 
 class BlockCacheTest : public ::testing::Test {
  protected:

@@ -109,6 +109,25 @@ class BlockReleaser {
 };
 
 // What a BlockCache's epochs keep (see Options).
+// MappedRegion
+//
+// Anonymous read-write pages, zero-filled on first touch (so what is never touched costs no
+// memory), unmapped when the object goes.
+class MappedRegion {
+ public:
+  // Throws std::bad_alloc when the pages cannot be mapped. REQUIRES: bytes > 0.
+  explicit MappedRegion(size_t bytes);
+  MappedRegion(const MappedRegion&) = delete;
+  MappedRegion& operator=(const MappedRegion&) = delete;
+  ~MappedRegion();
+
+  char* base() const { return base_; }
+
+ private:
+  const size_t bytes_;
+  char* const base_;
+};
+
 struct CachePolicy {
   Retention retention = Retention::kWorkingSet;
   size_t max_cached_bytes = 0;  // 0: no budget of its own.
@@ -272,6 +291,9 @@ class BlockCache final : public Sweepable {
   // (cpu << kClassStackShift).
   char* Row(size_t cls) const { return region_ + cls * class_stride_; }
 
+  // BlockCache::num_classes()
+  size_t num_classes() const { return class_bytes_.size(); }
+
   // BlockCache::uses_rseq()
   //
   // Whether local operations are restartable sequences (else every operation locks).
@@ -347,10 +369,10 @@ class BlockCache final : public Sweepable {
 
   // The region of ClassStacks: a row per class (Row()), in each 128 bytes per CPU id below
   // num_cpus_. Zero-filled (every stack closed to sequences) until CacheOf() builds a CPU's
-  // cache. First, for the inline paths.
+  // cache. First, for the inline paths; mapping_ owns it.
+  MappedRegion mapping_;
   char* const region_;
   const size_t class_stride_;  // num_cpus_ << kClassStackShift.
-  const size_t region_bytes_;
   const bool rseq_;
   const int num_cpus_;
   // INVARIANT: an entry goes from nullptr to the CpuCache built in the region once (release
@@ -400,6 +422,12 @@ class BlockCache final : public Sweepable {
 // PolicyOf()
 //
 // The BlockCache::Policy that `options` ask for.
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+// A test seam (see SYNCPOOL_RSEQ_TEST_WINDOW in percpu_rseq.h): called by every remote
+// operation in the rseq mode right after it closed and fenced `cpu`'s cache, before its work.
+extern void (*g_remote_after_fence_for_test)(int cpu);
+#endif
+
 BlockCache::Policy PolicyOf(const Options& options);
 
 // FitToBudget()

@@ -34,6 +34,15 @@
 //     taking the lock (BlockCache::WaitAndOpen()).
 //   - A cache is first opened under its lock, so that it cannot open in the middle of a remote
 //     operation.
+//   - Every sequence loads open_capacity BEFORE anything else of the stack (x86 does not
+//     reorder loads with loads). A fence aborts only the sequences inside their critical
+//     section when it reaches the CPU; a sequence that starts after the fence and then stalls
+//     (an interrupt that does not reschedule restarts nothing) may see the remote operation
+//     end and the cache reopen in the middle of it. Loaded first, open_capacity reads 0 for
+//     such a sequence unless the cache had reopened already, and then everything it loads
+//     after is what the remote operation left. Loaded after the count, it could read the
+//     reopened capacity beside a count from before the operation, and commit that stale count
+//     over an emptied stack (tests/rseq_window_test.cc).
 //
 // glibc owns the registration of the rseq area; syncpool never registers one. It only writes
 // the area's `rseq_cs` field, as the rseq ABI intends. glibc reserves the area in every thread
@@ -83,7 +92,36 @@ bool RseqUsable();
 // thread's earlier stores before whatever that CPU runs next. REQUIRES: RseqUsable().
 void FenceCpu(int cpu);
 
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+// A test seam, compiled in only for tests/rseq_window_test.cc (the target
+// //:syncpool_rseq_window_for_test): while g_rseq_window_armed is nonzero, every sequence,
+// right after its first load of the stack, adds 1 to g_rseq_window_entered and spins inside its
+// critical section until g_rseq_window_go is nonzero. It stands for a thread that stalls there
+// without being rescheduled (an interrupt), which restarts nothing.
+extern std::atomic<uint32_t> g_rseq_window_armed;
+extern std::atomic<uint32_t> g_rseq_window_entered;
+extern std::atomic<uint32_t> g_rseq_window_go;
+#endif
+
 #if SYNCPOOL_RSEQ_FAST_PATH
+
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+#define SYNCPOOL_RSEQ_WINDOW           \
+  "cmpl $0, %[w_armed]\n\t"            \
+  "je 89f\n\t"                         \
+  "addl $1, %[w_entered]\n\t"          \
+  "88:\n\t"                            \
+  "pause\n\t"                          \
+  "cmpl $0, %[w_go]\n\t"               \
+  "je 88b\n\t"                         \
+  "89:\n\t"
+#define SYNCPOOL_RSEQ_WINDOW_OPERANDS                                          \
+  , [w_armed] "m"(g_rseq_window_armed), [w_entered] "m"(g_rseq_window_entered), \
+      [w_go] "m"(g_rseq_window_go)
+#else
+#define SYNCPOOL_RSEQ_WINDOW ""
+#define SYNCPOOL_RSEQ_WINDOW_OPERANDS
+#endif
 
 // Offsets of the fields of glibc's struct rseq that the sequences use.
 inline constexpr int kRseqCpuIdOffset = 4;
@@ -128,7 +166,7 @@ inline constexpr int kRseqCsOffset = 8;
   [area] "r"(__rseq_offset), [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),             \
       [stack_shift] "i"(kClassStackShift), [cs_off] "i"(kRseqCsOffset),                 \
       [cpu_off] "i"(kRseqCpuIdOffset), [count] "i"(offsetof(ClassStack, primary_count)), \
-      [open] "i"(offsetof(ClassStack, open_capacity))
+      [open] "i"(offsetof(ClassStack, open_capacity)) SYNCPOOL_RSEQ_WINDOW_OPERANDS
 
 // RseqPop()
 //
@@ -149,9 +187,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto RseqPopOr(char* row, OnHit on_hit, Othe
   uint64_t n;
   uint64_t cpu;
   asm volatile goto(SYNCPOOL_RSEQ_ENTER
+           "movl %c[open](%[row], %[cpu]), %k[result]\n\t"  // open_capacity first: see above.
+           SYNCPOOL_RSEQ_WINDOW
            "movl %c[gen_count](%[row], %[cpu]), %k[n]\n\t"
            "subl $1, %k[n]\n\t"
-           "cmpl %c[open](%[row], %[cpu]), %k[n]\n\t"
+           "cmpl %k[result], %k[n]\n\t"
            "jae %l[fail]\n\t"
            "movq %c[slots](%[row], %[cpu]), %[result]\n\t"
            "movq (%[result], %[n], 8), %[result]\n\t"
@@ -195,8 +235,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RseqPush(char* row, void* block) {
   uint64_t n;
   uint64_t cpu;
   asm volatile goto(SYNCPOOL_RSEQ_ENTER
+           "movl %c[open](%[row], %[cpu]), %k[slots_ptr]\n\t"  // open_capacity first.
+           SYNCPOOL_RSEQ_WINDOW
            "movl %c[count](%[row], %[cpu]), %k[n]\n\t"
-           "cmpl %c[open](%[row], %[cpu]), %k[n]\n\t"
+           "cmpl %k[slots_ptr], %k[n]\n\t"
            "jae %l[fail]\n\t"
            "movq %c[slots](%[row], %[cpu]), %[slots_ptr]\n\t"
            "movq %[block], (%[slots_ptr], %[n], 8)\n\t"  // Harmless if restarted.
