@@ -303,6 +303,7 @@ void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t
   }
   const size_t stored = transfers_[cls].Insert(blocks, n);
   AddEstimate(static_cast<int64_t>(stored * class_bytes_[cls]));
+  shared_moves_.fetch_add(stored, std::memory_order_relaxed);
   if (stored == n) return;
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(n - stored, std::memory_order_relaxed);
   Release(cls, blocks + stored, n - stored);
@@ -636,6 +637,7 @@ Stats BlockCache::Snapshot() const {
   s.pressure_blocks = pressure_blocks_.load(std::memory_order_relaxed);
   s.pressure_bytes = pressure_bytes_.load(std::memory_order_relaxed);
   s.spills += orphan_spills_.load(std::memory_order_relaxed);
+  s.shared_moves = shared_moves_.load(std::memory_order_relaxed);
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     const uint64_t primary = transfers_[cls].PrimaryCount();
     const uint64_t victim = transfers_[cls].VictimCount();

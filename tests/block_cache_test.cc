@@ -132,6 +132,7 @@ TEST_F(BlockCacheTest, FullCacheMovesBatchesToTheTransferStackThenSpills) {
 
   Stats stats = cache.Snapshot();
   EXPECT_EQ(stats.spills, 1u);
+  EXPECT_EQ(stats.shared_moves, 4u);  // Blocks 1 to 4; block 5 found no room and spilled.
   EXPECT_EQ(stats.primary_blocks, 7u);
   EXPECT_EQ(stats.primary_bytes, 6u * 16 + 64);
   // The CPU's own blocks first, then the TransferStack's, newest first.

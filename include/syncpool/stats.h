@@ -34,6 +34,10 @@ struct Stats {
   // Puts and deallocations that found their CPU's cache full (or, rarely, could not create
   // it): released at once.
   uint64_t spills = 0;
+  // Blocks a full CPU cache moved to the shared layer (a TransferStack per class) for other
+  // CPUs to take, in batches. High figures mean blocks are freed on other CPUs than the ones
+  // they were taken on (threads that migrate, producer-consumer hand-offs).
+  uint64_t shared_moves = 0;
   // PoolResource only: requests above the largest size class or the pooled alignment, passed
   // straight to the upstream resource (neither hits nor misses).
   uint64_t direct = 0;

@@ -410,6 +410,8 @@ class BlockCache final : public Sweepable {
   std::atomic<uint64_t> over_budget_bytes_{0};
   std::atomic<uint64_t> pressure_blocks_{0};
   std::atomic<uint64_t> pressure_bytes_{0};
+  // Blocks moved from CPU caches into the TransferStacks (Stats::shared_moves).
+  std::atomic<uint64_t> shared_moves_{0};
   // Spills of blocks whose CPU cache could not be created.
   std::atomic<uint64_t> orphan_spills_{0};
 
