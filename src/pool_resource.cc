@@ -128,7 +128,7 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t a
                                 std::to_string(alignment) + " is not a power of two");
   }
   void* p;
-  if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
+  if (!Pooled(bytes, alignment)) {
     p = upstream_->allocate(bytes, alignment);
     direct_.fetch_add(1, std::memory_order_relaxed);
   } else {
@@ -141,7 +141,7 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t a
     try {
       registry_->OnAllocate(p, bytes, alignment);
     } catch (...) {  // The registry could not grow: give the block back, as if never taken.
-      if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
+      if (!Pooled(bytes, alignment)) {
         upstream_->deallocate(p, bytes, alignment);
       } else {
         cache_.Put(internal::RequestClass(bytes, alignment), p);
@@ -168,7 +168,7 @@ ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateOther(void* p, size_t bytes
     internal::DieOfMisuse("deallocate of %p with alignment %zu, which is not a power of two", p,
                           alignment);
   }
-  if (bytes > max_block_size_ || alignment > kMaxPooledAlignment) {
+  if (!Pooled(bytes, alignment)) {
     GiveBack(p, bytes, alignment);
     return;
   }

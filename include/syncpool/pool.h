@@ -63,9 +63,6 @@ class PoolBase : private BlockReleaser {
   PoolBase& operator=(const PoolBase&) = delete;
   ~PoolBase();
 
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void* Get() {
-    return cache_.GetOr(0, cache_.Row(0), [this] { return GetSlow(); });
-  }
   // PoolBase::GetOr()
   //
   // `on_hit(object)` for an object from the cache's inline path, else `otherwise()`, which
