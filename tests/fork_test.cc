@@ -8,16 +8,44 @@
 // deadlocks. The parent checks that every child exited with status 0, and its own pools keep
 // working. Under ThreadSanitizer, whose runtime does not support fork() in a process with
 // threads, the test is skipped.
+//
+// Under AddressSanitizer the workers stop at a gate, holding nothing, while the process forks.
+// clang 14's ASan runtime does not take its allocator's locks around fork(): a child forked
+// while another thread was inside malloc hangs at its first allocation. This is the stack such
+// a child printed (tests/fork_test.cc's watchdog, under load; 5 of 18 runs of 200 forks hung):
+//   #0 __sanitizer::FutexWait  #1 __sanitizer::Semaphore::Wait
+//   #2 SizeClassAllocator64<__asan::AP64<...>>::GetFromAllocator
+//   #3 SizeClassAllocator64LocalCache<...>::Refill  #4 CombinedAllocator<...>::Allocate
+//   #5 __asan::Allocator::Allocate  #6 __asan::asan_memalign  #7 operator new(size_t, align_val_t)
+//   #8 syncpool::PoolResource::AllocateOther  #9 PoolResource::AllocateSlow  #10 do_allocate
+//   #11 Work (the child, after fork())
+// The region mutex of ASan's size-class allocator was held by a parent's worker at the fork.
+// No lock of syncpool's is involved (the fork handlers take all of them), and syncpool cannot
+// take the sanitizer's. So in that configuration the children still use every pool, resource
+// and sweeper after fork(), and the workers still run between forks, but no worker is inside
+// the allocator when fork() is called. The sweepers' threads allocate nothing between sweeps
+// (src/pressure.cc) and sweeps cannot be under way (the fork handlers hold their locks). The
+// GCC and clang configurations keep forking while the workers run.
+//
+// A hung child is diagnosed before it dies: after kChildTimeout the parent attaches gdb to it
+// (when gdb is installed) and prints every thread's stack; the child's own alarm, later, prints
+// its stack with backtrace_symbols_fd() (addresses to resolve with addr2line) and dies of
+// SIGALRM.
 
+#include <execinfo.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -35,6 +63,44 @@ namespace {
 
 constexpr int kForks = 200;
 constexpr int kWorkers = 2;
+// How long the parent waits for a child before it prints the child's stacks and kills it, and
+// the child's own alarm, a backstop for when the parent cannot attach.
+constexpr auto kChildTimeout = std::chrono::seconds(30);
+constexpr unsigned kChildAlarmSeconds = 45;
+
+// The child's SIGALRM handler: its stack on stderr, then death by SIGALRM. backtrace() was
+// called once in the parent, so that it loads nothing (no allocation) here.
+void PrintStackAndDie(int sig) {
+  static const char kHeader[] = "child: hung; its stack (resolve with addr2line):\n";
+  [[maybe_unused]] ssize_t ignored = write(STDERR_FILENO, kHeader, sizeof(kHeader) - 1);
+  void* frames[64];
+  backtrace_symbols_fd(frames, backtrace(frames, 64), STDERR_FILENO);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+// Waits for `pid` for up to kChildTimeout. Past it, prints the child's threads' stacks with
+// gdb (when there is one), kills the child and reaps it. Returns the child's wait status.
+int WaitForChild(pid_t pid) {
+  const auto deadline = std::chrono::steady_clock::now() + kChildTimeout;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0 && errno != EINTR) return -1;
+    usleep(1000);
+  }
+  std::fprintf(stderr, "child %d: no exit after %llds; its threads:\n", pid,
+               static_cast<long long>(kChildTimeout.count()));
+  const std::string gdb = "command -v gdb >/dev/null && gdb -nx -batch -p " +
+                          std::to_string(pid) + " -ex 'thread apply all bt' 1>&2";
+  if (std::system(gdb.c_str()) != 0) std::fprintf(stderr, "(gdb could not attach)\n");
+  kill(pid, SIGALRM);  // Its handler prints its stack too, then it dies.
+  sleep(2);
+  kill(pid, SIGKILL);
+  if (waitpid(pid, &status, 0) != pid) return -1;
+  return status;
+}
 
 // A child's failures: reported on stderr and as its exit status (the parent's EXPECTs cannot
 // see the child's).
@@ -46,11 +112,45 @@ constexpr int kWorkers = 2;
     }                                                                              \
   } while (0)
 
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+constexpr bool kWorkersStopAtForks = true;  // See the top of the file.
+#else
+constexpr bool kWorkersStopAtForks = false;
+#endif
+
 struct Shared {
   Sweeper sweeper{Sweeper::Options::Every(std::chrono::milliseconds(1))};
   std::unique_ptr<PoolResource> resource;
   std::unique_ptr<Pool<std::string>> pool;
   std::atomic<bool> stop{false};
+
+  // The fork gate (kWorkersStopAtForks): while `closed`, workers wait in Pass(), holding
+  // nothing; `waiting` counts them.
+  std::mutex gate_mu;
+  std::condition_variable gate_cv;
+  bool closed = false;
+  int waiting = 0;
+
+  // Workers call it between rounds of work.
+  void Pass() {
+    std::unique_lock<std::mutex> l(gate_mu);
+    if (!closed) return;
+    ++waiting;
+    gate_cv.notify_all();
+    gate_cv.wait(l, [this] { return !closed; });
+    --waiting;
+  }
+  // Returns once every worker waits at the gate.
+  void Close(int workers) {
+    std::unique_lock<std::mutex> l(gate_mu);
+    closed = true;
+    gate_cv.wait(l, [this, workers] { return waiting == workers; });
+  }
+  void Open() {
+    std::lock_guard<std::mutex> l(gate_mu);
+    closed = false;
+    gate_cv.notify_all();
+  }
 };
 
 // Allocates, writes, frees; Gets and Puts. Runs in the workers and in each child.
@@ -81,16 +181,27 @@ TEST(ForkTest, ChildrenUsePoolsWhileTheParentsThreadsDoAndSweepsRun) {
   std::vector<std::thread> workers;
   for (int t = 0; t < kWorkers; ++t) {
     workers.emplace_back([&shared] {
-      while (!shared.stop.load(std::memory_order_relaxed)) Work(shared, 100);
+      while (!shared.stop.load(std::memory_order_relaxed)) {
+        Work(shared, kWorkersStopAtForks ? 10 : 100);
+        if (kWorkersStopAtForks) shared.Pass();
+      }
     });
+  }
+  {
+    void* frames[4];
+    backtrace(frames, 4);  // Loads the unwinder now, not in a hung child's signal handler.
   }
   int exited_ok = 0;
   for (int i = 0; i < kForks; ++i) {
     Work(shared, 10);  // The forking thread uses them too, right up to the fork.
+    if (kWorkersStopAtForks) shared.Close(kWorkers);
     const pid_t pid = fork();
+    if (kWorkersStopAtForks && pid != 0) shared.Open();
     ASSERT_GE(pid, 0) << std::strerror(errno);
     if (pid == 0) {
-      alarm(30);  // A deadlock ends in SIGALRM.
+      prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);  // Lets the parent's gdb attach.
+      signal(SIGALRM, PrintStackAndDie);
+      alarm(kChildAlarmSeconds);  // A deadlock ends in SIGALRM, if the parent missed it.
       Work(shared, 200);
       shared.sweeper.SweepNow();
       Sweeper::Default().SweepNow();
@@ -109,8 +220,8 @@ TEST(ForkTest, ChildrenUsePoolsWhileTheParentsThreadsDoAndSweepsRun) {
 #endif
       _exit(0);
     }
-    int status = 0;
-    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    const int status = WaitForChild(pid);
+    ASSERT_NE(status, -1) << std::strerror(errno);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
       ++exited_ok;
     } else {
