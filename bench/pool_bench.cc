@@ -225,8 +225,8 @@ void BuildAndDrop(std::pmr::memory_resource* mr) {
 }
 
 // For a syncpool resource, reports what its caches did during the timed loop, per iteration of
-// all threads together: `misses` (upstream calls), `steals` (blocks taken from another CPU's
-// cache, each a remote operation with a membarrier fence), `spills` (puts into a full cache)
+// all threads together: `misses` (upstream calls), `grows` (per-CPU capacity
+// doublings: a cache growing to the working set), `spills` (puts into a full cache)
 // and `shared_moves` (blocks a full CPU cache moved to the shared layer for other CPUs).
 // Thread 0 reports them in the run's label (counters would have to exist for every resource:
 // the CSV reporter refuses runs whose counters differ); the figures are deltas of the shared
@@ -243,9 +243,9 @@ class CacheCounters {
     const double iterations = static_cast<double>(state.iterations()) * state.threads();
     char label[160];
     std::snprintf(label, sizeof(label),
-                  "per iteration: misses=%.4g steals=%.4g spills=%.4g shared_moves=%.4g",
+                  "per iteration: misses=%.4g grows=%.4g spills=%.4g shared_moves=%.4g",
                   static_cast<double>(after.misses - before_.misses) / iterations,
-                  static_cast<double>(after.steals - before_.steals) / iterations,
+                  static_cast<double>(after.grows - before_.grows) / iterations,
                   static_cast<double>(after.spills - before_.spills) / iterations,
                   static_cast<double>(after.shared_moves - before_.shared_moves) / iterations);
     state.SetLabel(label);

@@ -861,11 +861,11 @@ int Run(const Flags& flags) {
       "  before a sweep %.0f blocks cached on average (at least %llu); a sweep released"
       " %.0f blocks on average (%llu to %llu)\n"
       "  a sweep took %.2f ms on average (max %.2f ms); a fill took %.2f ms per CPU;"
-      " steals so far %llu\n",
+      " grows so far %llu\n",
       sweeps, flags.sweep_ms, late, cached / n, static_cast<unsigned long long>(min_cached),
       released / n, static_cast<unsigned long long>(min_released),
       static_cast<unsigned long long>(max_released), ms / n, max_ms, swept.fill_ms,
-      static_cast<unsigned long long>(final_stats.steals));
+      static_cast<unsigned long long>(final_stats.grows));
   PrintRun("sweep_latency", swept, true, ns_per_tick);
   PrintResult("sweep_latency", sweeps, swept.all, ns_per_tick);
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <new>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,16 @@ size_t RegionBytes(size_t num_classes, int num_cpus) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t bytes = num_classes * (static_cast<size_t>(num_cpus) << kClassStackShift);
   return (bytes + page - 1) / page * page;
+}
+
+// The most each class may grow to: `max` where given (never below the start), else the start.
+std::vector<uint32_t> MaxCapacities(const std::vector<uint32_t>& start,
+                                    const std::vector<uint32_t>& max) {
+  std::vector<uint32_t> result = start;
+  for (size_t c = 0; c < result.size() && c < max.size(); ++c) {
+    result[c] = std::max(result[c], max[c]);
+  }
+  return result;
 }
 
 // The number of classes, after checking that there is at least one and a capacity for each.
@@ -65,6 +76,7 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
       cpus_(new std::atomic<CpuCache*>[static_cast<size_t>(num_cpus_)]),
       class_bytes_(std::move(class_bytes)),
       capacities_(std::move(capacities)),
+      max_capacities_(MaxCapacities(capacities_, policy.max_capacities)),
       total_capacity_(Sum(capacities_)),
       releaser_(releaser),
       sweeper_(sweeper),
@@ -166,7 +178,7 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   c = cpus_[cpu].load(std::memory_order_relaxed);
   if (c != nullptr) return c;
   c = CpuCache::Create(region_ + (static_cast<size_t>(cpu) << kClassStackShift), class_stride_,
-                       capacities_.data(), capacities_.size());
+                       capacities_.data(), max_capacities_.data(), capacities_.size());
   if (rseq_) {
     // Open it to sequences under its lock, so that it cannot open in the middle of a remote
     // operation that found the cache in cpus_ already.
@@ -266,14 +278,8 @@ void* BlockCache::GetSlow(size_t cls) {
   if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
   block = FromTransfer(cls);
   if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
-  if (static_cast<unsigned>(cpu) >= static_cast<unsigned>(num_cpus_)) cpu %= num_cpus_;
-  if (num_cpus_ > 1) {
-    block = Steal(cls, cpu);
-    if (block != nullptr) {
-      c->steals.fetch_add(1, std::memory_order_relaxed);
-      return UnpoisonCached(block, class_bytes_[cls]);
-    }
-  }
+  // A miss. Nothing here touches another CPU's cache (see the policy in block_cache.h).
+  static_cast<void>(cpu);
   c->misses.fetch_add(1, std::memory_order_relaxed);
   return nullptr;
 }
@@ -309,34 +315,16 @@ void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t
   Release(cls, blocks + stored, n - stored);
 }
 
-void* BlockCache::Steal(size_t cls, int cpu) {
-  // A remote operation on each other CPU whose victim count (read without its lock, so
-  // possibly stale) shows blocks of this class: blocks that sat unused there for a whole
-  // epoch, such as those of a CPU the process no longer runs on. Takes up to half of them, at
-  // most kStealBatch: one for the caller, the rest for the caller's CPU. Primary generations
-  // are never taken (see the policy in block_cache.h).
-  void* taken[kStealBatch];
-  for (int i = 1; i < num_cpus_; ++i) {
-    int other = cpu + i;
-    if (other >= num_cpus_) other -= num_cpus_;
-    CpuCache* o = cpus_[other].load(std::memory_order_acquire);
-    if (o == nullptr || o->VictimCount(cls) == 0) continue;
-    const size_t n = Remote(other, o, [cls, &taken](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-      const size_t want = std::min(kStealBatch, (size_t{cc->VictimCount(cls)} + 1) / 2);
-      size_t k = 0;
-      while (k < want) {
-        void* b = cc->PopVictim(cls);
-        if (b == nullptr) break;
-        taken[k++] = b;
-      }
-      if (k != 0) cc->CountHit(cls);
-      return k;
-    });
-    if (n == 0) continue;
-    for (size_t k = 1; k < n; ++k) Put(cls, taken[k]);
-    return taken[0];
-  }
-  return nullptr;
+bool BlockCache::GrowthAllowed(size_t cls, uint32_t cap) const {
+  // The full stack and the room it would add count against the budgets (the estimate only
+  // learns what CPU caches hold at epochs).
+  return cap < max_capacities_[cls] && !OverBudget(2 * uint64_t{cap} * class_bytes_[cls]);
+}
+
+bool BlockCache::TryGrow(CpuCache* c, size_t cls) {
+  if (!GrowthAllowed(cls, c->Capacity(cls))) return false;
+  SpinLockHolder l(&c->lock);
+  return c->Grow(cls);
 }
 
 void BlockCache::PutSlow(size_t cls, void* block) {
@@ -347,6 +335,10 @@ void BlockCache::PutSlow(size_t cls, void* block) {
   // Under the cache's lock (and, remotely, with it closed): push, or make room and push.
   auto push_locked = [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (cc->PushPrimary(cls, block)) return true;
+    cc->NoteOverflow(cls);
+    if (GrowthAllowed(cls, cc->Capacity(cls)) && cc->Grow(cls)) {
+      return cc->PushPrimary(cls, block);
+    }
     while (n_moved < batch) {
       void* b = cc->PopPrimary(cls, /*to_move=*/true);
       if (b == nullptr) break;
@@ -367,16 +359,19 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
       // A sequence also fails when a remote operation closed the cache or the thread moved to
-      // a CPU without a cache: retry a few times. When the stack reads full, make room once
-      // by moving a batch out (each pop its own sequence, on whatever CPU the thread is then
-      // on: all local operations), then retry; a second full stack means a spill.
+      // a CPU without a cache: retry a few times. When the stack reads full, grow the CPU's
+      // capacity and retry; at its maximum, make room once by moving a batch out (each pop
+      // its own sequence, on whatever CPU the thread is then on: all local operations), then
+      // retry; a second full stack means a spill.
       char* const row = Row(cls);
       for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
         const int cpu = RealCurrentCpu();
         c = CacheOf(cpu);
         WaitAndOpen(c, cls);
         kept = RseqPush(row, block);
-        if (kept || c->PrimaryCount(cls) < capacities_[cls]) continue;
+        if (kept || c->PrimaryCount(cls) < c->Capacity(cls)) continue;
+        c->NoteOverflow(cls);
+        if (TryGrow(c, cls)) continue;
         if (n_moved != 0) break;
         while (n_moved < batch) {
           void* b = RseqPopToMove(row);
@@ -405,19 +400,27 @@ void BlockCache::PutSlow(size_t cls, void* block) {
 template <typename Take>
 void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer) {
   c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
-  Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  const size_t room = buffer.blocks.size();
+  std::vector<uint64_t>& totals = buffer.totals;
+  std::fill(totals.begin(), totals.end(), 0);
+  size_t taken;
+  do {
+    taken = Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      size_t at = 0;
+      for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
+        buffer.counts[cls] =
+            static_cast<uint32_t>(take(cc, cls, buffer.blocks.data() + at, room - at));
+        at += buffer.counts[cls];
+      }
+      return at;
+    });
     size_t at = 0;
     for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-      buffer.counts[cls] = static_cast<uint32_t>(take(cc, cls, buffer.blocks.data() + at));
+      Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
       at += buffer.counts[cls];
+      totals[cls] += buffer.counts[cls];
     }
-    return at;
-  });
-  size_t at = 0;
-  for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-    Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
-    at += buffer.counts[cls];
-  }
+  } while (taken == room);
 }
 
 void BlockCache::Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer,
@@ -425,19 +428,19 @@ void BlockCache::Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buff
   if (victims_only) {
     TakeAndRelease(
         cpu, c,
-        [](CpuCache* cc, size_t cls, void** out)
-            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeVictims(cls, out); },
+        [](CpuCache* cc, size_t cls, void** out, size_t room)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeVictims(cls, out, room); },
         buffer);
   } else {
     TakeAndRelease(
         cpu, c,
-        [](CpuCache* cc, size_t cls, void** out)
-            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out); },
+        [](CpuCache* cc, size_t cls, void** out, size_t room)
+            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out, room); },
         buffer);
   }
-  for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-    *blocks += buffer.counts[cls];
-    *bytes += uint64_t{buffer.counts[cls]} * class_bytes_[cls];
+  for (size_t cls = 0; cls < buffer.totals.size(); ++cls) {
+    *blocks += buffer.totals[cls];
+    *bytes += buffer.totals[cls] * class_bytes_[cls];
   }
 }
 
@@ -473,6 +476,7 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
       // (4 * its class's capacity, at most 4 * total_capacity_).
       buffer.blocks.resize(4 * total_capacity_);
       buffer.counts.resize(class_bytes_.size());
+      buffer.totals.resize(class_bytes_.size());
       detached_.resize(class_bytes_.size());
     }
   } catch (const std::bad_alloc&) {
@@ -491,8 +495,12 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr) continue;
       const bool cold = c->Activity() == c->activity_at_last_epoch;
-      // A cache that reads empty is skipped; a block pushed concurrently is aged next epoch.
-      if (!c->LooksEmpty()) {
+      // A cache that reads empty is skipped (a block pushed concurrently is aged next epoch),
+      // but for its sizing: shrunk by one step per epoch, its slot pages above the capacity
+      // given back.
+      if (c->LooksEmpty()) {
+        if (c->CanShrink()) ShrinkEmpty(cpu, c);
+      } else {
         if (cold) {
           Empty(cpu, c, /*victims_only=*/false, buffer, &blocks, &bytes);
         } else {
@@ -540,6 +548,16 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
   epochs_.fetch_add(1, std::memory_order_relaxed);
 }
 
+void BlockCache::ShrinkEmpty(int cpu, CpuCache* c) {
+  Remote(cpu, c, [](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    for (size_t cls = 0; cls < cc->num_classes; ++cls) cc->Shrink(cls);
+    return 0;
+  });
+  // Reopened: sequences stay below the new capacities, and the lock keeps Grow() out.
+  SpinLockHolder l(&c->lock);
+  c->ReleaseSlotPages();
+}
+
 void BlockCache::EnforceBudget(TakeBuffer& buffer) {
   if (!OverBudget(0)) return;
   uint64_t blocks = 0;
@@ -582,6 +600,7 @@ void BlockCache::Drain() {
     // Room for both generations of one CPU, or of one TransferStack.
     buffer.blocks.resize(4 * total_capacity_);
     buffer.counts.resize(class_bytes_.size());
+    buffer.totals.resize(class_bytes_.size());
   } catch (const std::bad_alloc&) {
     DrainOneByOne();  // Draining runs in destructors: it must not fail for want of memory.
     return;
@@ -619,8 +638,8 @@ Stats BlockCache::Snapshot() const {
     if (c == nullptr) continue;
     s.hits += c->Hits();
     s.misses += c->misses.load(std::memory_order_relaxed);
-    s.steals += c->steals.load(std::memory_order_relaxed);
     s.spills += c->spills.load(std::memory_order_relaxed);
+    s.grows += c->grows.load(std::memory_order_relaxed);
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
       const uint64_t primary = c->PrimaryCount(cls);
       const uint64_t victim = c->VictimCount(cls);
@@ -630,7 +649,6 @@ Stats BlockCache::Snapshot() const {
       s.victim_bytes += victim * class_bytes_[cls];
     }
   }
-  // A steal counts a hit on the CPU stolen from and a steal on the thief's.
   s.hits += transfer_hits_.load(std::memory_order_relaxed);
   s.over_budget_blocks = over_budget_blocks_.load(std::memory_order_relaxed);
   s.over_budget_bytes = over_budget_bytes_.load(std::memory_order_relaxed);
@@ -652,10 +670,12 @@ Stats BlockCache::Snapshot() const {
   return s;
 }
 
-BlockCache::Policy PolicyOf(const Options& options) {
+BlockCache::Policy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes,
+                            const char* who) {
   BlockCache::Policy policy;
   policy.retention = options.retention;
   policy.max_cached_bytes = options.max_cached_bytes;
+  policy.max_capacities = SizingOf(options, class_bytes, who).max;
   return policy;
 }
 
@@ -673,6 +693,32 @@ void FitToBudget(const std::vector<size_t>& class_bytes, size_t budget,
   for (uint32_t& k : capacities) {
     k = std::max<uint32_t>(1, static_cast<uint32_t>(k * scale));
   }
+}
+
+CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes,
+                     const char* who) {
+  if (options.max_blocks_per_class == 0) {
+    throw std::invalid_argument(std::string(who) + ": Options::max_blocks_per_class must be >= 1");
+  }
+  if (options.initial_blocks_per_class == 0) {
+    throw std::invalid_argument(std::string(who) +
+                                ": Options::initial_blocks_per_class must be >= 1");
+  }
+  CacheSizing sizing;
+  sizing.max.resize(class_bytes.size());
+  sizing.start.resize(class_bytes.size());
+  for (size_t c = 0; c < class_bytes.size(); ++c) {
+    const size_t by_bytes = std::max<size_t>(2, options.per_cpu_class_bytes / class_bytes[c]);
+    sizing.max[c] = static_cast<uint32_t>(
+        std::min<size_t>(options.max_blocks_per_class, by_bytes));
+  }
+  FitToBudget(class_bytes, options.max_cached_bytes, sizing.max);
+  for (size_t c = 0; c < class_bytes.size(); ++c) {
+    const size_t by_bytes = std::max<size_t>(2, kStartClassBytes / class_bytes[c]);
+    sizing.start[c] = static_cast<uint32_t>(std::min<size_t>(
+        {options.initial_blocks_per_class, by_bytes, size_t{sizing.max[c]}}));
+  }
+  return sizing;
 }
 
 }  // namespace internal

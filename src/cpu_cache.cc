@@ -2,6 +2,9 @@
 
 #include "syncpool/internal/cpu_cache.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
 #include <new>
@@ -10,47 +13,75 @@
 namespace syncpool {
 namespace internal {
 
-// The slot arrays, for each class its primary, victim and spare slots, are one allocation.
-// Sweeps rotate the three arrays of a class among its three pointers, so every array stays
-// inside it.
+// The slot arrays, for each class its primary, victim and spare slots, max_capacity each, are
+// one anonymous mapping reserved without swap accounting (MAP_NORESERVE): a stack touches the
+// pages of its arrays only as far as its counts reach, so a capacity that may grow large costs
+// address space, not memory. Sweeps rotate the three arrays of a class among its three
+// pointers, so every array stays inside the mapping.
 CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const uint32_t* capacities,
-                           size_t num_classes) {
+                           const uint32_t* max_capacities, size_t num_classes) {
   size_t slots = 0;
-  for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{capacities[c]};
-  void** slot = static_cast<void**>(::operator new(std::max<size_t>(slots, 1) * sizeof(void*)));
+  for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{max_capacities[c]};
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes = (std::max<size_t>(slots, 1) * sizeof(void*) + page - 1) / page * page;
+  void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  void** slot = static_cast<void**>(mapped);
   CpuCache* cache;
   try {
     cache = new CpuCache();
   } catch (...) {
-    ::operator delete(static_cast<void*>(slot));
+    munmap(mapped, bytes);
     throw;
   }
   cache->num_classes = num_classes;
   cache->stacks_ = stacks;
   cache->class_stride_ = class_stride;
   cache->slots_ = slot;
+  cache->slots_bytes_ = bytes;
   for (size_t c = 0; c < num_classes; ++c) {
+    const size_t max = max_capacities[c];
     ClassStack* s = new (stacks + c * class_stride) ClassStack();
-    s->capacity = capacities[c];
+    s->capacity.store(std::min(capacities[c], max_capacities[c]), std::memory_order_relaxed);
+    s->min_capacity = std::min(capacities[c], max_capacities[c]);
+    s->max_capacity = max_capacities[c];
     s->primary = slot;
-    s->victim = slot + capacities[c];
-    s->spare = slot + 2 * size_t{capacities[c]};
-    slot += 3 * size_t{capacities[c]};
+    s->victim = slot + max;
+    s->spare = slot + 2 * max;
+    slot += 3 * max;
   }
   return cache;
 }
 
 void CpuCache::Destroy(CpuCache* cache) {
   void** const slots = cache->slots_;
+  const size_t bytes = cache->slots_bytes_;
   for (size_t c = 0; c < cache->num_classes; ++c) cache->stack(c).~ClassStack();
   delete cache;
-  ::operator delete(static_cast<void*>(slots));
+  munmap(slots, bytes);
+}
+
+bool CpuCache::Grow(size_t cls) {
+  ClassStack& s = stack(cls);
+  const uint32_t old = s.capacity.load(std::memory_order_relaxed);
+  if (old >= s.max_capacity) return false;
+  const uint32_t grown = static_cast<uint32_t>(std::min<uint64_t>(2 * uint64_t{old}, s.max_capacity));
+  s.capacity.store(grown, std::memory_order_relaxed);
+  s.touched = std::max(s.touched, grown);
+  grows.store(grows.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  // Under `lock` no remote operation is under way, so a nonzero open_capacity means the cache
+  // is open to sequences (in the locked mode it stays 0).
+  if (s.open_capacity.load(std::memory_order_relaxed) != 0) {
+    s.open_capacity.store(grown, std::memory_order_release);
+  }
+  return true;
 }
 
 void CpuCache::OpenToSequences() {
   for (size_t cls = 0; cls < num_classes; ++cls) {
     ClassStack& s = stack(cls);
-    s.open_capacity.store(s.capacity, std::memory_order_release);
+    s.open_capacity.store(s.capacity.load(std::memory_order_relaxed), std::memory_order_release);
   }
 }
 
@@ -84,7 +115,43 @@ void** CpuCache::AgeDetach(size_t cls, bool whole_primary, uint32_t* detached) {
   s.low_water = keep;
   s.epoch_count = keep;
   s.epoch_victims = idle;
+  Shrink(cls);
   return retired;
+}
+
+void CpuCache::Shrink(size_t cls) {
+  ClassStack& s = stack(cls);
+  if (s.overflows.exchange(0, std::memory_order_relaxed) != 0) return;
+  const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
+  s.capacity.store(std::max({cap / 2, s.min_capacity,
+                             s.primary_count.load(std::memory_order_relaxed),
+                             s.victim_count.load(std::memory_order_relaxed)}),
+                   std::memory_order_relaxed);
+}
+
+bool CpuCache::CanShrink() const {
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    const ClassStack& s = stack(cls);
+    const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
+    if (cap > s.min_capacity || s.touched > cap) return true;
+  }
+  return false;
+}
+
+void CpuCache::ReleaseSlotPages() {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    ClassStack& s = stack(cls);
+    const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
+    if (s.touched <= cap) continue;
+    for (void** slots : {s.primary, s.victim, s.spare}) {
+      if (slots == nullptr) continue;
+      const uintptr_t from = (reinterpret_cast<uintptr_t>(slots + cap) + page - 1) & ~(page - 1);
+      const uintptr_t to = reinterpret_cast<uintptr_t>(slots + s.touched) & ~(page - 1);
+      if (to > from) madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
+    }
+    s.touched = cap;
+  }
 }
 
 uint64_t CpuCache::Activity() const {
@@ -108,27 +175,26 @@ uint64_t CpuCache::Hits() const {
   return hits;
 }
 
-size_t CpuCache::TakeVictims(size_t cls, void** out) {
+size_t CpuCache::TakeVictims(size_t cls, void** out, size_t room) {
   ClassStack& s = stack(cls);
   const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
-  std::memcpy(out, s.victim, victims * sizeof(void*));
-  s.victim_count.store(0, std::memory_order_relaxed);
-  s.epoch_victims = 0;
-  return victims;
+  const uint32_t k = static_cast<uint32_t>(std::min<size_t>(room, victims));
+  std::memcpy(out, s.victim + (victims - k), k * sizeof(void*));
+  s.victim_count.store(victims - k, std::memory_order_relaxed);
+  s.epoch_victims = std::min(s.epoch_victims, victims - k);
+  return k;
 }
 
-size_t CpuCache::TakeAll(size_t cls, void** out) {
+size_t CpuCache::TakeAll(size_t cls, void** out, size_t room) {
+  const size_t victims = TakeVictims(cls, out, room);
   ClassStack& s = stack(cls);
   const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
-  const uint32_t victim = s.victim_count.load(std::memory_order_relaxed);
-  std::memcpy(out, s.primary, primary * sizeof(void*));
-  std::memcpy(out + primary, s.victim, victim * sizeof(void*));
-  s.primary_count.store(0, std::memory_order_relaxed);
-  s.victim_count.store(0, std::memory_order_relaxed);
-  s.low_water = 0;
-  s.epoch_count = 0;
-  s.epoch_victims = 0;
-  return size_t{primary} + victim;
+  const uint32_t k = static_cast<uint32_t>(std::min<size_t>(room - victims, primary));
+  std::memcpy(out + victims, s.primary + (primary - k), k * sizeof(void*));
+  s.primary_count.store(primary - k, std::memory_order_relaxed);
+  s.low_water = std::min(s.low_water, primary - k);
+  s.epoch_count = std::min(s.epoch_count, primary - k);
+  return victims + k;
 }
 
 }  // namespace internal

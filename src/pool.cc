@@ -10,17 +10,11 @@ namespace syncpool {
 namespace internal {
 namespace {
 
-uint32_t ValidatedCapacity(const Options& options) {
-  if (options.max_blocks_per_class == 0) {
-    throw std::invalid_argument("syncpool::Pool: Options::max_blocks_per_class must be >= 1");
-  }
-  return options.max_blocks_per_class;
-}
+constexpr char kWho[] = "syncpool::Pool";
 
-std::vector<uint32_t> FittedCapacity(size_t object_size, const Options& options) {
-  std::vector<uint32_t> caps = {ValidatedCapacity(options)};
-  FitToBudget({object_size}, options.max_cached_bytes, caps);
-  return caps;
+// Where the per-CPU capacity starts (SizingOf()).
+std::vector<uint32_t> StartCapacity(size_t object_size, const Options& options) {
+  return SizingOf(options, {object_size}, kWho).start;
 }
 
 }  // namespace
@@ -29,9 +23,9 @@ PoolBase::PoolBase(size_t object_size, void (*destroy)(void*), const Options& op
     : destroy_(destroy),
       debug_(DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<DebugRegistry>() : nullptr),
-      cache_({object_size}, FittedCapacity(object_size, options), this,
+      cache_({object_size}, StartCapacity(object_size, options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             options.allow_rseq && !debug_, PolicyOf(options)),
+             options.allow_rseq && !debug_, PolicyOf(options, {object_size}, kWho)),
       report_("Pool", options.name, this, [this] { return GetStats(); }) {}
 
 PoolBase::~PoolBase() = default;

@@ -53,17 +53,11 @@ std::vector<size_t> ClassBytes(const Options& options) {
   return bytes;
 }
 
-// min(max_blocks_per_class, max(2, per_cpu_class_bytes / size)) blocks per generation,
-// lowered to fit Options::max_cached_bytes (internal::FitToBudget()).
+constexpr char kWho[] = "syncpool::PoolResource";
+
+// Where each class's per-CPU capacity starts (internal::SizingOf()).
 std::vector<uint32_t> Capacities(const Options& options) {
-  std::vector<uint32_t> caps(NumClasses(options));
-  const size_t max_blocks = options.max_blocks_per_class;
-  for (size_t c = 0; c < caps.size(); ++c) {
-    const size_t by_bytes = options.per_cpu_class_bytes / ClassSize(c);
-    caps[c] = static_cast<uint32_t>(std::min(max_blocks, std::max<size_t>(2, by_bytes)));
-  }
-  internal::FitToBudget(ClassBytes(options), options.max_cached_bytes, caps);
-  return caps;
+  return internal::SizingOf(options, ClassBytes(options), kWho).start;
 }
 
 bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
@@ -94,7 +88,7 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       cache_(ClassBytes(options), Capacities(options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
              // Debug checks run on the slow paths: the locked mode sends every call there.
-             options.allow_rseq && !debug_, internal::PolicyOf(options)),
+             options.allow_rseq && !debug_, internal::PolicyOf(options, ClassBytes(options), kWho)),
       report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
   // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
   // inline paths never reach them (inline_limit_).

@@ -74,7 +74,7 @@ class BlockCacheTest : public ::testing::Test {
 
   Sweeper sweeper_{Sweeper::Options::Manual()};
   RecordingReleaser releaser_;
-  alignas(64) char storage_[16][64] = {};
+  alignas(64) char storage_[256][64] = {};
 };
 
 // Skips a test that places blocks on two fake CPUs when there is only one CPU id.
@@ -141,7 +141,6 @@ TEST_F(BlockCacheTest, FullCacheMovesBatchesToTheTransferStackThenSpills) {
   stats = cache.Snapshot();
   EXPECT_EQ(stats.hits, 6u);
   EXPECT_EQ(stats.misses, 1u);
-  EXPECT_EQ(stats.steals, 0u);
 }
 
 TEST_F(BlockCacheTest, TransferStackFeedsAnotherCpuAndAgesWithTheSweeps) {
@@ -153,7 +152,6 @@ TEST_F(BlockCacheTest, TransferStackFeedsAnotherCpuAndAgesWithTheSweeps) {
   }
   ScopedFakeCpu consumer(1);
   EXPECT_EQ(cache.Get(kSmall), block(2));  // A batch of one, from the TransferStack.
-  EXPECT_EQ(cache.Snapshot().steals, 0u);
   sweeper_.SweepNow();  // Block 1 becomes a victim of the TransferStack...
   EXPECT_EQ(cache.Snapshot().victim_blocks, 3u);  // ... with blocks 0 and 3 on CPU 0.
   EXPECT_EQ(cache.Get(kSmall), block(1));          // ... and is still served.
@@ -181,7 +179,7 @@ TEST_F(BlockCacheTest, OneSweepMovesBlocksToVictimAndGetStillFindsThem) {
   EXPECT_EQ(stats.cached_blocks(), 0u);
 }
 
-TEST_F(BlockCacheTest, GetPrefersPrimaryThenOwnVictimThenOtherVictims) {
+TEST_F(BlockCacheTest, GetTakesItsOwnPrimaryThenItsOwnVictimsAndNeverAnotherCpus) {
   SYNCPOOL_REQUIRE_TWO_CPUS();
   BlockCache cache = MakeCache();
   {
@@ -193,20 +191,18 @@ TEST_F(BlockCacheTest, GetPrefersPrimaryThenOwnVictimThenOtherVictims) {
   sweeper_.SweepNow();  // block(0) and block(9) become victims.
   {
     ScopedFakeCpu other(1);
-    cache.Put(kSmall, block(8));  // CPU 1's primary: its working set, never stolen.
+    cache.Put(kSmall, block(8));
   }
   cache.Put(kSmall, block(1));  // CPU 0's primary.
 
   EXPECT_EQ(cache.Get(kSmall), block(1));  // Own primary.
   EXPECT_EQ(cache.Get(kSmall), block(0));  // Own victim.
-  EXPECT_EQ(cache.Snapshot().steals, 0u);
-  EXPECT_EQ(cache.Get(kSmall), block(9));  // CPU 1's victim.
-  EXPECT_EQ(cache.Get(kSmall), nullptr);   // Not CPU 1's primary.
+  EXPECT_EQ(cache.Get(kSmall), nullptr);   // Neither CPU 1's victim nor its primary.
   const Stats stats = cache.Snapshot();
-  EXPECT_EQ(stats.hits, 3u);
-  EXPECT_EQ(stats.steals, 1u);
+  EXPECT_EQ(stats.hits, 2u);
   EXPECT_EQ(stats.misses, 1u);
   EXPECT_EQ(stats.primary_blocks, 1u);  // block(8), still on CPU 1.
+  EXPECT_EQ(stats.victim_blocks, 1u);   // block(9), still on CPU 1.
 }
 
 TEST_F(BlockCacheTest, TwoSweepsWithoutUseReleaseExactlyOnce) {
@@ -249,33 +245,79 @@ TEST_F(BlockCacheTest, BlockInUseSurvivesSweeps) {
   EXPECT_EQ(cache.Snapshot().hits, 5u);
 }
 
-TEST_F(BlockCacheTest, StealsHalfOfAnotherCpusVictimsAndNeverItsPrimary) {
-  SYNCPOOL_REQUIRE_TWO_CPUS();
-  BlockCache cache = MakeCache();
-  {
-    ScopedFakeCpu cpu(1);
-    cache.Put(kSmall, block(0));
-    cache.Put(kSmall, block(1));
-    cache.Put(kSmall, block(2));
-    sweeper_.SweepNow();
-    cache.Put(kSmall, block(3));
-  }
+TEST_F(BlockCacheTest, CapacityGrowsToTheWorkingSetAndShrinksBackWhenIdle) {
+  // Class 0 starts with room for 4 blocks per generation and may grow to 64.
+  BlockCache::Policy policy;
+  policy.max_capacities = {64, 4};
+  BlockCache cache({16, 64}, {4, 4}, &releaser_, &sweeper_, /*allow_rseq=*/true, policy);
   ScopedFakeCpu cpu(0);
-  // A steal takes half of the other CPU's victims (rounded up, at most kStealBatch): the first
-  // takes blocks 2 and 1 and keeps block 1 on CPU 0, where the next Get finds it without
-  // stealing; the next steal takes block 0 alone; block 3 (a primary) is never taken.
-  EXPECT_EQ(cache.Get(kSmall), block(2));
-  EXPECT_EQ(cache.Snapshot().primary_blocks, 2u);  // Block 1 on CPU 0, block 3 on CPU 1.
-  EXPECT_EQ(cache.Snapshot().victim_blocks, 1u);   // Block 0, left on CPU 1.
-  EXPECT_EQ(cache.Get(kSmall), block(1));
-  EXPECT_EQ(cache.Get(kSmall), block(0));
-  EXPECT_EQ(cache.Get(kSmall), nullptr);
-  const Stats stats = cache.Snapshot();
-  EXPECT_EQ(stats.steals, 2u);
-  EXPECT_EQ(stats.hits, 3u);
-  EXPECT_EQ(stats.misses, 1u);
-  EXPECT_EQ(stats.primary_blocks, 1u);
+  // A working set of 40 blocks, given back and taken again: the first Puts beyond 4 find the
+  // stack full and double it (4, 8, 16, 32, 64), so nothing spills or moves to the shared
+  // layer, and every later round hits.
+  constexpr int kWorkingSet = 40;
+  for (int i = 0; i < kWorkingSet; ++i) cache.Put(kSmall, block(i));
+  Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.primary_blocks, uint64_t{kWorkingSet});
+  EXPECT_EQ(stats.spills, 0u);
+  EXPECT_EQ(stats.shared_moves, 0u);
   EXPECT_TRUE(releaser_.released().empty());
+  for (int round = 0; round < 3; ++round) {
+    std::vector<void*> taken;
+    for (int i = 0; i < kWorkingSet; ++i) taken.push_back(cache.Get(kSmall));
+    for (void* b : taken) EXPECT_NE(b, nullptr);
+    for (void* b : taken) cache.Put(kSmall, b);
+  }
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.hits, uint64_t{3 * kWorkingSet});
+  EXPECT_EQ(stats.misses, 0u);
+  // The other class did not grow: its fifth Put moves a batch (2 blocks) to the shared layer.
+  for (int i = 0; i < 5; ++i) cache.Put(kLarge, block(100 + i));
+  EXPECT_EQ(cache.Snapshot().shared_moves, 2u);
+
+  // The working set stays cached across an epoch that used it (working-set retention).
+  sweeper_.SweepNow();
+  EXPECT_EQ(cache.Snapshot().cached_blocks(), uint64_t{kWorkingSet} + 5);
+  // Idle from here on: two epochs release every block once, and the capacity halves at
+  // each epoch that saw no full stack, back to where it started (4) and no lower.
+  for (int i = 0; i < 6; ++i) sweeper_.SweepNow();
+  stats = cache.Snapshot();
+  EXPECT_EQ(stats.cached_blocks(), 0u);
+  for (int i = 0; i < kWorkingSet; ++i) EXPECT_EQ(releaser_.TimesReleased(kSmall, block(i)), 1);
+  // Back at 4: the fifth Put finds the stack full and grows it again (no shared move).
+  for (int i = 0; i < 4; ++i) cache.Put(kSmall, block(i));
+  EXPECT_EQ(cache.Snapshot().shared_moves, 2u);
+  for (int i = 0; i < 4; ++i) EXPECT_NE(cache.Get(kSmall), nullptr);
+}
+
+TEST_F(BlockCacheTest, GrowthStopsAtTheMaximumThenMovesBatchesToTheSharedLayer) {
+  BlockCache::Policy policy;
+  policy.max_capacities = {8, 4};
+  BlockCache cache({16, 64}, {2, 4}, &releaser_, &sweeper_, /*allow_rseq=*/true, policy);
+  ScopedFakeCpu cpu(0);
+  for (int i = 0; i < 8; ++i) cache.Put(kSmall, block(i));  // Grows 2 -> 4 -> 8.
+  EXPECT_EQ(cache.Snapshot().shared_moves, 0u);
+  cache.Put(kSmall, block(8));  // At the maximum: a batch of Batch(kSmall) = 1 block moves.
+  Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.shared_moves, cache.Batch(kSmall));
+  EXPECT_EQ(stats.cached_blocks(), 9u);
+  EXPECT_EQ(stats.spills, 0u);
+}
+
+TEST_F(BlockCacheTest, ABudgetStopsGrowth) {
+  BlockCache::Policy policy;
+  policy.max_capacities = {1024, 4};
+  policy.max_cached_bytes = 16 * 16;  // 16 blocks of class 0.
+  BlockCache cache({16, 64}, {4, 4}, &releaser_, &sweeper_, /*allow_rseq=*/true, policy);
+  ScopedFakeCpu cpu(0);
+  for (int i = 0; i < 200; ++i) cache.Put(kSmall, block(i));
+  // Growth stopped where the CPU's stack, full, would hold the budget: 4 -> 8 -> 16 blocks;
+  // then batches filled the shared layer, and the rest spilled.
+  Stats stats = cache.Snapshot();
+  EXPECT_EQ(stats.primary_blocks, 16u + cache.TransferCapacity(kSmall));
+  EXPECT_GT(stats.spills + stats.over_budget_blocks, 0u);
+  sweeper_.SweepNow();  // The epoch enforces the budget on everything cached.
+  stats = cache.Snapshot();
+  EXPECT_LE(stats.cached_bytes(), 16u * 16u);
 }
 
 TEST_F(BlockCacheTest, DrainReleasesEveryGenerationOfEveryCpu) {
@@ -348,7 +390,6 @@ TEST_F(BlockCacheTest, SnapshotFigures) {
   stats = cache.Snapshot();
   EXPECT_EQ(stats.hits, 1u);
   EXPECT_EQ(stats.misses, 1u);
-  EXPECT_EQ(stats.steals, 0u);
   EXPECT_EQ(stats.spills, 0u);
   EXPECT_EQ(stats.cached_blocks(), 0u);
 }

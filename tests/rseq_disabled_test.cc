@@ -103,7 +103,7 @@ TEST(RseqDisabledTest, ThreadsKeepEveryBlockAccountedFor) {
   Options options;
   options.sweeper = &sweeper;
   options.debug_checks = false;
-  options.max_blocks_per_class = 4;  // Small caches: spills and steals happen.
+  options.max_blocks_per_class = 4;  // Small caches: spills and shared moves happen.
   auto resource = std::make_unique<PoolResource>(options, &upstream);
   auto pool = std::make_unique<Pool<Obj>>([] { return std::make_unique<Obj>(); }, nullptr,
                                           options);

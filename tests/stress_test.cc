@@ -254,7 +254,7 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
   options.sweeper = &sweeper;
   options.debug_checks = false;
   options.allow_rseq = allow_rseq;
-  options.max_blocks_per_class = 16;  // Small caches: spills and steals happen often.
+  options.max_blocks_per_class = 16;  // Small caches: spills and shared moves happen often.
   auto resource = std::make_unique<PoolResource>(options, &upstream);
   // The locked fallback when forced; restartable sequences wherever the process can use them.
   EXPECT_EQ(resource->uses_rseq(), allow_rseq && internal::RseqUsable());

@@ -47,6 +47,7 @@ struct OptionDefaults {
   size_t max_block_size;
   size_t per_cpu_class_bytes;
   uint32_t max_blocks_per_class;
+  uint32_t initial_blocks_per_class;
   size_t discard_min_bytes;
   Retention retention;
   size_t max_cached_bytes;
@@ -66,14 +67,29 @@ struct Options {
   // straight upstream. At most 1 MiB. SYNCPOOL_MAX_BLOCK_SIZE; 256 KiB.
   size_t max_block_size = internal::GetOptionDefaults().max_block_size;
 
-  // PoolResource: how many bytes of one size class one CPU may cache in one generation:
-  // a class of size S caches min(max_blocks_per_class, max(2, per_cpu_class_bytes / S))
-  // blocks per CPU and generation. SYNCPOOL_PER_CPU_CLASS_BYTES; 64 KiB.
+  // Per-CPU capacities grow and shrink with the working set. Each CPU's cache of one size
+  // class (PoolResource) or of the objects (Pool<T>) starts with room for
+  //   min(initial_blocks_per_class, max(2, 64 KiB / S))
+  // blocks per generation, where S is the class size (sizeof(T) for a Pool<T>). When a Put
+  // finds it full the room doubles, up to the limit
+  //   min(max_blocks_per_class, max(2, per_cpu_class_bytes / S)),
+  // and each epoch that saw no Put find it full halves it again, never below where it started
+  // nor below what it holds. So per_cpu_class_bytes and max_blocks_per_class are limits (what
+  // one CPU may hold of one class, per generation) and initial_blocks_per_class a starting
+  // point; a Put that finds the cache at its limit moves a batch to the shared layer.
+
+  // The most bytes of one class one CPU may cache per generation (the limit above).
+  // SYNCPOOL_PER_CPU_CLASS_BYTES; 8 MiB.
   size_t per_cpu_class_bytes = internal::GetOptionDefaults().per_cpu_class_bytes;
 
-  // The most blocks (PoolResource) or objects (Pool<T>) one CPU caches per size class and
-  // generation. At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 128.
+  // The most blocks (PoolResource) or objects (Pool<T>) one CPU may cache per class and
+  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 131072.
   uint32_t max_blocks_per_class = internal::GetOptionDefaults().max_blocks_per_class;
+
+  // How many blocks or objects a CPU's cache of one class starts with room for, per
+  // generation (the starting point above), and the least it shrinks back to. At least 1.
+  // SYNCPOOL_INITIAL_BLOCKS_PER_CLASS; 128.
+  uint32_t initial_blocks_per_class = internal::GetOptionDefaults().initial_blocks_per_class;
 
   // PoolResource: blocks of at least this many bytes have their whole pages discarded
   // (madvise(MADV_DONTNEED), past their first 64 bytes) when the resource gives them back

@@ -29,8 +29,9 @@ struct Stats {
   // Gets and allocations that found every cache empty: they called New or the upstream
   // resource (counted before the call, so a call that throws counts too).
   uint64_t misses = 0;
-  // Hits served from another CPU's cache (included in `hits`).
-  uint64_t steals = 0;
+  // Times a CPU's cache of one class doubled its capacity because a Put found it full: how
+  // the caches grew to the working set (options.h). Epochs that see no full stack halve it.
+  uint64_t grows = 0;
   // Puts and deallocations that found their CPU's cache full (or, rarely, could not create
   // it): released at once.
   uint64_t spills = 0;

@@ -6,7 +6,7 @@
 // The scenario (Scenario() below) runs on one thread, on fake CPUs, with a sweeper without a
 // thread, so that it makes the same calls in the same order every time. It uses a
 // PoolResource (size classes with several alignments, requests above max_block_size and above
-// the pooled alignment, spills, the TransferStack, steals of victims, SweepNow(), Trim()),
+// the pooled alignment, spills, the TransferStack, capacity growth, SweepNow(), Trim()),
 // std::pmr containers and a std::pmr::monotonic_buffer_resource over it, and four Pool<T>: one
 // whose New allocates through the failing upstream, one whose New allocates through the
 // PoolResource, one whose New fails by itself, and one whose reset hook allocates through the
@@ -149,8 +149,9 @@ struct Config {
 
 void PrintTo(const Config& config, std::ostream* os) { *os << config.name; }
 
-// The resource's options: few blocks per CPU and class, so that Puts move batches to the
-// TransferStack and spill; small classes, so that a few kilobytes already go upstream.
+// The resource's options: few blocks per CPU and class, starting at half of that so that
+// capacities grow, and Puts move batches to the TransferStack and spill; small classes, so that
+// a few kilobytes already go upstream.
 constexpr size_t kMaxBlockSize = 4096;
 constexpr uint32_t kMaxBlocksPerClass = 4;
 constexpr size_t kPerCpuClassBytes = 1024;
@@ -162,6 +163,7 @@ Options ResourceOptions(const Config& config, Sweeper* sweeper) {
   options.sweeper = sweeper;
   options.max_block_size = kMaxBlockSize;
   options.max_blocks_per_class = kMaxBlocksPerClass;
+  options.initial_blocks_per_class = kMaxBlocksPerClass / 2;
   options.per_cpu_class_bytes = kPerCpuClassBytes;
   options.allow_rseq = config.allow_rseq;
   options.debug_checks = config.debug_checks;
@@ -172,6 +174,7 @@ Options PoolOptions(const Config& config, Sweeper* sweeper) {
   Options options;
   options.sweeper = sweeper;
   options.max_blocks_per_class = kPoolBlocksPerClass;
+  options.initial_blocks_per_class = kPoolBlocksPerClass / 2;
   options.allow_rseq = config.allow_rseq;
   options.debug_checks = config.debug_checks;
   return options;
@@ -183,8 +186,9 @@ uint64_t MaxCachedBlocks(uint64_t sum_of_caps) {
   return sum_of_caps * (2 * static_cast<uint64_t>(ScopedFakeCpu::NumCpus()) + 4);
 }
 
-// Sum over the resource's classes of the per-CPU capacity, as options.h defines it:
-// min(max_blocks_per_class, max(2, per_cpu_class_bytes / class size)).
+// Sum over the resource's classes of the most a CPU may hold per class and generation, as
+// options.h defines it: min(max_blocks_per_class, max(2, per_cpu_class_bytes / class size)).
+// (The TransferStacks hold twice the starting capacity per generation, which is less.)
 uint64_t ResourceCapacitySum() {
   const size_t classes = RequestClass(kMaxBlockSize, kMaxPooledAlignment) + 1;
   uint64_t sum = 0;
@@ -399,7 +403,7 @@ std::vector<Step> Scenario() {
     for (int i = 0; i < 20; ++i) a.Allocate(48, 16);
     a.FreeAll(/*last_first=*/false);
   });
-  steps.emplace_back("sweep and steal", [](Env& env, const TrackingResource& tracking) {
+  steps.emplace_back("sweep, other CPUs, growth", [](Env& env, const TrackingResource& tracking) {
     Allocator a(env, tracking);
     {
       ScopedFakeCpu cpu(OtherCpu());
@@ -409,8 +413,10 @@ std::vector<Step> Scenario() {
     env.SweepNow();  // The other CPU's blocks become victims.
     {
       ScopedFakeCpu cpu(0);
-      for (int i = 0; i < 6; ++i) a.Allocate(200, 8);  // Steals them, then misses.
+      for (int i = 0; i < 6; ++i) a.Allocate(200, 8);  // Misses: CPU 0 has none of them.
       a.FreeAll();
+      for (int i = 0; i < 20; ++i) a.Allocate(200, 8);  // Beyond the starting capacity.
+      a.FreeAll();  // The CPU's capacity grows.
     }
     env.SweepNow();
     env.SweepNow();  // Whatever nobody took is gone.

@@ -17,23 +17,31 @@
 // Policy, per size class:
 //   - Get(cls): the caller's CPU's primary generation (the inline fast path), then its victim
 //     generation (both local operations); then the class's TransferStack (a batch of up to
-//     Batch(cls) blocks, the extra ones pushed onto the caller's CPU); then the victim
-//     generations of the other CPUs (a steal: up to kStealBatch blocks, as a remote
-//     operation); otherwise nullptr, and the caller asks New or its upstream resource (a miss).
-//   - Put(cls, block): the caller's CPU's primary generation. When it is full, a batch of
-//     Batch(cls) blocks moves from it to the TransferStack (local pops, then the stack's lock)
-//     and the block takes their place; what the TransferStack cannot hold is released at once
-//     through the BlockReleaser (a spill).
+//     Batch(cls) blocks, the extra ones pushed onto the caller's CPU); otherwise nullptr, and
+//     the caller asks New or its upstream resource (a miss). A Get never touches another
+//     CPU's cache: no lock, no fence, nothing that could make another thread wait.
+//   - Put(cls, block): the caller's CPU's primary generation. When it is full, the CPU's
+//     capacity for the class doubles (up to its maximum, and while the budgets allow), so a
+//     CPU's cache grows to the working set it sees; at the maximum, a batch of Batch(cls)
+//     blocks moves from it to the TransferStack (local pops, then the stack's lock) and the
+//     block takes their place; what the TransferStack cannot hold is released at once through
+//     the BlockReleaser (a spill).
+//   - Capacities shrink back (halving, down to where they started) at every epoch that saw no
+//     Put find the stack full (cpu_cache.h), so an idle class's cache is small again a few
+//     epochs after its burst, and the retention policy releases the blocks themselves.
 //   - SweepEpoch(): per CPU and class, and for each TransferStack, release the victim
 //     generation and make the primary the victim (see sweeper.h).
 // Why this shape: blocks move between CPUs (a producer thread feeding a consumer thread, a
 // thread that migrated) through the TransferStack, under one short lock per batch, and never
 // by taking another CPU's working set: a remote operation costs an interprocessor interrupt
 // (the membarrier fence), which is microseconds in a virtual machine, and taking the primary
-// generation of a busy CPU made that CPU steal back, a cascade measured at 16 threads. Steals
-// therefore only take victim generations, blocks that sat unused for a whole epoch (a CPU
-// the process left). Everything stays bounded: per class, 2 * capacity blocks per CPU and
-// 2 * TransferCapacity(cls) in the TransferStack.
+// generation of a busy CPU made that CPU steal back, a cascade measured at 16 threads. An
+// earlier version still took other CPUs' victim generations on a miss: with two threads each
+// missing on a large working set, that fenced the other thread's CPU on most misses and made
+// it wait for its own cache (docs/benchmarks.md, BM_Tree). Blocks a CPU no longer uses leave
+// with the epochs instead (a CPU nobody used during an epoch is drained). Everything stays
+// bounded: per class, 2 * max_capacity blocks per CPU and 2 * TransferCapacity(cls) in the
+// TransferStack.
 // Blocks are released (returned upstream or destroyed) by the BlockReleaser, never with a
 // per-CPU lock held or a cache closed to sequences.
 //
@@ -131,6 +139,8 @@ class MappedRegion {
 struct CachePolicy {
   Retention retention = Retention::kWorkingSet;
   size_t max_cached_bytes = 0;  // 0: no budget of its own.
+  // How far each class's per-CPU capacity may grow; empty: it stays where it starts.
+  std::vector<uint32_t> max_capacities;
 };
 
 class BlockCache final : public Sweepable {
@@ -138,7 +148,8 @@ class BlockCache final : public Sweepable {
   using Policy = CachePolicy;
 
   // `class_bytes[c]` is the size of a block of class c (for statistics and budgets) and
-  // `capacities[c]` how many blocks of class c one CPU caches per generation. Blocks go back
+  // `capacities[c]` how many blocks of class c one CPU caches per generation to begin with;
+  // each CPU's capacity grows up to policy.max_capacities[c] (empty: no growth). Blocks go back
   // through `releaser`, which must outlive the cache. `sweeper` is joined on first use. The
   // rseq mode is used when `allow_rseq` and RseqUsable().
   BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
@@ -299,8 +310,6 @@ class BlockCache final : public Sweepable {
   // Whether local operations are restartable sequences (else every operation locks).
   bool uses_rseq() const { return rseq_; }
 
-  // Most blocks one steal takes from another CPU.
-  static constexpr size_t kStealBatch = 16;
   // Most blocks one move to or from the TransferStack carries.
   static constexpr size_t kMaxTransferBatch = 32;
 
@@ -313,7 +322,7 @@ class BlockCache final : public Sweepable {
   // BlockCache::TransferCapacity()
   //
   // How many blocks of class `cls` the TransferStack holds per generation: twice the per-CPU
-  // capacity.
+  // starting capacity.
   size_t TransferCapacity(size_t cls) const { return transfers_[cls].capacity(); }
 
  private:
@@ -321,7 +330,12 @@ class BlockCache final : public Sweepable {
   // In a fork child, once: starts the sweeper's thread again (sweeper.h).
   void AfterFork();
   void* FromTransfer(size_t cls);
-  void* Steal(size_t cls, int cpu);
+  // A Put found class `cls` of `c` full: grows its capacity, under its lock, unless it is at
+  // its maximum or the budgets forbid. Returns whether it grew.
+  bool TryGrow(CpuCache* c, size_t cls);
+  // Whether a full stack of class `cls` with capacity `cap` may grow: below its maximum, and
+  // the budgets leave room for the stack full at twice that.
+  bool GrowthAllowed(size_t cls, uint32_t cap) const;
   // Hands `n` blocks moved out of a full CPU cache (`c`, or nullptr) to the TransferStack and
   // spills what it cannot hold.
   void ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n);
@@ -334,9 +348,11 @@ class BlockCache final : public Sweepable {
   struct TakeBuffer {
     std::vector<void*> blocks;
     std::vector<uint32_t> counts;
+    std::vector<uint64_t> totals;  // Per class, over all the remote operations of one take.
   };
-  // As one remote operation, takes `take(cache, cls, out)` blocks of every class of `cpu`'s
-  // cache into `buffer`, then releases them with nothing held.
+  // Takes `take(cache, cls, out, room)` blocks of every class of `cpu`'s cache into `buffer`
+  // as one remote operation, then releases them with nothing held; again until a remote
+  // operation leaves room in the buffer (caches may hold more than one buffer).
   template <typename Take>
   void TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer);
   void Release(size_t cls, void* const* blocks, size_t n) {
@@ -359,6 +375,9 @@ class BlockCache final : public Sweepable {
   // Sets this cache's contribution to the process-wide estimate of cached bytes.
   void SetEstimate(uint64_t bytes);
   void AddEstimate(int64_t bytes);
+  // The epoch's sizing step for a CPU cache that holds nothing: shrinks every class one step
+  // (a remote operation), then gives back the slot pages above the capacities.
+  void ShrinkEmpty(int cpu, CpuCache* c);
   // Releases until within budget (the end of an epoch); counts what left as over budget.
   void EnforceBudget(TakeBuffer& buffer);
 
@@ -381,8 +400,9 @@ class BlockCache final : public Sweepable {
   // Serializes the building of CPU caches (once per CPU; taken around fork()).
   std::mutex create_mu_;
   const std::vector<size_t> class_bytes_;
-  const std::vector<uint32_t> capacities_;
-  const size_t total_capacity_;  // Slots of one generation of one CPU, all classes.
+  const std::vector<uint32_t> capacities_;      // Per CPU and generation, to begin with.
+  const std::vector<uint32_t> max_capacities_;  // Per CPU and generation, at most.
+  const size_t total_capacity_;  // Starting slots of one generation of one CPU, all classes.
   BlockReleaser* const releaser_;
   Sweeper* const sweeper_;
   std::once_flag registered_;
@@ -423,14 +443,16 @@ class BlockCache final : public Sweepable {
 
 // PolicyOf()
 //
-// The BlockCache::Policy that `options` ask for.
+// The BlockCache::Policy that `options` ask for, for classes of `class_bytes` bytes (see
+// SizingOf(), which it calls: the same errors).
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
 // A test seam (see SYNCPOOL_RSEQ_TEST_WINDOW in percpu_rseq.h): called by every remote
 // operation in the rseq mode right after it closed and fenced `cpu`'s cache, before its work.
 extern void (*g_remote_after_fence_for_test)(int cpu);
 #endif
 
-BlockCache::Policy PolicyOf(const Options& options);
+BlockCache::Policy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes,
+                            const char* who);
 
 // FitToBudget()
 //
@@ -439,6 +461,25 @@ BlockCache::Policy PolicyOf(const Options& options);
 // keeping at least one block per class.
 void FitToBudget(const std::vector<size_t>& class_bytes, size_t budget,
                  std::vector<uint32_t>& capacities);
+
+// CacheSizing
+//
+// The per-CPU capacities of a cache's classes: where each starts and how far it may grow.
+struct CacheSizing {
+  std::vector<uint32_t> start;
+  std::vector<uint32_t> max;
+};
+
+// SizingOf()
+//
+// The capacities that `options` ask for, for classes of `class_bytes` bytes: a class of size
+// S grows to max(2, per_cpu_class_bytes / S) blocks, at most max_blocks_per_class, lowered to
+// fit max_cached_bytes (FitToBudget()); it starts at max(2, kStartClassBytes / S) blocks, at
+// most initial_blocks_per_class, and never above its maximum. Throws std::invalid_argument
+// (naming `who`) when max_blocks_per_class or initial_blocks_per_class is 0.
+inline constexpr size_t kStartClassBytes = 64 * 1024;
+CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes,
+                     const char* who);
 
 }  // namespace internal
 }  // namespace syncpool

@@ -52,20 +52,34 @@ namespace internal {
 
 inline constexpr size_t kCacheLineSize = 64;
 
-// One size class's two generations on one CPU, in a cache line of its own. Standard layout:
-// the restartable sequences (percpu_rseq.h) address its fields by offset.
+// One size class's two generations on one CPU: what the sequences use in one cache line, the
+// sizing bookkeeping in the next (both this CPU's own). Standard layout: the restartable
+// sequences (percpu_rseq.h) address its fields by offset.
+//
+// Dynamic capacity. The three slot arrays are reserved for `max_capacity` slots each when the
+// CPU's cache is created (address space only: pages are touched as the stack reaches them),
+// so the capacity changes without moving any array:
+//   - it grows (doubling, up to max_capacity) when a Put finds the primary stack full
+//     (CpuCache::Grow(), under `lock`). Raising open_capacity while sequences run is safe: a
+//     sequence that read the old value is merely stricter, and every slot below the new one
+//     exists;
+//   - it shrinks (halving, never below min_capacity nor below what either generation holds)
+//     at an epoch that saw no overflow, inside the epoch's remote operation
+//     (CpuCache::AgeDetach()), with the cache closed.
 struct alignas(kCacheLineSize) ClassStack {
   // The three fields every sequence reads come first, in one 16-byte unit.
-  // INVARIANT: primary_count <= capacity and victim_count <= capacity.
+  // INVARIANT: primary_count <= capacity and victim_count <= capacity <= max_capacity.
   std::atomic<uint32_t> primary_count{0};
   // What the sequences may fill the primary generation to: `capacity` while the cache is open
   // to sequences, 0 while it is closed (or not yet opened, or in the locked mode), which fails
   // every pop (count - 1 < 0 never holds) and every push. Local operations only read it; it
   // changes under `lock` only (CpuCache::OpenToSequences(), CloseToSequences()).
   std::atomic<uint32_t> open_capacity{0};
-  void** primary = nullptr;  // `capacity` slots; sweeps rotate it with `victim` and `spare`.
+  void** primary = nullptr;  // max_capacity slots; sweeps rotate it with `victim`, `spare`.
   std::atomic<uint32_t> victim_count{0};
-  uint32_t capacity = 0;  // Immutable after creation.
+  // How many blocks each generation may hold now. Changed under `lock` only (Grow(), and the
+  // epoch's AgeDetach() with the cache closed); read without it by probes (relaxed).
+  std::atomic<uint32_t> capacity{0};
   // The lowest primary_count since the last epoch. Lowered by primary pops (in the rseq mode
   // inside their sequence, so only on this CPU; a restarted pop may lower it by one block too
   // many, which only keeps one more block as working set), reset by the epoch.
@@ -75,8 +89,8 @@ struct alignas(kCacheLineSize) ClassStack {
   // victims (epoch_victims - victim_count) is its working set (see CpuCache::AgeDetach()).
   uint32_t epoch_count = 0;
   uint32_t epoch_victims = 0;
-  void** victim = nullptr;  // `capacity` slots.
-  // A third array of `capacity` slots that no sequence reads: the epoch makes it the new
+  void** victim = nullptr;  // max_capacity slots.
+  // A third array of max_capacity slots that no sequence reads: the epoch makes it the new
   // primary and detaches the old victim array, so that what the epoch does while the cache is
   // closed does not grow with what it caches (see CpuCache::AgeDetach()). Changed under
   // `lock` only; null between AgeDetach() and the matching ReturnSpare().
@@ -85,6 +99,18 @@ struct alignas(kCacheLineSize) ClassStack {
   // rseq mode incremented inside the pop sequences (an abort after the increment overcounts by
   // one, so the figure is approximate, as statistics are).
   std::atomic<uint64_t> hits{0};
+
+  // The second cache line: sizing, never read by the sequences.
+  // The capacity the stack starts with and never shrinks below, and the most it grows to.
+  // Immutable after creation.
+  uint32_t min_capacity = 0;
+  uint32_t max_capacity = 0;
+  // Puts that found the primary stack full since the last epoch (relaxed; written by the slow
+  // path of Puts on this CPU, reset by the epoch): an epoch that saw none shrinks the capacity.
+  std::atomic<uint32_t> overflows{0};
+  // The highest capacity since the slot arrays' pages above the capacity were last given back
+  // (CpuCache::ReleaseSlotPages()). Under `lock`.
+  uint32_t touched = 0;
 };
 
 // log2 of the distance between two CPUs' stacks of one class: two cache lines, because x86
@@ -97,13 +123,14 @@ class alignas(kCacheLineSize) CpuCache {
  public:
   // CpuCache::Create()
   //
-  // Builds a cache with one stack per class, class `c` holding capacities[c] slots per
-  // generation, its stack of class `c` at `stacks` + c * `class_stride` (in the BlockCache's
+  // Builds a cache with one stack per class, class `c` holding capacities[c] blocks per
+  // generation to begin with and able to grow to max_capacities[c] (>= capacities[c]), its
+  // stack of class `c` at `stacks` + c * `class_stride` (in the BlockCache's
   // region: kCacheLineSize-aligned, zero-filled), closed to sequences. Throws std::bad_alloc,
   // building nothing, when it cannot allocate. CpuCache::Destroy() frees it (its blocks must
   // have been released) and ends the stacks' lifetime; the region stays the caller's.
   static CpuCache* Create(char* stacks, size_t class_stride, const uint32_t* capacities,
-                          size_t num_classes);
+                          const uint32_t* max_capacities, size_t num_classes);
   static void Destroy(CpuCache* cache);
 
   // CpuCache::OpenToSequences(), CpuCache::CloseToSequences()
@@ -120,7 +147,50 @@ class alignas(kCacheLineSize) CpuCache {
   // Whether class `cls` reads as open to sequences (racy: a hint for the slow path).
   bool IsOpenToSequences(size_t cls) const {
     const ClassStack& s = stack(cls);
-    return s.open_capacity.load(std::memory_order_acquire) == s.capacity;
+    return s.open_capacity.load(std::memory_order_acquire) ==
+           s.capacity.load(std::memory_order_relaxed);
+  }
+
+  // CpuCache::Capacity()
+  //
+  // Class `cls`'s capacity now (racy: a hint for the slow path).
+  uint32_t Capacity(size_t cls) const {
+    return stack(cls).capacity.load(std::memory_order_relaxed);
+  }
+
+  // CpuCache::Grow()
+  //
+  // Doubles the capacity of class `cls` (up to its max_capacity) and, when the cache is open
+  // to sequences, lets them use it at once. Returns false when it is at its maximum already.
+  bool Grow(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::Shrink()
+  //
+  // The epoch's sizing step for class `cls`: when no Put found the stack full since the last
+  // one, halves the capacity, but never below min_capacity nor below what either generation
+  // holds. Resets the overflow count. REQUIRES: the cache is closed to sequences (a remote
+  // operation), or the locked mode.
+  void Shrink(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::CanShrink()
+  //
+  // Whether some class's capacity is above where it started, or its slot arrays hold pages
+  // above its capacity (racy: a hint for the sweeper).
+  bool CanShrink() const;
+
+  // CpuCache::ReleaseSlotPages()
+  //
+  // Gives the system back the whole pages of every class's slot arrays above its capacity.
+  // REQUIRES: no remote operation under way (the lock keeps Grow() out, and sequences stay
+  // below open_capacity <= capacity), and the spare arrays are there.
+  void ReleaseSlotPages() ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::NoteOverflow()
+  //
+  // Records that a Put found class `cls`'s primary stack full (see ClassStack::overflows).
+  void NoteOverflow(size_t cls) {
+    std::atomic<uint32_t>& n = stack(cls).overflows;
+    n.store(n.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
   // CpuCache::stack()
@@ -163,7 +233,7 @@ class alignas(kCacheLineSize) CpuCache {
   bool PushPrimary(size_t cls, void* block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
     ClassStack& s = stack(cls);
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
-    if (n == s.capacity) return false;
+    if (n >= s.capacity.load(std::memory_order_relaxed)) return false;
     s.primary[n] = block;
     s.primary_count.store(n + 1, std::memory_order_relaxed);
     return true;
@@ -190,6 +260,7 @@ class alignas(kCacheLineSize) CpuCache {
   // epoch took, from below the level the last epoch left the primary stack and from the
   // victims, which move to the spare array, the new primary. Blocks only given back (a burst
   // being freed) are no working set: idle blocks still leave within two epochs.
+  // Then the capacity: Shrink().
   // REQUIRES: the spare array is there (ReturnSpare() followed the last AgeDetach()).
   void** AgeDetach(size_t cls, bool whole_primary, uint32_t* detached)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
@@ -203,9 +274,9 @@ class alignas(kCacheLineSize) CpuCache {
 
   // CpuCache::TakeAll()
   //
-  // Copies both generations of class `cls` to `out` (room for 2 * capacity blocks) and
-  // empties them. Returns how many blocks were copied.
-  size_t TakeAll(size_t cls, void** out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  // Moves up to `room` blocks of class `cls` to `out`: the victim generation first, then the
+  // primary from its top. Returns how many blocks were moved.
+  size_t TakeAll(size_t cls, void** out, size_t room) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   // Racy reads for statistics and probes: may be stale by the time they return.
   uint32_t PrimaryCount(size_t cls) const {
@@ -242,14 +313,14 @@ class alignas(kCacheLineSize) CpuCache {
 
   // CpuCache::TakeVictims()
   //
-  // Copies the victim generation of class `cls` to `out` (room for capacity blocks) and
-  // empties it. Returns how many blocks were copied.
-  size_t TakeVictims(size_t cls, void** out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  // Moves up to `room` blocks of class `cls`'s victim generation to `out`, from its top.
+  // Returns how many blocks were moved.
+  size_t TakeVictims(size_t cls, void** out, size_t room) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   // Slow-path counters, updated with fetch_add.
   std::atomic<uint64_t> misses{0};
-  std::atomic<uint64_t> steals{0};
   std::atomic<uint64_t> spills{0};
+  std::atomic<uint64_t> grows{0};    // Grow() calls that grew: written under `lock`.
   std::atomic<uint64_t> changes{0};  // For Activity() only.
 
   size_t num_classes = 0;  // Immutable after creation.
@@ -259,7 +330,8 @@ class alignas(kCacheLineSize) CpuCache {
 
   char* stacks_ = nullptr;     // This CPU's stack of class 0, in the region.
   size_t class_stride_ = 0;    // From one class's stack to the next one's.
-  void** slots_ = nullptr;     // The one allocation of every class's three slot arrays.
+  void** slots_ = nullptr;     // The one mapping of every class's three slot arrays.
+  size_t slots_bytes_ = 0;     // Its size.
 };
 
 static_assert(std::is_standard_layout_v<ClassStack>);

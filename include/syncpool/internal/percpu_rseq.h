@@ -24,7 +24,7 @@
 //     above g_rseq_cpu_limit (cpu.h): 0 until the rseq mode is decided and while a test fakes
 //     CPU ids, and above any id when glibc could not register the thread's area (cpu_id is
 //     then RSEQ_CPU_ID_REGISTRATION_FAILED, -1).
-//   - Remote operations (sweeps, drains, steals, and fake-CPU operations in tests) never run
+//   - Remote operations (sweeps, drains, and fake-CPU operations in tests) never run
 //     these sequences on another CPU's cache. They take the cache's lock, set every class's
 //     open_capacity to 0, and fence with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on
 //     that CPU: when the fence returns, every sequence that read an open capacity before the

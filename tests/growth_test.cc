@@ -1,0 +1,180 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// Per-CPU caches that grow to the working set and shrink back (options.h, cpu_cache.h): a
+// PoolResource over a TrackingResource, its epochs run by Sweeper::Tick() on an injected clock
+// (no sleeping), on a fake CPU.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "syncpool/options.h"
+#include "syncpool/pool.h"
+#include "syncpool/pool_resource.h"
+#include "syncpool/stats.h"
+#include "syncpool/sweeper.h"
+#include "syncpool/testing/fake_cpu.h"
+#include "tracking_resource.h"
+
+namespace syncpool {
+namespace {
+
+using ::std::chrono::milliseconds;
+using ::syncpool::testing::ScopedFakeCpu;
+using ::syncpool::testing::TrackingResource;
+
+class NoPressure final : public PressureSource {
+ public:
+  bool UnderPressure() override { return false; }
+};
+
+class GrowthTest : public ::testing::TestWithParam<bool> {
+ protected:
+  GrowthTest() {
+    Sweeper::Options options = Sweeper::Options::Manual(milliseconds(100));
+    options.pressure = &pressure_;
+    options.clock = [this] { return now_; };
+    sweeper_.emplace(options);
+  }
+
+  // A resource whose caches start with room for 16 blocks per class and may grow to 4096.
+  Options ResourceOptions() {
+    Options options;
+    options.sweeper = &*sweeper_;
+    options.initial_blocks_per_class = 16;
+    options.max_blocks_per_class = 4096;
+    options.allow_rseq = GetParam();
+    options.debug_checks = false;
+    return options;
+  }
+
+  // One interval later, the epoch Tick() runs.
+  void NextEpoch() {
+    now_ += milliseconds(100);
+    ASSERT_TRUE(sweeper_->Tick());
+  }
+
+  // Allocates `n` blocks of `bytes` and frees them all: a working set of n blocks.
+  static void Round(PoolResource& r, size_t n, size_t bytes) {
+    std::vector<void*> blocks;
+    for (size_t i = 0; i < n; ++i) blocks.push_back(r.allocate(bytes));
+    for (void* p : blocks) r.deallocate(p, bytes);
+  }
+
+  NoPressure pressure_;
+  std::chrono::steady_clock::time_point now_{};
+  std::optional<Sweeper> sweeper_;
+  TrackingResource upstream_;
+};
+
+TEST_P(GrowthTest, ACacheGrowsToItsWorkingSetAndGivesItBackWhenTheWorkStops) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(ResourceOptions(), &upstream_);
+  constexpr size_t kWorkingSet = 1000;  // Far beyond the 16 blocks the cache starts with.
+  Round(r, kWorkingSet, 64);
+  Stats s = r.GetStats();
+  EXPECT_EQ(s.misses, kWorkingSet);
+  EXPECT_EQ(s.cached_blocks(), kWorkingSet);  // All of it stayed on the CPU:
+  EXPECT_EQ(s.spills, 0u);
+  EXPECT_EQ(s.shared_moves, 0u);
+  EXPECT_EQ(s.grows, 6u);  // 16 -> 32 -> 64 -> 128 -> 256 -> 512 -> 1024.
+
+  // Warm, every allocation hits, across epochs that see the work go on.
+  for (int epoch = 0; epoch < 3; ++epoch) {
+    for (int round = 0; round < 3; ++round) Round(r, kWorkingSet, 64);
+    NextEpoch();
+  }
+  s = r.GetStats();
+  EXPECT_EQ(s.misses, kWorkingSet);
+  EXPECT_EQ(s.hits, 9 * kWorkingSet);
+  EXPECT_EQ(s.grows, 6u);
+  EXPECT_EQ(s.cached_blocks(), kWorkingSet);
+  EXPECT_EQ(upstream_.live_blocks(), kWorkingSet);
+
+  // The work stops: two epochs release the blocks (the capacity stays at what they fill until
+  // they are gone); then each epoch halves it, back to 16 (1000 -> 500 -> ... -> 31 -> 16).
+  for (int epoch = 0; epoch < 2; ++epoch) NextEpoch();
+  EXPECT_EQ(r.GetStats().cached_blocks(), 0u);
+  for (int epoch = 0; epoch < 6; ++epoch) NextEpoch();
+  s = r.GetStats();
+  EXPECT_EQ(s.cached_blocks(), 0u);
+  EXPECT_EQ(s.swept_blocks, kWorkingSet);
+  EXPECT_EQ(upstream_.live_blocks(), 0u);
+  // Back where it started: 16 blocks fit, the 17th grows it again.
+  Round(r, 16, 64);
+  EXPECT_EQ(r.GetStats().grows, 6u);
+  Round(r, 17, 64);
+  EXPECT_EQ(r.GetStats().grows, 7u);
+}
+
+TEST_P(GrowthTest, ACacheThatKeepsOverflowingKeepsItsCapacity) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(ResourceOptions(), &upstream_);
+  Round(r, 200, 64);  // Grows to 256.
+  const uint64_t grows = r.GetStats().grows;
+  for (int epoch = 0; epoch < 4; ++epoch) {
+    // Each epoch the working set comes back whole: the epoch keeps it and the capacity.
+    Round(r, 200, 64);
+    NextEpoch();
+  }
+  Round(r, 200, 64);
+  const Stats s = r.GetStats();
+  EXPECT_EQ(s.grows, grows);
+  EXPECT_EQ(s.misses, 200u);
+  EXPECT_EQ(s.spills, 0u);
+}
+
+TEST_P(GrowthTest, ByteBudgetsBoundGrowth) {
+  ScopedFakeCpu cpu(0);
+  Options options = ResourceOptions();
+  options.max_cached_bytes = 64 * 1024;  // 1024 blocks of 64 bytes, every CPU and class.
+  PoolResource r(options, &upstream_);
+  Round(r, 4000, 64);
+  Stats s = r.GetStats();
+  EXPECT_LE(s.cached_bytes(), 64u * 1024u);
+  EXPECT_GT(s.spills + s.over_budget_blocks, 0u);
+  NextEpoch();
+  s = r.GetStats();
+  EXPECT_LE(s.cached_bytes(), 64u * 1024u);
+  EXPECT_EQ(upstream_.live_blocks(), s.cached_blocks());
+}
+
+TEST_P(GrowthTest, AProcessBudgetBoundsGrowth) {
+  ScopedFakeCpu cpu(0);
+  SetProcessCacheLimit(32 * 1024);
+  PoolResource r(ResourceOptions(), &upstream_);
+  Round(r, 4000, 64);
+  const Stats s = r.GetStats();
+  SetProcessCacheLimit(0);
+  EXPECT_LE(s.primary_bytes, 2u * 32u * 1024u);  // The CPU's stack stopped growing.
+  EXPECT_GT(s.spills + s.over_budget_blocks, 0u);
+}
+
+TEST_P(GrowthTest, APoolOfObjectsGrowsToo) {
+  ScopedFakeCpu cpu(0);
+  Options options = ResourceOptions();
+  Pool<int> pool([] { return std::make_unique<int>(0); }, nullptr, options);
+  std::vector<Pool<int>::Handle> held;
+  for (int i = 0; i < 500; ++i) held.push_back(pool.Get());
+  held.clear();
+  Stats s = pool.GetStats();
+  EXPECT_EQ(s.cached_blocks(), 500u);
+  EXPECT_EQ(s.spills, 0u);
+  for (int i = 0; i < 500; ++i) held.push_back(pool.Get());
+  EXPECT_EQ(pool.GetStats().hits, 500u);
+  held.clear();
+  for (int epoch = 0; epoch < 3; ++epoch) NextEpoch();
+  EXPECT_EQ(pool.GetStats().cached_blocks(), 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(BothPaths, GrowthTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Rseq" : "Locked";
+                         });
+
+}  // namespace
+}  // namespace syncpool
