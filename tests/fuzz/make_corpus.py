@@ -2,8 +2,8 @@
 # Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 #
 # Writes the seed corpus of pool_fuzzer (tests/fuzz/corpus/seed_*): short programs in the
-# fuzzer's input format, each aimed at one path (spills and the TransferStack, steals between
-# fake CPUs, sweeps and budgets, discarded pages, failing upstream calls, handles, ...), so that
+# fuzzer's input format, each aimed at one path (spills and the TransferStack, caches of other
+# fake CPUs, capacities that grow and shrink, sweeps and budgets, discarded pages, failing upstream calls, handles, ...), so that
 # the bounded CI run starts from every part of the library, and the reproducers of the
 # violations it found (tests/fuzz/corpus/repro_*), reduced by hand, each explained below.
 #
@@ -31,13 +31,15 @@ RESOURCE, POOL, BOTH, PRESSURE = 0, 1, 2, 4
 
 def options(victim=False, locked=False, debug=False, pool_victim=False, max_block=0,
             discard=0, caps=2, class_bytes=0, pool_caps=2, budget=0, pool_budget=0,
-            destroy_full=False):
-    """The three option bytes (see Harness::Harness()). caps and pool_caps are
-    max_blocks_per_class (1..8); the others are indexes into the fuzzer's tables."""
+            destroy_full=False, growth=False):
+    """The three option bytes (see Harness::Harness()). caps and pool_caps are the blocks per
+    class (1..8), where the caches start and, with growth, a sixteenth of where they may grow;
+    the others are indexes into the fuzzer's tables."""
     flags = (victim << 0) | (locked << 1) | (debug << 2) | (pool_victim << 3)
     flags |= (max_block << 4) | (discard << 6)
     caps_byte = (caps - 1) | (class_bytes << 3) | ((pool_caps - 1) << 5)
-    return bytes([flags, caps_byte, budget | (pool_budget << 3) | (destroy_full << 6)])
+    return bytes([flags, caps_byte,
+                  budget | (pool_budget << 3) | (destroy_full << 6) | (growth << 7)])
 
 
 def alloc(mode, value, align=A16, inline=False):
@@ -95,7 +97,7 @@ def seeds():
         options(caps=2), SET_CPU, 0, *[alloc(SMALL, 64) for _ in range(6)], SET_CPU, 1,
         *[free(0) for _ in range(6)], SET_CPU, 0, *[alloc(SMALL, 64) for _ in range(6)],
         *[free(0) for _ in range(6)])
-    s['steal_victims'] = program(
+    s['other_cpus_victims'] = program(
         options(caps=4), SET_CPU, 1, *[alloc(SMALL, 32) for _ in range(4)],
         *[free(0) for _ in range(4)], SWEEP, RESOURCE, SET_CPU, 0,
         *[alloc(SMALL, 32) for _ in range(3)], *[free(0) for _ in range(3)], SWEEP, RESOURCE,
@@ -104,6 +106,19 @@ def seeds():
     for _ in range(3):
         ops += [alloc(SMALL, 96), alloc(SMALL, 96), free(0), free(0), SWEEP, RESOURCE]
     s['working_set_sweeps'] = program(options(caps=4), *ops)
+    # Growth: bursts beyond the starting capacity grow it; idle sweeps shrink it back; the
+    # next burst grows it again. On the real CPU (rseq), then a fake one (locked).
+    grow_shrink = [BURST, 39, SMALL, 48, A16, BURST, 39, SMALL, 48, A16, SWEEP, RESOURCE,
+                   BURST, 30, SMALL, 48, A16] + [SWEEP, RESOURCE] * 6 + [
+                   BURST, 39, SMALL, 48, A16, POOL_BURST, 39, SWEEP, BOTH, POOL_BURST, 39]
+    s['growth_shrink'] = program(options(caps=2, pool_caps=1, growth=True), *grow_shrink)
+    s['growth_shrink_fake_cpu'] = program(
+        options(caps=1, pool_caps=2, growth=True), SET_CPU, 1, *grow_shrink)
+    s['growth_budget'] = program(
+        options(caps=2, growth=True, budget=5, pool_budget=6), BURST, 39, MEDIUM, 30, A16,
+        POOL_BURST, 39, SWEEP, BOTH, BURST, 39, MEDIUM, 30, A16, SWEEP, BOTH, SWEEP, BOTH)
+    s['growth_victim_policy'] = program(
+        options(victim=True, pool_victim=True, caps=3, growth=True), *grow_shrink)
     s['victim_sweeps'] = program(options(victim=True, caps=4), *ops)
     s['pressure_sweep'] = program(
         options(), BURST, 30, MEDIUM, 20, A16, alloc(SMALL, 8), SWEEP, BOTH | PRESSURE, free(0),

@@ -302,10 +302,15 @@ class Harness {
   //   flags:   bit 0 resource retention kVictim (else kWorkingSet), bit 1 allow_rseq = false,
   //            bit 2 debug_checks, bit 3 pool retention kVictim, bits 4-5 max_block_size
   //            (kMaxBlockSizes), bits 6-7 discard_min_bytes (kDiscardMin);
-  //   caps:    bits 0-2 resource max_blocks_per_class - 1, bits 3-4 per_cpu_class_bytes
-  //            (kClassBytes), bits 5-7 pool max_blocks_per_class - 1;
+  //   caps:    bits 0-2 resource blocks per class - 1, bits 3-4 per_cpu_class_bytes
+  //            (kClassBytes), bits 5-7 pool objects per class - 1;
   //   budgets: bits 0-2 resource max_cached_bytes (kResourceBudgets), bits 3-5 pool
-  //            max_cached_bytes (kPoolBudgets), bit 6 destroy the caches full at the end.
+  //            max_cached_bytes (kPoolBudgets), bit 6 destroy the caches full at the end,
+  //            bit 7 growth: the caches start at those blocks (objects) per class and grow to
+  //            kGrowth times as many (else they start at their maximum and never grow).
+  // The model needs nothing else for growth: capacities only decide whether a block stays
+  // cached, moves to the shared layer or spills, and every check is on what Stats and the
+  // upstream say happened.
   explicit Harness(ByteReader& in) : in_(in) {
     const uint8_t flags = in_.Next();
     const uint8_t caps = in_.Next();
@@ -316,6 +321,8 @@ class Harness {
     constexpr size_t kClassBytes[4] = {64 << 10, 4096, 256, 0};
     constexpr size_t kResourceBudgets[8] = {0, 0, 0, 0, 1 << 10, 8 << 10, 64 << 10, 1 << 20};
     constexpr size_t kPoolBudgets[8] = {0, 0, 0, 0, 1, 4, 16, 256};  // In objects.
+    constexpr uint32_t kGrowth = 16;
+    const uint32_t growth = (budgets & 0x80) != 0 ? kGrowth : 1;
 
     Options r;
     r.name = "pool_fuzzer resource";
@@ -325,7 +332,8 @@ class Harness {
     r.debug_checks = (flags & 4) != 0;
     r.max_block_size = kMaxBlockSizes[(flags >> 4) & 3];
     r.discard_min_bytes = kDiscardMin[(flags >> 6) & 3];
-    r.max_blocks_per_class = 1 + (caps & 7);
+    r.initial_blocks_per_class = 1 + (caps & 7);
+    r.max_blocks_per_class = r.initial_blocks_per_class * growth;
     r.per_cpu_class_bytes = kClassBytes[(caps >> 3) & 3];
     r.max_cached_bytes = kResourceBudgets[budgets & 7];
     resource_budget_ = r.max_cached_bytes;
@@ -336,7 +344,8 @@ class Harness {
     p.retention = (flags & 8) != 0 ? Retention::kVictim : Retention::kWorkingSet;
     p.allow_rseq = r.allow_rseq;
     p.debug_checks = r.debug_checks;
-    p.max_blocks_per_class = 1 + ((caps >> 5) & 7);
+    p.initial_blocks_per_class = 1 + ((caps >> 5) & 7);
+    p.max_blocks_per_class = p.initial_blocks_per_class * growth;
     p.max_cached_bytes = kPoolBudgets[(budgets >> 3) & 7] * sizeof(Object);
     pool_budget_ = p.max_cached_bytes;
 
