@@ -17,6 +17,12 @@
 //                                 std::pmr::strings of 100 characters.
 //   BM_PerCpu_PopPush             the per-CPU cache alone (BlockCache Get and Put of one class),
 //                                 to show what the layers above it add.
+//   BM_Miss/<upstream|syncpool>/<n>
+//                                 allocations that all miss: syncpool's allocate of n bytes with
+//                                 every cache empty (its upstream is mimalloc), against the same
+//                                 allocate straight from mimalloc. Between batches of 1024, with
+//                                 the timer paused, everything is given back and the resource
+//                                 trimmed. One thread.
 //   BM_RoundTrip/interface_floor/1024
 //                                 the two virtual calls of a round trip and nothing else (a
 //                                 resource that hands out one static block): what any
@@ -211,6 +217,63 @@ void RegisterRoundTrips() {
 }
 
 // -----------------------------------------------------------------------------
+// BM_Miss
+// -----------------------------------------------------------------------------
+
+constexpr int kMissBatch = 1024;
+
+// Allocates from `mr` in batches of kMissBatch, timed; gives each batch back and calls
+// `empty()` with the timer paused.
+template <typename Empty>
+void Misses(benchmark::State& state, std::pmr::memory_resource* mr, size_t bytes, Empty empty) {
+  std::vector<void*> blocks;
+  blocks.reserve(kMissBatch);
+  for (auto _ : state) {
+    blocks.push_back(mr->allocate(bytes));
+    if (blocks.size() == kMissBatch) {
+      state.PauseTiming();
+      for (void* p : blocks) mr->deallocate(p, bytes);
+      blocks.clear();
+      empty();
+      state.ResumeTiming();
+    }
+  }
+  for (void* p : blocks) mr->deallocate(p, bytes);
+  empty();
+}
+
+void MissUpstream(benchmark::State& state, size_t bytes) {
+  std::pmr::memory_resource* mr = syncpool::MimallocResource::Get();
+  if (mr == nullptr) return state.SkipWithError("libmimalloc.so.2 not loaded");
+  Misses(state, mr, bytes, [] {});
+}
+
+void MissSyncPool(benchmark::State& state, size_t bytes) {
+  std::pmr::memory_resource* upstream = syncpool::MimallocResource::Get();
+  if (upstream == nullptr) return state.SkipWithError("libmimalloc.so.2 not loaded");
+  static auto* const sweeper = new syncpool::Sweeper(syncpool::Sweeper::Options::Manual());
+  syncpool::Options options;
+  options.sweeper = sweeper;
+  syncpool::PoolResource pool(options, upstream);
+  const syncpool::Stats before = pool.GetStats();
+  Misses(state, &pool, bytes, [&pool] { pool.Trim(); });
+  const syncpool::Stats after = pool.GetStats();
+  state.SetLabel("misses per allocation: " +
+                 std::to_string(static_cast<double>(after.misses - before.misses) /
+                                static_cast<double>(state.iterations())));
+}
+
+void RegisterMisses() {
+  for (size_t bytes : {size_t{64}, size_t{1024}}) {
+    const std::string suffix = "/" + std::to_string(bytes);
+    benchmark::RegisterBenchmark(("BM_Miss/upstream" + suffix).c_str(), &MissUpstream, bytes)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("BM_Miss/syncpool" + suffix).c_str(), &MissSyncPool, bytes)
+        ->UseRealTime();
+  }
+}
+
+// -----------------------------------------------------------------------------
 // BM_Churn
 // -----------------------------------------------------------------------------
 
@@ -356,6 +419,7 @@ int main(int argc, char** argv) {
   SetThreads(benchmark::RegisterBenchmark("BM_Seed_Pool", &BM_Seed_Pool), true);
   SetThreads(benchmark::RegisterBenchmark("BM_PerCpu_PopPush", &BM_PerCpu_PopPush), true);
   RegisterRoundTrips();
+  RegisterMisses();
   RegisterChurns();
 #ifndef NDEBUG
   benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");

@@ -17,6 +17,8 @@ set -euo pipefail
 #   libgtest-dev, libgmock-dev  GoogleTest / GoogleMock 1.12
 #   libbenchmark-dev         Google Benchmark 1.7.1
 #   libjemalloc-dev, libgoogle-perftools-dev  jemalloc and tcmalloc, compared in benchmarks
+#   libtbb-dev               oneTBB's scalable allocator (libtbbmalloc), compared in workload_bench
+#   libboost-container-dev   Boost.Container's pmr pool resources, compared in workload_bench
 #   gnuplot-nox              charts drawn from benchmark output
 readonly PACKAGES=(
   bazel-bootstrap
@@ -30,6 +32,8 @@ readonly PACKAGES=(
   libbenchmark-dev
   libjemalloc-dev
   libgoogle-perftools-dev
+  libtbb-dev
+  libboost-container-dev
   gnuplot-nox
 )
 

@@ -268,18 +268,27 @@ void* BlockCache::GetSlow(size_t cls) {
     cpu = RealCurrentCpu();
     c = CacheOf(cpu);
     WaitAndOpen(c, cls);
-    block = RseqPopPrimary(Row(cls));
-    if (block == nullptr) block = RseqPopVictim(Row(cls));
+    // The counts are a hint (the thread may move): the sequences are the authority, and a
+    // stack that reads empty in both generations is not worth two more of them.
+    if (c->PrimaryCount(cls) != 0 || c->VictimCount(cls) != 0) {
+      block = RseqPopPrimary(Row(cls));
+      if (block == nullptr) block = RseqPopVictim(Row(cls));
+    }
 #else
     cpu = CurrentCpu();  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
     c = CacheOf(cpu);
 #endif
   }
   if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
-  block = FromTransfer(cls);
-  if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
+  if (!transfers_[cls].LooksEmpty()) {  // A racy probe: a miss is the worst it can cause.
+    block = FromTransfer(cls);
+    if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
+  }
   // A miss. Nothing here touches another CPU's cache (see the policy in block_cache.h).
   static_cast<void>(cpu);
+#if SYNCPOOL_RSEQ_FAST_PATH
+  if (rseq_ && RseqCountMiss(Row(cls))) return nullptr;
+#endif
   c->misses.fetch_add(1, std::memory_order_relaxed);
   return nullptr;
 }
@@ -290,7 +299,6 @@ size_t BlockCache::Batch(size_t cls) const {
 
 void* BlockCache::FromTransfer(size_t cls) {
   TransferStack& t = transfers_[cls];
-  if (t.LooksEmpty()) return nullptr;  // A racy probe: a miss is the worst it can cause.
   void* taken[kMaxTransferBatch];
   const size_t n = t.Remove(taken, Batch(cls));
   if (n == 0) return nullptr;
@@ -637,7 +645,7 @@ Stats BlockCache::Snapshot() const {
     const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
     s.hits += c->Hits();
-    s.misses += c->misses.load(std::memory_order_relaxed);
+    s.misses += c->Misses();
     s.spills += c->spills.load(std::memory_order_relaxed);
     s.grows += c->grows.load(std::memory_order_relaxed);
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {

@@ -156,7 +156,7 @@ void CpuCache::ReleaseSlotPages() {
 
 uint64_t CpuCache::Activity() const {
   uint64_t activity = Hits() +
-                      misses.load(std::memory_order_relaxed) +
+                      Misses() +
                       spills.load(std::memory_order_relaxed) +
                       changes.load(std::memory_order_relaxed);
   // The counts move both ways: weight them so that a push and a pop cannot cancel out the
@@ -165,6 +165,14 @@ uint64_t CpuCache::Activity() const {
     activity += (uint64_t{PrimaryCount(cls)} + VictimCount(cls)) << 32;
   }
   return activity;
+}
+
+uint64_t CpuCache::Misses() const {
+  uint64_t n = misses.load(std::memory_order_relaxed);
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    n += stack(cls).misses.load(std::memory_order_relaxed);
+  }
+  return n;
 }
 
 uint64_t CpuCache::Hits() const {

@@ -77,13 +77,18 @@ struct Options {
   // nor below what it holds. So per_cpu_class_bytes and max_blocks_per_class are limits (what
   // one CPU may hold of one class, per generation) and initial_blocks_per_class a starting
   // point; a Put that finds the cache at its limit moves a batch to the shared layer.
+  // The limits reserve address space for each CPU's slot arrays (8 bytes per block, three
+  // arrays: about 140 MiB per CPU for the default resource's classes), mapped without swap
+  // accounting and touched only as far as the caches fill; pages above a shrunk capacity are
+  // given back. Under vm.overcommit_memory=2 lower them: a CPU whose cache cannot be mapped
+  // releases what it is given instead of caching it.
 
   // The most bytes of one class one CPU may cache per generation (the limit above).
-  // SYNCPOOL_PER_CPU_CLASS_BYTES; 8 MiB.
+  // SYNCPOOL_PER_CPU_CLASS_BYTES; 32 MiB.
   size_t per_cpu_class_bytes = internal::GetOptionDefaults().per_cpu_class_bytes;
 
   // The most blocks (PoolResource) or objects (Pool<T>) one CPU may cache per class and
-  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 131072.
+  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 1048576.
   uint32_t max_blocks_per_class = internal::GetOptionDefaults().max_blocks_per_class;
 
   // How many blocks or objects a CPU's cache of one class starts with room for, per
@@ -103,9 +108,10 @@ struct Options {
   Retention retention = internal::GetOptionDefaults().retention;
 
   // A byte budget for what this pool or resource caches (block sizes, or sizeof(T)); 0: none.
-  // Per-CPU capacities are lowered at construction so that all caches full stay within it
-  // where they can (at least one block per class and CPU is kept); what remains is enforced at
-  // every epoch and whenever blocks move to the shared layer: what would exceed the budget is
+  // The per-CPU limits are lowered at construction so that all caches full stay within it
+  // where they can (at least one block per class and CPU is kept), and a cache grows only while
+  // its stack full at twice the size would stay within it; what remains is enforced at every
+  // epoch and whenever blocks move to the shared layer: what would exceed the budget is
   // released instead (Stats::over_budget_blocks). SYNCPOOL_MAX_CACHED_BYTES; 0.
   size_t max_cached_bytes = internal::GetOptionDefaults().max_cached_bytes;
 

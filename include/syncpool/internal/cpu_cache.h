@@ -111,6 +111,10 @@ struct alignas(kCacheLineSize) ClassStack {
   // The highest capacity since the slot arrays' pages above the capacity were last given back
   // (CpuCache::ReleaseSlotPages()). Under `lock`.
   uint32_t touched = 0;
+  // Gets of this class on this CPU that found every cache empty: in the rseq mode added by a
+  // restartable sequence on this CPU (RseqCountMiss(): exact, no atomic read-modify-write);
+  // where that cannot run, CpuCache::misses counts instead.
+  std::atomic<uint64_t> misses{0};
 };
 
 // log2 of the distance between two CPUs' stacks of one class: two cache lines, because x86
@@ -245,10 +249,11 @@ class alignas(kCacheLineSize) CpuCache {
     hits.store(hits.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
 
-  // CpuCache::Hits()
+  // CpuCache::Hits(), CpuCache::Misses()
   //
-  // The hits of every class (racy, as statistics are).
+  // The hits, and the misses, of every class (racy, as statistics are).
   uint64_t Hits() const;
+  uint64_t Misses() const;
 
   // CpuCache::AgeDetach()
   //
@@ -318,7 +323,7 @@ class alignas(kCacheLineSize) CpuCache {
   size_t TakeVictims(size_t cls, void** out, size_t room) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   // Slow-path counters, updated with fetch_add.
-  std::atomic<uint64_t> misses{0};
+  std::atomic<uint64_t> misses{0};  // Those no sequence counted (see ClassStack::misses).
   std::atomic<uint64_t> spills{0};
   std::atomic<uint64_t> grows{0};    // Grow() calls that grew: written under `lock`.
   std::atomic<uint64_t> changes{0};  // For Activity() only.

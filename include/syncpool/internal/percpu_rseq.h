@@ -256,6 +256,32 @@ fail:
   return false;
 }
 
+// RseqCountMiss()
+//
+// Adds 1 to the `misses` of the current CPU's stack in the class row `row`, as one restartable
+// sequence whose commit is the store of the sum: exact, without an atomic read-modify-write.
+// Returns false, counting nothing, when that CPU's cache is closed (not created yet, the locked
+// mode, or a remote operation under way: the caller then counts elsewhere).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RseqCountMiss(char* row) {
+  uint64_t n;
+  uint64_t cpu;
+  asm volatile goto(SYNCPOOL_RSEQ_ENTER
+           "cmpl $0, %c[open](%[row], %[cpu])\n\t"
+           "je %l[fail]\n\t"
+           "movq %c[misses](%[row], %[cpu]), %[n]\n\t"
+           "addq $1, %[n]\n\t"
+           "movq %[n], %c[misses](%[row], %[cpu])\n\t"  // Commit.
+           "83:\n\t"
+           SYNCPOOL_RSEQ_ABORT_HANDLER
+           : [n] "=&r"(n), [cpu] "=&r"(cpu)
+           : SYNCPOOL_RSEQ_OPERANDS, [misses] "i"(offsetof(ClassStack, misses))
+           : "memory", "cc"
+           : fail);
+  return true;
+fail:
+  return false;
+}
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(char* row) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(row);
 }

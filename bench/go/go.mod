@@ -1,0 +1,3 @@
+module syncpool/bench/go
+
+go 1.19

@@ -1,0 +1,603 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: bench/workload_bench.cc
+// -----------------------------------------------------------------------------
+//
+// Application-shaped workloads (Google Benchmark), the same container code over each allocator:
+//
+//   bazel run -c opt //bench:workload_bench
+//   bazel run -c opt //bench:workload_bench -- --benchmark_filter=BM_Tree --benchmark_min_time=0.2
+//
+//   BM_Tree/<allocator>/<nodes>   builds a document tree of <nodes> nodes (100, 1000, 10000,
+//                                 100000) and destroys it, as a JSON parser and its caller would:
+//                                 inner nodes are std::maps of string keys to child nodes or
+//                                 std::vectors of children grown by push_back without reserve,
+//                                 leaves are strings of 20 to 80 characters (keys: 16 to 47,
+//                                 all beyond the small-string buffer). Items are nodes: the
+//                                 items_per_second column is nodes built and destroyed per second.
+//   BM_Request/<allocator>/<max_kib>
+//                                 bursts of request-sized temporaries: 8 bursts per iteration,
+//                                 each of 1 to 64 requests alive at once, then all destroyed.
+//                                 A request is a header table (std::unordered_map of 10 to 30
+//                                 string pairs), a body (std::vector<char> grown by appending
+//                                 chunks of 64 B to 1 KiB, up to a size between 256 B and
+//                                 <max_kib> KiB (4, 64), log-uniform) and 4 to 24 fields copied
+//                                 out of the body (std::vector of strings of 16 to 120
+//                                 characters). Items are requests.
+//
+// Everything is drawn from fixed-seed xorshift generators, reset every iteration: every
+// iteration, thread and allocator builds the same structures with the same allocation sizes, in
+// the same order (the context lines at the top of the output count them, per tree and per
+// request iteration). Only the allocator differs:
+//
+//   std                 std::allocator (glibc malloc)
+//   syncpool_allocator  syncpool::PoolAllocator<T> over PoolResource::Default() (no virtual call)
+//   syncpool            std::pmr containers on PoolResource::Default()
+//   new_delete          std::pmr containers on std::pmr::new_delete_resource()
+//   mimalloc            std::pmr containers on syncpool::MimallocResource::Get() (mimalloc loaded
+//                       locally; skipped with an error when libmimalloc.so.2 cannot be loaded)
+//   synchronized_pool   std::pmr containers on one std::pmr::synchronized_pool_resource
+//   tbb                 std::pmr containers on oneTBB's scalable_aligned_malloc/_free
+//                       (libtbbmalloc, linked without its malloc-replacing proxy)
+//   boost_pool          std::pmr containers on one boost::container::pmr::
+//                       synchronized_pool_resource (default options), through an adapter to
+//                       std::pmr::memory_resource that adds one virtual call per allocate and
+//                       per deallocate
+//
+// For the two syncpool allocators the label holds what PoolResource::Default()'s caches did
+// during the timed loop, from GetStats() deltas: hit (hits / (hits + misses), percent), then per
+// iteration: misses (upstream calls), grows (per-CPU capacity doublings), spills and shared_moves (include/syncpool/stats.h).
+// Thread 0 takes the snapshots, at its first timed iteration and after the loop, so the figures
+// include every thread's work and are divided by the iterations of all threads.
+//
+// Thread counts: 1 and 2 by default (this project's CI machine class has two cores);
+// --syncpool_threads=1,2,4 (a comma-separated list, before the Google Benchmark flags) replaces
+// them. Each thread builds its own structures; the resources are shared by the threads, created
+// on first use and never destroyed. Each thread builds one tree (one request iteration) before
+// timing, so the pools are measured warm. Every benchmark uses UseRealTime(): with several
+// threads a time is the wall time divided by the iterations of all threads.
+//
+// The names are stable: results are compared across versions by name.
+
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <memory_resource>
+#include <new>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "bench/bench_util.h"
+#include "benchmark/benchmark.h"
+#include "boost/container/pmr/synchronized_pool_resource.hpp"
+#include "oneapi/tbb/scalable_allocator.h"
+#include "syncpool/mimalloc_resource.h"
+#include "syncpool/pool_allocator.h"
+#include "syncpool/pool_resource.h"
+#include "syncpool/stats.h"
+
+namespace {
+
+// -----------------------------------------------------------------------------
+// Deterministic content
+// -----------------------------------------------------------------------------
+
+// Marsaglia's xorshift64: a fixed sequence per seed, on every platform.
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : state_(seed) {}
+
+  uint64_t Next() {
+    state_ ^= state_ << 13;
+    state_ ^= state_ >> 7;
+    state_ ^= state_ << 17;
+    return state_;
+  }
+
+  // In [low, high].
+  size_t Uniform(size_t low, size_t high) {
+    return low + static_cast<size_t>(Next() % (high - low + 1));
+  }
+
+  bool Coin() { return (Next() >> 63) != 0; }
+
+ private:
+  uint64_t state_;
+};
+
+constexpr uint64_t kTreeSeed = 0x9e3779b97f4a7c15;
+constexpr uint64_t kRequestSeed = 0xd1b54a32d192ed03;
+constexpr uint64_t kBurstSeed = 0x8cb92ba72f3d8dd7;
+
+// The characters every string is cut from.
+constexpr size_t kTextBytes = 8192;
+
+const char* TextPool() {
+  static const char* const text = [] {
+    static char chars[kTextBytes];
+    constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789-_ /:.,;=";
+    Rng rng(0x2545f4914f6cdd1d);
+    for (char& c : chars) c = kAlphabet[rng.Next() % (sizeof(kAlphabet) - 1)];
+    return chars;
+  }();
+  return text;
+}
+
+// A slice of the pool of [low, high] characters, at a random offset.
+std::string_view Text(Rng& rng, size_t low, size_t high) {
+  const size_t length = rng.Uniform(low, high);
+  return std::string_view(TextPool() + rng.Uniform(0, kTextBytes - length), length);
+}
+
+// -----------------------------------------------------------------------------
+// BM_Tree's document
+// -----------------------------------------------------------------------------
+
+// The most children of an inner node.
+constexpr size_t kMaxFanout = 16;
+
+// A tree of exactly `nodes` nodes, built in the constructor and destroyed in the destructor,
+// every container and node allocated through `CharAlloc` rebound. An inner node of n - 1
+// descendants has 1 to 16 children (fewer if n - 1 is smaller) sharing them evenly; a node
+// without descendants is a string.
+template <typename CharAlloc>
+class Document {
+ public:
+  template <typename T>
+  using Alloc = typename std::allocator_traits<CharAlloc>::template rebind_alloc<T>;
+  using String = std::basic_string<char, std::char_traits<char>, CharAlloc>;
+  struct Node;
+  using Object = std::map<String, Node*, std::less<>, Alloc<std::pair<const String, Node*>>>;
+  using Array = std::vector<Node*, Alloc<Node*>>;
+  struct Node {
+    template <size_t I, typename... Args>
+    explicit Node(std::in_place_index_t<I> index, Args&&... args)
+        : value(index, std::forward<Args>(args)...) {}
+    std::variant<String, Object, Array> value;
+  };
+
+  Document(const CharAlloc& alloc, size_t nodes) : alloc_(alloc), node_alloc_(alloc) {
+    Rng rng(kTreeSeed);
+    root_ = Build(rng, nodes);
+  }
+  ~Document() { Destroy(root_); }
+  Document(const Document&) = delete;
+  Document& operator=(const Document&) = delete;
+
+  const Node* root() const { return root_; }
+
+ private:
+  using NodeTraits = std::allocator_traits<Alloc<Node>>;
+
+  template <size_t I, typename... Args>
+  Node* New(Args&&... args) {
+    Node* node = NodeTraits::allocate(node_alloc_, 1);
+    ::new (static_cast<void*>(node)) Node(std::in_place_index<I>, std::forward<Args>(args)...);
+    return node;
+  }
+
+  Node* Build(Rng& rng, size_t nodes) {
+    if (nodes <= 1) return New<0>(Text(rng, 20, 80), alloc_);
+    const size_t descendants = nodes - 1;
+    const size_t fanout = std::min(descendants, rng.Uniform(1, kMaxFanout));
+    auto share = [&](size_t i) { return descendants / fanout + (i < descendants % fanout); };
+    if (rng.Coin()) {
+      Node* node = New<1>(Alloc<std::pair<const String, Node*>>(alloc_));
+      Object& members = std::get<1>(node->value);
+      for (size_t i = 0; i < fanout; ++i) {
+        String key(Text(rng, 16, 47), alloc_);
+        key[0] = "0123456789abcdef"[i];  // Unique among its siblings.
+        Node* child = Build(rng, share(i));
+        members.emplace(std::move(key), child);
+      }
+      return node;
+    }
+    Node* node = New<2>(Alloc<Node*>(alloc_));
+    Array& items = std::get<2>(node->value);
+    for (size_t i = 0; i < fanout; ++i) items.push_back(Build(rng, share(i)));
+    return node;
+  }
+
+  void Destroy(Node* node) {
+    if (const Object* members = std::get_if<1>(&node->value)) {
+      for (const auto& member : *members) Destroy(member.second);
+    } else if (const Array* items = std::get_if<2>(&node->value)) {
+      for (Node* item : *items) Destroy(item);
+    }
+    node->~Node();
+    NodeTraits::deallocate(node_alloc_, node, 1);
+  }
+
+  CharAlloc alloc_;
+  Alloc<Node> node_alloc_;
+  Node* root_;
+};
+
+// -----------------------------------------------------------------------------
+// BM_Request's bursts
+// -----------------------------------------------------------------------------
+
+constexpr int kBurstsPerIteration = 8;
+constexpr size_t kMaxBurst = 64;
+
+// A hash for the header table: std::hash has no specialization for strings of other allocators.
+struct StringHash {
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
+};
+
+template <typename CharAlloc>
+class RequestBurster {
+ public:
+  template <typename T>
+  using Alloc = typename std::allocator_traits<CharAlloc>::template rebind_alloc<T>;
+  using String = std::basic_string<char, std::char_traits<char>, CharAlloc>;
+  using Headers = std::unordered_map<String, String, StringHash, std::equal_to<>,
+                                     Alloc<std::pair<const String, String>>>;
+
+  struct Request {
+    explicit Request(const CharAlloc& alloc)
+        : headers(Alloc<std::pair<const String, String>>(alloc)), body(alloc), fields(alloc) {}
+    Headers headers;
+    std::vector<char, CharAlloc> body;
+    std::vector<String, Alloc<String>> fields;
+  };
+
+  RequestBurster(const CharAlloc& alloc, size_t max_body_bytes)
+      : alloc_(alloc), max_body_log2_(std::bit_width(max_body_bytes) - 1) {}
+
+  // One iteration: kBurstsPerIteration bursts. Returns the number of requests.
+  size_t Run() {
+    Rng rng(kRequestSeed);
+    Rng bursts(kBurstSeed);
+    size_t requests = 0;
+    const Alloc<Request> request_alloc(alloc_);
+    std::vector<Request, Alloc<Request>> live(request_alloc);
+    live.reserve(kMaxBurst);  // Requests stay where they are built, as in a slot table.
+    for (int b = 0; b < kBurstsPerIteration; ++b) {
+      const size_t burst = bursts.Uniform(1, kMaxBurst);
+      for (size_t i = 0; i < burst; ++i) {
+        live.emplace_back(alloc_);
+        Fill(rng, live.back());
+      }
+      benchmark::DoNotOptimize(live.data());
+      benchmark::ClobberMemory();
+      requests += burst;
+      live.clear();
+    }
+    return requests;
+  }
+
+ private:
+  void Fill(Rng& rng, Request& request) {
+    const size_t headers = rng.Uniform(10, 30);
+    for (size_t i = 0; i < headers; ++i) {
+      String name(Text(rng, 8, 32), alloc_);
+      String value(Text(rng, 8, 100), alloc_);
+      request.headers.emplace(std::move(name), std::move(value));
+    }
+    // Log-uniform: a power of two 2^e, e in [9, log2(max)], then uniform in [2^(e-1), 2^e].
+    const size_t e = rng.Uniform(9, max_body_log2_);
+    const size_t size = rng.Uniform(size_t{1} << (e - 1), size_t{1} << e);
+    while (request.body.size() < size) {
+      const std::string_view chunk = Text(rng, 64, 1024);
+      const size_t n = std::min(chunk.size(), size - request.body.size());
+      request.body.insert(request.body.end(), chunk.data(), chunk.data() + n);
+    }
+    const size_t fields = rng.Uniform(4, 24);
+    for (size_t i = 0; i < fields; ++i) {
+      const size_t length = rng.Uniform(16, 120);
+      const size_t offset = rng.Uniform(0, size - length);
+      request.fields.push_back(
+          String(std::string_view(request.body.data() + offset, length), alloc_));
+    }
+  }
+
+  CharAlloc alloc_;
+  size_t max_body_log2_;
+};
+
+// -----------------------------------------------------------------------------
+// Allocators
+// -----------------------------------------------------------------------------
+
+// oneTBB's scalable allocator as a memory_resource. libtbbmalloc is linked, not its proxy
+// (libtbbmalloc_proxy), so malloc and operator new stay glibc's: only this resource uses it.
+class TbbResource final : public std::pmr::memory_resource {
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    // scalable_aligned_malloc refuses 0 bytes.
+    void* p = scalable_aligned_malloc(bytes != 0 ? bytes : 1, alignment);
+    if (p == nullptr) throw std::bad_alloc();
+    return p;
+  }
+  void do_deallocate(void* p, size_t /*bytes*/, size_t /*alignment*/) override {
+    scalable_aligned_free(p);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+};
+
+// Boost.Container's synchronized_pool_resource (default options: pools up to 4 KiB, larger
+// blocks straight to its upstream, Boost's new_delete_resource; every call under one mutex)
+// derives from boost::container::pmr::memory_resource, not from std's. This adapter forwards to
+// it, so each allocate and deallocate adds one virtual call to what the other resources pay:
+// the adapter's do_allocate / do_deallocate (the std::pmr one), then Boost's (out of line, in
+// libboost_container).
+class BoostPoolResource final : public std::pmr::memory_resource {
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    return pool_.allocate(bytes, alignment);
+  }
+  void do_deallocate(void* p, size_t bytes, size_t alignment) override {
+    pool_.deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  boost::container::pmr::synchronized_pool_resource pool_;
+};
+
+std::pmr::memory_resource* SyncPool() { return &syncpool::PoolResource::Default(); }
+std::pmr::memory_resource* NewDelete() { return std::pmr::new_delete_resource(); }
+std::pmr::memory_resource* Mimalloc() { return syncpool::MimallocResource::Get(); }
+// The shared resources below are created on first use and never destroyed, so no thread of a
+// benchmark can outlive them.
+std::pmr::memory_resource* SynchronizedPool() {
+  static auto* const resource = new std::pmr::synchronized_pool_resource();
+  return resource;
+}
+std::pmr::memory_resource* Tbb() {
+  static auto* const resource = new TbbResource();
+  return resource;
+}
+std::pmr::memory_resource* BoostPool() {
+  static auto* const resource = new BoostPoolResource();
+  return resource;
+}
+
+// An allocator policy: `Make()` returns the allocator of chars the containers are built with
+// (rebound for everything else), or nullopt when it is not available; `kSyncpoolStats` says
+// whether it allocates from PoolResource::Default().
+struct StdPolicy {
+  using CharAlloc = std::allocator<char>;
+  static constexpr bool kSyncpoolStats = false;
+  static std::optional<CharAlloc> Make() { return CharAlloc(); }
+};
+
+struct PoolAllocatorPolicy {
+  using CharAlloc = syncpool::PoolAllocator<char>;
+  static constexpr bool kSyncpoolStats = true;
+  static std::optional<CharAlloc> Make() { return CharAlloc(&syncpool::PoolResource::Default()); }
+};
+
+template <std::pmr::memory_resource* (*kResource)(), bool kStats = false>
+struct PmrPolicy {
+  using CharAlloc = std::pmr::polymorphic_allocator<char>;
+  static constexpr bool kSyncpoolStats = kStats;
+  static std::optional<CharAlloc> Make() {
+    std::pmr::memory_resource* mr = kResource();
+    if (mr == nullptr) return std::nullopt;
+    return CharAlloc(mr);
+  }
+};
+
+// -----------------------------------------------------------------------------
+// The benchmarks
+// -----------------------------------------------------------------------------
+
+// What PoolResource::Default()'s caches did during the timed loop, in the run's label (counters
+// would have to exist for every allocator: the CSV reporter refuses runs whose counters
+// differ). Only thread 0 reads the stats: at its first timed iteration (after the start
+// barrier, so no thread's warm-up is counted) and after the loop (after the stop barrier).
+class SyncpoolCounters {
+ public:
+  SyncpoolCounters(const benchmark::State& state, bool enabled)
+      : enabled_(enabled && state.thread_index() == 0) {}
+
+  // Called at the top of every timed iteration; reads the stats at the first.
+  void StartOnce() {
+    if (enabled_ && !started_) {
+      started_ = true;
+      before_ = syncpool::PoolResource::Default().GetStats();
+    }
+  }
+
+  void Report(benchmark::State& state) const {
+    if (!started_) return;
+    const syncpool::Stats after = syncpool::PoolResource::Default().GetStats();
+    const double iterations = static_cast<double>(state.iterations()) * state.threads();
+    const auto delta = [](uint64_t a, uint64_t b) { return static_cast<double>(a - b); };
+    const double hits = delta(after.hits, before_.hits);
+    const double misses = delta(after.misses, before_.misses);
+    char label[200];
+    std::snprintf(label, sizeof(label),
+                  "hit=%.2f%% per iteration: misses=%.4g grows=%.4g spills=%.4g "
+                  "shared_moves=%.4g",
+                  hits + misses > 0 ? 100 * hits / (hits + misses) : 0.0, misses / iterations,
+                  delta(after.grows, before_.grows) / iterations,
+                  delta(after.spills, before_.spills) / iterations,
+                  delta(after.shared_moves, before_.shared_moves) / iterations);
+    state.SetLabel(label);
+  }
+
+ private:
+  const bool enabled_;
+  bool started_ = false;
+  syncpool::Stats before_;
+};
+
+template <typename Policy>
+void Tree(benchmark::State& state, size_t nodes) {
+  using CharAlloc = typename Policy::CharAlloc;
+  const std::optional<CharAlloc> alloc = Policy::Make();
+  if (!alloc.has_value()) {
+    state.SkipWithError("allocator not available (libmimalloc.so.2 not loaded?)");
+    return;
+  }
+  {
+    const Document<CharAlloc> warmup(*alloc, nodes);
+    benchmark::DoNotOptimize(warmup.root());
+  }
+  SyncpoolCounters counters(state, Policy::kSyncpoolStats);
+  for (auto _ : state) {
+    counters.StartOnce();
+    const Document<CharAlloc> document(*alloc, nodes);
+    benchmark::DoNotOptimize(document.root());
+    benchmark::ClobberMemory();
+  }
+  counters.Report(state);
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(nodes));
+}
+
+template <typename Policy>
+void Request(benchmark::State& state, size_t max_kib) {
+  using CharAlloc = typename Policy::CharAlloc;
+  const std::optional<CharAlloc> alloc = Policy::Make();
+  if (!alloc.has_value()) {
+    state.SkipWithError("allocator not available (libmimalloc.so.2 not loaded?)");
+    return;
+  }
+  RequestBurster<CharAlloc> burster(*alloc, max_kib * 1024);
+  const size_t requests = burster.Run();  // Warm-up.
+  SyncpoolCounters counters(state, Policy::kSyncpoolStats);
+  for (auto _ : state) {
+    counters.StartOnce();
+    benchmark::DoNotOptimize(burster.Run());
+  }
+  counters.Report(state);
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(requests));
+}
+
+struct NamedAllocator {
+  const char* name;
+  void (*tree)(benchmark::State&, size_t);
+  void (*request)(benchmark::State&, size_t);
+};
+
+template <typename Policy>
+constexpr NamedAllocator Named(const char* name) {
+  return {name, &Tree<Policy>, &Request<Policy>};
+}
+
+constexpr NamedAllocator kAllocators[] = {
+    Named<StdPolicy>("std"),
+    Named<PoolAllocatorPolicy>("syncpool_allocator"),
+    Named<PmrPolicy<&SyncPool, /*kStats=*/true>>("syncpool"),
+    Named<PmrPolicy<&NewDelete>>("new_delete"),
+    Named<PmrPolicy<&Mimalloc>>("mimalloc"),
+    Named<PmrPolicy<&SynchronizedPool>>("synchronized_pool"),
+    Named<PmrPolicy<&Tbb>>("tbb"),
+    Named<PmrPolicy<&BoostPool>>("boost_pool"),
+};
+
+constexpr size_t kTreeNodes[] = {100, 1000, 10000, 100000};
+constexpr size_t kRequestMaxKib[] = {4, 64};
+
+void RegisterWorkloads() {
+  for (const NamedAllocator& allocator : kAllocators) {
+    for (size_t nodes : kTreeNodes) {
+      const std::string name =
+          std::string("BM_Tree/") + allocator.name + "/" + std::to_string(nodes);
+      syncpool::bench::SetThreads(
+          benchmark::RegisterBenchmark(name.c_str(), allocator.tree, nodes), /*thread_safe=*/true);
+    }
+  }
+  for (const NamedAllocator& allocator : kAllocators) {
+    for (size_t max_kib : kRequestMaxKib) {
+      const std::string name =
+          std::string("BM_Request/") + allocator.name + "/" + std::to_string(max_kib);
+      syncpool::bench::SetThreads(
+          benchmark::RegisterBenchmark(name.c_str(), allocator.request, max_kib),
+          /*thread_safe=*/true);
+    }
+  }
+}
+
+// -----------------------------------------------------------------------------
+// What the workloads allocate
+// -----------------------------------------------------------------------------
+
+// Counts what goes through it, for the context lines; single-threaded.
+class CountingResource final : public std::pmr::memory_resource {
+ public:
+  size_t allocations() const { return allocations_; }
+  size_t bytes() const { return bytes_; }
+  size_t peak_bytes() const { return peak_bytes_; }
+
+ private:
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    ++allocations_;
+    bytes_ += bytes;
+    live_bytes_ += bytes;
+    peak_bytes_ = std::max(peak_bytes_, live_bytes_);
+    return std::pmr::new_delete_resource()->allocate(bytes, alignment);
+  }
+  void do_deallocate(void* p, size_t bytes, size_t alignment) override {
+    live_bytes_ -= bytes;
+    std::pmr::new_delete_resource()->deallocate(p, bytes, alignment);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+
+  size_t allocations_ = 0;
+  size_t bytes_ = 0;
+  size_t live_bytes_ = 0;
+  size_t peak_bytes_ = 0;
+};
+
+std::string Describe(const CountingResource& counts) {
+  char text[160];
+  std::snprintf(text, sizeof(text), "%zu allocations, %.1f KiB (at most %.1f KiB live)",
+                counts.allocations(), static_cast<double>(counts.bytes()) / 1024,
+                static_cast<double>(counts.peak_bytes()) / 1024);
+  return text;
+}
+
+void AddWorkloadContext() {
+  using CharAlloc = std::pmr::polymorphic_allocator<char>;
+  for (size_t nodes : kTreeNodes) {
+    CountingResource counts;
+    { const Document<CharAlloc> document(CharAlloc(&counts), nodes); }
+    benchmark::AddCustomContext("BM_Tree/" + std::to_string(nodes),
+                                "per tree: " + Describe(counts));
+  }
+  for (size_t max_kib : kRequestMaxKib) {
+    CountingResource counts;
+    RequestBurster<CharAlloc> burster(CharAlloc(&counts), max_kib * 1024);
+    const size_t requests = burster.Run();
+    benchmark::AddCustomContext(
+        "BM_Request/" + std::to_string(max_kib),
+        "per iteration: " + std::to_string(requests) + " requests, " + Describe(counts));
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (!syncpool::bench::ParseThreadCounts("workload_bench", argc, argv)) return 2;
+  RegisterWorkloads();
+#ifndef NDEBUG
+  benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");
+#endif
+  benchmark::AddCustomContext(
+      "syncpool_per_cpu_path",
+      syncpool::PoolResource::Default().uses_rseq() ? "rseq" : "locked (rseq not available)");
+  AddWorkloadContext();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
