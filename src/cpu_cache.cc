@@ -5,6 +5,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "absl/base/config.h"
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include <algorithm>
 #include <cstring>
 #include <new>
@@ -27,11 +32,18 @@ CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const uint32_t* ca
   void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (mapped == MAP_FAILED) throw std::bad_alloc();
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  // The leak checker must see the cached blocks the slots point to as reachable.
+  __lsan_register_root_region(mapped, bytes);
+#endif
   void** slot = static_cast<void**>(mapped);
   CpuCache* cache;
   try {
     cache = new CpuCache();
   } catch (...) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+    __lsan_unregister_root_region(mapped, bytes);
+#endif
     munmap(mapped, bytes);
     throw;
   }
@@ -59,6 +71,9 @@ void CpuCache::Destroy(CpuCache* cache) {
   const size_t bytes = cache->slots_bytes_;
   for (size_t c = 0; c < cache->num_classes; ++c) cache->stack(c).~ClassStack();
   delete cache;
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  __lsan_unregister_root_region(slots, bytes);
+#endif
   munmap(slots, bytes);
 }
 
