@@ -22,7 +22,8 @@
 //                                 every cache empty (its upstream is mimalloc), against the same
 //                                 allocate straight from mimalloc. Between batches of 1024, with
 //                                 the timer paused, everything is given back and the resource
-//                                 trimmed. One thread.
+//                                 trimmed. One thread. upstream_aligned64: mimalloc asked for the
+//                                 same size and alignment (64) as syncpool asks on a miss.
 //   BM_RoundTrip/interface_floor/1024
 //                                 the two virtual calls of a round trip and nothing else (a
 //                                 resource that hands out one static block): what any
@@ -248,6 +249,32 @@ void MissUpstream(benchmark::State& state, size_t bytes) {
   Misses(state, mr, bytes, [] {});
 }
 
+// The call syncpool makes on a miss: the class's size, aligned to 64 (its largest power-of-two
+// divisor, capped at 64), so that requests aligned up to 64 share the class.
+class Aligned64 final : public std::pmr::memory_resource {
+ public:
+  explicit Aligned64(std::pmr::memory_resource* upstream) : upstream_(upstream) {}
+
+ private:
+  void* do_allocate(size_t bytes, size_t /*alignment*/) override {
+    return upstream_->allocate(bytes, 64);
+  }
+  void do_deallocate(void* p, size_t bytes, size_t /*alignment*/) override {
+    upstream_->deallocate(p, bytes, 64);
+  }
+  bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
+    return this == &other;
+  }
+  std::pmr::memory_resource* const upstream_;
+};
+
+void MissUpstreamAligned(benchmark::State& state, size_t bytes) {
+  std::pmr::memory_resource* mr = syncpool::MimallocResource::Get();
+  if (mr == nullptr) return state.SkipWithError("libmimalloc.so.2 not loaded");
+  Aligned64 aligned(mr);
+  Misses(state, &aligned, bytes, [] {});
+}
+
 void MissSyncPool(benchmark::State& state, size_t bytes) {
   std::pmr::memory_resource* upstream = syncpool::MimallocResource::Get();
   if (upstream == nullptr) return state.SkipWithError("libmimalloc.so.2 not loaded");
@@ -267,6 +294,9 @@ void RegisterMisses() {
   for (size_t bytes : {size_t{64}, size_t{1024}}) {
     const std::string suffix = "/" + std::to_string(bytes);
     benchmark::RegisterBenchmark(("BM_Miss/upstream" + suffix).c_str(), &MissUpstream, bytes)
+        ->UseRealTime();
+    benchmark::RegisterBenchmark(("BM_Miss/upstream_aligned64" + suffix).c_str(),
+                                 &MissUpstreamAligned, bytes)
         ->UseRealTime();
     benchmark::RegisterBenchmark(("BM_Miss/syncpool" + suffix).c_str(), &MissSyncPool, bytes)
         ->UseRealTime();

@@ -558,7 +558,9 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
 
 void BlockCache::ShrinkEmpty(int cpu, CpuCache* c) {
   Remote(cpu, c, [](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-    for (size_t cls = 0; cls < cc->num_classes; ++cls) cc->Shrink(cls);
+    // It held nothing at the last look: back to the starting capacities at once, so that the
+    // slot pages of a burst go back to the system with the burst.
+    for (size_t cls = 0; cls < cc->num_classes; ++cls) cc->Shrink(cls, /*to_start=*/true);
     return 0;
   });
   // Reopened: sequences stay below the new capacities, and the lock keeps Grow() out.

@@ -130,15 +130,15 @@ void** CpuCache::AgeDetach(size_t cls, bool whole_primary, uint32_t* detached) {
   s.low_water = keep;
   s.epoch_count = keep;
   s.epoch_victims = idle;
-  Shrink(cls);
+  Shrink(cls, /*to_start=*/false);
   return retired;
 }
 
-void CpuCache::Shrink(size_t cls) {
+void CpuCache::Shrink(size_t cls, bool to_start) {
   ClassStack& s = stack(cls);
   if (s.overflows.exchange(0, std::memory_order_relaxed) != 0) return;
   const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
-  s.capacity.store(std::max({cap / 2, s.min_capacity,
+  s.capacity.store(std::max({to_start ? 0 : cap / 2, s.min_capacity,
                              s.primary_count.load(std::memory_order_relaxed),
                              s.victim_count.load(std::memory_order_relaxed)}),
                    std::memory_order_relaxed);

@@ -96,7 +96,7 @@ TEST_P(GrowthTest, ACacheGrowsToItsWorkingSetAndGivesItBackWhenTheWorkStops) {
   EXPECT_EQ(upstream_.live_blocks(), kWorkingSet);
 
   // The work stops: two epochs release the blocks (the capacity stays at what they fill until
-  // they are gone); then each epoch halves it, back to 16 (1000 -> 500 -> ... -> 31 -> 16).
+  // they are gone); then the epochs take an empty cache back to where it started.
   for (int epoch = 0; epoch < 2; ++epoch) NextEpoch();
   EXPECT_EQ(r.GetStats().cached_blocks(), 0u);
   for (int epoch = 0; epoch < 6; ++epoch) NextEpoch();

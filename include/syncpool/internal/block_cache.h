@@ -375,8 +375,9 @@ class BlockCache final : public Sweepable {
   // Sets this cache's contribution to the process-wide estimate of cached bytes.
   void SetEstimate(uint64_t bytes);
   void AddEstimate(int64_t bytes);
-  // The epoch's sizing step for a CPU cache that holds nothing: shrinks every class one step
-  // (a remote operation), then gives back the slot pages above the capacities.
+  // The epoch's sizing step for a CPU cache that holds nothing: every class back to its
+  // starting capacity unless a Put found it full since the last epoch (a remote operation),
+  // then the slot pages above the capacities go back to the system.
   void ShrinkEmpty(int cpu, CpuCache* c);
   // Releases until within budget (the end of an epoch); counts what left as over budget.
   void EnforceBudget(TakeBuffer& buffer);

@@ -171,10 +171,10 @@ class alignas(kCacheLineSize) CpuCache {
   // CpuCache::Shrink()
   //
   // The epoch's sizing step for class `cls`: when no Put found the stack full since the last
-  // one, halves the capacity, but never below min_capacity nor below what either generation
-  // holds. Resets the overflow count. REQUIRES: the cache is closed to sequences (a remote
-  // operation), or the locked mode.
-  void Shrink(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  // one, halves the capacity (`to_start`: takes it back to where it started at once), but
+  // never below min_capacity nor below what either generation holds. Resets the overflow
+  // count. REQUIRES: the cache is closed to sequences (a remote operation), or the locked mode.
+  void Shrink(size_t cls, bool to_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   // CpuCache::CanShrink()
   //
