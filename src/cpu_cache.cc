@@ -83,7 +83,8 @@ bool CpuCache::Grow(size_t cls) {
   if (old >= s.max_capacity) return false;
   const uint32_t grown = static_cast<uint32_t>(std::min<uint64_t>(2 * uint64_t{old}, s.max_capacity));
   s.capacity.store(grown, std::memory_order_relaxed);
-  s.touched = std::max(s.touched, grown);
+  s.touched.store(std::max(s.touched.load(std::memory_order_relaxed), grown),
+                  std::memory_order_relaxed);
   grows.store(grows.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // Under `lock` no remote operation is under way, so a nonzero open_capacity means the cache
   // is open to sequences (in the locked mode it stays 0).
@@ -148,7 +149,7 @@ bool CpuCache::CanShrink() const {
   for (size_t cls = 0; cls < num_classes; ++cls) {
     const ClassStack& s = stack(cls);
     const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
-    if (cap > s.min_capacity || s.touched > cap) return true;
+    if (cap > s.min_capacity || s.touched.load(std::memory_order_relaxed) > cap) return true;
   }
   return false;
 }
@@ -158,14 +159,15 @@ void CpuCache::ReleaseSlotPages() {
   for (size_t cls = 0; cls < num_classes; ++cls) {
     ClassStack& s = stack(cls);
     const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
-    if (s.touched <= cap) continue;
+    const uint32_t touched = s.touched.load(std::memory_order_relaxed);
+    if (touched <= cap) continue;
     for (void** slots : {s.primary, s.victim, s.spare}) {
       if (slots == nullptr) continue;
       const uintptr_t from = (reinterpret_cast<uintptr_t>(slots + cap) + page - 1) & ~(page - 1);
-      const uintptr_t to = reinterpret_cast<uintptr_t>(slots + s.touched) & ~(page - 1);
+      const uintptr_t to = reinterpret_cast<uintptr_t>(slots + touched) & ~(page - 1);
       if (to > from) madvise(reinterpret_cast<void*>(from), to - from, MADV_DONTNEED);
     }
-    s.touched = cap;
+    s.touched.store(cap, std::memory_order_relaxed);
   }
 }
 

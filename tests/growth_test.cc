@@ -6,9 +6,12 @@
 
 #include <chrono>
 #include <cstddef>
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -47,6 +50,7 @@ class GrowthTest : public ::testing::TestWithParam<bool> {
     options.sweeper = &*sweeper_;
     options.initial_blocks_per_class = 16;
     options.max_blocks_per_class = 4096;
+    options.per_cpu_class_bytes = 32 << 20;
     options.allow_rseq = GetParam();
     options.debug_checks = false;
     return options;
@@ -175,6 +179,87 @@ INSTANTIATE_TEST_SUITE_P(BothPaths, GrowthTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& info) {
                            return info.param ? "Rseq" : "Locked";
                          });
+
+}  // namespace
+}  // namespace syncpool
+
+namespace syncpool {
+namespace {
+
+// Threads allocate a burst of blocks of 16 B to 1 MiB (freeing half of them at random as they
+// go, on whatever CPUs they run), free everything, and the epochs run: every block is either
+// cached or back upstream at every step, and two idle epochs leave nothing.
+// With `background_sweeps`, a sweeper thread runs an epoch every millisecond meanwhile, and the exact
+// checks wait until it is stopped (a sweep holds the blocks it took until it releases them).
+void BurstAndSweeps(bool background_sweeps) {
+  TrackingResource upstream;
+  Sweeper sweeper(Sweeper::Options::Manual());
+  Sweeper background(Sweeper::Options::Every(std::chrono::milliseconds(1)));
+  const auto GetBackground = [background_sweeps] { return background_sweeps; };
+  Options options;
+  options.sweeper = GetBackground() ? &background : &sweeper;
+  options.max_block_size = 1 << 20;
+  options.per_cpu_class_bytes = 32 << 20;  // Growth on.
+  options.max_blocks_per_class = 1 << 20;
+  options.debug_checks = false;
+  {
+    PoolResource r(options, &upstream);
+    constexpr int kThreads = 4;
+    std::vector<std::vector<std::pair<void*, size_t>>> live(kThreads);
+    for (int round = 0; round < 3; ++round) {
+      std::vector<std::thread> threads;
+      for (int t = 0; t < kThreads; ++t) {
+        threads.emplace_back([&, t] {
+          uint64_t x = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(t + 1 + 7 * round);
+          auto next = [&x] {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            return x;
+          };
+          auto& mine = live[static_cast<size_t>(t)];
+          for (int i = 0; i < 3000; ++i) {
+            const size_t bytes = size_t{16} << (next() % 17);
+            const size_t size = bytes + next() % bytes;
+            const size_t n = std::min<size_t>(size, 1 << 20);
+            mine.push_back({r.allocate(n, 8), n});
+            if ((next() & 1) != 0) {
+              const size_t v = next() % mine.size();
+              r.deallocate(mine[v].first, mine[v].second, 8);
+              mine[v] = mine.back();
+              mine.pop_back();
+            }
+          }
+          for (auto& [p, n] : mine) r.deallocate(p, n, 8);
+          mine.clear();
+        });
+      }
+      for (std::thread& th : threads) th.join();
+      if (GetBackground()) continue;  // A sweep may hold blocks it took and not released yet.
+      Stats s = r.GetStats();
+      EXPECT_EQ(upstream.live_blocks(), s.cached_blocks()) << s.DebugString();
+      sweeper.SweepNow();
+      s = r.GetStats();
+      EXPECT_EQ(upstream.live_blocks(), s.cached_blocks()) << s.DebugString();
+    }
+    Sweeper& mine = GetBackground() ? background : sweeper;
+    mine.Stop();  // Joins the thread: no sweep is under way from here on.
+    {
+      const Stats s = r.GetStats();
+      EXPECT_EQ(upstream.live_blocks(), s.cached_blocks()) << s.DebugString();
+    }
+    mine.SweepNow();
+    mine.SweepNow();
+    const Stats s = r.GetStats();
+    EXPECT_EQ(s.cached_blocks(), 0u) << s.DebugString();
+    EXPECT_EQ(upstream.live_blocks(), 0u) << s.DebugString();
+  }
+  EXPECT_EQ(upstream.live_blocks(), 0u);
+}
+
+TEST(GrowthBurstTest, EveryBlockOfABurstIsCachedOrReleased) { BurstAndSweeps(false); }
+
+TEST(GrowthBurstTest, EveryBlockIsCachedOrReleasedWhileSweepsRun) { BurstAndSweeps(true); }
 
 }  // namespace
 }  // namespace syncpool

@@ -77,18 +77,23 @@ struct Options {
   // nor below what it holds. So per_cpu_class_bytes and max_blocks_per_class are limits (what
   // one CPU may hold of one class, per generation) and initial_blocks_per_class a starting
   // point; a Put that finds the cache at its limit moves a batch to the shared layer.
+  // By default the limits equal the starting point (no growth, as before growth existed):
+  // with growth on (for example per_cpu_class_bytes = 32 MiB, max_blocks_per_class = 1 Mi, the
+  // settings docs/benchmarks.md measures) a document tree of 100,000 nodes is served from the
+  // per-CPU stacks, but bench/burst's 512 MiB burst was seen not to settle (docs/memory.md):
+  // growth is opt-in until that is understood.
   // The limits reserve address space for each CPU's slot arrays (8 bytes per block, three
-  // arrays: about 140 MiB per CPU for the default resource's classes), mapped without swap
+  // arrays: about 140 MiB per CPU for the default resource's classes at 32 MiB and 1 Mi), mapped without swap
   // accounting and touched only as far as the caches fill; pages above a shrunk capacity are
   // given back. Under vm.overcommit_memory=2 lower them: a CPU whose cache cannot be mapped
   // releases what it is given instead of caching it.
 
   // The most bytes of one class one CPU may cache per generation (the limit above).
-  // SYNCPOOL_PER_CPU_CLASS_BYTES; 32 MiB.
+  // SYNCPOOL_PER_CPU_CLASS_BYTES; 64 KiB.
   size_t per_cpu_class_bytes = internal::GetOptionDefaults().per_cpu_class_bytes;
 
   // The most blocks (PoolResource) or objects (Pool<T>) one CPU may cache per class and
-  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 1048576.
+  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 128.
   uint32_t max_blocks_per_class = internal::GetOptionDefaults().max_blocks_per_class;
 
   // How many blocks or objects a CPU's cache of one class starts with room for, per

@@ -109,8 +109,8 @@ struct alignas(kCacheLineSize) ClassStack {
   // path of Puts on this CPU, reset by the epoch): an epoch that saw none shrinks the capacity.
   std::atomic<uint32_t> overflows{0};
   // The highest capacity since the slot arrays' pages above the capacity were last given back
-  // (CpuCache::ReleaseSlotPages()). Under `lock`.
-  uint32_t touched = 0;
+  // (CpuCache::ReleaseSlotPages()). Written under `lock`; read without it by CanShrink().
+  std::atomic<uint32_t> touched{0};
   // Gets of this class on this CPU that found every cache empty: in the rseq mode added by a
   // restartable sequence on this CPU (RseqCountMiss(): exact, no atomic read-modify-write);
   // where that cannot run, CpuCache::misses counts instead.
