@@ -49,6 +49,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "bench/bench_util.h"
 #include "syncpool/internal/block_cache.h"
 #include "syncpool/mimalloc_resource.h"
 #include "syncpool/pool.h"
@@ -58,19 +59,7 @@
 
 namespace {
 
-// The thread counts to run every thread-safe benchmark with (--syncpool_threads).
-std::vector<int>& ThreadCounts() {
-  static std::vector<int> counts = {1, 2};
-  return counts;
-}
-
-// Registers the thread counts: all of them, or 1 alone for code that is not thread-safe.
-void SetThreads(benchmark::internal::Benchmark* b, bool thread_safe) {
-  for (int n : ThreadCounts()) {
-    if (n == 1 || thread_safe) b->Threads(n);
-  }
-  b->UseRealTime();
-}
+using ::syncpool::bench::SetThreads;
 
 // Round trips done by each thread before timing starts.
 constexpr int kWarmupRoundTrips = 256;
@@ -408,43 +397,10 @@ void BM_PerCpu_PopPush(benchmark::State& state) {
   }
 }
 
-// Takes --syncpool_threads=LIST out of argv; false (with a message) when LIST is not a list of
-// positive integers.
-bool ParseThreadCounts(int& argc, char** argv) {
-  constexpr char kFlag[] = "--syncpool_threads=";
-  int kept = 1;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], kFlag, sizeof(kFlag) - 1) != 0) {
-      argv[kept++] = argv[i];
-      continue;
-    }
-    std::vector<int>& counts = ThreadCounts();
-    counts.clear();
-    const char* p = argv[i] + sizeof(kFlag) - 1;
-    while (*p != '\0') {
-      char* end;
-      const long n = std::strtol(p, &end, 10);
-      if (end == p || n < 1 || n > 1024 || (*end != ',' && *end != '\0')) {
-        std::fprintf(stderr, "pool_bench: bad %s value '%s'\n", kFlag, argv[i] + sizeof(kFlag) - 1);
-        return false;
-      }
-      counts.push_back(static_cast<int>(n));
-      p = *end == ',' ? end + 1 : end;
-    }
-    if (counts.empty()) {
-      std::fprintf(stderr, "pool_bench: %s needs at least one thread count\n", kFlag);
-      return false;
-    }
-  }
-  argc = kept;
-  argv[argc] = nullptr;
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (!ParseThreadCounts(argc, argv)) return 2;
+  if (!syncpool::bench::ParseThreadCounts("pool_bench", argc, argv)) return 2;
   SetThreads(benchmark::RegisterBenchmark("BM_Seed_Alloc", &BM_Seed_Alloc), true);
   SetThreads(benchmark::RegisterBenchmark("BM_Seed_Pool", &BM_Seed_Pool), true);
   SetThreads(benchmark::RegisterBenchmark("BM_PerCpu_PopPush", &BM_PerCpu_PopPush), true);
