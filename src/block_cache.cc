@@ -252,21 +252,17 @@ void* BlockCache::GetSlow(size_t cls) {
   };
   void* block = nullptr;
   CpuCache* c;
-  int cpu;
   if (!rseq_) {
-    cpu = CurrentCpu();
-    c = CacheOf(cpu);
+    c = CacheOf(CurrentCpu());
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
   } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
     // Not the CPU this thread runs on: work on its cache as a remote operation.
-    cpu = target;
-    c = CacheOf(cpu);
-    block = Remote(cpu, c, pop_locked);
+    c = CacheOf(target);
+    block = Remote(target, c, pop_locked);
   } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
-    cpu = RealCurrentCpu();
-    c = CacheOf(cpu);
+    c = CacheOf(RealCurrentCpu());
     WaitAndOpen(c, cls);
     // The counts are a hint (the thread may move): the sequences are the authority, and a
     // stack that reads empty in both generations is not worth two more of them.
@@ -275,8 +271,7 @@ void* BlockCache::GetSlow(size_t cls) {
       if (block == nullptr) block = RseqPopVictim(Row(cls));
     }
 #else
-    cpu = CurrentCpu();  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
-    c = CacheOf(cpu);
+    c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
 #endif
   }
   if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
@@ -285,7 +280,6 @@ void* BlockCache::GetSlow(size_t cls) {
     if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
   }
   // A miss. Nothing here touches another CPU's cache (see the policy in block_cache.h).
-  static_cast<void>(cpu);
 #if SYNCPOOL_RSEQ_FAST_PATH
   if (rseq_ && RseqCountMiss(Row(cls))) return nullptr;
 #endif
