@@ -178,7 +178,8 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   c = cpus_[cpu].load(std::memory_order_relaxed);
   if (c != nullptr) return c;
   c = CpuCache::Create(region_ + (static_cast<size_t>(cpu) << kClassStackShift), class_stride_,
-                       capacities_.data(), max_capacities_.data(), capacities_.size());
+                       class_bytes_.data(), capacities_.data(), max_capacities_.data(),
+                       capacities_.size());
   if (rseq_) {
     // Open it to sequences under its lock, so that it cannot open in the middle of a remote
     // operation that found the cache in cpus_ already.
@@ -317,16 +318,21 @@ void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t
   Release(cls, blocks + stored, n - stored);
 }
 
-bool BlockCache::GrowthAllowed(size_t cls, uint32_t cap) const {
-  // The full stack and the room it would add count against the budgets (the estimate only
-  // learns what CPU caches hold at epochs).
-  return cap < max_capacities_[cls] && !OverBudget(2 * uint64_t{cap} * class_bytes_[cls]);
+bool BlockCache::GrowthAllowed(const CpuCache* c, size_t cls, uint32_t cap) const {
+  // Doubling adds `cap` blocks of room: it must fit the CPU's own bound, and the full stack
+  // and the room it would add count against the byte budgets (the estimate only learns what
+  // CPU caches hold at epochs).
+  const uint64_t added = uint64_t{cap} * class_bytes_[cls];
+  return cap < max_capacities_[cls] &&
+         (policy_.max_cpu_bytes == 0 || c->CapacityBytes() + added <= policy_.max_cpu_bytes) &&
+         !OverBudget(2 * added);
 }
 
 bool BlockCache::TryGrow(CpuCache* c, size_t cls) {
-  if (!GrowthAllowed(cls, c->Capacity(cls))) return false;
+  if (!GrowthAllowed(c, cls, c->Capacity(cls))) return false;
   SpinLockHolder l(&c->lock);
-  return c->Grow(cls);
+  // Again under the lock: another thread on this CPU may have grown a class since the hint.
+  return GrowthAllowed(c, cls, c->Capacity(cls)) && c->Grow(cls);
 }
 
 void BlockCache::PutSlow(size_t cls, void* block) {
@@ -338,7 +344,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
   auto push_locked = [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     if (cc->PushPrimary(cls, block)) return true;
     cc->NoteOverflow(cls);
-    if (GrowthAllowed(cls, cc->Capacity(cls)) && cc->Grow(cls)) {
+    if (GrowthAllowed(cc, cls, cc->Capacity(cls)) && cc->Grow(cls)) {
       return cc->PushPrimary(cls, block);
     }
     while (n_moved < batch) {
@@ -680,6 +686,7 @@ BlockCache::Policy PolicyOf(const Options& options, const std::vector<size_t>& c
   policy.retention = options.retention;
   policy.max_cached_bytes = options.max_cached_bytes;
   policy.max_capacities = SizingOf(options, class_bytes, who).max;
+  policy.max_cpu_bytes = options.per_cpu_bytes;
   return policy;
 }
 

@@ -23,8 +23,9 @@ namespace internal {
 // pages of its arrays only as far as its counts reach, so a capacity that may grow large costs
 // address space, not memory. Sweeps rotate the three arrays of a class among its three
 // pointers, so every array stays inside the mapping.
-CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const uint32_t* capacities,
-                           const uint32_t* max_capacities, size_t num_classes) {
+CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const size_t* class_bytes,
+                           const uint32_t* capacities, const uint32_t* max_capacities,
+                           size_t num_classes) {
   size_t slots = 0;
   for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{max_capacities[c]};
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -58,6 +59,11 @@ CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const uint32_t* ca
     s->capacity.store(std::min(capacities[c], max_capacities[c]), std::memory_order_relaxed);
     s->min_capacity = std::min(capacities[c], max_capacities[c]);
     s->max_capacity = max_capacities[c];
+    s->block_bytes = static_cast<uint32_t>(class_bytes[c]);
+    cache->capacity_bytes.store(
+        cache->capacity_bytes.load(std::memory_order_relaxed) +
+            uint64_t{s->min_capacity} * s->block_bytes,
+        std::memory_order_relaxed);
     s->primary = slot;
     s->victim = slot + max;
     s->spare = slot + 2 * max;
@@ -83,6 +89,7 @@ bool CpuCache::Grow(size_t cls) {
   if (old >= s.max_capacity) return false;
   const uint32_t grown = static_cast<uint32_t>(std::min<uint64_t>(2 * uint64_t{old}, s.max_capacity));
   s.capacity.store(grown, std::memory_order_relaxed);
+  AddCapacityBytes(s, old, grown);
   s.touched.store(std::max(s.touched.load(std::memory_order_relaxed), grown),
                   std::memory_order_relaxed);
   grows.store(grows.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -139,10 +146,17 @@ void CpuCache::Shrink(size_t cls, bool to_start) {
   ClassStack& s = stack(cls);
   if (s.overflows.exchange(0, std::memory_order_relaxed) != 0) return;
   const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
-  s.capacity.store(std::max({to_start ? 0 : cap / 2, s.min_capacity,
-                             s.primary_count.load(std::memory_order_relaxed),
-                             s.victim_count.load(std::memory_order_relaxed)}),
-                   std::memory_order_relaxed);
+  const uint32_t shrunk = std::max({to_start ? 0 : cap / 2, s.min_capacity,
+                                    s.primary_count.load(std::memory_order_relaxed),
+                                    s.victim_count.load(std::memory_order_relaxed)});
+  s.capacity.store(shrunk, std::memory_order_relaxed);
+  AddCapacityBytes(s, cap, shrunk);
+}
+
+void CpuCache::AddCapacityBytes(const ClassStack& s, uint32_t from, uint32_t to) {
+  const uint64_t now = capacity_bytes.load(std::memory_order_relaxed);
+  capacity_bytes.store(now + (uint64_t{to} - uint64_t{from}) * s.block_bytes,
+                       std::memory_order_relaxed);
 }
 
 bool CpuCache::CanShrink() const {

@@ -16,9 +16,10 @@ const OptionDefaults& GetOptionDefaults() {
     OptionDefaults d;
     d.max_block_size = EnvInteger("SYNCPOOL_MAX_BLOCK_SIZE", 256 * 1024, 0, kMaxClassSize);
     d.per_cpu_class_bytes =
-        EnvInteger("SYNCPOOL_PER_CPU_CLASS_BYTES", 64 * 1024, 0, kUnbounded);
+        EnvInteger("SYNCPOOL_PER_CPU_CLASS_BYTES", 8 << 20, 0, kUnbounded);
+    d.per_cpu_bytes = EnvInteger("SYNCPOOL_PER_CPU_BYTES", 32 << 20, 0, kUnbounded);
     d.max_blocks_per_class = static_cast<uint32_t>(
-        EnvInteger("SYNCPOOL_MAX_BLOCKS_PER_CLASS", 128, 1, uint32_t{1} << 24));
+        EnvInteger("SYNCPOOL_MAX_BLOCKS_PER_CLASS", 262144, 1, uint32_t{1} << 24));
     d.initial_blocks_per_class = static_cast<uint32_t>(
         EnvInteger("SYNCPOOL_INITIAL_BLOCKS_PER_CLASS", 128, 1, uint32_t{1} << 24));
     d.discard_min_bytes = EnvInteger("SYNCPOOL_DISCARD_MIN_BYTES", 16 * 1024, 0, kUnbounded);

@@ -158,6 +158,31 @@ TEST_P(GrowthTest, AProcessBudgetBoundsGrowth) {
   EXPECT_GT(s.spills + s.over_budget_blocks, 0u);
 }
 
+TEST_P(GrowthTest, APerCpuByteLimitBoundsGrowth) {
+  ScopedFakeCpu cpu(0);
+  Options options = ResourceOptions();
+  options.max_block_size = 1024;  // Few classes: their starting room is about 100 KiB.
+  options.per_cpu_bytes = 0;      // No bound: 4000 blocks of 64 bytes stay on the CPU.
+  {
+    PoolResource r(options, &upstream_);
+    Round(r, 4000, 64);
+    const Stats s = r.GetStats();
+    EXPECT_EQ(s.primary_blocks, 4000u);
+    EXPECT_EQ(s.grows, 8u);  // 16 -> 4096.
+    EXPECT_EQ(s.shared_moves + s.spills, 0u);
+  }
+  // 256 KiB for all classes: the 64-byte class stops at 2048 blocks (128 KiB); room for 4096
+  // would take the CPU past the bound.
+  options.per_cpu_bytes = 256 * 1024;
+  PoolResource r(options, &upstream_);
+  Round(r, 4000, 64);
+  const Stats s = r.GetStats();
+  EXPECT_EQ(s.grows, 7u);  // 16 -> 2048.
+  EXPECT_LT(s.primary_blocks, 4000u);
+  EXPECT_GT(s.shared_moves + s.spills, 0u);
+  EXPECT_EQ(upstream_.live_blocks(), s.cached_blocks());
+}
+
 TEST_P(GrowthTest, APoolOfObjectsGrowsToo) {
   ScopedFakeCpu cpu(0);
   Options options = ResourceOptions();

@@ -46,6 +46,7 @@ namespace internal {
 struct OptionDefaults {
   size_t max_block_size;
   size_t per_cpu_class_bytes;
+  size_t per_cpu_bytes;
   uint32_t max_blocks_per_class;
   uint32_t initial_blocks_per_class;
   size_t discard_min_bytes;
@@ -73,27 +74,32 @@ struct Options {
   // blocks per generation, where S is the class size (sizeof(T) for a Pool<T>). When a Put
   // finds it full the room doubles, up to the limit
   //   min(max_blocks_per_class, max(2, per_cpu_class_bytes / S)),
-  // and each epoch that saw no Put find it full halves it again, never below where it started
-  // nor below what it holds. So per_cpu_class_bytes and max_blocks_per_class are limits (what
-  // one CPU may hold of one class, per generation) and initial_blocks_per_class a starting
-  // point; a Put that finds the cache at its limit moves a batch to the shared layer.
-  // By default the limits equal the starting point (no growth, as before growth existed):
-  // with growth on (for example per_cpu_class_bytes = 32 MiB, max_blocks_per_class = 1 Mi, the
-  // settings docs/benchmarks.md measures) a document tree of 100,000 nodes is served from the
-  // per-CPU stacks, but bench/burst's 512 MiB burst was seen not to settle (docs/memory.md):
-  // growth is opt-in until that is understood.
-  // The limits reserve address space for each CPU's slot arrays (8 bytes per block, three
-  // arrays: about 140 MiB per CPU for the default resource's classes at 32 MiB and 1 Mi), mapped without swap
-  // accounting and touched only as far as the caches fill; pages above a shrunk capacity are
-  // given back. Under vm.overcommit_memory=2 lower them: a CPU whose cache cannot be mapped
+  // as long as the room of all of that CPU's classes stays within per_cpu_bytes; each epoch
+  // that saw no Put find it full halves it again, never below where it started nor below what
+  // it holds. So per_cpu_class_bytes, max_blocks_per_class and per_cpu_bytes are limits (what
+  // one CPU may hold of one class, and of all classes, per generation) and
+  // initial_blocks_per_class a starting point; a Put that finds the cache at its limit moves a
+  // batch to the shared layer. With the defaults a CPU's cache grows to 32 MiB per
+  // generation: a document tree of 100,000 nodes (15 MiB live) is served from the per-CPU
+  // stacks, while a burst larger than that goes back upstream as it is freed, so that an epoch
+  // has at most that much per CPU to give back (docs/memory.md).
+  // The per-class limits reserve address space for each CPU's slot arrays (8 bytes per block,
+  // three arrays: about 34 MiB per CPU for the default resource's classes), mapped without
+  // swap accounting and touched only as far as the caches fill; pages above a shrunk capacity
+  // are given back. Under vm.overcommit_memory=2 lower them: a CPU whose cache cannot be mapped
   // releases what it is given instead of caching it.
 
   // The most bytes of one class one CPU may cache per generation (the limit above).
-  // SYNCPOOL_PER_CPU_CLASS_BYTES; 64 KiB.
+  // SYNCPOOL_PER_CPU_CLASS_BYTES; 8 MiB.
   size_t per_cpu_class_bytes = internal::GetOptionDefaults().per_cpu_class_bytes;
 
+  // The most bytes one CPU's capacities, all classes together, may grow to per generation
+  // (the limit above); 0: no such limit. Capacities start where they start even if their sum
+  // is larger: this bounds growth only. SYNCPOOL_PER_CPU_BYTES; 32 MiB.
+  size_t per_cpu_bytes = internal::GetOptionDefaults().per_cpu_bytes;
+
   // The most blocks (PoolResource) or objects (Pool<T>) one CPU may cache per class and
-  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 128.
+  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 262144.
   uint32_t max_blocks_per_class = internal::GetOptionDefaults().max_blocks_per_class;
 
   // How many blocks or objects a CPU's cache of one class starts with room for, per

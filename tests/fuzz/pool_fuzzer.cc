@@ -308,6 +308,9 @@ class Harness {
   //            max_cached_bytes (kPoolBudgets), bit 6 destroy the caches full at the end,
   //            bit 7 growth: the caches start at those blocks (objects) per class and grow to
   //            kGrowth times as many (else they start at their maximum and never grow).
+  // Both caches' per_cpu_bytes (the bound on one CPU's capacities) follows caps bits 0-1
+  // (kCpuBytes): sometimes none, sometimes below what the caches start with (no growth at all),
+  // sometimes in between.
   // The model needs nothing else for growth: capacities only decide whether a block stays
   // cached, moves to the shared layer or spills, and every check is on what Stats and the
   // upstream say happened.
@@ -321,6 +324,7 @@ class Harness {
     constexpr size_t kClassBytes[4] = {64 << 10, 4096, 256, 0};
     constexpr size_t kResourceBudgets[8] = {0, 0, 0, 0, 1 << 10, 8 << 10, 64 << 10, 1 << 20};
     constexpr size_t kPoolBudgets[8] = {0, 0, 0, 0, 1, 4, 16, 256};  // In objects.
+    constexpr size_t kCpuBytes[4] = {0, 4096, 64 << 10, 32 << 20};
     constexpr uint32_t kGrowth = 16;
     const uint32_t growth = (budgets & 0x80) != 0 ? kGrowth : 1;
 
@@ -335,6 +339,7 @@ class Harness {
     r.initial_blocks_per_class = 1 + (caps & 7);
     r.max_blocks_per_class = r.initial_blocks_per_class * growth;
     r.per_cpu_class_bytes = kClassBytes[(caps >> 3) & 3];
+    r.per_cpu_bytes = kCpuBytes[caps & 3];
     r.max_cached_bytes = kResourceBudgets[budgets & 7];
     resource_budget_ = r.max_cached_bytes;
 
@@ -346,6 +351,7 @@ class Harness {
     p.debug_checks = r.debug_checks;
     p.initial_blocks_per_class = 1 + ((caps >> 5) & 7);
     p.max_blocks_per_class = p.initial_blocks_per_class * growth;
+    p.per_cpu_bytes = r.per_cpu_bytes;
     p.max_cached_bytes = kPoolBudgets[(budgets >> 3) & 7] * sizeof(Object);
     pool_budget_ = p.max_cached_bytes;
 

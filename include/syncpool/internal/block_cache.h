@@ -141,6 +141,10 @@ struct CachePolicy {
   size_t max_cached_bytes = 0;  // 0: no budget of its own.
   // How far each class's per-CPU capacity may grow; empty: it stays where it starts.
   std::vector<uint32_t> max_capacities;
+  // The most bytes the capacities of one CPU's cache may add up to (per generation, over all
+  // classes) for growth to go on; 0: no such bound. Capacities never shrink below where they
+  // started to meet it.
+  size_t max_cpu_bytes = 0;
 };
 
 class BlockCache final : public Sweepable {
@@ -333,9 +337,11 @@ class BlockCache final : public Sweepable {
   // A Put found class `cls` of `c` full: grows its capacity, under its lock, unless it is at
   // its maximum or the budgets forbid. Returns whether it grew.
   bool TryGrow(CpuCache* c, size_t cls);
-  // Whether a full stack of class `cls` with capacity `cap` may grow: below its maximum, and
-  // the budgets leave room for the stack full at twice that.
-  bool GrowthAllowed(size_t cls, uint32_t cap) const;
+  // Whether a full stack of class `cls` of `c` with capacity `cap` may grow: below its
+  // maximum, the CPU's capacities with `cap` more blocks within policy_.max_cpu_bytes, and the
+  // budgets leave room for the stack full at twice that. Exact under `c`'s lock (the
+  // capacities change under it only); without it, a hint.
+  bool GrowthAllowed(const CpuCache* c, size_t cls, uint32_t cap) const;
   // Hands `n` blocks moved out of a full CPU cache (`c`, or nullptr) to the TransferStack and
   // spills what it cannot hold.
   void ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n);

@@ -105,6 +105,8 @@ struct alignas(kCacheLineSize) ClassStack {
   // Immutable after creation.
   uint32_t min_capacity = 0;
   uint32_t max_capacity = 0;
+  // The size of one block of this class (for CpuCache::capacity_bytes). Immutable.
+  uint32_t block_bytes = 0;
   // Puts that found the primary stack full since the last epoch (relaxed; written by the slow
   // path of Puts on this CPU, reset by the epoch): an epoch that saw none shrinks the capacity.
   std::atomic<uint32_t> overflows{0};
@@ -133,8 +135,10 @@ class alignas(kCacheLineSize) CpuCache {
   // region: kCacheLineSize-aligned, zero-filled), closed to sequences. Throws std::bad_alloc,
   // building nothing, when it cannot allocate. CpuCache::Destroy() frees it (its blocks must
   // have been released) and ends the stacks' lifetime; the region stays the caller's.
-  static CpuCache* Create(char* stacks, size_t class_stride, const uint32_t* capacities,
-                          const uint32_t* max_capacities, size_t num_classes);
+  // `class_bytes[c]` is the size of a block of class c (for capacity_bytes).
+  static CpuCache* Create(char* stacks, size_t class_stride, const size_t* class_bytes,
+                          const uint32_t* capacities, const uint32_t* max_capacities,
+                          size_t num_classes);
   static void Destroy(CpuCache* cache);
 
   // CpuCache::OpenToSequences(), CpuCache::CloseToSequences()
@@ -175,6 +179,12 @@ class alignas(kCacheLineSize) CpuCache {
   // never below min_capacity nor below what either generation holds. Resets the overflow
   // count. REQUIRES: the cache is closed to sequences (a remote operation), or the locked mode.
   void Shrink(size_t cls, bool to_start) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::CapacityBytes()
+  //
+  // What one generation of this cache may hold now, in bytes, over all classes (racy: a hint
+  // for the growth budget).
+  uint64_t CapacityBytes() const { return capacity_bytes.load(std::memory_order_relaxed); }
 
   // CpuCache::CanShrink()
   //
@@ -326,12 +336,19 @@ class alignas(kCacheLineSize) CpuCache {
   std::atomic<uint64_t> misses{0};  // Those no sequence counted (see ClassStack::misses).
   std::atomic<uint64_t> spills{0};
   std::atomic<uint64_t> grows{0};    // Grow() calls that grew: written under `lock`.
+  // The sum over classes of capacity * block_bytes: what one generation of this cache may
+  // hold, in bytes. Written under `lock` with the capacities (Grow(), Shrink()); read without
+  // it (relaxed) by the growth budget, for which a stale value only delays a decision.
+  std::atomic<uint64_t> capacity_bytes{0};
   std::atomic<uint64_t> changes{0};  // For Activity() only.
 
   size_t num_classes = 0;  // Immutable after creation.
 
  private:
   CpuCache() = default;
+  // Moves capacity_bytes by what class stack `s`'s capacity going `from` -> `to` changes.
+  void AddCapacityBytes(const ClassStack& s, uint32_t from, uint32_t to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   char* stacks_ = nullptr;     // This CPU's stack of class 0, in the region.
   size_t class_stride_ = 0;    // From one class's stack to the next one's.
