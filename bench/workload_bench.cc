@@ -20,11 +20,17 @@
 //                                 bursts of request-sized temporaries: 8 bursts per iteration,
 //                                 each of 1 to 64 requests alive at once, then all destroyed.
 //                                 A request is a header table (std::unordered_map of 10 to 30
-//                                 string pairs), a body (std::vector<char> grown by appending
-//                                 chunks of 64 B to 1 KiB, up to a size between 256 B and
-//                                 <max_kib> KiB (4, 64), log-uniform) and 4 to 24 fields copied
-//                                 out of the body (std::vector of strings of 16 to 120
-//                                 characters). Items are requests.
+//                                 string pairs), a body (a string grown by appending chunks of
+//                                 64 B to 1 KiB, up to a size between 256 B and <max_kib> KiB
+//                                 (4, 64), log-uniform) and 4 to 24 fields copied out of the
+//                                 body (std::vector of strings of 16 to 120 characters). Items
+//                                 are requests. The body is a string, not a std::vector<char>:
+//                                 libstdc++ 12 copies a vector<char> whose allocator is not
+//                                 std::allocator one char at a time (__uninitialized_copy_a has
+//                                 a memmove path for std::allocator only), which made every other
+//                                 allocator here twice as slow as `std` at 64 KiB for that copy
+//                                 alone (docs/benchmarks.md); strings copy with memcpy whatever
+//                                 their allocator.
 //
 // Everything is drawn from fixed-seed xorshift generators, reset every iteration: every
 // iteration, thread and allocator builds the same structures with the same allocation sizes, in
@@ -249,7 +255,7 @@ class RequestBurster {
     explicit Request(const CharAlloc& alloc)
         : headers(Alloc<std::pair<const String, String>>(alloc)), body(alloc), fields(alloc) {}
     Headers headers;
-    std::vector<char, CharAlloc> body;
+    String body;
     std::vector<String, Alloc<String>> fields;
   };
 
@@ -292,7 +298,7 @@ class RequestBurster {
     while (request.body.size() < size) {
       const std::string_view chunk = Text(rng, 64, 1024);
       const size_t n = std::min(chunk.size(), size - request.body.size());
-      request.body.insert(request.body.end(), chunk.data(), chunk.data() + n);
+      request.body.append(chunk.data(), n);
     }
     const size_t fields = rng.Uniform(4, 24);
     for (size_t i = 0; i < fields; ++i) {
