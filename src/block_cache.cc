@@ -211,8 +211,7 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
   return result;
 }
 
-void BlockCache::WaitAndOpen(CpuCache* c, size_t cls) {
-  if (c->IsOpenToSequences(cls)) return;
+void BlockCache::WaitAndOpenSlow(CpuCache* c) {
   // Holding the lock means no remote operation is under way on `c` (they hold it from closing
   // to reopening), so the cache may be opened: this ends the wait for a remote operation.
   SpinLockHolder l(&c->lock);
@@ -263,6 +262,22 @@ void* BlockCache::GetSlow(size_t cls) {
     block = Remote(target, c, pop_locked);
   } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
+    // The common miss first, read from this CPU's stack in the class's row (where the
+    // sequences look) without going through its CpuCache: open, both generations empty, and
+    // the TransferStack too. The reads are hints (the thread may move, blocks may come); the
+    // sequence that counts the miss is the authority on where it is counted.
+    // (Read again, the CPU id may be one the region has no row for: then no shortcut.)
+    if (const unsigned cpu = static_cast<unsigned>(RseqCpuId());
+        cpu < static_cast<unsigned>(num_cpus_)) {
+      const ClassStack& s =
+          *reinterpret_cast<const ClassStack*>(Row(cls) + (size_t{cpu} << kClassStackShift));
+      if (s.open_capacity.load(std::memory_order_relaxed) != 0 &&
+          s.primary_count.load(std::memory_order_relaxed) == 0 &&
+          s.victim_count.load(std::memory_order_relaxed) == 0 && transfers_[cls].LooksEmpty() &&
+          RseqCountMiss(Row(cls))) {
+        return nullptr;
+      }
+    }
     c = CacheOf(RealCurrentCpu());
     WaitAndOpen(c, cls);
     // The counts are a hint (the thread may move): the sequences are the authority, and a

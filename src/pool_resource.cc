@@ -110,8 +110,9 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
   // In the locked mode the sequence would fail again: straight to the rest.
   if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq())) {
     const size_t cls = internal::RequestClass(bytes, alignment);
-    return cache_.GetOr(cls, cache_.Row(cls),
-                        [this, bytes, alignment] { return AllocateOther(bytes, alignment); });
+    return cache_.GetOr(cls, cache_.Row(cls), [this, cls, bytes, alignment] {
+      return AllocateClass(cls, bytes, alignment);
+    });
   }
   return AllocateOther(bytes, alignment);
 }
@@ -121,25 +122,32 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t a
     throw std::invalid_argument("syncpool::PoolResource::allocate: alignment " +
                                 std::to_string(alignment) + " is not a power of two");
   }
-  void* p;
-  if (!Pooled(bytes, alignment)) {
-    p = upstream_->allocate(bytes, alignment);
-    direct_.fetch_add(1, std::memory_order_relaxed);
-  } else {
-    const size_t cls = internal::RequestClass(bytes, alignment);
-    p = cache_.GetSlow(cls);  // The sequence failed already.
-    // May throw: nothing has been changed yet, so the resource stays as it was.
-    if (p == nullptr) p = upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
+  if (Pooled(bytes, alignment)) {
+    return AllocateClass(internal::RequestClass(bytes, alignment), bytes, alignment);
   }
+  void* const p = upstream_->allocate(bytes, alignment);
+  direct_.fetch_add(1, std::memory_order_relaxed);
   if (debug_) {
     try {
       registry_->OnAllocate(p, bytes, alignment);
     } catch (...) {  // The registry could not grow: give the block back, as if never taken.
-      if (!Pooled(bytes, alignment)) {
-        upstream_->deallocate(p, bytes, alignment);
-      } else {
-        cache_.Put(internal::RequestClass(bytes, alignment), p);
-      }
+      upstream_->deallocate(p, bytes, alignment);
+      throw;
+    }
+  }
+  return p;
+}
+
+ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateClass(size_t cls, size_t bytes,
+                                                          size_t alignment) {
+  void* p = cache_.GetSlow(cls);  // The sequence failed already.
+  // May throw: nothing has been changed yet, so the resource stays as it was.
+  if (p == nullptr) p = upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
+  if (ABSL_PREDICT_FALSE(debug_)) {
+    try {
+      registry_->OnAllocate(p, bytes, alignment);
+    } catch (...) {  // The registry could not grow: give the block back, as if never taken.
+      cache_.Put(cls, p);
       throw;
     }
   }

@@ -95,8 +95,12 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
                                               size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_TRUE(Inline(bytes, alignment))) {
       const size_t index = internal::SmallSizeIndex(bytes);
-      return cache_.GetOr(internal::kSmallSizeClasses[index], small_rows_[index],
-                          [this, bytes, alignment] { return AllocateSlow(bytes, alignment); });
+      const size_t cls = internal::kSmallSizeClasses[index];
+      // The sequence failed: straight to the class's slow path (another try at the same
+      // sequence would fail again but for a preemption).
+      return cache_.GetOr(cls, small_rows_[index], [this, cls, bytes, alignment] {
+        return AllocateClass(cls, bytes, alignment);
+      });
     }
     return AllocateSlow(bytes, alignment);  // A tail call: the fast path saves no registers.
   }
@@ -157,9 +161,13 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // then AllocateOther() and DeallocateOther().
   void* AllocateSlow(size_t bytes, size_t alignment);
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
-  // Everything else: requests outside the classes, debug checks, and the caches' slow paths
-  // (other generations, other CPUs, the locked mode, misses).
+  // Everything else: requests outside the classes, invalid alignments, and then
+  // AllocateClass().
   void* AllocateOther(size_t bytes, size_t alignment);
+  // A request of class `cls` (`bytes`, `alignment` valid and pooled) whose inline sequence
+  // failed: the cache's slow path (other generations, the TransferStack, other CPUs, the
+  // locked mode), else a miss served upstream; then the debug checks.
+  void* AllocateClass(size_t cls, size_t bytes, size_t alignment);
   void DeallocateOther(void* p, size_t bytes, size_t alignment);
   // Whether the classes serve a request of `bytes` with `alignment`.
   bool Pooled(size_t bytes, size_t alignment) const {

@@ -391,7 +391,10 @@ class BlockCache final : public Sweepable {
   // When class `cls` of `c` reads as closed to sequences (a remote operation holds the cache),
   // waits for the remote operation to end by taking the cache's lock, and opens the cache.
   // REQUIRES: the rseq mode, `c` is the cache of a CPU below g_rseq_cpu_limit.
-  static void WaitAndOpen(CpuCache* c, size_t cls);
+  static void WaitAndOpen(CpuCache* c, size_t cls) {
+    if (ABSL_PREDICT_FALSE(!c->IsOpenToSequences(cls))) WaitAndOpenSlow(c);
+  }
+  static void WaitAndOpenSlow(CpuCache* c);
 
   // The region of ClassStacks: a row per class (Row()), in each 128 bytes per CPU id below
   // num_cpus_. Zero-filled (every stack closed to sequences) until CacheOf() builds a CPU's
