@@ -23,6 +23,7 @@ const OptionDefaults& GetOptionDefaults() {
     d.initial_blocks_per_class = static_cast<uint32_t>(
         EnvInteger("SYNCPOOL_INITIAL_BLOCKS_PER_CLASS", 128, 1, uint32_t{1} << 24));
     d.discard_min_bytes = EnvInteger("SYNCPOOL_DISCARD_MIN_BYTES", 16 * 1024, 0, kUnbounded);
+    d.refill_bytes = EnvInteger("SYNCPOOL_REFILL_BYTES", 4096, 0, kUnbounded);
     d.retention = static_cast<Retention>(
         EnvChoice("SYNCPOOL_RETENTION", static_cast<int>(Retention::kWorkingSet),
                   {{"working_set", static_cast<int>(Retention::kWorkingSet)},

@@ -92,6 +92,14 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
   // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
   // inline paths never reach them (inline_limit_).
+  const std::vector<uint32_t> capacities = Capacities(options);
+  for (size_t cls = 0; cls < capacities.size(); ++cls) {
+    // At most what the CPU's cache starts with room for (besides the block returned), so that
+    // the refilled blocks fit an empty stack.
+    const size_t by_bytes = options.refill_bytes / ClassSize(cls);
+    refill_blocks_[cls] = static_cast<uint8_t>(
+        std::clamp<size_t>(std::min<size_t>(by_bytes, size_t{capacities[cls]} + 1), 1, kMaxRefill));
+  }
   for (size_t i = 0; i < small_rows_.size(); ++i) {
     const size_t cls = internal::kSmallSizeClasses[i];
     small_rows_[i] = cls < cache_.num_classes() ? cache_.Row(cls) : nullptr;
@@ -141,8 +149,7 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t a
 ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateClass(size_t cls, size_t bytes,
                                                           size_t alignment) {
   void* p = cache_.GetSlow(cls);  // The sequence failed already.
-  // May throw: nothing has been changed yet, so the resource stays as it was.
-  if (p == nullptr) p = upstream_->allocate(ClassSize(cls), ClassAlignment(cls));
+  if (p == nullptr) p = Refill(cls);
   if (ABSL_PREDICT_FALSE(debug_)) {
     try {
       registry_->OnAllocate(p, bytes, alignment);
@@ -152,6 +159,27 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateClass(size_t cls, size_t byt
     }
   }
   return p;
+}
+
+void* PoolResource::Refill(size_t cls) {
+  const size_t size = ClassSize(cls);
+  const size_t alignment = ClassAlignment(cls);
+  void* blocks[kMaxRefill];
+  // May throw: nothing has been changed yet, so the resource stays as it was.
+  blocks[0] = upstream_->allocate(size, alignment);
+  size_t n = 1;
+  try {
+    while (n < refill_blocks_[cls]) {
+      blocks[n] = upstream_->allocate(size, alignment);
+      ++n;
+    }
+  } catch (...) {
+    // The request has its block: the refill stops where the upstream did.
+  }
+  // Cached last first, so that the next allocations pop them in the order upstream gave them.
+  refilled_.fetch_add(n - 1, std::memory_order_relaxed);
+  for (size_t i = n; i-- > 1;) cache_.Put(cls, blocks[i]);
+  return blocks[0];
 }
 
 void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
@@ -204,6 +232,7 @@ void PoolResource::UnlockAfterFork() {
 Stats PoolResource::GetStats() const {
   Stats s = cache_.Snapshot();
   s.direct = direct_.load(std::memory_order_relaxed);
+  s.refilled = refilled_.load(std::memory_order_relaxed);
   s.discarded_bytes = discarded_bytes_.load(std::memory_order_relaxed);
   return s;
 }

@@ -9,24 +9,26 @@ namespace syncpool {
 std::string Stats::DebugString() const {
   return absl::StrFormat(
       "cached: %d blocks, %d bytes (primary %d blocks, %d bytes; victim %d blocks, %d bytes)\n"
-      "gets: %d from the caches, %d misses; per-CPU capacities grew %d times; "
+      "gets: %d from the caches, %d misses (%d more blocks refilled with them); "
+      "per-CPU capacities grew %d times; "
       "%d requests passed straight upstream; %d blocks moved to the shared layer\n"
       "left the caches: %d reused, %d swept (%d bytes), %d over budget (%d bytes), "
       "%d under memory pressure (%d bytes), %d spilled from full caches\n"
       "epochs: %d; pages given back to the system: %d bytes\n",
       cached_blocks(), cached_bytes(), primary_blocks, primary_bytes, victim_blocks,
-      victim_bytes, hits, misses, grows, direct, shared_moves, hits, swept_blocks, swept_bytes,
+      victim_bytes, hits, misses, refilled, grows, direct, shared_moves, hits, swept_blocks, swept_bytes,
       over_budget_blocks, over_budget_bytes, pressure_blocks, pressure_bytes, spills, epochs,
       discarded_bytes);
 }
 
 std::string Stats::ToString() const {
   return absl::StrFormat(
-      "hits=%d misses=%d grows=%d spills=%d shared_moves=%d direct=%d primary_blocks=%d "
+      "hits=%d misses=%d grows=%d spills=%d shared_moves=%d direct=%d refilled=%d "
+      "primary_blocks=%d "
       "primary_bytes=%d victim_blocks=%d victim_bytes=%d swept_blocks=%d swept_bytes=%d "
       "over_budget_blocks=%d over_budget_bytes=%d pressure_blocks=%d pressure_bytes=%d "
       "discarded_bytes=%d epochs=%d",
-      hits, misses, grows, spills, shared_moves, direct, primary_blocks, primary_bytes,
+      hits, misses, grows, spills, shared_moves, direct, refilled, primary_blocks, primary_bytes,
       victim_blocks,
       victim_bytes, swept_blocks, swept_bytes, over_budget_blocks, over_budget_bytes,
       pressure_blocks, pressure_bytes, discarded_bytes, epochs);

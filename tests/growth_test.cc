@@ -51,6 +51,7 @@ class GrowthTest : public ::testing::TestWithParam<bool> {
     options.initial_blocks_per_class = 16;
     options.max_blocks_per_class = 4096;
     options.per_cpu_class_bytes = 32 << 20;
+    options.refill_bytes = 0;  // One block per miss: the tests count misses exactly.
     options.allow_rseq = GetParam();
     options.debug_checks = false;
     return options;

@@ -146,7 +146,9 @@ TEST_F(MisuseDeathTest, PutAfterReleaseThroughAHandleAborts) {
 TEST_F(MisuseTest, DebugChecksKeepCorrectResourceUseWorking) {
   TrackingResource upstream;
   {
-    PoolResource resource(DebugOptions(&sweeper_, true), &upstream);
+    Options options = DebugOptions(&sweeper_, true);
+    options.refill_bytes = 0;  // One block per miss: the counts below are per request.
+    PoolResource resource(options, &upstream);
     const size_t big = resource.max_block_size() + 1;
     struct Request {
       size_t bytes;

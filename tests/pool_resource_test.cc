@@ -62,7 +62,11 @@ class ResourceTest : public Base {
 // Runs each test with debug checks off and on: what is tested must not depend on them.
 class PoolResourceTest : public ResourceTest<::testing::TestWithParam<bool>> {
  protected:
-  Options MakeOptions() { return Options{.sweeper = &sweeper_, .debug_checks = GetParam()}; }
+  // One block per miss (refill_bytes = 0): these tests count misses and upstream calls
+  // block by block. Refills have tests of their own (PoolResourceTest.*Refill*).
+  Options MakeOptions() {
+    return Options{.sweeper = &sweeper_, .refill_bytes = 0, .debug_checks = GetParam()};
+  }
 };
 
 using PoolResourceApiTest = ResourceTest<::testing::Test>;
@@ -85,6 +89,60 @@ TEST_P(PoolResourceTest, FreedBlockIsReusedOnTheSameCpu) {
   r.deallocate(p, 97, 1);
   EXPECT_EQ(upstream_.allocations(), 1u);
   EXPECT_EQ(upstream_.deallocations(), 0u);
+}
+
+TEST_P(PoolResourceTest, AMissRefillsABatchThatTheNextAllocationsOfItsClassHit) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.refill_bytes = 4096;  // 32 blocks of 64 bytes (the most), 4 of 1 KiB, 1 of 8 KiB.
+  PoolResource r(options, &upstream_);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 64; ++i) blocks.push_back(r.allocate(64));
+  Stats s = r.GetStats();
+  EXPECT_EQ(s.misses, 2u);
+  EXPECT_EQ(s.refilled, 62u);
+  EXPECT_EQ(s.hits, 62u);
+  EXPECT_EQ(upstream_.allocations(), 64u);
+  EXPECT_EQ(s.cached_blocks(), 0u);
+  // Handed out in the order the upstream gave them, none twice.
+  std::vector<void*> sorted = blocks;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  for (void* p : blocks) r.deallocate(p, 64);
+
+  void* kib = r.allocate(1024);
+  s = r.GetStats();
+  EXPECT_EQ(s.refilled, 62u + 3u);
+  EXPECT_EQ(s.primary_blocks, 64u + 3u);
+  void* big = r.allocate(8192);
+  EXPECT_EQ(r.GetStats().refilled, 65u);
+  r.deallocate(kib, 1024);
+  r.deallocate(big, 8192);
+  s = r.GetStats();
+  EXPECT_EQ(upstream_.allocations(), s.misses + s.refilled);
+  EXPECT_EQ(upstream_.live_blocks(), s.cached_blocks());
+}
+
+TEST_P(PoolResourceTest, ARefillStopsWhereTheUpstreamFailsAndTheRequestIsServed) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.refill_bytes = 4096;
+  PoolResource r(options, &upstream_);
+  upstream_.FailAfter(5);  // The miss's block and 4 more; the 6th upstream call fails.
+  void* p = r.allocate(64);
+  Stats s = r.GetStats();
+  EXPECT_EQ(s.misses, 1u);
+  EXPECT_EQ(s.refilled, 4u);
+  EXPECT_EQ(s.primary_blocks, 4u);
+  EXPECT_EQ(upstream_.live_blocks(), 5u);
+  r.deallocate(p, 64);
+  // A miss whose own block cannot be had throws and changes nothing.
+  upstream_.FailAfter(0);
+  EXPECT_THROW((void)r.allocate(1024), std::bad_alloc);
+  s = r.GetStats();
+  EXPECT_EQ(s.refilled, 4u);
+  EXPECT_EQ(s.cached_blocks(), 5u);
+  EXPECT_EQ(upstream_.live_blocks(), 5u);
 }
 
 TEST_P(PoolResourceTest, ZeroBytesGiveDistinctAlignedDeallocatableBlocks) {

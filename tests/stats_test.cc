@@ -19,6 +19,7 @@ Stats Sample() {
   s.spills = 4;
   s.shared_moves = 18;
   s.direct = 5;
+  s.refilled = 19;
   s.primary_blocks = 6;
   s.primary_bytes = 700;
   s.victim_blocks = 8;
@@ -43,8 +44,8 @@ TEST(StatsTest, CachedIsBothGenerations) {
 
 TEST(StatsTest, ToStringNamesEveryField) {
   EXPECT_EQ(Sample().ToString(),
-            "hits=1 misses=2 grows=3 spills=4 shared_moves=18 direct=5 primary_blocks=6 "
-            "primary_bytes=700 victim_blocks=8 victim_bytes=900 swept_blocks=10 swept_bytes=1100 "
+            "hits=1 misses=2 grows=3 spills=4 shared_moves=18 direct=5 refilled=19 "
+            "primary_blocks=6 primary_bytes=700 victim_blocks=8 victim_bytes=900 swept_blocks=10 swept_bytes=1100 "
             "over_budget_blocks=13 over_budget_bytes=1400 pressure_blocks=15 "
             "pressure_bytes=1600 discarded_bytes=17 epochs=12");
 }
@@ -53,7 +54,8 @@ TEST(StatsTest, DebugStringSaysWhatIsCachedAndWhyBlocksLeft) {
   EXPECT_EQ(Sample().DebugString(),
             "cached: 14 blocks, 1600 bytes (primary 6 blocks, 700 bytes; victim 8 blocks, "
             "900 bytes)\n"
-            "gets: 1 from the caches, 2 misses; per-CPU capacities grew 3 times; 5 requests "
+            "gets: 1 from the caches, 2 misses (19 more blocks refilled with them); per-CPU "
+            "capacities grew 3 times; 5 requests "
             "passed straight upstream; 18 blocks moved to the shared layer\n"
             "left the caches: 1 reused, 10 swept (1100 bytes), 13 over budget (1400 bytes), 15 "
             "under memory pressure (1600 bytes), 4 spilled from full caches\n"

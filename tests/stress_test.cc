@@ -321,7 +321,7 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
   } else {
     EXPECT_EQ(rs.hits + rs.misses, shared.pooled_allocations.load()) << rs.DebugString();
   }
-  EXPECT_EQ(upstream.allocations(), rs.misses + direct) << rs.DebugString();
+  EXPECT_EQ(upstream.allocations(), rs.misses + rs.refilled + direct) << rs.DebugString();
   EXPECT_EQ(upstream.deallocations(), rs.spills + rs.swept_blocks + direct) << rs.DebugString();
   EXPECT_EQ(upstream.live_blocks(), rs.cached_blocks()) << rs.DebugString();
   EXPECT_EQ(upstream.live_bytes(), rs.cached_bytes()) << rs.DebugString();

@@ -50,6 +50,7 @@ struct OptionDefaults {
   uint32_t max_blocks_per_class;
   uint32_t initial_blocks_per_class;
   size_t discard_min_bytes;
+  size_t refill_bytes;
   Retention retention;
   size_t max_cached_bytes;
 };
@@ -114,6 +115,15 @@ struct Options {
   // block (see internal/pages.h). 0 turns it off. Costs one system call per such block given
   // back, never on the cached path. SYNCPOOL_DISCARD_MIN_BYTES; 16 KiB.
   size_t discard_min_bytes = internal::GetOptionDefaults().discard_min_bytes;
+
+  // PoolResource: a miss (no cache of this CPU, nor the shared layer, has a block of the
+  // class) takes min(32, max(1, refill_bytes / S)) blocks of the class's size S from upstream,
+  // not one: it returns the first and caches the others on the CPU for the next allocations
+  // of that class, so that a run of misses (a cold start, a working set the caches do not
+  // hold) pays the slow path once per batch instead of once per block. 0 (or less than S):
+  // one block per miss. The blocks cached this way are like any other (Stats, epochs,
+  // budgets). SYNCPOOL_REFILL_BYTES; 4 KiB.
+  size_t refill_bytes = internal::GetOptionDefaults().refill_bytes;
 
   // What each epoch keeps (see Retention). SYNCPOOL_RETENTION=working_set|victim; kWorkingSet.
   Retention retention = internal::GetOptionDefaults().retention;

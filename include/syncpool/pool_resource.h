@@ -168,6 +168,9 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // failed: the cache's slow path (other generations, the TransferStack, other CPUs, the
   // locked mode), else a miss served upstream; then the debug checks.
   void* AllocateClass(size_t cls, size_t bytes, size_t alignment);
+  // A miss of class `cls`: refill_blocks_[cls] blocks from upstream; returns the first and
+  // caches the others (Options::refill_bytes). Throws only when the first cannot be had.
+  void* Refill(size_t cls);
   void DeallocateOther(void* p, size_t bytes, size_t alignment);
   // Whether the classes serve a request of `bytes` with `alignment`.
   bool Pooled(size_t bytes, size_t alignment) const {
@@ -189,10 +192,15 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   std::pmr::memory_resource* const upstream_;
   const size_t max_block_size_;
   const size_t discard_min_bytes_;  // 0: never.
+  // Per class, how many blocks a miss takes from upstream (Options::refill_bytes), 1 to
+  // kMaxRefill.
+  static constexpr size_t kMaxRefill = 32;
+  std::array<uint8_t, internal::kNumSizeClasses> refill_blocks_{};
   std::atomic<uint64_t> discarded_bytes_{0};
   const bool debug_;
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
   std::atomic<uint64_t> direct_{0};
+  std::atomic<uint64_t> refilled_{0};
   internal::BlockCache cache_;
   internal::StatsReportEntry report_;  // Last: unregisters before the rest goes.
 };

@@ -42,6 +42,11 @@ struct Stats {
   // PoolResource only: requests above the largest size class or the pooled alignment, passed
   // straight to the upstream resource (neither hits nor misses).
   uint64_t direct = 0;
+  // PoolResource only: blocks that misses took from the upstream resource besides the one each
+  // returned, and cached for the next allocations of their class (Options::refill_bytes).
+  // Every block a PoolResource obtained upstream is a miss, a refilled block or a direct
+  // request.
+  uint64_t refilled = 0;
 
   // What the caches hold now, per generation. Bytes are block sizes (size classes), or
   // sizeof(T) for a Pool<T>.

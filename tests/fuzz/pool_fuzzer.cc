@@ -939,7 +939,7 @@ class Harness {
     FUZZ_CHECK_EQ(upstream_.live_blocks(), blocks_.size() + r.cached_blocks());
     FUZZ_CHECK_EQ(upstream_.live_bytes(), live_upstream_bytes_ + r.cached_bytes());
     FUZZ_CHECK_EQ(r.direct, direct_allocations_);
-    FUZZ_CHECK_EQ(upstream_.allocations(), r.misses + r.direct - failed_misses_);
+    FUZZ_CHECK_EQ(upstream_.allocations(), r.misses + r.refilled + r.direct - failed_misses_);
     FUZZ_CHECK_EQ(upstream_.deallocations(), direct_deallocations_ + r.spills + r.swept_blocks +
                                                  r.over_budget_blocks + r.pressure_blocks +
                                                  trimmed_);

@@ -165,6 +165,9 @@ Options ResourceOptions(const Config& config, Sweeper* sweeper) {
   options.max_blocks_per_class = kMaxBlocksPerClass;
   options.initial_blocks_per_class = kMaxBlocksPerClass / 2;
   options.per_cpu_class_bytes = kPerCpuClassBytes;
+  // One upstream call per miss: every fault point is a call whose failure reaches the
+  // scenario (a refill's later calls fail quietly; pool_resource_test covers them).
+  options.refill_bytes = 0;
   options.allow_rseq = config.allow_rseq;
   options.debug_checks = config.debug_checks;
   return options;
