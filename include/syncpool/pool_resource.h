@@ -95,12 +95,14 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
                                               size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_TRUE(Inline(bytes, alignment))) {
       const size_t index = internal::SmallSizeIndex(bytes);
-      const size_t cls = internal::kSmallSizeClasses[index];
       // The sequence failed: straight to the class's slow path (another try at the same
-      // sequence would fail again but for a preemption).
-      return cache_.GetOr(cls, small_rows_[index], [this, cls, bytes, alignment] {
-        return AllocateClass(cls, bytes, alignment);
-      });
+      // sequence would fail again but for a preemption). The class is looked up there only,
+      // not on the hit path.
+      return cache_.GetOr(internal::kSmallSizeClasses[index], small_rows_[index],
+                          [this, index, bytes, alignment] {
+                            return AllocateClass(internal::kSmallSizeClasses[index], bytes,
+                                                 alignment);
+                          });
     }
     return AllocateSlow(bytes, alignment);  // A tail call: the fast path saves no registers.
   }
