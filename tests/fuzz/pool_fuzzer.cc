@@ -310,7 +310,9 @@ class Harness {
   //            kGrowth times as many (else they start at their maximum and never grow).
   // Both caches' per_cpu_bytes (the bound on one CPU's capacities) follows caps bits 0-1
   // (kCpuBytes): sometimes none, sometimes below what the caches start with (no growth at all),
-  // sometimes in between.
+  // sometimes in between. The resource's refill_bytes follows caps bits 5-6 (kRefillBytes): the
+  // default, none (one block per miss), the most (32 blocks of every class up to 2 KiB), and
+  // less than most classes.
   // The model needs nothing else for growth: capacities only decide whether a block stays
   // cached, moves to the shared layer or spills, and every check is on what Stats and the
   // upstream say happened.
@@ -325,6 +327,7 @@ class Harness {
     constexpr size_t kResourceBudgets[8] = {0, 0, 0, 0, 1 << 10, 8 << 10, 64 << 10, 1 << 20};
     constexpr size_t kPoolBudgets[8] = {0, 0, 0, 0, 1, 4, 16, 256};  // In objects.
     constexpr size_t kCpuBytes[4] = {0, 4096, 64 << 10, 32 << 20};
+    constexpr size_t kRefillBytes[4] = {4096, 0, 64 << 10, 100};
     constexpr uint32_t kGrowth = 16;
     const uint32_t growth = (budgets & 0x80) != 0 ? kGrowth : 1;
 
@@ -340,6 +343,7 @@ class Harness {
     r.max_blocks_per_class = r.initial_blocks_per_class * growth;
     r.per_cpu_class_bytes = kClassBytes[(caps >> 3) & 3];
     r.per_cpu_bytes = kCpuBytes[caps & 3];
+    r.refill_bytes = kRefillBytes[(caps >> 5) & 3];
     r.max_cached_bytes = kResourceBudgets[budgets & 7];
     resource_budget_ = r.max_cached_bytes;
 
