@@ -6,6 +6,7 @@
 #include "syncpool/pool_resource.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -60,6 +61,21 @@ std::vector<uint32_t> Capacities(const Options& options) {
   return internal::SizingOf(options, ClassBytes(options), kWho).start;
 }
 
+// Per class, how many blocks a miss takes from upstream (Options::refill_bytes): 1 to `most`,
+// and at most what an empty CPU stack of the class starts with room for besides the block the
+// miss returns, so that the refilled blocks fit it.
+std::array<uint8_t, internal::kNumSizeClasses> RefillBlocks(const Options& options,
+                                                            size_t most) {
+  std::array<uint8_t, internal::kNumSizeClasses> blocks{};
+  const std::vector<uint32_t> capacities = Capacities(options);
+  for (size_t cls = 0; cls < capacities.size(); ++cls) {
+    const size_t fit = std::min<size_t>(options.refill_bytes / ClassSize(cls),
+                                        size_t{capacities[cls]} + 1);
+    blocks[cls] = static_cast<uint8_t>(std::clamp<size_t>(fit, 1, most));
+  }
+  return blocks;
+}
+
 bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
 }  // namespace
@@ -83,6 +99,7 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       upstream_(upstream),
       max_block_size_(options.max_block_size),
       discard_min_bytes_(options.discard_min_bytes),
+      refill_blocks_(RefillBlocks(options, kMaxRefill)),
       debug_(internal::DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
       cache_(ClassBytes(options), Capacities(options), this,
@@ -92,14 +109,6 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
   // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
   // inline paths never reach them (inline_limit_).
-  const std::vector<uint32_t> capacities = Capacities(options);
-  for (size_t cls = 0; cls < capacities.size(); ++cls) {
-    // At most what the CPU's cache starts with room for (besides the block returned), so that
-    // the refilled blocks fit an empty stack.
-    const size_t by_bytes = options.refill_bytes / ClassSize(cls);
-    refill_blocks_[cls] = static_cast<uint8_t>(
-        std::clamp<size_t>(std::min<size_t>(by_bytes, size_t{capacities[cls]} + 1), 1, kMaxRefill));
-  }
   for (size_t i = 0; i < small_rows_.size(); ++i) {
     const size_t cls = internal::kSmallSizeClasses[i];
     small_rows_[i] = cls < cache_.num_classes() ? cache_.Row(cls) : nullptr;

@@ -197,7 +197,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // Per class, how many blocks a miss takes from upstream (Options::refill_bytes), 1 to
   // kMaxRefill.
   static constexpr size_t kMaxRefill = 32;
-  std::array<uint8_t, internal::kNumSizeClasses> refill_blocks_{};
+  const std::array<uint8_t, internal::kNumSizeClasses> refill_blocks_;
   std::atomic<uint64_t> discarded_bytes_{0};
   const bool debug_;
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
