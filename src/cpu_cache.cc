@@ -87,7 +87,8 @@ bool CpuCache::Grow(size_t cls) {
   ClassStack& s = stack(cls);
   const uint32_t old = s.capacity.load(std::memory_order_relaxed);
   if (old >= s.max_capacity) return false;
-  const uint32_t grown = static_cast<uint32_t>(std::min<uint64_t>(2 * uint64_t{old}, s.max_capacity));
+  const uint32_t grown =
+      static_cast<uint32_t>(std::min<uint64_t>(2 * uint64_t{old}, s.max_capacity));
   s.capacity.store(grown, std::memory_order_relaxed);
   AddCapacityBytes(s, old, grown);
   s.touched.store(std::max(s.touched.load(std::memory_order_relaxed), grown),

@@ -16,7 +16,8 @@ std::string Stats::DebugString() const {
       "%d under memory pressure (%d bytes), %d spilled from full caches\n"
       "epochs: %d; pages given back to the system: %d bytes\n",
       cached_blocks(), cached_bytes(), primary_blocks, primary_bytes, victim_blocks,
-      victim_bytes, hits, misses, refilled, grows, direct, shared_moves, hits, swept_blocks, swept_bytes,
+      victim_bytes, hits, misses, refilled, grows, direct, shared_moves, hits, swept_blocks,
+      swept_bytes,
       over_budget_blocks, over_budget_bytes, pressure_blocks, pressure_bytes, spills, epochs,
       discarded_bytes);
 }

@@ -45,7 +45,8 @@ TEST(StatsTest, CachedIsBothGenerations) {
 TEST(StatsTest, ToStringNamesEveryField) {
   EXPECT_EQ(Sample().ToString(),
             "hits=1 misses=2 grows=3 spills=4 shared_moves=18 direct=5 refilled=19 "
-            "primary_blocks=6 primary_bytes=700 victim_blocks=8 victim_bytes=900 swept_blocks=10 swept_bytes=1100 "
+            "primary_blocks=6 primary_bytes=700 victim_blocks=8 victim_bytes=900 swept_blocks=10 "
+            "swept_bytes=1100 "
             "over_budget_blocks=13 over_budget_bytes=1400 pressure_blocks=15 "
             "pressure_bytes=1600 discarded_bytes=17 epochs=12");
 }
