@@ -5,11 +5,13 @@
 // -----------------------------------------------------------------------------
 //
 // What the Google Benchmark binaries share: the thread counts every thread-safe benchmark runs
-// with, and the --syncpool_threads=LIST flag that replaces them (1 and 2 by default: this
-// project's CI machine class has two cores). Usage, in main():
+// with, the --syncpool_threads=LIST flag that replaces them (1 and 2 by default: this
+// project's CI machine class has two cores), and the context lines about the build. Usage, in
+// main():
 //
 //   if (!syncpool::bench::ParseThreadCounts("workload_bench", argc, argv)) return 2;
 //   syncpool::bench::SetThreads(benchmark::RegisterBenchmark(...), /*thread_safe=*/true);
+//   syncpool::bench::AddBuildContext();
 //   benchmark::Initialize(&argc, argv);
 //
 // ParseThreadCounts() runs before benchmark::Initialize(), which would reject the flag.
@@ -23,6 +25,7 @@
 #include <vector>
 
 #include "benchmark/benchmark.h"
+#include "syncpool/pool_resource.h"
 
 namespace syncpool {
 namespace bench {
@@ -41,6 +44,17 @@ inline void SetThreads(benchmark::internal::Benchmark* b, bool thread_safe) {
     if (n == 1 || thread_safe) b->Threads(n);
   }
   b->UseRealTime();
+}
+
+// Adds to the output's context whether debug checks are compiled in (a build without NDEBUG)
+// and which per-CPU path the default resource uses.
+inline void AddBuildContext() {
+#ifndef NDEBUG
+  benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");
+#endif
+  benchmark::AddCustomContext(
+      "syncpool_per_cpu_path",
+      syncpool::PoolResource::Default().uses_rseq() ? "rseq" : "locked (rseq not available)");
 }
 
 // Takes --syncpool_threads=LIST out of argv; false (with a message naming `tool`) when LIST is

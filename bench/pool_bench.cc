@@ -407,12 +407,7 @@ int main(int argc, char** argv) {
   RegisterRoundTrips();
   RegisterMisses();
   RegisterChurns();
-#ifndef NDEBUG
-  benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");
-#endif
-  benchmark::AddCustomContext(
-      "syncpool_per_cpu_path",
-      syncpool::PoolResource::Default().uses_rseq() ? "rseq" : "locked (rseq not available)");
+  syncpool::bench::AddBuildContext();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

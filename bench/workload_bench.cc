@@ -594,12 +594,7 @@ void AddWorkloadContext() {
 int main(int argc, char** argv) {
   if (!syncpool::bench::ParseThreadCounts("workload_bench", argc, argv)) return 2;
   RegisterWorkloads();
-#ifndef NDEBUG
-  benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");
-#endif
-  benchmark::AddCustomContext(
-      "syncpool_per_cpu_path",
-      syncpool::PoolResource::Default().uses_rseq() ? "rseq" : "locked (rseq not available)");
+  syncpool::bench::AddBuildContext();
   AddWorkloadContext();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
