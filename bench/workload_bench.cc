@@ -443,46 +443,50 @@ class SyncpoolCounters {
   syncpool::Stats before_;
 };
 
-template <typename Policy>
-void Tree(benchmark::State& state, size_t nodes) {
+// Runs one workload over Policy's allocator: `make(alloc)` builds the work, a callable that
+// does one iteration and returns how many items it handled; it runs once to warm the caches
+// up, then once per iteration, syncpool's counters around the loop. Skips the benchmark when
+// the allocator is not available.
+template <typename Policy, typename Make>
+void RunWorkload(benchmark::State& state, Make make) {
   using CharAlloc = typename Policy::CharAlloc;
   const std::optional<CharAlloc> alloc = Policy::Make();
   if (!alloc.has_value()) {
     state.SkipWithError("allocator not available (libmimalloc.so.2 not loaded?)");
     return;
   }
-  {
-    const Document<CharAlloc> warmup(*alloc, nodes);
-    benchmark::DoNotOptimize(warmup.root());
-  }
+  auto work = make(*alloc);
+  const size_t items = work();  // Warm-up.
   SyncpoolCounters counters(state, Policy::kSyncpoolStats);
   for (auto _ : state) {
     counters.StartOnce();
-    const Document<CharAlloc> document(*alloc, nodes);
-    benchmark::DoNotOptimize(document.root());
+    benchmark::DoNotOptimize(work());
     benchmark::ClobberMemory();
   }
   counters.Report(state);
-  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(nodes));
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(items));
+}
+
+template <typename Policy>
+void Tree(benchmark::State& state, size_t nodes) {
+  using CharAlloc = typename Policy::CharAlloc;
+  RunWorkload<Policy>(state, [nodes](const CharAlloc& alloc) {
+    return [alloc, nodes] {
+      const Document<CharAlloc> document(alloc, nodes);
+      benchmark::DoNotOptimize(document.root());
+      return nodes;
+    };
+  });
 }
 
 template <typename Policy>
 void Request(benchmark::State& state, size_t max_kib) {
   using CharAlloc = typename Policy::CharAlloc;
-  const std::optional<CharAlloc> alloc = Policy::Make();
-  if (!alloc.has_value()) {
-    state.SkipWithError("allocator not available (libmimalloc.so.2 not loaded?)");
-    return;
-  }
-  RequestBurster<CharAlloc> burster(*alloc, max_kib * 1024);
-  const size_t requests = burster.Run();  // Warm-up.
-  SyncpoolCounters counters(state, Policy::kSyncpoolStats);
-  for (auto _ : state) {
-    counters.StartOnce();
-    benchmark::DoNotOptimize(burster.Run());
-  }
-  counters.Report(state);
-  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(requests));
+  RunWorkload<Policy>(state, [max_kib](const CharAlloc& alloc) {
+    return [burster = RequestBurster<CharAlloc>(alloc, max_kib * 1024)]() mutable {
+      return burster.Run();
+    };
+  });
 }
 
 struct NamedAllocator {
