@@ -7,6 +7,7 @@
 #include "syncpool/internal/block_cache.h"
 
 #include <algorithm>
+#include <iterator>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "syncpool/internal/env.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -26,6 +28,12 @@ size_t Sum(const std::vector<uint32_t>& capacities) {
   size_t sum = 0;
   for (uint32_t c : capacities) sum += c;
   return sum;
+}
+
+// Columns of the region: CPU ids, or thread slots (never fewer than CPU ids: a failing
+// sequence still reads the column of its CPU).
+int Columns(const CacheModeChoice& mode) {
+  return mode.per_thread ? std::max(static_cast<int>(kThreadSlots), NumCpus()) : NumCpus();
 }
 
 size_t RegionBytes(size_t num_classes, int num_cpus) {
@@ -54,12 +62,56 @@ size_t ValidatedClassCount(const std::vector<size_t>& class_bytes,
 }
 
 char* Map(size_t bytes) {
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
   return static_cast<char*>(p);
 }
 
+// Why the sequences cannot be used in this process (RseqUsable() is false).
+const char* WhyNoRseq() {
+#if !SYNCPOOL_RSEQ_FAST_PATH
+#if defined(ABSL_HAVE_THREAD_SANITIZER)
+  return "ThreadSanitizer";
+#else
+  return "not x86-64 Linux with glibc";
+#endif
+#else
+  if (!RseqAvailable()) return "glibc did not register rseq";
+  if (!EnvBool("SYNCPOOL_RSEQ", true)) return "SYNCPOOL_RSEQ=0";
+  return "membarrier for rseq refused";
+#endif
+}
+
+constexpr const char* kRseqName = "rseq per-CPU";
+constexpr const char* kPerThreadName = "per-thread";
+constexpr const char* kLockedName = "locked per-CPU";
+
 }  // namespace
+
+CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested) {
+  if (!allow_rseq) {
+    return {false, false, kLockedName, "Options::allow_rseq is false, or debug checks are on"};
+  }
+  if (requested == CacheMode::kAuto) {
+    requested = static_cast<CacheMode>(
+        EnvChoice("SYNCPOOL_MODE", static_cast<int>(CacheMode::kAuto),
+                  {{"auto", static_cast<int>(CacheMode::kAuto)},
+                   {"percpu", static_cast<int>(CacheMode::kPerCpu)},
+                   {"perthread", static_cast<int>(CacheMode::kPerThread)}}));
+  }
+  const char* no_fence = "";
+  if (requested == CacheMode::kPerThread) {
+    if (ThreadFenceUsable(&no_fence)) {
+      return {false, true, kPerThreadName, "asked for (Options::mode or SYNCPOOL_MODE)"};
+    }
+    return {false, false, kLockedName, no_fence};
+  }
+  if (RseqUsable()) return {true, false, kRseqName, "glibc registered rseq"};
+  if (requested == CacheMode::kPerCpu) return {false, false, kLockedName, WhyNoRseq()};
+  if (ThreadFenceUsable(&no_fence)) return {false, true, kPerThreadName, WhyNoRseq()};
+  return {false, false, kLockedName, no_fence};
+}
 
 MappedRegion::MappedRegion(size_t bytes) : bytes_(bytes), base_(Map(bytes)) {}
 
@@ -68,11 +120,13 @@ MappedRegion::~MappedRegion() { munmap(base_, bytes_); }
 BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
                        BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq,
                        Policy policy)
-    : mapping_(RegionBytes(ValidatedClassCount(class_bytes, capacities), NumCpus())),
+    : mode_(ChooseCacheMode(allow_rseq, policy.mode)),
+      mapping_(RegionBytes(ValidatedClassCount(class_bytes, capacities), Columns(mode_))),
       region_(mapping_.base()),
-      class_stride_(static_cast<size_t>(NumCpus()) << kClassStackShift),
-      rseq_(allow_rseq && RseqUsable()),
-      num_cpus_(NumCpus()),
+      class_stride_(static_cast<size_t>(Columns(mode_)) << kClassStackShift),
+      rseq_(mode_.rseq),
+      per_thread_(mode_.per_thread),
+      num_cpus_(Columns(mode_)),
       cpus_(new std::atomic<CpuCache*>[static_cast<size_t>(num_cpus_)]),
       class_bytes_(std::move(class_bytes)),
       capacities_(std::move(capacities)),
@@ -86,9 +140,12 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
     transfers_[cls].Init(2 * std::max<uint32_t>(capacities_[cls], 1));
   }
   for (int cpu = 0; cpu < num_cpus_; ++cpu) cpus_[cpu].store(nullptr, std::memory_order_relaxed);
+  if (per_thread_) RegisterSlotUser(this);
 }
 
 BlockCache::~BlockCache() {
+  // First, so that no thread exit visits the cache from here on.
+  if (per_thread_) UnregisterSlotUser(this);
   // After Unregister() returns no sweep touches this cache, and REQUIRES says no other thread
   // does either, so the caches can be drained and freed.
   if (registered_flag_.load(std::memory_order_acquire)) sweeper_->Unregister(this);
@@ -179,10 +236,10 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   if (c != nullptr) return c;
   c = CpuCache::Create(region_ + (static_cast<size_t>(cpu) << kClassStackShift), class_stride_,
                        class_bytes_.data(), capacities_.data(), max_capacities_.data(),
-                       capacities_.size());
-  if (rseq_) {
-    // Open it to sequences under its lock, so that it cannot open in the middle of a remote
-    // operation that found the cache in cpus_ already.
+                       capacities_.size(), per_thread_);
+  if (rseq_ || per_thread_) {
+    // Open it to the inline operations under its lock, so that it cannot open in the middle
+    // of a remote operation that found the cache in cpus_ already.
     SpinLockHolder cl(&c->lock);
     c->OpenToSequences();
   }
@@ -206,9 +263,46 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
     if (g_remote_after_fence_for_test != nullptr) g_remote_after_fence_for_test(cpu);
 #endif
   }
+  if (per_thread_) {
+    // Close, fence, then wait for an owner that read the column open before the close to
+    // leave its operation (thread_slots.h): the column is then ours until it is reopened.
+    c->CloseToSequences();
+    FenceAllThreads();
+    for (int spins = 0; c->AnyBusy(); ++spins) {
+      if (spins >= 64) sched_yield();  // The owner was preempted inside: let it run.
+    }
+  }
   auto result = op(c);  // Moves pointers only: cannot throw.
-  if (rseq_) c->OpenToSequences();
+  if (rseq_ || per_thread_) c->OpenToSequences();
   return result;
+}
+
+void BlockCache::FlushSlot(uint32_t slot) {
+  if (slot >= static_cast<uint32_t>(num_cpus_)) return;
+  CpuCache* c = cpus_[slot].load(std::memory_order_acquire);
+  if (c == nullptr || c->LooksEmpty()) return;
+  c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
+  // The exiting thread owns the column, so its inline operations are not running: the lock
+  // keeps remote operations out. Batches go to the TransferStack (what it cannot hold is
+  // released), with the lock dropped.
+  void* blocks[256];
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    for (;;) {
+      size_t n;
+      {
+        SpinLockHolder l(&c->lock);
+        n = c->TakeAll(cls, blocks, std::size(blocks));
+      }
+      if (n == 0) break;
+      ToTransfer(cls, c, blocks, n);
+    }
+  }
+}
+
+void BlockCache::ResetBusyAfterFork() {
+  for (int slot = 0; slot < num_cpus_; ++slot) {
+    if (CpuCache* c = cpus_[slot].load(std::memory_order_acquire)) c->ClearBusy();
+  }
 }
 
 void BlockCache::WaitAndOpenSlow(CpuCache* c) {
@@ -251,8 +345,16 @@ void* BlockCache::GetSlow(size_t cls) {
     return b;
   };
   void* block = nullptr;
-  CpuCache* c;
-  if (!rseq_) {
+  CpuCache* c = nullptr;
+  if (per_thread_) {
+    // The owner's slow path: under the lock, which keeps remote operations out (its own
+    // inline operations are not running: this is the same thread).
+    if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
+      c = CacheOf(static_cast<int>(slot));
+      SpinLockHolder l(&c->lock);
+      block = pop_locked(c);
+    }
+  } else if (!rseq_) {
     c = CacheOf(CurrentCpu());
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
@@ -299,7 +401,7 @@ void* BlockCache::GetSlow(size_t cls) {
 #if SYNCPOOL_RSEQ_FAST_PATH
   if (rseq_ && RseqCountMiss(Row(cls))) return nullptr;
 #endif
-  c->misses.fetch_add(1, std::memory_order_relaxed);
+  (c != nullptr ? c->misses : orphan_misses_).fetch_add(1, std::memory_order_relaxed);
   return nullptr;
 }
 
@@ -372,7 +474,16 @@ void BlockCache::PutSlow(size_t cls, void* block) {
   bool kept = false;
   CpuCache* c = nullptr;
   try {
-    if (!rseq_) {
+    if (per_thread_) {
+      if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
+        c = CacheOf(static_cast<int>(slot));
+        SpinLockHolder l(&c->lock);
+        kept = push_locked(c);
+      } else {
+        ToTransfer(cls, nullptr, &block, 1);  // No slot: the shared layer, or a spill.
+        return;
+      }
+    } else if (!rseq_) {
       c = CacheOf(CurrentCpu());
       SpinLockHolder l(&c->lock);
       kept = push_locked(c);
@@ -665,6 +776,7 @@ Stats BlockCache::Snapshot() const {
     s.misses += c->Misses();
     s.spills += c->spills.load(std::memory_order_relaxed);
     s.grows += c->grows.load(std::memory_order_relaxed);
+    uint64_t cache_bytes = 0;
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
       const uint64_t primary = c->PrimaryCount(cls);
       const uint64_t victim = c->VictimCount(cls);
@@ -672,9 +784,15 @@ Stats BlockCache::Snapshot() const {
       s.primary_bytes += primary * class_bytes_[cls];
       s.victim_blocks += victim;
       s.victim_bytes += victim * class_bytes_[cls];
+      cache_bytes += (primary + victim) * class_bytes_[cls];
     }
+    ++s.caches;
+    s.max_cache_bytes = std::max(s.max_cache_bytes, cache_bytes);
   }
   s.hits += transfer_hits_.load(std::memory_order_relaxed);
+  s.misses += orphan_misses_.load(std::memory_order_relaxed);
+  s.mode = mode_.name;
+  s.mode_reason = mode_.why;
   s.over_budget_blocks = over_budget_blocks_.load(std::memory_order_relaxed);
   s.over_budget_bytes = over_budget_bytes_.load(std::memory_order_relaxed);
   s.pressure_blocks = pressure_blocks_.load(std::memory_order_relaxed);
@@ -698,6 +816,7 @@ Stats BlockCache::Snapshot() const {
 BlockCache::Policy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes,
                             const char* who) {
   BlockCache::Policy policy;
+  policy.mode = options.mode;
   policy.retention = options.retention;
   policy.max_cached_bytes = options.max_cached_bytes;
   policy.max_capacities = SizingOf(options, class_bytes, who).max;

@@ -25,7 +25,7 @@ namespace internal {
 // pointers, so every array stays inside the mapping.
 CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const size_t* class_bytes,
                            const uint32_t* capacities, const uint32_t* max_capacities,
-                           size_t num_classes) {
+                           size_t num_classes, bool per_thread) {
   size_t slots = 0;
   for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{max_capacities[c]};
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -49,6 +49,7 @@ CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const size_t* clas
     throw;
   }
   cache->num_classes = num_classes;
+  cache->per_thread = per_thread;
   cache->stacks_ = stacks;
   cache->class_stride_ = class_stride;
   cache->slots_ = slot;
@@ -96,8 +97,8 @@ bool CpuCache::Grow(size_t cls) {
   grows.store(grows.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   // Under `lock` no remote operation is under way, so a nonzero open_capacity means the cache
   // is open to sequences (in the locked mode it stays 0).
-  if (s.open_capacity.load(std::memory_order_relaxed) != 0) {
-    s.open_capacity.store(grown, std::memory_order_release);
+  if (OpenField(s).load(std::memory_order_relaxed) != 0) {
+    OpenField(s).store(grown, std::memory_order_release);
   }
   return true;
 }
@@ -105,13 +106,29 @@ bool CpuCache::Grow(size_t cls) {
 void CpuCache::OpenToSequences() {
   for (size_t cls = 0; cls < num_classes; ++cls) {
     ClassStack& s = stack(cls);
-    s.open_capacity.store(s.capacity.load(std::memory_order_relaxed), std::memory_order_release);
+    OpenField(s).store(s.capacity.load(std::memory_order_relaxed), std::memory_order_release);
   }
 }
 
 void CpuCache::CloseToSequences() {
   for (size_t cls = 0; cls < num_classes; ++cls) {
-    stack(cls).open_capacity.store(0, std::memory_order_relaxed);
+    // Sequentially consistent in the per-thread mode under ThreadSanitizer, where the close
+    // and the owner's busy flag are ordered by the memory model instead of a membarrier.
+    OpenField(stack(cls)).store(0, per_thread ? std::memory_order_seq_cst
+                                              : std::memory_order_relaxed);
+  }
+}
+
+bool CpuCache::AnyBusy() const {
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    if (stack(cls).busy.load(std::memory_order_seq_cst) != 0) return true;
+  }
+  return false;
+}
+
+void CpuCache::ClearBusy() {
+  for (size_t cls = 0; cls < num_classes; ++cls) {
+    stack(cls).busy.store(0, std::memory_order_relaxed);
   }
 }
 

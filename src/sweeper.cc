@@ -44,6 +44,7 @@
 #include "syncpool/internal/env.h"
 #include "syncpool/internal/mutex.h"
 #include "syncpool/internal/stats_report.h"
+#include "syncpool/internal/thread_slots.h"
 
 namespace syncpool {
 
@@ -103,6 +104,8 @@ ForkList& GetForkList() {
 // pthread_atfork handlers: see the protocol at the top of the file. The analysis cannot follow
 // locks taken in one function and released in another.
 void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  // The thread-slot registry first: a thread exit holds it while it takes CPU caches' locks.
+  internal::ThreadSlotsLockForFork();
   ForkList& list = GetForkList();
   list.mu.Lock();
   internal::LockStatsReportForFork();
@@ -135,6 +138,7 @@ void ReleaseAfterFork(bool child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   if (child) internal::g_fork_generation.fetch_add(1, std::memory_order_relaxed);
   internal::UnlockStatsReportAfterFork();
   list.mu.Unlock();
+  internal::ThreadSlotsUnlockAfterFork(child);
 }
 
 void ParentAfterFork() { ReleaseAfterFork(/*child=*/false); }

@@ -15,11 +15,16 @@
 #include <sys/mman.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -50,8 +55,10 @@ class PolicyTest : public ::testing::Test {
   void* block(int i) { return &storage_[i]; }
 
  protected:
-  BlockCache MakeCache(Retention retention, uint32_t capacity = 8, size_t budget = 0) {
+  BlockCache MakeCache(Retention retention, uint32_t capacity = 8, size_t budget = 0,
+                       CacheMode mode = CacheMode::kAuto) {
     internal::CachePolicy policy;
+    policy.mode = mode;
     policy.retention = retention;
     policy.max_cached_bytes = budget;
     return BlockCache({kBlockBytes}, {capacity}, &releaser_, &sweeper_, /*allow_rseq=*/true,
@@ -132,7 +139,8 @@ TEST_F(PolicyTest, VictimPolicyDemotesTheWholePrimaryEveryEpoch) {
 
 TEST_F(PolicyTest, CpuNobodyUsedDuringAnEpochIsDrained) {
   if (ScopedFakeCpu::NumCpus() < 2) GTEST_SKIP() << "needs 2 CPU ids";
-  BlockCache cache = MakeCache(Retention::kWorkingSet);
+  // Per CPU whatever SYNCPOOL_MODE says: the fake CPU ids name the caches.
+  BlockCache cache = MakeCache(Retention::kWorkingSet, 8, 0, CacheMode::kPerCpu);
   for (int cpu : {0, 1}) {
     ScopedFakeCpu on(cpu);
     PutBurst(cache, *this, 8 * cpu, 3);
@@ -154,6 +162,58 @@ TEST_F(PolicyTest, CpuNobodyUsedDuringAnEpochIsDrained) {
   EXPECT_EQ(s.victim_blocks, 0u);
   EXPECT_EQ(s.swept_blocks, 3u);  // CPU 1's, at once rather than over two epochs.
   for (int i = 8; i < 11; ++i) EXPECT_EQ(releaser_.TimesReleased(0, block(i)), 1) << i;
+}
+
+// The same rule per thread: two threads each keep a working set; when one of them sees nothing
+// during an epoch (it waits, alive, holding its slot), its cache is drained at once.
+TEST_F(PolicyTest, ThreadNobodyUsedDuringAnEpochIsDrained) {
+  BlockCache cache = MakeCache(Retention::kWorkingSet, 8, 0, CacheMode::kPerThread);
+  if (!cache.per_thread()) GTEST_SKIP() << "no per-thread mode here: " << cache.mode().why;
+  // Runs `work` on a second thread that stays alive (its column stays its own) until the end.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::function<void()> job;
+  bool done = false;
+  bool quit = false;
+  std::thread other([&] {
+    std::unique_lock<std::mutex> l(mu);
+    for (;;) {
+      cv.wait(l, [&] { return job != nullptr || quit; });
+      if (quit) return;
+      job();
+      job = nullptr;
+      done = true;
+      cv.notify_all();
+    }
+  });
+  auto on_other = [&](std::function<void()> work) {
+    std::unique_lock<std::mutex> l(mu);
+    done = false;
+    job = std::move(work);
+    cv.notify_all();
+    cv.wait(l, [&] { return done; });
+  };
+  PutBurst(cache, *this, 0, 3);
+  on_other([&] { PutBurst(cache, *this, 8, 3); });
+  sweeper_.SweepNow();
+  Cycle(cache, 3);
+  on_other([&] { Cycle(cache, 3); });
+  sweeper_.SweepNow();  // Both threads keep their three blocks as working set.
+  EXPECT_EQ(cache.Snapshot().primary_blocks, 6u);
+  EXPECT_EQ(cache.Snapshot().caches, 2u);
+  Cycle(cache, 3);  // The other thread sees nothing this epoch.
+  sweeper_.SweepNow();
+  const Stats s = cache.Snapshot();
+  EXPECT_EQ(s.primary_blocks, 3u);  // This thread's.
+  EXPECT_EQ(s.victim_blocks, 0u);
+  EXPECT_EQ(s.swept_blocks, 3u);  // The other thread's, at once.
+  for (int i = 8; i < 11; ++i) EXPECT_EQ(releaser_.TimesReleased(0, block(i)), 1) << i;
+  {
+    std::lock_guard<std::mutex> l(mu);
+    quit = true;
+  }
+  cv.notify_all();
+  other.join();
 }
 
 TEST_F(PolicyTest, CacheBudgetReleasesTheExcessAtTheEpoch) {

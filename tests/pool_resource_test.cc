@@ -349,7 +349,9 @@ TEST_P(PoolResourceTest, TrimReturnsEveryCachedBlock) {
 }
 
 TEST_P(PoolResourceTest, DestructionReturnsEveryCachedBlock) {
-  PoolResource r(MakeOptions(), &upstream_);
+  Options options = MakeOptions();
+  options.mode = CacheMode::kPerCpu;  // The fake CPU ids name the caches.
+  PoolResource r(options, &upstream_);
   for (int cpu = 0; cpu < ScopedFakeCpu::NumCpus(); ++cpu) {
     ScopedFakeCpu on(cpu);
     std::vector<Block> blocks;
@@ -383,7 +385,9 @@ TEST_P(PoolResourceTest, FullCacheSpillsUpstream) {
 
 TEST_P(PoolResourceTest, AMissNeverTakesAnotherCpusBlocks) {
   if (ScopedFakeCpu::NumCpus() < 2) GTEST_SKIP() << "needs two CPUs";
-  PoolResource r(MakeOptions(), &upstream_);
+  Options options = MakeOptions();
+  options.mode = CacheMode::kPerCpu;  // The fake CPU ids name the caches.
+  PoolResource r(options, &upstream_);
   auto on = [](int cpu, auto f) {
     ScopedFakeCpu fake(cpu);
     return f();

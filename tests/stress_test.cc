@@ -256,8 +256,14 @@ void RunStress(bool fake_cpus, bool allow_rseq) {
   options.allow_rseq = allow_rseq;
   options.max_blocks_per_class = 16;  // Small caches: spills and shared moves happen often.
   auto resource = std::make_unique<PoolResource>(options, &upstream);
-  // The locked fallback when forced; restartable sequences wherever the process can use them.
-  EXPECT_EQ(resource->uses_rseq(), allow_rseq && internal::RseqUsable());
+  // The locked fallback when forced; restartable sequences wherever the process can use them
+  // and SYNCPOOL_MODE does not ask for per-thread caches (which it then gets).
+  const char* env_mode = std::getenv("SYNCPOOL_MODE");
+  const bool per_thread_asked = env_mode != nullptr && std::string(env_mode) == "perthread";
+  EXPECT_EQ(resource->uses_rseq(), allow_rseq && !per_thread_asked && internal::RseqUsable());
+  if (allow_rseq && (per_thread_asked || !internal::RseqUsable())) {
+    EXPECT_STREQ(resource->GetStats().mode, "per-thread");
+  }
   options.max_blocks_per_class = 4;  // Fewer objects than the threads hold: Puts spill.
   auto pool = std::make_unique<Pool<Buffer>>([] { return std::make_unique<Buffer>(); },
                                              nullptr, options);

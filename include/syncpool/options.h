@@ -40,6 +40,22 @@ enum class Retention {
   kVictim,
 };
 
+// CacheMode
+//
+// Where a pool keeps its caches (Options::mode; internal/block_cache.h has the details).
+enum class CacheMode {
+  // Per CPU with restartable sequences where glibc registered its rseq area (x86-64 Linux,
+  // glibc 2.35 or later), else per thread. SYNCPOOL_MODE may force either.
+  kAuto,
+  // Per CPU: restartable sequences where usable, else every operation takes the CPU cache's
+  // lock (slower than kAuto's per-thread caches there).
+  kPerCpu,
+  // Per thread: a cache for each thread that uses the pool, its own operations without an
+  // atomic read-modify-write; drained by the sweeper like a CPU's (an idle thread's cache
+  // empties within two epochs) and moved to the shared layer when the thread exits.
+  kPerThread,
+};
+
 namespace internal {
 
 // The defaults of Options after the SYNCPOOL_* environment variables (read once).
@@ -135,6 +151,12 @@ struct Options {
   // epoch and whenever blocks move to the shared layer: what would exceed the budget is
   // released instead (Stats::over_budget_blocks). SYNCPOOL_MAX_CACHED_BYTES; 0.
   size_t max_cached_bytes = internal::GetOptionDefaults().max_cached_bytes;
+
+  // Which caches to keep (CacheMode): kAuto picks per-CPU caches run by restartable
+  // sequences where glibc registered its rseq area, else per-thread caches. SYNCPOOL_MODE=
+  // auto|percpu|perthread decides for the caches left at kAuto (tests and benchmarks);
+  // kAuto.
+  CacheMode mode = CacheMode::kAuto;
 
   // Whether the per-CPU caches may use restartable sequences (Linux x86-64 with glibc's rseq
   // area; see internal/percpu_rseq.h). false forces the locked fallback, as does

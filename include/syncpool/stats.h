@@ -76,6 +76,18 @@ struct Stats {
   // Epochs this pool has been swept.
   uint64_t epochs = 0;
 
+  // The caches the pool keeps per CPU or per thread (one per CPU id or thread slot that used
+  // it; a thread's slot goes to the next thread after it exits), and the most bytes one of
+  // them holds now.
+  uint64_t caches = 0;
+  uint64_t max_cache_bytes = 0;
+
+  // The mode of the caches: "rseq per-CPU", "per-thread" or "locked per-CPU", and why it was
+  // chosen ("glibc registered rseq", "glibc did not register rseq", "ThreadSanitizer",
+  // "SYNCPOOL_RSEQ=0", ...). Static strings; empty in a default-constructed Stats.
+  const char* mode = "";
+  const char* mode_reason = "";
+
   // Stats::cached_blocks(), Stats::cached_bytes()
   uint64_t cached_blocks() const { return primary_blocks + victim_blocks; }
   uint64_t cached_bytes() const { return primary_bytes + victim_bytes; }

@@ -7,12 +7,21 @@
 // The caching policy shared by Pool<T> and PoolResource: per-CPU caches of opaque blocks in
 // size classes, two generations each, aged by a Sweeper. Not part of syncpool's API.
 //
-// Two modes, fixed per cache at construction (both serve the same API and policy):
-//   - rseq: local operations are restartable sequences (percpu_rseq.h); remote operations
-//     close the target CPU's cache to sequences, fence that CPU, and work under its lock.
-//   - locked: every operation takes the CPU cache's lock (cpu_cache.h). Used where rseq is
-//     not available (see RseqUsable()), when Options::allow_rseq is false, and with debug
-//     checks on. The inline paths then always fail over to the slow ones.
+// Three modes, fixed per cache at construction (all serve the same API and policy):
+//   - rseq per-CPU: local operations are restartable sequences (percpu_rseq.h); remote
+//     operations close the target CPU's cache to sequences, fence that CPU, and work under its
+//     lock. Chosen where RseqUsable().
+//   - per-thread: the same structure with one column per thread slot instead of per CPU; the
+//     owning thread's local operations are the busy-flag protocol of thread_slots.h, remote
+//     operations close the column, fence every thread, wait for the owner to leave, and work
+//     under its lock. Chosen where the sequences are not usable (ChooseCacheMode()).
+//   - locked per-CPU: every operation takes the CPU cache's lock (cpu_cache.h) and the inline
+//     paths always fail over to the slow ones. Used only where asked for: with debug checks
+//     on (they run on the slow paths), when Options::allow_rseq is false (tests of the
+//     per-CPU policy with fake CPU ids), or where neither fence can be made.
+// In every mode the inline paths try the sequence first (it fails at once outside the rseq
+// mode: no open_capacity is ever nonzero there), then, in the per-thread mode only, the
+// thread's column.
 //
 // Policy, per size class:
 //   - Get(cls): the caller's CPU's primary generation (the inline fast path), then its victim
@@ -64,6 +73,7 @@
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/cpu_cache.h"
 #include "syncpool/internal/percpu_rseq.h"
+#include "syncpool/internal/thread_slots.h"
 #include "syncpool/internal/transfer_stack.h"
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
@@ -137,6 +147,8 @@ class MappedRegion {
 };
 
 struct CachePolicy {
+  // Which mode the cache asks for (ChooseCacheMode()).
+  CacheMode mode = CacheMode::kAuto;
   Retention retention = Retention::kWorkingSet;
   size_t max_cached_bytes = 0;  // 0: no budget of its own.
   // How far each class's per-CPU capacity may grow; empty: it stays where it starts.
@@ -147,7 +159,23 @@ struct CachePolicy {
   size_t max_cpu_bytes = 0;
 };
 
-class BlockCache final : public Sweepable {
+// The mode a cache runs in, and why (for Stats and reports).
+struct CacheModeChoice {
+  bool rseq = false;
+  bool per_thread = false;
+  const char* name = "";
+  const char* why = "";
+};
+
+// ChooseCacheMode()
+//
+// Without `allow_rseq` (tests of the per-CPU policy, debug checks), the locked per-CPU mode.
+// Otherwise the rseq per-CPU mode where `requested` allows it (kAuto, kPerCpu; SYNCPOOL_MODE
+// decides for kAuto) and RseqUsable(); otherwise the per-thread mode where asked for or where
+// kAuto found no sequences, if its fence can be made; otherwise the locked per-CPU mode.
+CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested);
+
+class BlockCache final : public Sweepable, public ThreadSlotUser {
  public:
   using Policy = CachePolicy;
 
@@ -182,14 +210,13 @@ class BlockCache final : public Sweepable {
   //
   // TryGet() for a caller that knows the class's Row() already.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGetAt(size_t cls, char* row) {
+    void* block = nullptr;
 #if SYNCPOOL_RSEQ_FAST_PATH
-    // In the locked mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
-    return UnpoisonCached(RseqPopPrimary(row), class_bytes_[cls]);
-#else
-    static_cast<void>(cls);
-    static_cast<void>(row);
-    return nullptr;
+    // Outside the rseq mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
+    block = RseqPopPrimary(row);
 #endif
+    if (block == nullptr && per_thread_) block = ThreadPop(row);
+    return UnpoisonCached(block, class_bytes_[cls]);
   }
 
   // BlockCache::GetOr()
@@ -201,7 +228,14 @@ class BlockCache final : public Sweepable {
                                           Otherwise otherwise) {
 #if SYNCPOOL_RSEQ_FAST_PATH && !defined(ABSL_HAVE_ADDRESS_SANITIZER)
     static_cast<void>(cls);
-    return RseqPopPrimaryOr(row, on_hit, otherwise);
+    return RseqPopPrimaryOr(row, on_hit, [&] {
+      if (per_thread_) {
+        if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
+          return on_hit(block);
+        }
+      }
+      return otherwise();
+    });
 #else
     if (void* block = TryGetAt(cls, row); block != nullptr) return on_hit(block);
     return otherwise();
@@ -242,14 +276,11 @@ class BlockCache final : public Sweepable {
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
     PoisonCached(block, class_bytes_[cls]);  // Also for PutSlow(), which callers call next.
 #endif
-#if SYNCPOOL_RSEQ_FAST_PATH
-    return RseqPush(row, block);
-#else
     static_cast<void>(cls);
-    static_cast<void>(row);
-    static_cast<void>(block);
-    return false;
+#if SYNCPOOL_RSEQ_FAST_PATH
+    if (ABSL_PREDICT_TRUE(RseqPush(row, block))) return true;
 #endif
+    return per_thread_ && ThreadPush(row, block);
   }
 
   // BlockCache::PutSlow()
@@ -311,8 +342,23 @@ class BlockCache final : public Sweepable {
 
   // BlockCache::uses_rseq()
   //
-  // Whether local operations are restartable sequences (else every operation locks).
+  // Whether local operations are restartable sequences.
   bool uses_rseq() const { return rseq_; }
+
+  // BlockCache::per_thread()
+  //
+  // Whether the cache keeps a column per thread (thread_slots.h) instead of per CPU.
+  bool per_thread() const { return per_thread_; }
+
+  // BlockCache::mode()
+  //
+  // The mode, its name and why it was chosen.
+  const CacheModeChoice& mode() const { return mode_; }
+
+  // ThreadSlotUser: a thread's exit moves its column to the TransferStacks; a fork child
+  // clears the busy flags.
+  void FlushSlot(uint32_t slot) override;
+  void ResetBusyAfterFork() override;
 
   // Most blocks one move to or from the TransferStack carries.
   static constexpr size_t kMaxTransferBatch = 32;
@@ -396,14 +442,17 @@ class BlockCache final : public Sweepable {
   }
   static void WaitAndOpenSlow(CpuCache* c);
 
-  // The region of ClassStacks: a row per class (Row()), in each 128 bytes per CPU id below
-  // num_cpus_. Zero-filled (every stack closed to sequences) until CacheOf() builds a CPU's
-  // cache. First, for the inline paths; mapping_ owns it.
+  // Decided first: the mode sets the number of columns.
+  const CacheModeChoice mode_;
+  // The region of ClassStacks: a row per class (Row()), in each 128 bytes per column below
+  // num_cpus_ (a CPU id, or in the per-thread mode a thread slot). Zero-filled (every stack
+  // closed) until CacheOf() builds a column's cache. For the inline paths; mapping_ owns it.
   MappedRegion mapping_;
   char* const region_;
   const size_t class_stride_;  // num_cpus_ << kClassStackShift.
   const bool rseq_;
-  const int num_cpus_;
+  const bool per_thread_;
+  const int num_cpus_;  // Columns: CPU ids, or thread slots in the per-thread mode.
   // INVARIANT: an entry goes from nullptr to the CpuCache built in the region once (release
   // store, under create_mu_) and stays.
   const std::unique_ptr<std::atomic<CpuCache*>[]> cpus_;
@@ -442,8 +491,10 @@ class BlockCache final : public Sweepable {
   std::atomic<uint64_t> pressure_bytes_{0};
   // Blocks moved from CPU caches into the TransferStacks (Stats::shared_moves).
   std::atomic<uint64_t> shared_moves_{0};
-  // Spills of blocks whose CPU cache could not be created.
+  // Spills, and misses, of callers without a CPU cache (it could not be created, or a thread
+  // found no free slot).
   std::atomic<uint64_t> orphan_spills_{0};
+  std::atomic<uint64_t> orphan_misses_{0};
 
   // Written by the sweeping thread only; read by Snapshot().
   std::atomic<uint64_t> epochs_{0};

@@ -84,11 +84,10 @@ struct alignas(kCacheLineSize) ClassStack {
   // inside their sequence, so only on this CPU; a restarted pop may lower it by one block too
   // many, which only keeps one more block as working set), reset by the epoch.
   uint32_t low_water = 0;
-  // primary_count and victim_count as the last epoch left them (the sweeper's own): how deep
-  // the epoch dug into the primary stack (epoch_count - low_water) plus what it took from the
-  // victims (epoch_victims - victim_count) is its working set (see CpuCache::AgeDetach()).
-  uint32_t epoch_count = 0;
-  uint32_t epoch_victims = 0;
+  // The per-thread mode's open_capacity (thread_slots.h): what the owning thread's inline
+  // operations may fill the primary generation to, 0 while a remote operation holds the
+  // column. open_capacity stays 0 in that mode, so that no sequence ever succeeds on it.
+  std::atomic<uint32_t> owner_open{0};
   void** victim = nullptr;  // max_capacity slots.
   // A third array of max_capacity slots that no sequence reads: the epoch makes it the new
   // primary and detaches the old victim array, so that what the epoch does while the cache is
@@ -99,8 +98,16 @@ struct alignas(kCacheLineSize) ClassStack {
   // rseq mode incremented inside the pop sequences (an abort after the increment overcounts by
   // one, so the figure is approximate, as statistics are).
   std::atomic<uint64_t> hits{0};
+  // The per-thread mode's busy flag: 1 while the owning thread is inside an inline operation
+  // on this class (thread_slots.h). Unused in the other modes.
+  std::atomic<uint32_t> busy{0};
 
   // The second cache line: sizing, never read by the sequences.
+  // primary_count and victim_count as the last epoch left them (the sweeper's own): how deep
+  // the epoch dug into the primary stack (epoch_count - low_water) plus what it took from the
+  // victims (epoch_victims - victim_count) is its working set (see CpuCache::AgeDetach()).
+  alignas(kCacheLineSize) uint32_t epoch_count = 0;
+  uint32_t epoch_victims = 0;
   // The capacity the stack starts with and never shrinks below, and the most it grows to.
   // Immutable after creation.
   uint32_t min_capacity = 0;
@@ -138,7 +145,7 @@ class alignas(kCacheLineSize) CpuCache {
   // `class_bytes[c]` is the size of a block of class c (for capacity_bytes).
   static CpuCache* Create(char* stacks, size_t class_stride, const size_t* class_bytes,
                           const uint32_t* capacities, const uint32_t* max_capacities,
-                          size_t num_classes);
+                          size_t num_classes, bool per_thread = false);
   static void Destroy(CpuCache* cache);
 
   // CpuCache::OpenToSequences(), CpuCache::CloseToSequences()
@@ -155,9 +162,20 @@ class alignas(kCacheLineSize) CpuCache {
   // Whether class `cls` reads as open to sequences (racy: a hint for the slow path).
   bool IsOpenToSequences(size_t cls) const {
     const ClassStack& s = stack(cls);
-    return s.open_capacity.load(std::memory_order_acquire) ==
+    return OpenField(s).load(std::memory_order_acquire) ==
            s.capacity.load(std::memory_order_relaxed);
   }
+
+  // CpuCache::AnyBusy()
+  //
+  // Per-thread mode: whether the owning thread reads as inside an inline operation on some
+  // class (see thread_slots.h: meaningful after the column was closed and fenced).
+  bool AnyBusy() const;
+
+  // CpuCache::ClearBusy()
+  //
+  // Per-thread mode, in a fork child: clears every class's busy flag.
+  void ClearBusy();
 
   // CpuCache::Capacity()
   //
@@ -343,9 +361,18 @@ class alignas(kCacheLineSize) CpuCache {
   std::atomic<uint64_t> changes{0};  // For Activity() only.
 
   size_t num_classes = 0;  // Immutable after creation.
+  // The per-thread mode (thread_slots.h): owner_open, not open_capacity, opens the stacks.
+  bool per_thread = false;  // Immutable after creation.
 
  private:
   CpuCache() = default;
+  // The field that opens class stack `s` to this mode's inline operations.
+  std::atomic<uint32_t>& OpenField(ClassStack& s) const {
+    return per_thread ? s.owner_open : s.open_capacity;
+  }
+  const std::atomic<uint32_t>& OpenField(const ClassStack& s) const {
+    return per_thread ? s.owner_open : s.open_capacity;
+  }
   // Moves capacity_bytes by what class stack `s`'s capacity going `from` -> `to` changes.
   void AddCapacityBytes(const ClassStack& s, uint32_t from, uint32_t to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
