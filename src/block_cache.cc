@@ -249,6 +249,8 @@ CpuCache* BlockCache::CacheOf(int cpu) {
 
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
 void (*g_remote_after_fence_for_test)(int cpu) = nullptr;
+void (*g_remote_waiting_for_test)(int cpu) = nullptr;
+void (*g_remote_before_op_for_test)(int cpu) = nullptr;
 #endif
 
 template <typename Op>
@@ -268,9 +270,18 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
     // leave its operation (thread_slots.h): the column is then ours until it is reopened.
     c->CloseToSequences();
     FenceAllThreads();
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+    if (g_remote_after_fence_for_test != nullptr) g_remote_after_fence_for_test(cpu);
+#endif
     for (int spins = 0; c->AnyBusy(); ++spins) {
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+      if (g_remote_waiting_for_test != nullptr) g_remote_waiting_for_test(cpu);
+#endif
       if (spins >= 64) sched_yield();  // The owner was preempted inside: let it run.
     }
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+    if (g_remote_before_op_for_test != nullptr) g_remote_before_op_for_test(cpu);
+#endif
   }
   auto result = op(c);  // Moves pointers only: cannot throw.
   if (rseq_ || per_thread_) c->OpenToSequences();

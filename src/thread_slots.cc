@@ -22,6 +22,13 @@ namespace internal {
 
 __thread uint32_t tls_thread_slot __attribute__((tls_model("initial-exec"))) = 0;
 
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+std::atomic<int> g_thread_window_point{-1};
+std::atomic<uint32_t> g_thread_window_entered{0};
+std::atomic<uint32_t> g_thread_window_go{0};
+std::atomic<uint32_t> g_thread_window_left{0};
+#endif
+
 namespace {
 
 // The registry: which slots are taken and which caches use them. Never destroyed, so that

@@ -211,11 +211,14 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // TryGet() for a caller that knows the class's Row() already.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGetAt(size_t cls, char* row) {
     void* block = nullptr;
+    if (per_thread_) {
+      block = ThreadPop(row);
+    } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
-    // Outside the rseq mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
-    block = RseqPopPrimary(row);
+      // In the locked mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
+      block = RseqPopPrimary(row);
 #endif
-    if (block == nullptr && per_thread_) block = ThreadPop(row);
+    }
     return UnpoisonCached(block, class_bytes_[cls]);
   }
 
@@ -228,14 +231,13 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
                                           Otherwise otherwise) {
 #if SYNCPOOL_RSEQ_FAST_PATH && !defined(ABSL_HAVE_ADDRESS_SANITIZER)
     static_cast<void>(cls);
-    return RseqPopPrimaryOr(row, on_hit, [&] {
-      if (per_thread_) {
-        if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
-          return on_hit(block);
-        }
+    if (per_thread_) {
+      if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
+        return on_hit(block);
       }
       return otherwise();
-    });
+    }
+    return RseqPopPrimaryOr(row, on_hit, otherwise);
 #else
     if (void* block = TryGetAt(cls, row); block != nullptr) return on_hit(block);
     return otherwise();
@@ -277,10 +279,12 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     PoisonCached(block, class_bytes_[cls]);  // Also for PutSlow(), which callers call next.
 #endif
     static_cast<void>(cls);
+    if (per_thread_) return ThreadPush(row, block);
 #if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(RseqPush(row, block))) return true;
+    return RseqPush(row, block);
+#else
+    return false;
 #endif
-    return per_thread_ && ThreadPush(row, block);
   }
 
   // BlockCache::PutSlow()
@@ -510,6 +514,10 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
 // A test seam (see SYNCPOOL_RSEQ_TEST_WINDOW in percpu_rseq.h): called by every remote
 // operation in the rseq mode right after it closed and fenced `cpu`'s cache, before its work.
 extern void (*g_remote_after_fence_for_test)(int cpu);
+// Per-thread mode only: called while the remote operation waits for the column's owner to
+// leave an inline operation (each spin), and once it may work, before its work.
+extern void (*g_remote_waiting_for_test)(int cpu);
+extern void (*g_remote_before_op_for_test)(int cpu);
 #endif
 
 BlockCache::Policy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes,
