@@ -70,7 +70,9 @@ void OnThreadExit(void* value) {
   tls_thread_slot = 0;
 }
 
+#if !SYNCPOOL_THREAD_FULL_FENCE
 long Membarrier(int cmd, unsigned flags) { return syscall(__NR_membarrier, cmd, flags, 0); }
+#endif
 
 // Whether the asymmetric fence can be made, registering for it once.
 const char* DecideFence() {

@@ -1,12 +1,12 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
-// The locked fallback when the process turns restartable sequences off from its environment.
+// The per-thread caches when the process turns restartable sequences off from its environment.
 // Run by two targets (tests/BUILD.bazel), each starting the process with one setting:
 //   - rseq_tunable_off_test: GLIBC_TUNABLES=glibc.pthread.rseq=0, so glibc registers no rseq
 //     area (`__rseq_size == 0`) and CPU ids come from sched_getcpu();
 //   - rseq_env_off_test: SYNCPOOL_RSEQ=0, so syncpool leaves the registered area alone.
-// Either way RseqUsable() is false, every cache reports the locked path even when its Options
-// allow rseq, and a multi-threaded workload keeps every block accounted for.
+// Either way RseqUsable() is false, every cache runs per thread (and says why) even when its
+// Options allow rseq, and a multi-threaded workload keeps every block accounted for.
 
 #include <algorithm>
 #include <atomic>
@@ -17,6 +17,7 @@
 #include <iterator>
 #include <memory>
 #include <random>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -68,15 +69,39 @@ TEST(RseqDisabledTest, StartedWithRseqTurnedOff) {
   EXPECT_FALSE(internal::RseqUsable());
 }
 
-TEST(RseqDisabledTest, CachesUseTheLockedPath) {
+TEST(RseqDisabledTest, CachesUsePerThreadCachesAndSayWhy) {
   Sweeper sweeper(Sweeper::Options::Manual());
   Options options;
   options.sweeper = &sweeper;
   options.allow_rseq = true;  // Allowed, but not usable in this process.
+  options.debug_checks = false;  // They would send every call to the locked mode.
   PoolResource resource(options);
   Pool<int> pool([] { return std::make_unique<int>(7); }, nullptr, options);
   EXPECT_FALSE(resource.uses_rseq());
   EXPECT_FALSE(pool.uses_rseq());
+  // The per-thread mode, named with its reason in the statistics (and so in SYNCPOOL_STATS=1).
+  const char* why = TunableOff() ? "glibc did not register rseq" : "SYNCPOOL_RSEQ=0";
+  for (const Stats& s : {resource.GetStats(), pool.GetStats()}) {
+    EXPECT_STREQ(s.mode, "per-thread");
+    EXPECT_STREQ(s.mode_reason, why);
+    EXPECT_NE(s.DebugString().find(std::string("caches: per-thread (") + why + ")"),
+              std::string::npos)
+        << s.DebugString();
+  }
+  // Their inline paths serve this thread from its own cache: a deallocate then an allocate of
+  // the same size is a hit on the block just given back.
+  void* p = resource.allocate(100);
+  resource.deallocate(p, 100);
+  const uint64_t hits = resource.GetStats().hits;
+  EXPECT_EQ(resource.allocate(100), p);
+  EXPECT_EQ(resource.GetStats().hits, hits + 1);
+  resource.deallocate(p, 100);
+  EXPECT_EQ(resource.GetStats().caches, 1u);
+  // A cache that asks for the per-CPU mode gets the locked one here.
+  Options per_cpu = options;
+  per_cpu.mode = CacheMode::kPerCpu;
+  PoolResource locked(per_cpu);
+  EXPECT_STREQ(locked.GetStats().mode, "locked per-CPU");
   // CPU ids still come out in range, from sched_getcpu() where glibc has no area.
   const int cpu = internal::CurrentCpu();
   EXPECT_GE(cpu, 0);
