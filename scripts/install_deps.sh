@@ -9,7 +9,8 @@ set -euo pipefail
 
 # What each package is for:
 #   bazel-bootstrap          Bazel 4.2.3 (pulls in build-essential and a JDK)
-#   g++                      GCC 12, the default toolchain
+#   g++                      GCC 12, the default toolchain (its binutils brings readelf and
+#                            objdump, for tests/dynamic_symbols_test.sh)
 #   clang, libclang-rt-14-dev  clang 14 for --config=clang/asan/tsan and its sanitizer runtimes
 #                            (the runtimes are only a recommendation of clang's packages)
 #   libabsl-dev              Abseil 20220623

@@ -136,6 +136,7 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
       sweeper_(sweeper),
       transfers_(std::make_unique<TransferStack[]>(capacities_.size())),
       policy_(policy) {
+  internal::InitRseqArea();
   for (size_t cls = 0; cls < capacities_.size(); ++cls) {
     transfers_[cls].Init(2 * std::max<uint32_t>(capacities_[cls], 1));
   }

@@ -24,8 +24,9 @@ long Membarrier(int cmd, unsigned flags, int cpu) {
 }
 
 bool DecideRseq() {
+  InitRseqArea();
 #if SYNCPOOL_RSEQ_FAST_PATH
-  if (__rseq_size == 0) return false;  // glibc did not register (tunable off, valgrind).
+  if (!RseqRegistered()) return false;  // No area registered (glibc 2.34, tunable, valgrind).
   if (!EnvBool("SYNCPOOL_RSEQ", true)) return false;
   const long supported = Membarrier(MEMBARRIER_CMD_QUERY, 0, 0);
   if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) == 0) return false;

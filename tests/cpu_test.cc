@@ -1,14 +1,20 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // Tests of CPU identity: CurrentCpu() stays in [0, NumCpus()) and follows the thread when it is
-// pinned, and the ScopedFakeCpu seam overrides it for the calling thread only.
+// pinned, the rseq area it reads (glibc's, or syncpool's own where glibc has none) is always one
+// that the restartable sequences may write, and the ScopedFakeCpu seam overrides it for the
+// calling thread only.
 
 #include "syncpool/internal/cpu.h"
 
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <semaphore>
 #include <stdexcept>
 #include <thread>
@@ -71,6 +77,11 @@ TEST(CpuTest, CurrentCpuFollowsAPinnedThread) {
         EXPECT_EQ(CurrentCpu(), cpu);
         EXPECT_EQ(RealCurrentCpu(), cpu);
         EXPECT_EQ(SchedCurrentCpu(), cpu);
+#if SYNCPOOL_HAVE_GLIBC_RSEQ
+        if (RseqRegistered()) {
+          EXPECT_EQ(RseqCpuId(), cpu);
+        }
+#endif
         std::this_thread::yield();
       }
     }).join();
@@ -78,19 +89,100 @@ TEST(CpuTest, CurrentCpuFollowsAPinnedThread) {
   if (pinned == 0) GTEST_SKIP() << "sched_setaffinity is not permitted here";
 }
 
-TEST(CpuTest, RseqAvailableMatchesGlibc) {
 #if SYNCPOOL_HAVE_GLIBC_RSEQ
-  EXPECT_EQ(RseqAvailable(), __rseq_size != 0);
-  if (RseqAvailable()) {
-    // The registered area holds the CPU the thread last ran on, like sched_getcpu().
-    const int cpu = RealCurrentCpu();
-    EXPECT_GE(cpu, 0);
-    EXPECT_LT(cpu, NumCpus());
+// The `cpu_id` of the area at `offset` from the calling thread's thread pointer.
+int32_t CpuIdAt(ptrdiff_t offset) {
+  const char* tp = static_cast<const char*>(__builtin_thread_pointer());
+  return *reinterpret_cast<const volatile int32_t*>(tp + offset + kRseqCpuIdOffset);
+}
+#endif
+
+// The ELF constructor set the area before main(); later calls, from any thread, change nothing.
+TEST(RseqAreaTest, InitRseqAreaRanBeforeMainAndIsIdempotent) {
+#if SYNCPOOL_HAVE_GLIBC_RSEQ
+  const ptrdiff_t offset = g_rseq_area_offset;
+  const bool registered = RseqRegistered();
+  EXPECT_NE(offset, 0);  // 0 would be the thread control block.
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back([] { InitRseqArea(); });
+  InitRseqArea();
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(g_rseq_area_offset, offset);
+  EXPECT_EQ(RseqRegistered(), registered);
+  EXPECT_EQ(RseqAvailable(), registered);
+  // syncpool's own area only where glibc has none, and then nothing is registered.
+  if (offset == UnregisteredRseqAreaOffset()) {
+    EXPECT_FALSE(registered);
   }
 #else
+  InitRseqArea();
+  EXPECT_FALSE(RseqRegistered());
   EXPECT_FALSE(RseqAvailable());
 #endif
 }
+
+#if SYNCPOOL_HAVE_GLIBC_RSEQ
+// glibc's area when it registered one: it holds the CPU the thread last ran on, in every thread.
+// Otherwise the area (glibc's unregistered one, or syncpool's own) reads a negative id.
+TEST(RseqAreaTest, TheAreaHoldsTheCpuExactlyWhenRegistered) {
+  const int n = NumCpus();
+  auto probe = [n] {
+    const int cpu = RseqCpuId();
+    if (RseqRegistered()) {
+      EXPECT_GE(cpu, 0);
+      EXPECT_LT(cpu, n);
+    } else {
+      EXPECT_LT(cpu, 0);
+    }
+  };
+  probe();
+  std::thread(probe).join();
+}
+
+// syncpool's own area, for a glibc without one: at the same offset in every thread, 32-byte
+// aligned, cpu_id RSEQ_CPU_ID_REGISTRATION_FAILED (-2), which fails every sequence's CPU bound.
+TEST(RseqAreaTest, TheUnregisteredAreaIsTheSameInEveryThreadAndFailsEveryCpu) {
+  const ptrdiff_t offset = UnregisteredRseqAreaOffset();
+  EXPECT_NE(offset, 0);
+  auto check = [offset] {
+    EXPECT_EQ(UnregisteredRseqAreaOffset(), offset);
+    const char* tp = static_cast<const char*>(__builtin_thread_pointer());
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(tp + offset) % 32, 0u);
+    EXPECT_EQ(CpuIdAt(offset), -2);
+  };
+  check();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) threads.emplace_back(check);
+  for (std::thread& t : threads) t.join();
+}
+#endif
+
+#if SYNCPOOL_RSEQ_FAST_PATH
+// Every sequence, pointed at syncpool's own area (as on a glibc without one), stores its
+// descriptor into that area's rseq_cs, fails its CPU bound, and touches nothing of the row. The
+// offset is swapped for this thread's test only: no other thread runs a sequence here.
+TEST(RseqAreaTest, SequencesOnTheUnregisteredAreaFailWithoutTouchingTheRow) {
+  const ptrdiff_t saved = g_rseq_area_offset;
+  const ptrdiff_t own = UnregisteredRseqAreaOffset();
+  char* const tp = static_cast<char*>(__builtin_thread_pointer());
+  auto* const rseq_cs = reinterpret_cast<volatile uint64_t*>(tp + own + kRseqCsOffset);
+  *rseq_cs = 0;
+  const size_t row_bytes = static_cast<size_t>(NumCpus()) << kClassStackShift;
+  std::vector<char> row(row_bytes, 0);
+  int block = 0;
+  g_rseq_area_offset = own;
+  const bool pushed = RseqPush(row.data(), &block);
+  void* const popped = RseqPopPrimary(row.data());
+  const bool counted = RseqCountMiss(row.data());
+  g_rseq_area_offset = saved;
+  EXPECT_FALSE(pushed);
+  EXPECT_EQ(popped, nullptr);
+  EXPECT_FALSE(counted);
+  EXPECT_NE(*rseq_cs, 0u);  // The sequences armed their descriptor there.
+  EXPECT_EQ(CpuIdAt(own), -2);
+  EXPECT_EQ(std::count(row.begin(), row.end(), 0), static_cast<ptrdiff_t>(row_bytes));
+}
+#endif
 
 TEST(FakeCpuTest, NoFakeCpuOutsideAScope) {
   EXPECT_EQ(FakeCpuOfThisThread(), -1);

@@ -3,7 +3,8 @@
 // The per-thread caches when the process turns restartable sequences off from its environment.
 // Run by two targets (tests/BUILD.bazel), each starting the process with one setting:
 //   - rseq_tunable_off_test: GLIBC_TUNABLES=glibc.pthread.rseq=0, so glibc registers no rseq
-//     area (`__rseq_size == 0`) and CPU ids come from sched_getcpu();
+//     area (RseqRegistered() is false; its area is still there, unregistered) and CPU ids come
+//     from sched_getcpu();
 //   - rseq_env_off_test: SYNCPOOL_RSEQ=0, so syncpool leaves the registered area alone.
 // Either way RseqUsable() is false, every cache runs per thread (and says why) even when its
 // Options allow rseq, and a multi-threaded workload keeps every block accounted for.
@@ -60,10 +61,14 @@ TEST(RseqDisabledTest, StartedWithRseqTurnedOff) {
   ASSERT_TRUE(TunableOff() || EnvOff())
       << "run through //tests:rseq_tunable_off_test or //tests:rseq_env_off_test";
   if (TunableOff()) {
-    // glibc read the tunable at startup and registered no area.
+    // glibc read the tunable at startup and registered no area. The sequences still use
+    // glibc's area (never the thread control block at offset 0), whose cpu_id then reads
+    // RSEQ_CPU_ID_REGISTRATION_FAILED (-2) and fails them.
+    EXPECT_FALSE(internal::RseqRegistered());
     EXPECT_FALSE(internal::RseqAvailable());
 #if SYNCPOOL_HAVE_GLIBC_RSEQ
-    EXPECT_EQ(__rseq_size, 0u);
+    EXPECT_NE(internal::g_rseq_area_offset, 0);
+    EXPECT_EQ(internal::RseqCpuId(), -2);
 #endif
   }
   EXPECT_FALSE(internal::RseqUsable());

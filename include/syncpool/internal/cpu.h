@@ -9,9 +9,14 @@
 // seam through syncpool/testing/fake_cpu.h.
 //
 // CurrentCpu() reads `cpu_id` from the restartable-sequences area glibc (2.35 and later)
-// registers for every thread: one load from the thread pointer. Where that area is not
-// registered (`__rseq_size == 0`, for example under GLIBC_TUNABLES=glibc.pthread.rseq=0 or
-// valgrind) it falls back to sched_getcpu(). syncpool never registers an area of its own.
+// registers for every thread: one load from the thread pointer. Where glibc registered no area
+// (RseqRegistered() is false: glibc 2.34, GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, qemu)
+// it falls back to sched_getcpu(). syncpool never registers an area of its own.
+//
+// One build runs on every glibc from 2.34 up: glibc's `__rseq_offset` and `__rseq_size`
+// (GLIBC_2.35) are named only in src/cpu.cc, which looks them up at run time (null where glibc
+// has none) instead of linking them, and everything inline uses the library's own copies
+// (g_rseq_area_offset, RseqRegistered()), set by InitRseqArea().
 //
 // The answer is a hint: the thread may migrate right after reading it. Every user of the value
 // must stay correct when it is stale (the locked per-CPU caches are: they lock the cache they
@@ -21,15 +26,24 @@
 #define SYNCPOOL_INTERNAL_CPU_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #include "absl/base/optimization.h"
 
-#if defined(__x86_64__) && defined(__linux__) && __has_include(<sys/rseq.h>)
-#include <sys/rseq.h>
+// x86-64 Linux with glibc: the restartable sequences (percpu_rseq.h) are compiled in. Whether
+// they are usable is decided at run time (RseqRegistered(), RseqUsable()). No glibc header is
+// needed for them (<sys/rseq.h> appeared in 2.35): the ABI constants are below.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
 #define SYNCPOOL_HAVE_GLIBC_RSEQ 1
 #else
 #define SYNCPOOL_HAVE_GLIBC_RSEQ 0
+#endif
+
+#if SYNCPOOL_HAVE_GLIBC_RSEQ
+// The signature that precedes every abort handler: the one glibc registers its areas with on
+// x86-64 (RSEQ_SIG; src/cpu.cc checks it against <sys/rseq.h> where that header exists).
+#define SYNCPOOL_RSEQ_SIG 0x53053053
 #endif
 
 namespace syncpool {
@@ -64,27 +78,75 @@ void AllowRseqCpus();
 // The CPU id from sched_getcpu(), for threads without a registered rseq area.
 int SchedCurrentCpu();
 
+// InitRseqArea()
+//
+// Sets g_rseq_area_offset and RseqRegistered() once per process; later calls return at once.
+// Thread-safe. It runs from an ELF constructor in src/cpu.cc, before main() and before any
+// constructor of an object that links syncpool; RseqUsable() and every BlockCache constructor
+// call it too, so that no restartable sequence can run before it (see g_rseq_area_offset).
+void InitRseqArea();
+
+// True when glibc registered an rseq area for this process's threads (`__rseq_size != 0`; 0 or
+// absent under glibc 2.34, GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, qemu). False until
+// InitRseqArea() ran. Read with an acquire load, which orders the read of g_rseq_area_offset
+// after it.
+extern std::atomic<bool> g_rseq_registered;
+inline bool RseqRegistered() { return g_rseq_registered.load(std::memory_order_acquire); }
+
+// True when glibc registered an rseq area: InitRseqArea(), then RseqRegistered(). For callers
+// that may run before the ELF constructor.
+bool RseqAvailable();
+
 #if SYNCPOOL_HAVE_GLIBC_RSEQ
+// Offsets of the fields of the rseq area (the kernel's struct rseq, which glibc's follows) that
+// syncpool reads and writes: `cpu_id` (32 bits, negative while the kernel has not registered the
+// area for the thread) and `rseq_cs` (64 bits, the armed critical-section descriptor).
+inline constexpr int kRseqCpuIdOffset = 4;
+inline constexpr int kRseqCsOffset = 8;
+
+// g_rseq_area_offset
+//
+// The offset from the thread pointer of the rseq area that CurrentCpu() reads and the
+// restartable sequences write (one load, as glibc's `__rseq_offset` was). Set once by
+// InitRseqArea(), and never to a place that is not an rseq area of every thread:
+//   - glibc's `__rseq_offset` where glibc has one (2.35 and later), registered or not: glibc
+//     reserves the area in every thread even when it does not register it, and leaves its
+//     cpu_id at RSEQ_CPU_ID_REGISTRATION_FAILED (-2) then;
+//   - otherwise (glibc 2.34) the offset of an initial-exec thread-local area of syncpool's own
+//     (src/cpu.cc), 32-byte aligned, which the kernel never sees: its cpu_id stays -2, so
+//     every sequence fails its CPU bound, and the store of `rseq_cs` lands in it.
+// SAFETY: every sequence stores to %fs:(g_rseq_area_offset + kRseqCsOffset) before anything
+// else, on every cache, in either mode. Before InitRseqArea() the offset is 0, where that store
+// would overwrite the thread control block: InitRseqArea() must run before any sequence can
+// (the ELF constructor and BlockCache's constructor see to that).
+extern ptrdiff_t g_rseq_area_offset;
+
+// UnregisteredRseqAreaOffset()
+//
+// The offset from the thread pointer of syncpool's own area (see g_rseq_area_offset), computed
+// for the calling thread: the same in every thread (initial-exec TLS).
+ptrdiff_t UnregisteredRseqAreaOffset();
+
 // RseqCpuId()
 //
 // The `cpu_id` field of the calling thread's rseq area: the CPU id, or negative when the
-// kernel did not register the area for this thread. REQUIRES: __rseq_size != 0.
+// kernel did not register the area for this thread. REQUIRES: InitRseqArea() ran.
 inline int RseqCpuId() {
-  // %fs:0 holds the thread pointer on x86-64; glibc's area sits at __rseq_offset from it.
+  // %fs:0 holds the thread pointer on x86-64; the area sits at g_rseq_area_offset from it.
   // The kernel rewrites cpu_id whenever the thread is scheduled, hence the volatile load.
   char* tp;
   asm("mov %%fs:0, %0" : "=r"(tp));
-  const auto* area = reinterpret_cast<const struct rseq*>(tp + __rseq_offset);
-  return static_cast<int>(*reinterpret_cast<const volatile uint32_t*>(&area->cpu_id));
+  return static_cast<int>(*reinterpret_cast<const volatile uint32_t*>(
+      tp + g_rseq_area_offset + kRseqCpuIdOffset));
 }
 #endif
 
 // RealCurrentCpu()
 //
-// The real CPU id: glibc's rseq `cpu_id` when registered, sched_getcpu() otherwise.
+// The real CPU id: the rseq area's `cpu_id` when glibc registered it, sched_getcpu() otherwise.
 inline int RealCurrentCpu() {
 #if SYNCPOOL_HAVE_GLIBC_RSEQ
-  if (ABSL_PREDICT_TRUE(__rseq_size != 0)) {
+  if (ABSL_PREDICT_TRUE(RseqRegistered())) {
     const int cpu = RseqCpuId();
     if (ABSL_PREDICT_TRUE(cpu >= 0)) return cpu;
   }
@@ -102,9 +164,6 @@ inline int CurrentCpu() {
   }
   return RealCurrentCpu();
 }
-
-// True when glibc registered an rseq area for this process's threads.
-bool RseqAvailable();
 
 }  // namespace internal
 }  // namespace syncpool

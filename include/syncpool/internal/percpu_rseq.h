@@ -5,7 +5,7 @@
 // -----------------------------------------------------------------------------
 //
 // Restartable sequences over the per-CPU caches (cpu_cache.h), on Linux x86-64 with the rseq
-// area glibc registers for every thread. Not part of syncpool's API.
+// area glibc (2.35 and later) registers for every thread. Not part of syncpool's API.
 //
 // A pop or push of one block on the current CPU's stack is one critical section that reads
 // the CPU id, finds that CPU's stack in its class's row of the BlockCache's region (at row +
@@ -23,7 +23,8 @@
 //     mode, and while a remote operation works on it. A sequence also fails on a CPU id at or
 //     above g_rseq_cpu_limit (cpu.h): 0 until the rseq mode is decided and while a test fakes
 //     CPU ids, and above any id when glibc could not register the thread's area (cpu_id is
-//     then RSEQ_CPU_ID_REGISTRATION_FAILED, -1).
+//     then RSEQ_CPU_ID_REGISTRATION_FAILED, -2) or has none (syncpool's own area, whose
+//     cpu_id is always -2: g_rseq_area_offset in cpu.h).
 //   - Remote operations (sweeps, drains, and fake-CPU operations in tests) never run
 //     these sequences on another CPU's cache. They take the cache's lock, set every class's
 //     open_capacity to 0, and fence with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on
@@ -45,9 +46,15 @@
 //     over an emptied stack (tests/rseq_window_test.cc).
 //
 // glibc owns the registration of the rseq area; syncpool never registers one. It only writes
-// the area's `rseq_cs` field, as the rseq ABI intends. glibc reserves the area in every thread
-// even when it does not register it, with cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED, so the
-// sequences may run anywhere glibc has <sys/rseq.h>: unregistered threads fail the CPU bound.
+// the area's `rseq_cs` field, as the rseq ABI intends. The area is the one at
+// g_rseq_area_offset from the thread pointer (cpu.h), which is always an area of the thread:
+// glibc's, which glibc reserves in every thread even when it does not register it (cpu_id =
+// RSEQ_CPU_ID_REGISTRATION_FAILED), or, on a glibc without one (2.34), syncpool's own, which
+// the kernel never sees (cpu_id = RSEQ_CPU_ID_REGISTRATION_FAILED forever). So the sequences
+// may run on any x86-64 glibc, on every cache and in either mode: unregistered threads fail
+// the CPU bound. SAFETY: they store into %fs:(g_rseq_area_offset + 8) before anything else, so
+// InitRseqArea() must have run before the first one (it runs from an ELF constructor, and
+// from every BlockCache's constructor).
 
 #ifndef SYNCPOOL_INTERNAL_PERCPU_RSEQ_H_
 #define SYNCPOOL_INTERNAL_PERCPU_RSEQ_H_
@@ -80,10 +87,11 @@ namespace internal {
 // RseqUsable()
 //
 // Whether caches may use the restartable sequences: built for x86-64 Linux without
-// ThreadSanitizer, glibc registered its rseq area (`__rseq_size != 0`; 0 under
-// GLIBC_TUNABLES=glibc.pthread.rseq=0 or valgrind), SYNCPOOL_RSEQ is not "0", and the process
-// registered for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ). Decided once per process;
-// when true, the decision opens the CPU ids to the sequences (AllowRseqCpus()).
+// ThreadSanitizer, glibc registered its rseq area (RseqRegistered(); not on glibc 2.34, nor
+// under GLIBC_TUNABLES=glibc.pthread.rseq=0 or valgrind), SYNCPOOL_RSEQ is not "0", and the
+// process registered for membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ). Decided once per
+// process (after InitRseqArea(), which it calls); when true, the decision opens the CPU ids to
+// the sequences (AllowRseqCpus()).
 bool RseqUsable();
 
 // FenceCpu()
@@ -123,10 +131,6 @@ extern std::atomic<uint32_t> g_rseq_window_go;
 #define SYNCPOOL_RSEQ_WINDOW_OPERANDS
 #endif
 
-// Offsets of the fields of glibc's struct rseq that the sequences use.
-inline constexpr int kRseqCpuIdOffset = 4;
-inline constexpr int kRseqCsOffset = 8;
-
 #define SYNCPOOL_RSEQ_STR_(x) #x
 #define SYNCPOOL_RSEQ_STR(x) SYNCPOOL_RSEQ_STR_(x)
 
@@ -153,17 +157,18 @@ inline constexpr int kRseqCsOffset = 8;
   "shlq %[stack_shift], %[cpu]\n\t"
 
 // The abort handler, preceded by the signature glibc registered the area with: restarts.
+// (kRseqCpuIdOffset, kRseqCsOffset and SYNCPOOL_RSEQ_SIG come from cpu.h.)
 #define SYNCPOOL_RSEQ_ABORT_HANDLER                          \
   ".pushsection __rseq_failure, \"ax?\"\n\t"                 \
   ".byte 0x0f, 0xb9, 0x3d\n\t"                               \
-  ".long " SYNCPOOL_RSEQ_STR(RSEQ_SIG) "\n\t"                \
+  ".long " SYNCPOOL_RSEQ_STR(SYNCPOOL_RSEQ_SIG) "\n\t"       \
   "84:\n\t"                                                  \
   "jmp 80b\n\t"                                              \
   ".popsection\n\t"
 
 // The operands SYNCPOOL_RSEQ_ENTER uses.
 #define SYNCPOOL_RSEQ_OPERANDS                                                          \
-  [area] "r"(__rseq_offset), [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),             \
+  [area] "r"(g_rseq_area_offset), [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),        \
       [stack_shift] "i"(kClassStackShift), [cs_off] "i"(kRseqCsOffset),                 \
       [cpu_off] "i"(kRseqCpuIdOffset), [count] "i"(offsetof(ClassStack, primary_count)), \
       [open] "i"(offsetof(ClassStack, open_capacity)) SYNCPOOL_RSEQ_WINDOW_OPERANDS
