@@ -22,10 +22,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "syncpool/pool_resource.h"
+#include "syncpool/stats.h"
 
 namespace syncpool {
 namespace bench {
@@ -52,9 +54,9 @@ inline void AddBuildContext() {
 #ifndef NDEBUG
   benchmark::AddCustomContext("syncpool", "built without NDEBUG: debug checks on, use -c opt");
 #endif
-  benchmark::AddCustomContext(
-      "syncpool_per_cpu_path",
-      syncpool::PoolResource::Default().uses_rseq() ? "rseq" : "locked (rseq not available)");
+  const syncpool::Stats stats = syncpool::PoolResource::Default().GetStats();
+  benchmark::AddCustomContext("syncpool_caches",
+                              std::string(stats.mode) + " (" + stats.mode_reason + ")");
 }
 
 // Takes --syncpool_threads=LIST out of argv; false (with a message naming `tool`) when LIST is

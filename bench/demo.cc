@@ -191,10 +191,8 @@ void MemoryComesBack() {
 int main() {
   std::printf("syncpool demo: %u hardware threads; best of %d runs of %ld ops per thread\n",
               std::thread::hardware_concurrency(), kRepetitions, kOpsPerThread);
-  std::printf("per-CPU caches: %s\n\n",
-              syncpool::PoolResource::Default().uses_rseq()
-                  ? "restartable sequences (rseq)"
-                  : "locked fallback (rseq not available here)");
+  const syncpool::Stats stats = syncpool::PoolResource::Default().GetStats();
+  std::printf("caches: %s (%s)\n\n", stats.mode, stats.mode_reason);
 #ifndef NDEBUG
   std::printf("warning: built without NDEBUG, so syncpool's debug checks are on and the figures\n"
               "         are not representative: build with -c opt\n\n");

@@ -2,6 +2,9 @@
 //
 // CPU identity, the rseq area the restartable sequences use, and the fake-CPU seam for tests.
 
+// The one translation unit that writes g_rseq_area_offset (see cpu.h).
+#define SYNCPOOL_RSEQ_AREA_OFFSET_WRITABLE 1
+
 #include <dlfcn.h>
 #include <sched.h>
 #include <unistd.h>

@@ -126,7 +126,7 @@ class Pool {
       }
       return *this;
     }
-    ~Handle() { reset(); }
+    ABSL_ATTRIBUTE_ALWAYS_INLINE ~Handle() { reset(); }
 
     T* get() const { return obj_; }
     T& operator*() const { return *obj_; }
@@ -141,7 +141,7 @@ class Pool {
     // Handle::reset()
     //
     // Puts the object back now; the handle becomes empty.
-    void reset() noexcept {
+    ABSL_ATTRIBUTE_ALWAYS_INLINE void reset() noexcept {
       if (obj_ != nullptr) pool_->PutOwned(std::exchange(obj_, nullptr));
     }
 
@@ -177,7 +177,7 @@ class Pool {
   //
   // A pooled object, else a new one from New, else (no New, or New returned nullptr) an empty
   // Handle.
-  Handle Get() {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE Handle Get() {
     // The slow path returns a pointer, not a Handle, so that no Handle is returned through
     // memory: a caller's Handle can live in registers.
     void* obj = base_.GetOr([](void* o) { return o; }, [this] { return GetSlow(); });
@@ -211,7 +211,7 @@ class Pool {
   static void Destroy(void* obj) { delete static_cast<T*>(obj); }
 
   // Put() of an object the caller owns (not null).
-  void PutOwned(T* obj) {
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PutOwned(T* obj) {
     if (reset_) {
       std::unique_ptr<T> guard(obj);  // Destroys the object if the hook throws.
       reset_(*obj);

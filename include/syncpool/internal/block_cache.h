@@ -231,13 +231,18 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
                                           Otherwise otherwise) {
 #if SYNCPOOL_RSEQ_FAST_PATH && !defined(ABSL_HAVE_ADDRESS_SANITIZER)
     static_cast<void>(cls);
-    if (per_thread_) {
-      if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
-        return on_hit(block);
+    // The sequence first, so that the rseq mode's hit path is exactly the sequence; it fails
+    // at once in the other modes.
+    // (The fallback captures by value: captured by reference, the caller's lambdas would be
+    // stored to the stack on every call, hit or not.)
+    return RseqPopPrimaryOr(row, on_hit, [this, row, on_hit, otherwise] {
+      if (per_thread_) {
+        if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
+          return on_hit(block);
+        }
       }
       return otherwise();
-    }
-    return RseqPopPrimaryOr(row, on_hit, otherwise);
+    });
 #else
     if (void* block = TryGetAt(cls, row); block != nullptr) return on_hit(block);
     return otherwise();
@@ -279,12 +284,10 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     PoisonCached(block, class_bytes_[cls]);  // Also for PutSlow(), which callers call next.
 #endif
     static_cast<void>(cls);
-    if (per_thread_) return ThreadPush(row, block);
 #if SYNCPOOL_RSEQ_FAST_PATH
-    return RseqPush(row, block);
-#else
-    return false;
+    if (ABSL_PREDICT_TRUE(RseqPush(row, block))) return true;
 #endif
+    return per_thread_ && ThreadPush(row, block);
   }
 
   // BlockCache::PutSlow()
