@@ -5,6 +5,9 @@
 // that the restartable sequences may write, and the ScopedFakeCpu seam overrides it for the
 // calling thread only.
 
+// RseqAreaTest swaps g_rseq_area_offset for one test: this file sees it writable (cpu.h).
+#define SYNCPOOL_RSEQ_AREA_OFFSET_WRITABLE 1
+
 #include "syncpool/internal/cpu.h"
 
 #include <sched.h>
