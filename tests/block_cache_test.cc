@@ -66,8 +66,12 @@ class BlockCacheTest : public ::testing::Test {
     EXPECT_EQ(releaser_.TimesReleased(kSmall, block(3)), 1);
   }
 
+  // Per CPU in every build (ThreadSanitizer's included): the fake CPU ids name the caches.
   BlockCache MakeCache(uint32_t capacity = 4) {
-    return BlockCache({16, 64}, {capacity, capacity}, &releaser_, &sweeper_);
+    internal::CachePolicy policy;
+    policy.mode = CacheMode::kPerCpu;
+    return BlockCache({16, 64}, {capacity, capacity}, &releaser_, &sweeper_,
+                      /*allow_rseq=*/true, policy);
   }
 
   void* block(int i) { return &storage_[i]; }

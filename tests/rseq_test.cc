@@ -116,6 +116,7 @@ struct Fixture {
     options.sweeper = &sweeper;
     options.debug_checks = false;  // Keep the per-CPU fast paths.
     options.allow_rseq = allow_rseq;
+    options.mode = CacheMode::kPerCpu;  // Per-CPU caches, whatever SYNCPOOL_MODE says.
     options.max_blocks_per_class = max_blocks;
     // One block per miss: the tests follow each block from where it was placed.
     options.refill_bytes = 0;
