@@ -3,8 +3,9 @@
 #   1. bazel test //...                  GCC 12, the default configuration
 #   2. bazel test --config=clang //...   clang 14 with -Wthread-safety
 #   3. bazel test --config=asan //...    AddressSanitizer + UndefinedBehaviorSanitizer (clang)
-#   4. bazel test --config=tsan //...    ThreadSanitizer (clang; the locked per-CPU path)
-#   5. the fuzzer (tests/fuzz): its seed corpus, then mutations, 10,000 runs in all, under
+#   4. bazel test --config=tsan //...    ThreadSanitizer (clang; the per-thread caches)
+#   5. the fuzzer (tests/fuzz), in the default and the per-thread mode: its seed corpus, then
+#      mutations, 10,000 runs each, under
 #      AddressSanitizer + UndefinedBehaviorSanitizer (clang, libFuzzer)
 #   6. bazel build -c opt //bench/...    the benchmarks, optimized, so they keep compiling
 # Every step runs even when an earlier one fails; a summary follows and the exit status is
@@ -44,7 +45,8 @@ step "gcc tests" bazel test //... "$@"
 step "clang tests" bazel test --config=clang //... "$@"
 step "asan tests" bazel test --config=asan //... "$@"
 step "tsan tests" bazel test --config=tsan //... "$@"
-step "fuzzer" bazel test --config=asan //tests/fuzz:pool_fuzzer_test "$@"
+step "fuzzer" bazel test --config=asan //tests/fuzz:pool_fuzzer_test \
+  //tests/fuzz:pool_fuzzer_perthread_test "$@"
 step "opt benchmarks" bazel build -c opt //bench/... "$@"
 
 echo
