@@ -21,6 +21,8 @@ set -euo pipefail
 #   libtbb-dev               oneTBB's scalable allocator (libtbbmalloc), compared in workload_bench
 #   libboost-container-dev   Boost.Container's pmr pool resources, compared in workload_bench
 #   gnuplot-nox              charts drawn from benchmark output
+#   valgrind                 tests/valgrind_test.sh: tests under memcheck (the per-thread caches,
+#                            since valgrind refuses rseq)
 readonly PACKAGES=(
   bazel-bootstrap
   g++
@@ -36,6 +38,7 @@ readonly PACKAGES=(
   libtbb-dev
   libboost-container-dev
   gnuplot-nox
+  valgrind
 )
 
 log() { echo "install_deps: $*" >&2; }

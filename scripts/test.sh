@@ -7,7 +7,8 @@
 #   5. the fuzzer (tests/fuzz), in the default and the per-thread mode: its seed corpus, then
 #      mutations, 10,000 runs each, under
 #      AddressSanitizer + UndefinedBehaviorSanitizer (clang, libFuzzer)
-#   6. bazel build -c opt //bench/...    the benchmarks, optimized, so they keep compiling
+#   6. tests/valgrind_test.sh            API, policy and growth tests under valgrind (per thread)
+#   7. bazel build -c opt //bench/...    the benchmarks, optimized, so they keep compiling
 # Every step runs even when an earlier one fails; a summary follows and the exit status is
 # nonzero when any step failed. Extra arguments are passed to every Bazel command, e.g.
 #   bash scripts/test.sh --test_output=all
@@ -47,6 +48,7 @@ step "asan tests" bazel test --config=asan //... "$@"
 step "tsan tests" bazel test --config=tsan //... "$@"
 step "fuzzer" bazel test --config=asan //tests/fuzz:pool_fuzzer_test \
   //tests/fuzz:pool_fuzzer_perthread_test "$@"
+step "valgrind" bazel test //tests:valgrind_test "$@"
 step "opt benchmarks" bazel build -c opt //bench/... "$@"
 
 echo
