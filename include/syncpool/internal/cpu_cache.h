@@ -22,7 +22,12 @@
 //     through the methods below, reopens it (OpenToSequences()), and unlocks. While the cache is
 //     closed no sequence commits on it.
 //
-// Both modes:
+// Protocol, per-thread mode (thread_slots.h has the details): the cache is one thread's
+// column. Its owner's inline operations never take `lock` and use owner_open and busy; its
+// owner's slow path and every remote operation take `lock`; a remote operation also closes
+// the column (owner_open = 0), fences every thread and waits for busy to read 0 in every class.
+//
+// All modes:
 //   - Nothing slow happens while a cache is locked or closed: blocks to release are copied
 //     out and released afterwards.
 //   - The counts are atomics written only by the cache's owner of the moment (relaxed, so a
