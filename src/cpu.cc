@@ -50,7 +50,7 @@ thread_local int tls_fake_cpu = -1;
 // __tls_get_addr, for libstdc++'s thread-locals behind std::call_once), the linker versions it
 // GLIBC_2.35, and the loader of glibc 2.34 refuses to load an object that needs that version.
 // (tests/dynamic_symbols_test.sh checks libsyncpool.so for that.) A fully static executable has
-// no dynamic loader to ask: it runs without glibc's area, in the locked mode.
+// no dynamic loader to ask: it runs without glibc's area, in the per-thread mode.
 template <typename T>
 const T* GlibcRseqSymbol(const char* name) {
   return static_cast<const T*>(dlvsym(RTLD_DEFAULT, name, "GLIBC_2.35"));

@@ -158,9 +158,10 @@ struct Options {
   // kAuto.
   CacheMode mode = CacheMode::kAuto;
 
-  // Whether the per-CPU caches may use restartable sequences (Linux x86-64 with glibc's rseq
-  // area; see internal/percpu_rseq.h). false forces the locked fallback, as does
-  // SYNCPOOL_RSEQ=0 for every cache of the process. Both serve the same API and policy.
+  // Whether the caches may run as restartable sequences or per thread (kAuto and kPerThread
+  // above). false forces the locked per-CPU mode, every operation under a per-CPU lock (for
+  // tests of the per-CPU policy; debug checks force it too). SYNCPOOL_RSEQ=0 turns the
+  // sequences off for every cache of the process instead, which then runs per thread.
   // SYNCPOOL_RSEQ=0|1; true.
   bool allow_rseq = true;
 

@@ -204,7 +204,7 @@ class Pool {
 
   // Pool::uses_rseq()
   //
-  // Whether the per-CPU caches run as restartable sequences (else the locked fallback).
+  // Whether the per-CPU caches run as restartable sequences (GetStats().mode names the mode).
   bool uses_rseq() const { return base_.uses_rseq(); }
 
  private:

@@ -136,7 +136,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
 
   // PoolResource::uses_rseq()
   //
-  // Whether the per-CPU caches run as restartable sequences (else the locked fallback).
+  // Whether the per-CPU caches run as restartable sequences (GetStats().mode names the mode).
   bool uses_rseq() const { return cache_.uses_rseq(); }
 
   // PoolResource::max_block_size()
