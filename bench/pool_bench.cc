@@ -106,7 +106,8 @@ struct NamedResource {
 };
 
 std::pmr::memory_resource* SyncPool() { return &syncpool::PoolResource::Default(); }
-// The same resource with its caches forced into the locked per-CPU mode (Options::allow_rseq = false).
+// The same resource with its caches forced into the locked per-CPU mode
+// (Options::allow_rseq = false).
 std::pmr::memory_resource* SyncPoolLocked() {
   static auto* const resource = [] {
     syncpool::Options options;
