@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -16,6 +17,10 @@
 #include "src/debug_registry.h"
 #include "syncpool/internal/pages.h"
 #include "syncpool/mimalloc_resource.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
 
 namespace syncpool {
 namespace {
@@ -78,6 +83,18 @@ std::array<uint8_t, internal::kNumSizeClasses> RefillBlocks(const Options& optio
 
 bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 
+#if !defined(SYNCPOOL_SANITIZER)
+// Whether the process runs under valgrind: its client request where the header is there when
+// building, else the preloaded library valgrind starts every client with.
+bool RunningUnderValgrind() {
+#if __has_include(<valgrind/valgrind.h>)
+  if (RUNNING_ON_VALGRIND) return true;
+#endif
+  const char* preload = std::getenv("LD_PRELOAD");
+  return preload != nullptr && std::strstr(preload, "vgpreload") != nullptr;
+}
+#endif
+
 }  // namespace
 
 std::pmr::memory_resource* DefaultUpstream() {
@@ -86,6 +103,9 @@ std::pmr::memory_resource* DefaultUpstream() {
   return std::pmr::new_delete_resource();
 #else
   static std::pmr::memory_resource* const upstream = [] {
+    // So must valgrind, which also replaces the `free` that mimalloc's library exports, so that
+    // a block from mimalloc would be freed through valgrind's: an invalid free.
+    if (RunningUnderValgrind()) return std::pmr::new_delete_resource();
     std::pmr::memory_resource* mimalloc = MimallocResource::Get();
     return mimalloc != nullptr ? mimalloc : std::pmr::new_delete_resource();
   }();
