@@ -124,8 +124,6 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
       mapping_(RegionBytes(ValidatedClassCount(class_bytes, capacities), Columns(mode_))),
       region_(mapping_.base()),
       class_stride_(static_cast<size_t>(Columns(mode_)) << kClassStackShift),
-      rseq_(mode_.rseq),
-      per_thread_(mode_.per_thread),
       num_cpus_(Columns(mode_)),
       cpus_(new std::atomic<CpuCache*>[static_cast<size_t>(num_cpus_)]),
       class_bytes_(std::move(class_bytes)),
@@ -141,12 +139,12 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
     transfers_[cls].Init(2 * std::max<uint32_t>(capacities_[cls], 1));
   }
   for (int cpu = 0; cpu < num_cpus_; ++cpu) cpus_[cpu].store(nullptr, std::memory_order_relaxed);
-  if (per_thread_) RegisterSlotUser(this);
+  if (mode_.per_thread) RegisterSlotUser(this);
 }
 
 BlockCache::~BlockCache() {
   // First, so that no thread exit visits the cache from here on.
-  if (per_thread_) UnregisterSlotUser(this);
+  if (mode_.per_thread) UnregisterSlotUser(this);
   // After Unregister() returns no sweep touches this cache, and REQUIRES says no other thread
   // does either, so the caches can be drained and freed.
   if (registered_flag_.load(std::memory_order_acquire)) sweeper_->Unregister(this);
@@ -237,8 +235,8 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   if (c != nullptr) return c;
   c = CpuCache::Create(region_ + (static_cast<size_t>(cpu) << kClassStackShift), class_stride_,
                        class_bytes_.data(), capacities_.data(), max_capacities_.data(),
-                       capacities_.size(), per_thread_);
-  if (rseq_ || per_thread_) {
+                       capacities_.size(), mode_.per_thread);
+  if (mode_.rseq || mode_.per_thread) {
     // Open it to the inline operations under its lock, so that it cannot open in the middle
     // of a remote operation that found the cache in cpus_ already.
     SpinLockHolder cl(&c->lock);
@@ -257,7 +255,7 @@ void (*g_remote_before_op_for_test)(int cpu) = nullptr;
 template <typename Op>
 auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
   SpinLockHolder l(&c->lock);
-  if (rseq_) {
+  if (mode_.rseq) {
     // Close, then fence: once FenceCpu() returns, no sequence that read an open capacity
     // before the close is still running on `cpu`, so the cache is ours until it is reopened.
     c->CloseToSequences();
@@ -266,7 +264,7 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
     if (g_remote_after_fence_for_test != nullptr) g_remote_after_fence_for_test(cpu);
 #endif
   }
-  if (per_thread_) {
+  if (mode_.per_thread) {
     // Close, fence, then wait for an owner that read the column open before the close to
     // leave its operation (thread_slots.h): the column is then ours until it is reopened.
     c->CloseToSequences();
@@ -285,7 +283,7 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
 #endif
   }
   auto result = op(c);  // Moves pointers only: cannot throw.
-  if (rseq_ || per_thread_) c->OpenToSequences();
+  if (mode_.rseq || mode_.per_thread) c->OpenToSequences();
   return result;
 }
 
@@ -358,7 +356,7 @@ void* BlockCache::GetSlow(size_t cls) {
   };
   void* block = nullptr;
   CpuCache* c = nullptr;
-  if (per_thread_) {
+  if (mode_.per_thread) {
     // The owner's slow path: under the lock, which keeps remote operations out (its own
     // inline operations are not running: this is the same thread).
     if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
@@ -366,7 +364,7 @@ void* BlockCache::GetSlow(size_t cls) {
       SpinLockHolder l(&c->lock);
       block = pop_locked(c);
     }
-  } else if (!rseq_) {
+  } else if (!mode_.rseq) {
     c = CacheOf(CurrentCpu());
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
@@ -411,7 +409,7 @@ void* BlockCache::GetSlow(size_t cls) {
   }
   // A miss. Nothing here touches another CPU's cache (see the policy in block_cache.h).
 #if SYNCPOOL_RSEQ_FAST_PATH
-  if (rseq_ && RseqCountMiss(Row(cls))) return nullptr;
+  if (mode_.rseq && RseqCountMiss(Row(cls))) return nullptr;
 #endif
   (c != nullptr ? c->misses : orphan_misses_).fetch_add(1, std::memory_order_relaxed);
   return nullptr;
@@ -486,7 +484,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
   bool kept = false;
   CpuCache* c = nullptr;
   try {
-    if (per_thread_) {
+    if (mode_.per_thread) {
       if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
         c = CacheOf(static_cast<int>(slot));
         SpinLockHolder l(&c->lock);
@@ -495,7 +493,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
         ToTransfer(cls, nullptr, &block, 1);  // No slot: the shared layer, or a spill.
         return;
       }
-    } else if (!rseq_) {
+    } else if (!mode_.rseq) {
       c = CacheOf(CurrentCpu());
       SpinLockHolder l(&c->lock);
       kept = push_locked(c);

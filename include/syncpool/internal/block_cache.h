@@ -211,14 +211,11 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // TryGet() for a caller that knows the class's Row() already.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGetAt(size_t cls, char* row) {
     void* block = nullptr;
-    if (per_thread_) {
-      block = ThreadPop(row);
-    } else {
 #if SYNCPOOL_RSEQ_FAST_PATH
-      // In the locked mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
-      block = RseqPopPrimary(row);
+    // Outside the rseq mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
+    block = RseqPopPrimary(row);
 #endif
-    }
+    if (block == nullptr && mode_.per_thread) block = ThreadPop(row);
     return UnpoisonCached(block, class_bytes_[cls]);
   }
 
@@ -236,7 +233,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     // (The fallback captures by value: captured by reference, the caller's lambdas would be
     // stored to the stack on every call, hit or not.)
     return RseqPopPrimaryOr(row, on_hit, [this, row, on_hit, otherwise] {
-      if (per_thread_) {
+      if (mode_.per_thread) {
         if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
           return on_hit(block);
         }
@@ -287,7 +284,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
 #if SYNCPOOL_RSEQ_FAST_PATH
     if (ABSL_PREDICT_TRUE(RseqPush(row, block))) return true;
 #endif
-    return per_thread_ && ThreadPush(row, block);
+    return mode_.per_thread && ThreadPush(row, block);
   }
 
   // BlockCache::PutSlow()
@@ -350,12 +347,12 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // BlockCache::uses_rseq()
   //
   // Whether local operations are restartable sequences.
-  bool uses_rseq() const { return rseq_; }
+  bool uses_rseq() const { return mode_.rseq; }
 
   // BlockCache::per_thread()
   //
   // Whether the cache keeps a column per thread (thread_slots.h) instead of per CPU.
-  bool per_thread() const { return per_thread_; }
+  bool per_thread() const { return mode_.per_thread; }
 
   // BlockCache::mode()
   //
@@ -457,8 +454,6 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   MappedRegion mapping_;
   char* const region_;
   const size_t class_stride_;  // num_cpus_ << kClassStackShift.
-  const bool rseq_;
-  const bool per_thread_;
   const int num_cpus_;  // Columns: CPU ids, or thread slots in the per-thread mode.
   // INVARIANT: an entry goes from nullptr to the CpuCache built in the region once (release
   // store, under create_mu_) and stays.
