@@ -93,13 +93,7 @@ CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested) {
   if (!allow_rseq) {
     return {false, false, kLockedName, "Options::allow_rseq is false, or debug checks are on"};
   }
-  if (requested == CacheMode::kAuto) {
-    requested = static_cast<CacheMode>(
-        EnvChoice("SYNCPOOL_MODE", static_cast<int>(CacheMode::kAuto),
-                  {{"auto", static_cast<int>(CacheMode::kAuto)},
-                   {"percpu", static_cast<int>(CacheMode::kPerCpu)},
-                   {"perthread", static_cast<int>(CacheMode::kPerThread)}}));
-  }
+  if (requested == CacheMode::kAuto) requested = GetOptionDefaults().mode;  // SYNCPOOL_MODE.
   const char* no_fence = "";
   if (requested == CacheMode::kPerThread) {
     if (ThreadFenceUsable(&no_fence)) {

@@ -29,6 +29,11 @@ const OptionDefaults& GetOptionDefaults() {
                   {{"working_set", static_cast<int>(Retention::kWorkingSet)},
                    {"victim", static_cast<int>(Retention::kVictim)}}));
     d.max_cached_bytes = EnvInteger("SYNCPOOL_MAX_CACHED_BYTES", 0, 0, kUnbounded);
+    d.mode = static_cast<CacheMode>(
+        EnvChoice("SYNCPOOL_MODE", static_cast<int>(CacheMode::kAuto),
+                  {{"auto", static_cast<int>(CacheMode::kAuto)},
+                   {"percpu", static_cast<int>(CacheMode::kPerCpu)},
+                   {"perthread", static_cast<int>(CacheMode::kPerThread)}}));
     return d;
   }();
   return defaults;

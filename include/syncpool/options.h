@@ -69,6 +69,7 @@ struct OptionDefaults {
   size_t refill_bytes;
   Retention retention;
   size_t max_cached_bytes;
+  CacheMode mode;  // SYNCPOOL_MODE: what a cache left at CacheMode::kAuto asks for.
 };
 const OptionDefaults& GetOptionDefaults();
 
