@@ -133,7 +133,33 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
     transfers_[cls].Init(2 * std::max<uint32_t>(capacities_[cls], 1));
   }
   for (int cpu = 0; cpu < num_cpus_; ++cpu) cpus_[cpu].store(nullptr, std::memory_order_relaxed);
+  if (policy_.owned_bytes) {
+    if (class_bytes_.size() != 1) {
+      throw std::invalid_argument("BlockCache: owned bytes are counted for one class only");
+    }
+    owned_region_ = std::make_unique<MappedRegion>(kThreadSlots * sizeof(OwnedCount));
+    owned_ = reinterpret_cast<OwnedCount*>(owned_region_->base());
+    // Small enough that the budget check of a Put sees the others' counts within 1/64 of the
+    // budget (64 KiB per thread at most).
+    constexpr int64_t kMaxFlush = 64 * 1024;
+    owned_flush_ = policy_.max_cached_bytes == 0
+                       ? kMaxFlush
+                       : std::clamp<int64_t>(
+                             static_cast<int64_t>(policy_.max_cached_bytes / 64), 1, kMaxFlush);
+  }
   if (mode_.per_thread) RegisterSlotUser(this);
+}
+
+void BlockCache::AccountOwnedSlow(int64_t bytes) {
+  if (AcquireThreadSlot() != 0) {
+    AccountOwned(bytes);
+  } else {
+    AddEstimate(bytes);
+  }
+}
+
+void BlockCache::RefreshEstimate() {
+  if (owned_ == nullptr) SetEstimate(CachedBytes());
 }
 
 BlockCache::~BlockCache() {
@@ -418,21 +444,21 @@ void* BlockCache::FromTransfer(size_t cls) {
   void* taken[kMaxTransferBatch];
   const size_t n = t.Remove(taken, Batch(cls));
   if (n == 0) return nullptr;
-  AddEstimate(-static_cast<int64_t>(n * class_bytes_[cls]));  // They go to a CPU or the caller.
+  // They go to a CPU or the caller (for owned bytes, the caller counts them).
+  if (owned_ == nullptr) AddEstimate(-static_cast<int64_t>(n * class_bytes_[cls]));
   transfer_hits_.fetch_add(1, std::memory_order_relaxed);
   for (size_t k = 1; k < n; ++k) Put(cls, taken[k]);
   return taken[0];
 }
 
 void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n) {
-  if (OverBudget(n * class_bytes_[cls])) {
-    over_budget_blocks_.fetch_add(n, std::memory_order_relaxed);
-    over_budget_bytes_.fetch_add(n * class_bytes_[cls], std::memory_order_relaxed);
-    Release(cls, blocks, n);
+  // Owned bytes are counted already, wherever the blocks are.
+  if (OverBudget(owned_ != nullptr ? 0 : n * class_bytes_[cls])) {
+    CountOverBudget(n, Release(cls, blocks, n));
     return;
   }
   const size_t stored = transfers_[cls].Insert(blocks, n);
-  AddEstimate(static_cast<int64_t>(stored * class_bytes_[cls]));
+  if (owned_ == nullptr) AddEstimate(static_cast<int64_t>(stored * class_bytes_[cls]));
   shared_moves_.fetch_add(stored, std::memory_order_relaxed);
   if (stored == n) return;
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(n - stored, std::memory_order_relaxed);
@@ -446,7 +472,7 @@ bool BlockCache::GrowthAllowed(const CpuCache* c, size_t cls, uint32_t cap) cons
   const uint64_t added = uint64_t{cap} * class_bytes_[cls];
   return cap < max_capacities_[cls] &&
          (policy_.max_cpu_bytes == 0 || c->CapacityBytes() + added <= policy_.max_cpu_bytes) &&
-         !OverBudget(2 * added);
+         !OverBudget(owned_ != nullptr ? 0 : 2 * added);
 }
 
 bool BlockCache::TryGrow(CpuCache* c, size_t cls) {
@@ -541,6 +567,7 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
   const size_t room = buffer.blocks.size();
   std::vector<uint64_t>& totals = buffer.totals;
   std::fill(totals.begin(), totals.end(), 0);
+  buffer.released_bytes = 0;
   size_t taken;
   do {
     taken = Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -554,7 +581,7 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
     });
     size_t at = 0;
     for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-      Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
+      buffer.released_bytes += Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
       at += buffer.counts[cls];
       totals[cls] += buffer.counts[cls];
     }
@@ -576,18 +603,15 @@ void BlockCache::Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buff
             ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out, room); },
         buffer);
   }
-  for (size_t cls = 0; cls < buffer.totals.size(); ++cls) {
-    *blocks += buffer.totals[cls];
-    *bytes += buffer.totals[cls] * class_bytes_[cls];
-  }
+  for (size_t cls = 0; cls < buffer.totals.size(); ++cls) *blocks += buffer.totals[cls];
+  *bytes += buffer.released_bytes;
 }
 
 void BlockCache::DrainTransfers(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes) {
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     const size_t n = transfers_[cls].TakeAll(buffer.blocks.data());
-    Release(cls, buffer.blocks.data(), n);
+    *bytes += Release(cls, buffer.blocks.data(), n);
     *blocks += n;
-    *bytes += n * class_bytes_[cls];
   }
 }
 
@@ -651,9 +675,8 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
           // The detached arrays are the sweep's alone now: release their blocks, then give
           // the arrays back as spares (under the lock, which sequences never wait for).
           for (size_t cls = 0; cls < detached_.size(); ++cls) {
-            Release(cls, detached_[cls].slots, detached_[cls].count);
+            bytes += Release(cls, detached_[cls].slots, detached_[cls].count);
             blocks += detached_[cls].count;
-            bytes += uint64_t{detached_[cls].count} * class_bytes_[cls];
           }
           SpinLockHolder l(&c->lock);
           for (size_t cls = 0; cls < detached_.size(); ++cls) {
@@ -666,15 +689,14 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
       if (transfers_[cls].LooksEmpty()) continue;
       uint32_t n;
       void** const slots = transfers_[cls].AgeDetach(&n);
-      Release(cls, slots, n);
+      bytes += Release(cls, slots, n);
       transfers_[cls].ReturnSpare(slots);
       blocks += n;
-      bytes += uint64_t{n} * class_bytes_[cls];
     }
     swept_blocks_.fetch_add(blocks, std::memory_order_relaxed);
     swept_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   }
-  SetEstimate(CachedBytes());
+  RefreshEstimate();
   EnforceBudget(buffer);
   // What this epoch left, every path included (aging, draining, pressure, budgets), for the
   // next epoch to tell a CPU nobody used since.
@@ -699,26 +721,150 @@ void BlockCache::ShrinkEmpty(int cpu, CpuCache* c) {
 }
 
 void BlockCache::EnforceBudget(TakeBuffer& buffer) {
+  if (owned_ != nullptr) {
+    EnforceOwnedBudget(buffer);
+    return;
+  }
   if (!OverBudget(0)) return;
   uint64_t blocks = 0;
   uint64_t bytes = 0;
   // First what no CPU holds, then every CPU's victims, then whole CPU caches, recounting
   // after each step.
   DrainTransfers(buffer, &blocks, &bytes);
-  SetEstimate(CachedBytes());
+  RefreshEstimate();
   for (int pass = 0; pass < 2 && OverBudget(0); ++pass) {
     for (int cpu = 0; cpu < num_cpus_ && OverBudget(0); ++cpu) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr || c->LooksEmpty()) continue;
       Empty(cpu, c, /*victims_only=*/pass == 0, buffer, &blocks, &bytes);
-      SetEstimate(CachedBytes());
+      RefreshEstimate();
     }
   }
   over_budget_blocks_.fetch_add(blocks, std::memory_order_relaxed);
   over_budget_bytes_.fetch_add(bytes, std::memory_order_relaxed);
 }
 
+uint64_t BlockCache::OwnedExcess() const {
+  const uint64_t mine = CachedBytes();
+  uint64_t excess = 0;
+  if (policy_.max_cached_bytes != 0 && mine > policy_.max_cached_bytes) {
+    excess = mine - policy_.max_cached_bytes;
+  }
+  const uint64_t limit = ProcessLimit().load(std::memory_order_relaxed);
+  const int64_t process = g_process_estimate.load(std::memory_order_relaxed);
+  if (limit != 0 && process > 0 && static_cast<uint64_t>(process) > limit) {
+    excess = std::max(excess, std::min(static_cast<uint64_t>(process) - limit, mine));
+  }
+  return excess;
+}
+
+void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
+  uint64_t excess = OwnedExcess();
+  if (excess == 0) return;
+  // The bytes of a block in a cache: read under the column's lock (remote operation) or from
+  // a block taken out, unpoisoned for the read.
+  auto bytes_of = [this](void* block) {
+    UnpoisonCached(block, class_bytes_[0]);
+    const uint64_t bytes = releaser_->OwnedBytes(0, block);
+    PoisonCached(block, class_bytes_[0]);
+    return bytes;
+  };
+  uint64_t blocks = 0;
+  uint64_t bytes = 0;
+  std::vector<uint64_t> sizes;
+  std::vector<void*> held;
+  // Pass 0 chooses among the idle blocks (every CPU's victims, and the TransferStack, which
+  // no CPU holds), pass 1 among all. Each pass: the sizes of the candidates (read in place,
+  // under each column's lock), the size above which (and how many at which) blocks go so that
+  // the largest leave first until the excess is met, then the same walk taking those. Blocks
+  // that changed hands in between are judged by the same threshold.
+  for (int pass = 0; pass < 2 && excess != 0; ++pass) {
+    const bool victims_only = pass == 0;
+    try {
+      size_t expect = 2 * transfers_[0].capacity();
+      for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+        if (const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) {
+          expect += c->VictimCount(0) + (victims_only ? 0 : c->PrimaryCount(0));
+        }
+      }
+      sizes.clear();
+      sizes.reserve(expect + expect / 4 + 64);  // No allocation under a lock below.
+      held.resize(2 * transfers_[0].capacity());
+    } catch (const std::bad_alloc&) {
+      return;  // Next epoch.
+    }
+    held.resize(transfers_[0].TakeAll(held.data()));
+    for (void* block : held) sizes.push_back(bytes_of(block));
+    for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+      CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+      if (c == nullptr || c->LooksEmpty()) continue;
+      Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        cc->ForEachBlock(0, victims_only, [&](void* block) {
+          if (sizes.size() < sizes.capacity()) sizes.push_back(bytes_of(block));
+        });
+        return 0;
+      });
+    }
+    std::sort(sizes.begin(), sizes.end(), std::greater<>());
+    uint64_t threshold = ~uint64_t{0};
+    size_t at_threshold = 0;  // How many blocks of exactly `threshold` bytes go.
+    uint64_t chosen = 0;
+    for (uint64_t size : sizes) {
+      if (chosen >= excess) break;
+      chosen += size;
+      if (size != threshold) {
+        threshold = size;
+        at_threshold = 0;
+      }
+      ++at_threshold;
+    }
+    auto take = [&](void* block) {
+      const uint64_t size = bytes_of(block);
+      if (size > threshold) return true;
+      if (size != threshold || at_threshold == 0) return false;
+      --at_threshold;
+      return true;
+    };
+    // The TransferStack's blocks: the chosen ones go, the others back.
+    size_t kept = 0;
+    for (void* block : held) {
+      if (take(block)) {
+        bytes += Release(0, &block, 1);
+        ++blocks;
+      } else {
+        held[kept++] = block;
+      }
+    }
+    const size_t stored = transfers_[0].Insert(held.data(), kept);
+    bytes += Release(0, held.data() + stored, kept - stored);
+    blocks += kept - stored;
+    for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+      CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+      if (c == nullptr || c->LooksEmpty()) continue;
+      c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
+      const size_t room = buffer.blocks.size();
+      size_t n;
+      do {
+        n = Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return cc->TakeIf(0, victims_only, take, buffer.blocks.data(), room);
+        });
+        bytes += Release(0, buffer.blocks.data(), n);
+        blocks += n;
+      } while (n == room);
+    }
+    excess = OwnedExcess();
+  }
+  CountOverBudget(blocks, bytes);
+}
+
 uint64_t BlockCache::CachedBytes() const {
+  if (owned_ != nullptr) {
+    int64_t bytes = estimate_.load(std::memory_order_relaxed);
+    for (uint32_t slot = 0; slot < kThreadSlots; ++slot) {
+      bytes += owned_[slot].bytes.load(std::memory_order_relaxed);
+    }
+    return static_cast<uint64_t>(std::max<int64_t>(bytes, 0));
+  }
   uint64_t bytes = 0;
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
@@ -748,7 +894,7 @@ void BlockCache::Drain() {
   uint64_t blocks = 0;
   uint64_t bytes = 0;
   DrainCounting(buffer, &blocks, &bytes);
-  SetEstimate(CachedBytes());
+  RefreshEstimate();
 }
 
 void BlockCache::DrainOneByOne() {
@@ -810,6 +956,17 @@ Stats BlockCache::Snapshot() const {
     s.primary_bytes += primary * class_bytes_[cls];
     s.victim_blocks += victim;
     s.victim_bytes += victim * class_bytes_[cls];
+  }
+  if (owned_ != nullptr) {
+    // What the objects own, counted as they came and went; split between the generations in
+    // proportion to their objects (which generation holds which object is not counted).
+    const uint64_t total = CachedBytes();
+    const uint64_t objects = s.primary_blocks + s.victim_blocks;
+    s.victim_bytes = objects == 0 ? 0
+                                  : static_cast<uint64_t>(static_cast<unsigned __int128>(total) *
+                                                          s.victim_blocks / objects);
+    s.primary_bytes = total - s.victim_bytes;
+    s.max_cache_bytes = 0;  // Not counted per cache.
   }
   s.swept_blocks = swept_blocks_.load(std::memory_order_relaxed);
   s.swept_bytes = swept_bytes_.load(std::memory_order_relaxed);

@@ -29,6 +29,7 @@ const OptionDefaults& GetOptionDefaults() {
                   {{"working_set", static_cast<int>(Retention::kWorkingSet)},
                    {"victim", static_cast<int>(Retention::kVictim)}}));
     d.max_cached_bytes = EnvInteger("SYNCPOOL_MAX_CACHED_BYTES", 0, 0, kUnbounded);
+    d.max_object_bytes = EnvInteger("SYNCPOOL_MAX_OBJECT_BYTES", 0, 0, kUnbounded);
     d.mode = static_cast<CacheMode>(
         EnvChoice("SYNCPOOL_MODE", static_cast<int>(CacheMode::kAuto),
                   {{"auto", static_cast<int>(CacheMode::kAuto)},

@@ -12,20 +12,39 @@ namespace {
 
 constexpr char kWho[] = "syncpool::Pool";
 
+// What sizes the per-CPU capacities: where the objects' owned bytes are counted, the byte
+// budget bounds those (at Put and at epochs), not the capacities' sizeof(T).
+Options SizingOptions(const Options& options, bool owning) {
+  Options sizing = options;
+  if (owning) sizing.max_cached_bytes = 0;
+  return sizing;
+}
+
 // Where the per-CPU capacity starts (SizingOf()).
-std::vector<uint32_t> StartCapacity(size_t object_size, const Options& options) {
-  return SizingOf(options, {object_size}, kWho).start;
+std::vector<uint32_t> StartCapacity(size_t object_size, const Options& options, bool owning) {
+  return SizingOf(SizingOptions(options, owning), {object_size}, kWho).start;
+}
+
+BlockCache::Policy PoolPolicy(size_t object_size, const Options& options, bool owning) {
+  BlockCache::Policy policy = PolicyOf(SizingOptions(options, owning), {object_size}, kWho);
+  policy.max_cached_bytes = options.max_cached_bytes;
+  policy.owned_bytes = owning;
+  return policy;
 }
 
 }  // namespace
 
-PoolBase::PoolBase(size_t object_size, void (*destroy)(void*), const Options& options)
+PoolBase::PoolBase(size_t object_size, void (*destroy)(void*),
+                   uint64_t (*owned_bytes)(const void*), const Options& options)
     : destroy_(destroy),
+      owned_bytes_(owned_bytes),
+      max_object_bytes_(options.max_object_bytes == 0 ? ~uint64_t{0} : options.max_object_bytes),
       debug_(DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<DebugRegistry>() : nullptr),
-      cache_({object_size}, StartCapacity(object_size, options), this,
+      cache_({object_size}, StartCapacity(object_size, options, owned_bytes != nullptr), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             options.allow_rseq && !debug_, PolicyOf(options, {object_size}, kWho)),
+             options.allow_rseq && !debug_,
+             PoolPolicy(object_size, options, owned_bytes != nullptr)),
       report_("Pool", options.name, this, [this] { return GetStats(); }) {}
 
 PoolBase::~PoolBase() = default;
@@ -35,6 +54,33 @@ void PoolBase::Release(size_t /*cls*/, void* const* blocks, size_t n) {
     if (debug_) registry_->OnLeave(blocks[i]);
     destroy_(blocks[i]);
   }
+}
+
+uint64_t PoolBase::OwnedBytes(size_t /*cls*/, const void* block) {
+  return owned_bytes_(block);
+}
+
+Stats PoolBase::GetStats() const {
+  Stats s = cache_.Snapshot();
+  s.oversized_objects = oversized_objects_.load(std::memory_order_relaxed);
+  s.oversized_bytes = oversized_bytes_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void PoolBase::DropOnPut(void* obj, uint64_t bytes) {
+  // With debug checks, a second Put of a cached object aborts here too, before anything is
+  // destroyed.
+  if (debug_) {
+    registry_->OnPut(obj);
+    registry_->OnLeave(obj);
+  }
+  if (bytes > max_object_bytes_) {
+    oversized_objects_.fetch_add(1, std::memory_order_relaxed);
+    oversized_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  } else {
+    cache_.CountOverBudget(1, bytes);
+  }
+  destroy_(obj);
 }
 
 void PoolBase::LockForFork() {

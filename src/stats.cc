@@ -13,14 +13,15 @@ std::string Stats::DebugString() const {
       "per-CPU capacities grew %d times; "
       "%d requests passed straight upstream; %d blocks moved to the shared layer\n"
       "left the caches: %d reused, %d swept (%d bytes), %d over budget (%d bytes), "
-      "%d under memory pressure (%d bytes), %d spilled from full caches\n"
+      "%d under memory pressure (%d bytes), %d spilled from full caches, "
+      "%d oversized (%d bytes)\n"
       "epochs: %d; pages given back to the system: %d bytes\n"
       "caches: %s (%s): %d, the largest holding %d bytes\n",
       cached_blocks(), cached_bytes(), primary_blocks, primary_bytes, victim_blocks,
       victim_bytes, hits, misses, refilled, grows, direct, shared_moves, hits, swept_blocks,
       swept_bytes,
-      over_budget_blocks, over_budget_bytes, pressure_blocks, pressure_bytes, spills, epochs,
-      discarded_bytes, mode, mode_reason, caches, max_cache_bytes);
+      over_budget_blocks, over_budget_bytes, pressure_blocks, pressure_bytes, spills,
+      oversized_objects, oversized_bytes, epochs, discarded_bytes, mode, mode_reason, caches, max_cache_bytes);
 }
 
 std::string Stats::ToString() const {
@@ -29,12 +30,12 @@ std::string Stats::ToString() const {
       "primary_blocks=%d "
       "primary_bytes=%d victim_blocks=%d victim_bytes=%d swept_blocks=%d swept_bytes=%d "
       "over_budget_blocks=%d over_budget_bytes=%d pressure_blocks=%d pressure_bytes=%d "
-      "discarded_bytes=%d epochs=%d caches=%d max_cache_bytes=%d mode=\"%s\" "
+      "oversized_objects=%d oversized_bytes=%d discarded_bytes=%d epochs=%d caches=%d max_cache_bytes=%d mode=\"%s\" "
       "mode_reason=\"%s\"",
       hits, misses, grows, spills, shared_moves, direct, refilled, primary_blocks, primary_bytes,
       victim_blocks,
       victim_bytes, swept_blocks, swept_bytes, over_budget_blocks, over_budget_bytes,
-      pressure_blocks, pressure_bytes, discarded_bytes, epochs, caches, max_cache_bytes, mode,
+      pressure_blocks, pressure_bytes, oversized_objects, oversized_bytes, discarded_bytes, epochs, caches, max_cache_bytes, mode,
       mode_reason);
 }
 

@@ -30,6 +30,8 @@ Stats Sample() {
   s.over_budget_bytes = 1400;
   s.pressure_blocks = 15;
   s.pressure_bytes = 1600;
+  s.oversized_objects = 22;
+  s.oversized_bytes = 2300;
   s.discarded_bytes = 17;
   s.epochs = 12;
   s.caches = 20;
@@ -52,7 +54,7 @@ TEST(StatsTest, ToStringNamesEveryField) {
             "primary_blocks=6 primary_bytes=700 victim_blocks=8 victim_bytes=900 swept_blocks=10 "
             "swept_bytes=1100 "
             "over_budget_blocks=13 over_budget_bytes=1400 pressure_blocks=15 "
-            "pressure_bytes=1600 discarded_bytes=17 epochs=12 caches=20 max_cache_bytes=2100 "
+            "pressure_bytes=1600 oversized_objects=22 oversized_bytes=2300 discarded_bytes=17 epochs=12 caches=20 max_cache_bytes=2100 "
             "mode=\"per-thread\" mode_reason=\"SYNCPOOL_RSEQ=0\"");
 }
 
@@ -64,7 +66,8 @@ TEST(StatsTest, DebugStringSaysWhatIsCachedAndWhyBlocksLeft) {
             "capacities grew 3 times; 5 requests "
             "passed straight upstream; 18 blocks moved to the shared layer\n"
             "left the caches: 1 reused, 10 swept (1100 bytes), 13 over budget (1400 bytes), 15 "
-            "under memory pressure (1600 bytes), 4 spilled from full caches\n"
+            "under memory pressure (1600 bytes), 4 spilled from full caches, 22 oversized "
+            "(2300 bytes)\n"
             "epochs: 12; pages given back to the system: 17 bytes\n"
             "caches: per-thread (SYNCPOOL_RSEQ=0): 20, the largest holding 2100 bytes\n");
 }

@@ -69,6 +69,7 @@ struct OptionDefaults {
   size_t refill_bytes;
   Retention retention;
   size_t max_cached_bytes;
+  size_t max_object_bytes;
   CacheMode mode;  // SYNCPOOL_MODE: what a cache left at CacheMode::kAuto asks for.
 };
 const OptionDefaults& GetOptionDefaults();
@@ -145,13 +146,26 @@ struct Options {
   // What each epoch keeps (see Retention). SYNCPOOL_RETENTION=working_set|victim; kWorkingSet.
   Retention retention = internal::GetOptionDefaults().retention;
 
-  // A byte budget for what this pool or resource caches (block sizes, or sizeof(T)); 0: none.
+  // A byte budget for what this pool or resource caches (block sizes; for a Pool<T>, what its
+  // objects own where OwnedBytes<T> knows it, else sizeof(T)); 0: none.
   // The per-CPU limits are lowered at construction so that all caches full stay within it
   // where they can (at least one block per class and CPU is kept), and a cache grows only while
   // its stack full at twice the size would stay within it; what remains is enforced at every
   // epoch and whenever blocks move to the shared layer: what would exceed the budget is
-  // released instead (Stats::over_budget_blocks). SYNCPOOL_MAX_CACHED_BYTES; 0.
+  // released instead (Stats::over_budget_blocks). A Pool<T> that knows its objects' owned
+  // bytes counts them as objects enter and leave its caches instead: a Put that would take it
+  // over the budget destroys the object it was given, and an epoch that finds it over releases
+  // the largest idle objects first (docs/design.md). SYNCPOOL_MAX_CACHED_BYTES; 0.
   size_t max_cached_bytes = internal::GetOptionDefaults().max_cached_bytes;
+
+  // Pool<T> whose objects' owned bytes are known (syncpool/owned_bytes.h: strings, vectors,
+  // your own specialisations): a Put of an object that owns more than this many bytes
+  // destroys it instead of caching it (Stats::oversized_objects), so that one request that
+  // grew its buffer to 100 MiB does not hand 100 MiB to every later user of the pool. Tested
+  // where the object is measured for the budgets, after the reset hook; a Pool of other types
+  // (every object sizeof(T)) and a PoolResource ignore it. 0: no limit.
+  // SYNCPOOL_MAX_OBJECT_BYTES; 0.
+  size_t max_object_bytes = internal::GetOptionDefaults().max_object_bytes;
 
   // Which caches to keep (CacheMode): kAuto picks per-CPU caches run by restartable
   // sequences where glibc registered its rseq area, else per-thread caches. SYNCPOOL_MODE=

@@ -39,7 +39,9 @@
 #ifndef SYNCPOOL_POOL_H_
 #define SYNCPOOL_POOL_H_
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <utility>
@@ -48,6 +50,7 @@
 #include "syncpool/internal/block_cache.h"
 #include "syncpool/internal/stats_report.h"
 #include "syncpool/options.h"
+#include "syncpool/owned_bytes.h"
 #include "syncpool/stats.h"
 
 namespace syncpool {
@@ -58,7 +61,10 @@ class DebugRegistry;
 // The type-independent part of Pool<T>: one class of opaque objects in a BlockCache.
 class PoolBase : private BlockReleaser {
  public:
-  PoolBase(size_t object_size, void (*destroy)(void*), const Options& options);
+  // `owned_bytes`: what an object owns (OwnedBytes<T>), or nullptr where only sizeof(T) is
+  // known.
+  PoolBase(size_t object_size, void (*destroy)(void*), uint64_t (*owned_bytes)(const void*),
+           const Options& options);
   PoolBase(const PoolBase&) = delete;
   PoolBase& operator=(const PoolBase&) = delete;
   ~PoolBase();
@@ -75,21 +81,48 @@ class PoolBase : private BlockReleaser {
     if (ABSL_PREDICT_TRUE(cache_.TryPut(0, obj))) return;
     PutSlow(obj);
   }
+  // PoolBase::PutOwning()
+  //
+  // Put() of an object that owns `bytes` (a pool with `owned_bytes`): destroyed instead of
+  // cached when it owns more than max_object_bytes or would take the pool or the process
+  // over its budget; else counted, then cached.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PutOwning(void* obj, uint64_t bytes) {
+    if (ABSL_PREDICT_FALSE(bytes > max_object_bytes_) || cache_.OverBudget(bytes)) {
+      DropOnPut(obj, bytes);
+      return;
+    }
+    cache_.AccountOwned(static_cast<int64_t>(bytes));
+    Put(obj);
+  }
+  // PoolBase::Left()
+  //
+  // An object that owns `bytes` left the cache through a Get (a pool with `owned_bytes`).
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void Left(uint64_t bytes) {
+    cache_.AccountOwned(-static_cast<int64_t>(bytes));
+  }
   void Clear() { cache_.Drain(); }
-  Stats GetStats() const { return cache_.Snapshot(); }
+  Stats GetStats() const;
   bool uses_rseq() const { return cache_.uses_rseq(); }
   // The cache's slow path of Get(), with the debug checks (out of line).
   void* GetSlow();
 
  private:
   void Release(size_t cls, void* const* blocks, size_t n) override;
+  uint64_t OwnedBytes(size_t cls, const void* block) override;
   void LockForFork() override;
   void UnlockAfterFork() override;
   // The cache's slow paths, and the debug checks: with them on, the cache runs in the locked
   // mode, so that every call comes here and the inline paths test nothing.
   void PutSlow(void* obj);
+  // PutOwning() of an object it does not cache: destroys it, counted as oversized or over
+  // budget (out of line).
+  ABSL_ATTRIBUTE_NOINLINE void DropOnPut(void* obj, uint64_t bytes);
 
   void (*const destroy_)(void*);
+  uint64_t (*const owned_bytes_)(const void*);
+  const uint64_t max_object_bytes_;  // No limit: the largest value.
+  std::atomic<uint64_t> oversized_objects_{0};
+  std::atomic<uint64_t> oversized_bytes_{0};
   const bool debug_;
   std::unique_ptr<DebugRegistry> registry_;  // Objects now in the pool, when debug_.
   BlockCache cache_;  // Drained before the registry goes.
@@ -163,7 +196,9 @@ class Pool {
   // Throws std::invalid_argument for invalid options.
   explicit Pool(NewFunction new_fn = nullptr, ResetFunction reset = nullptr,
                 const Options& options = {})
-      : new_(std::move(new_fn)), reset_(std::move(reset)), base_(sizeof(T), &Destroy, options) {}
+      : new_(std::move(new_fn)),
+        reset_(std::move(reset)),
+        base_(sizeof(T), &Destroy, kOwning ? &BytesOf : nullptr, options) {}
   Pool(const Pool&) = delete;
   Pool& operator=(const Pool&) = delete;
 
@@ -180,7 +215,13 @@ class Pool {
   ABSL_ATTRIBUTE_ALWAYS_INLINE Handle Get() {
     // The slow path returns a pointer, not a Handle, so that no Handle is returned through
     // memory: a caller's Handle can live in registers.
-    void* obj = base_.GetOr([](void* o) { return o; }, [this] { return GetSlow(); });
+    void* obj = base_.GetOr(
+        [this](void* o) {
+          if constexpr (kOwning) base_.Left(BytesOf(o));
+          static_cast<void>(this);
+          return o;
+        },
+        [this] { return GetSlow(); });
     return Handle(this, static_cast<T*>(obj));
   }
 
@@ -199,7 +240,8 @@ class Pool {
 
   // Pool::GetStats()
   //
-  // Bytes count sizeof(T) per object.
+  // Bytes are what the objects own where OwnedBytes<T> knows it (syncpool/owned_bytes.h),
+  // else sizeof(T) per object.
   Stats GetStats() const { return base_.GetStats(); }
 
   // Pool::uses_rseq()
@@ -208,7 +250,18 @@ class Pool {
   bool uses_rseq() const { return base_.uses_rseq(); }
 
  private:
+  // Whether the pool counts what its objects own (decided at compile time: a pool of other
+  // types has no code for it).
+  static constexpr bool kOwning = kKnowsOwnedBytes<T>;
+
   static void Destroy(void* obj) { delete static_cast<T*>(obj); }
+  static uint64_t BytesOf(const void* obj) {
+    if constexpr (kOwning) {
+      return OwnedBytes<T>::Of(*static_cast<const T*>(obj));
+    } else {
+      return sizeof(T);
+    }
+  }
 
   // Put() of an object the caller owns (not null).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PutOwned(T* obj) {
@@ -217,12 +270,19 @@ class Pool {
       reset_(*obj);
       guard.release();
     }
-    base_.Put(obj);
+    if constexpr (kOwning) {
+      base_.PutOwning(obj, BytesOf(obj));
+    } else {
+      base_.Put(obj);
+    }
   }
 
   // Get() past the inline path: the cache's slow path, else New, else nullptr.
   ABSL_ATTRIBUTE_NOINLINE void* GetSlow() {
-    if (void* obj = base_.GetSlow(); obj != nullptr) return obj;
+    if (void* obj = base_.GetSlow(); obj != nullptr) {
+      if constexpr (kOwning) base_.Left(BytesOf(obj));
+      return obj;
+    }
     if (!new_) return nullptr;
     return new_().release();
   }

@@ -48,8 +48,10 @@ struct Stats {
   // request.
   uint64_t refilled = 0;
 
-  // What the caches hold now, per generation. Bytes are block sizes (size classes), or
-  // sizeof(T) for a Pool<T>.
+  // What the caches hold now, per generation. Bytes are block sizes (size classes) for a
+  // PoolResource; for a Pool<T>, what the objects own where OwnedBytes<T> knows it (counted
+  // as each object enters and leaves; split between the generations in proportion to their
+  // objects), else sizeof(T) per object.
   uint64_t primary_blocks = 0;
   uint64_t primary_bytes = 0;
   uint64_t victim_blocks = 0;
@@ -69,6 +71,12 @@ struct Stats {
   uint64_t pressure_blocks = 0;
   uint64_t pressure_bytes = 0;
 
+  // Pool<T> only: objects a Put destroyed instead of caching because they owned more than
+  // Options::max_object_bytes, and the bytes they owned. (Objects a Put destroyed because the
+  // pool or the process was at its budget count as over_budget.)
+  uint64_t oversized_objects = 0;
+  uint64_t oversized_bytes = 0;
+
   // PoolResource only: bytes of whole pages handed back to the system before blocks went
   // upstream (Options::discard_min_bytes).
   uint64_t discarded_bytes = 0;
@@ -78,7 +86,7 @@ struct Stats {
 
   // The caches the pool keeps per CPU or per thread (one per CPU id or thread slot that used
   // it; a thread's slot goes to the next thread after it exits), and the most bytes one of
-  // them holds now.
+  // them holds now (0 for a Pool<T> that counts owned bytes: those are not counted per cache).
   uint64_t caches = 0;
   uint64_t max_cache_bytes = 0;
 

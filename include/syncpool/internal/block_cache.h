@@ -116,6 +116,14 @@ class BlockReleaser {
   // sweeps, spills or drains.
   virtual void Release(size_t cls, void* const* blocks, size_t n) = 0;
 
+  // BlockReleaser::OwnedBytes()
+  //
+  // For a cache that counts what its blocks own (CachePolicy::owned_bytes): the bytes `block`
+  // of class `cls` owns, constant while it sits in the cache. Called on blocks about to be
+  // released, and by the epoch that chooses what to release for the budgets, under the
+  // column's lock (so it must not take locks or allocate).
+  virtual uint64_t OwnedBytes(size_t /*cls*/, const void* /*block*/) { return 0; }
+
   // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
   //
   // Take and release the releaser's own locks around fork() (see Sweepable::LockForFork()).
@@ -157,6 +165,11 @@ struct CachePolicy {
   // classes) for growth to go on; 0: no such bound. Capacities never shrink below where they
   // started to meet it.
   size_t max_cpu_bytes = 0;
+  // Whether bytes are what the blocks own (BlockReleaser::OwnedBytes()), not their class
+  // sizes: the owner counts each block entering and leaving (AccountOwned()), the budgets and
+  // statistics use that count, and an epoch over budget releases the largest idle blocks
+  // first. One class only (Pool<T>).
+  bool owned_bytes = false;
 };
 
 // The mode a cache runs in, and why (for Stats and reports).
@@ -335,6 +348,46 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // BlockCache::Snapshot()
   Stats Snapshot() const;
 
+  // BlockCache::AccountOwned()
+  //
+  // For a cache with CachePolicy::owned_bytes: `bytes` more (an object about to be handed to
+  // Put()) or fewer (a negative figure: an object a Get() returned) are cached; releases count
+  // themselves. Protocol: each thread adds to its own counter (indexed by its thread slot,
+  // thread_slots.h) with a plain load and store, no read-modify-write: only the slot's owner
+  // writes it, and a slot passes to another thread through the registry's lock. A counter that
+  // strays beyond owned_flush_ either way moves to estimate_ (one fetch_add), which the
+  // budgets read; CachedBytes() adds every counter to it. A thread without a slot adds to
+  // estimate_ directly.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void AccountOwned(int64_t bytes) {
+    const uint32_t slot = tls_thread_slot;
+    if (ABSL_PREDICT_FALSE(slot == 0)) {
+      AccountOwnedSlow(bytes);
+      return;
+    }
+    std::atomic<int64_t>& count = owned_[slot].bytes;
+    const int64_t v = count.load(std::memory_order_relaxed) + bytes;
+    if (ABSL_PREDICT_FALSE(v > owned_flush_ || v < -owned_flush_)) {
+      count.store(0, std::memory_order_relaxed);
+      AddEstimate(v);
+      return;
+    }
+    count.store(v, std::memory_order_relaxed);
+  }
+
+  // BlockCache::OverBudget()
+  //
+  // Whether caching `extra` more bytes would take this cache or the process over its byte
+  // budget (read without stopping anyone: the estimates of other caches lag).
+  bool OverBudget(uint64_t extra) const;
+
+  // BlockCache::CountOverBudget()
+  //
+  // `n` blocks of `bytes` in all that the owner released instead of caching, for the budgets.
+  void CountOverBudget(uint64_t n, uint64_t bytes) {
+    over_budget_blocks_.fetch_add(n, std::memory_order_relaxed);
+    over_budget_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  }
+
   // BlockCache::Row()
   //
   // Where the stacks of class `cls` lie in the region: CPU `cpu`'s at Row(cls) +
@@ -405,18 +458,28 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     std::vector<void*> blocks;
     std::vector<uint32_t> counts;
     std::vector<uint64_t> totals;  // Per class, over all the remote operations of one take.
+    uint64_t released_bytes = 0;   // Over all the remote operations of one take.
   };
   // Takes `take(cache, cls, out, room)` blocks of every class of `cpu`'s cache into `buffer`
   // as one remote operation, then releases them with nothing held; again until a remote
   // operation leaves room in the buffer (caches may hold more than one buffer).
   template <typename Take>
   void TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer);
-  void Release(size_t cls, void* const* blocks, size_t n) {
-    if (n == 0) return;
+  // Releases `n` blocks of class `cls`; returns their bytes (what they own, for a cache with
+  // CachePolicy::owned_bytes, which stops counting them here).
+  uint64_t Release(size_t cls, void* const* blocks, size_t n) {
+    if (n == 0) return 0;
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
     for (size_t i = 0; i < n; ++i) UnpoisonCached(blocks[i], class_bytes_[cls]);
 #endif
+    uint64_t bytes = n * class_bytes_[cls];
+    if (owned_ != nullptr) {
+      bytes = 0;
+      for (size_t i = 0; i < n; ++i) bytes += releaser_->OwnedBytes(cls, blocks[i]);
+      AccountOwned(-static_cast<int64_t>(bytes));
+    }
     releaser_->Release(cls, blocks, n);
+    return bytes;
   }
   // As one remote operation, takes both generations (or the victims only) of every class of
   // `cpu`'s cache `c`, releases them, and adds them to `*blocks` and `*bytes`.
@@ -426,11 +489,18 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   void DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes);
   // Releases both generations of every TransferStack; adds what left to `blocks` and `bytes`.
   void DrainTransfers(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes);
-  // Budgets: whether caching `extra` more bytes would go over this cache's or the process's.
-  bool OverBudget(uint64_t extra) const;
   // Sets this cache's contribution to the process-wide estimate of cached bytes.
   void SetEstimate(uint64_t bytes);
   void AddEstimate(int64_t bytes);
+  // SetEstimate(CachedBytes()), where the estimate is not kept by AccountOwned() instead.
+  void RefreshEstimate();
+  // AccountOwned() for a thread without a slot yet: takes one, or adds to estimate_.
+  void AccountOwnedSlow(int64_t bytes);
+  // EnforceBudget() where owned bytes are counted: how far over its budgets the cache is, and
+  // the release of the largest idle blocks (victims and the TransferStack), then of the
+  // largest of all, until within.
+  uint64_t OwnedExcess() const;
+  void EnforceOwnedBudget(TakeBuffer& buffer);
   // The epoch's sizing step for a CPU cache that holds nothing: every class back to its
   // starting capacity unless a Put found it full since the last epoch (a remote operation),
   // then the slot pages above the capacities go back to the system.
@@ -487,6 +557,14 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // What this cache holds by the last count (every epoch), plus what moved into its
   // TransferStacks since: its share of the process-wide estimate.
   std::atomic<int64_t> estimate_{0};
+  // CachePolicy::owned_bytes: one counter per thread slot (AccountOwned()), a line each, in
+  // pages touched only as slots use them; null otherwise.
+  struct alignas(64) OwnedCount {
+    std::atomic<int64_t> bytes;
+  };
+  std::unique_ptr<MappedRegion> owned_region_;
+  OwnedCount* owned_ = nullptr;
+  int64_t owned_flush_ = 0;
   std::atomic<uint64_t> over_budget_blocks_{0};
   std::atomic<uint64_t> over_budget_bytes_{0};
   std::atomic<uint64_t> pressure_blocks_{0};

@@ -44,6 +44,7 @@
 #ifndef SYNCPOOL_INTERNAL_CPU_CACHE_H_
 #define SYNCPOOL_INTERNAL_CPU_CACHE_H_
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -355,6 +356,39 @@ class alignas(kCacheLineSize) CpuCache {
   // Returns how many blocks were moved.
   size_t TakeVictims(size_t cls, void** out, size_t room) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
+  // CpuCache::ForEachBlock(), CpuCache::TakeIf()
+  //
+  // For the budget of a cache that counts what its blocks own (block_cache.h): `fn(block)`
+  // for every block of class `cls` (the victim generation, or both generations), and the move
+  // to `out` (at most `room`) of those for which `take(block)` holds, the others staying in
+  // their generation in their order. Returns how many blocks were moved.
+  template <typename Fn>
+  void ForEachBlock(size_t cls, bool victims_only, Fn fn) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    ClassStack& s = stack(cls);
+    const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < victims; ++i) fn(s.victim[i]);
+    if (victims_only) return;
+    const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < primary; ++i) fn(s.primary[i]);
+  }
+  template <typename Take>
+  size_t TakeIf(size_t cls, bool victims_only, Take take, void** out, size_t room)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    ClassStack& s = stack(cls);
+    size_t moved = 0;
+    const uint32_t victims =
+        Compact(s.victim, s.victim_count.load(std::memory_order_relaxed), take, out, room, &moved);
+    s.victim_count.store(victims, std::memory_order_relaxed);
+    s.epoch_victims = std::min(s.epoch_victims, victims);
+    if (victims_only) return moved;
+    const uint32_t primary = Compact(s.primary, s.primary_count.load(std::memory_order_relaxed),
+                                     take, out, room, &moved);
+    s.primary_count.store(primary, std::memory_order_relaxed);
+    s.low_water = std::min(s.low_water, primary);
+    s.epoch_count = std::min(s.epoch_count, primary);
+    return moved;
+  }
+
   // Slow-path counters, updated with fetch_add.
   std::atomic<uint64_t> misses{0};  // Those no sequence counted (see ClassStack::misses).
   std::atomic<uint64_t> spills{0};
@@ -371,6 +405,22 @@ class alignas(kCacheLineSize) CpuCache {
 
  private:
   CpuCache() = default;
+
+  // TakeIf()'s step for one array of `n` blocks: moves the taken ones to out[*moved...] while
+  // there is room, keeps the others in order; returns how many it kept.
+  template <typename Take>
+  static uint32_t Compact(void** slots, uint32_t n, Take& take, void** out, size_t room,
+                          size_t* moved) {
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      if (*moved < room && take(slots[i])) {
+        out[(*moved)++] = slots[i];
+      } else {
+        slots[kept++] = slots[i];
+      }
+    }
+    return kept;
+  }
   // The field that opens class stack `s` to this mode's inline operations.
   std::atomic<uint32_t>& OpenField(ClassStack& s) const {
     return per_thread ? s.owner_open : s.open_capacity;
