@@ -34,6 +34,18 @@
 //   new_delete           std::pmr::new_delete_resource(): glibc's malloc, as it behaves (this tool
 //                        never calls malloc_trim)
 //   mimalloc             syncpool::MimallocResource::Get() alone, without a pool
+//   string_pool          a pool of growable buffers instead of a memory resource: the threads
+//                        Get a std::string from a syncpool::Pool<std::string> (reset hook:
+//                        clear(), so the capacity stays), write a size log-uniform between
+//                        1 KiB and 16 MiB into it, and Put it back where the others free; one
+//                        thread first writes a --outlier_mib string and Puts it back at once
+//                        (one request that grew its buffer). Options::max_object_bytes is
+//                        --max_object_mib MiB (0: none), the Sweeper its own every --sweep_ms.
+//   string_new           the same workload with a new std::string each time, dropped where
+//                        the pool gets one back: what glibc alone does with these strings.
+//                        Both string children fix glibc's mmap threshold at 128 KiB
+//                        (mallopt(M_MMAP_THRESHOLD)), so that a large string freed goes back to
+//                        the system at once and what stays resident is what the pool keeps.
 //
 // For each resource the child prints a few lines describing it, then one line, last:
 //
@@ -43,7 +55,13 @@
 // peak: the largest sample; final: the last sample; settle_ms: the time from going idle until
 // the resident set stays within baseline + 5 % of (peak - baseline) for the rest of the run
 // (the first sample from which every later one is within that band), -1 if the last sample is
-// still above it. With --plot=FILE.png the parent also writes FILE.csv (resource, milliseconds
+// still above it. The string children also print
+//
+//   OUTLIER <resource> largest_get_mib=<n> oversized=<n>
+//
+// largest_get_mib: the largest capacity a Get handed out after the outlier was put back (at or
+// above --outlier_mib when the outlier survived its Put); oversized: the objects Put destroyed
+// as larger than max_object_bytes. With --plot=FILE.png the parent also writes FILE.csv (resource, milliseconds
 // since going idle, resident MiB: one row per sample) and draws it with gnuplot.
 //
 // Flags (--name=value or --name value):
@@ -53,6 +71,8 @@
 //   --peak_mib=512        what the threads hold together at the peak
 //   --threads=4
 //   --max_block_kib=1024  the syncpool child's Options::max_block_size
+//   --max_object_mib=64   the string_pool child's Options::max_object_bytes, in MiB (0: none)
+//   --outlier_mib=256     the string children's outlier (0: none)
 //   --resources=a,b       run only these, in this order
 //   --plot=FILE.png       write FILE.csv and the chart
 //
@@ -74,6 +94,7 @@
 // MIMALLOC_VERBOSE=1 shows those in use.
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -89,6 +110,7 @@
 #include <cstring>
 #include <functional>
 #include <latch>
+#include <memory>
 #include <memory_resource>
 #include <mutex>
 #include <string>
@@ -99,6 +121,7 @@
 #include "bench/flags.h"
 #include "syncpool/mimalloc_resource.h"
 #include "syncpool/options.h"
+#include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
@@ -122,8 +145,12 @@ constexpr auto kSamplePeriod = std::chrono::milliseconds(10);
 constexpr double kSettleBand = 0.05;
 
 // Every resource, in the order they run.
-constexpr std::string_view kResources[] = {"syncpool", "synchronized_pool", "unsynchronized_pool",
-                                           "new_delete", "mimalloc"};
+constexpr std::string_view kResources[] = {"syncpool",   "synchronized_pool", "unsynchronized_pool",
+                                           "new_delete", "mimalloc",          "string_pool",
+                                           "string_new"};
+// The string children's sizes.
+constexpr size_t kMinString = 1024;
+constexpr size_t kMaxString = 16 * kMiB;
 
 // -----------------------------------------------------------------------------
 // Command line
@@ -135,6 +162,8 @@ struct Flags {
   int threads = 4;           // --threads
   int idle_intervals = 5;    // --idle_intervals: how long to watch after going idle, in sweeps.
   int max_block_kib = 1024;  // --max_block_kib: the syncpool child's Options::max_block_size.
+  int max_object_mib = 64;   // --max_object_mib: the string_pool child's max_object_bytes.
+  int outlier_mib = 256;     // --outlier_mib: the string children's outlier.
   bool collect_after_sweep = false;    // --collect_after_sweep: see SyncpoolChild.
   bool workers_exit = false;           // --workers_exit: threads end instead of blocking.
   bool free_others = false;            // --free_others: thread t frees thread t+1's buffers.
@@ -149,8 +178,10 @@ void Usage() {
       stderr,
       "usage: burst [--plot=FILE.png] [--sweep_ms=100] [--peak_mib=512] [--threads=4]\n"
       "             [--idle_intervals=5] [--max_block_kib=1024] [--resources=a,b,...]\n"
+      "             [--max_object_mib=64] [--outlier_mib=256]\n"
       "             [--collect_after_sweep] [--workers_exit] [--free_others] [--owners_collect]\n"
-      "resources: syncpool synchronized_pool unsynchronized_pool new_delete mimalloc\n");
+      "resources: syncpool synchronized_pool unsynchronized_pool new_delete mimalloc string_pool\n"
+      "           string_new\n");
 }
 
 std::vector<std::string> SplitCommas(std::string_view text) {
@@ -203,6 +234,10 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
       ok = ParseInt(value, 1, 1000, &flags->idle_intervals);
     } else if (name == "max_block_kib") {
       ok = ParseInt(value, 1, 1024, &flags->max_block_kib);
+    } else if (name == "max_object_mib") {
+      ok = ParseInt(value, 0, 1 << 20, &flags->max_object_mib);
+    } else if (name == "outlier_mib") {
+      ok = ParseInt(value, 0, 1 << 16, &flags->outlier_mib);
     } else if (name == "plot") {
       flags->plot = std::string(value);
       ok = !value.empty();
@@ -324,12 +359,16 @@ class Random {
 
 // Log-uniform between kMinBuffer and kMaxBuffer: as many buffers of 16-32 B as of 512 KiB-1 MiB,
 // while the bytes are dominated by the large ones.
-size_t BufferSize(Random& rng) {
-  const double lo = std::log2(static_cast<double>(kMinBuffer));
-  const double hi = std::log2(static_cast<double>(kMaxBuffer));
-  const auto bytes = static_cast<size_t>(std::exp2(lo + (hi - lo) * rng.Uniform()));
-  return std::clamp(bytes, kMinBuffer, kMaxBuffer);
+size_t BufferSize(Random& rng);
+
+// Log-uniform between `lo` and `hi`.
+size_t LogUniform(Random& rng, size_t lo, size_t hi) {
+  const double a = std::log2(static_cast<double>(lo));
+  const double b = std::log2(static_cast<double>(hi));
+  return std::clamp(static_cast<size_t>(std::exp2(a + (b - a) * rng.Uniform())), lo, hi);
 }
+
+size_t BufferSize(Random& rng) { return LogUniform(rng, kMinBuffer, kMaxBuffer); }
 
 struct Buffer {
   void* p;
@@ -355,6 +394,22 @@ struct Phases {
   std::atomic<int> stage{0};
   static constexpr int kIdle = 0, kCollect = 1, kDone = 2;
 };
+
+// The end of a burst thread: once its buffers are freed, it is idle; it blocks until the run
+// is over (with --workers_exit, ends at once), running `owner_hook` when the main thread asks
+// (--owners_collect).
+void IdleUntilDone(const Flags& flags, const std::function<void()>& owner_hook,
+                   Phases* phases) {
+  phases->idle.count_down();
+  if (flags.workers_exit) return;
+  // Blocked in the kernel: idle, but alive.
+  phases->stage.wait(Phases::kIdle);
+  if (phases->stage.load() == Phases::kCollect) {
+    owner_hook();
+    phases->collected.count_down();
+    phases->stage.wait(Phases::kCollect);
+  }
+}
 
 // Thread `index` of the burst: churns until it holds its share of --peak_mib, waits for the
 // others, frees its buffers (with --free_others, those of the next thread), and then blocks
@@ -387,15 +442,68 @@ void BurstThread(int index, std::pmr::memory_resource* mr, const Flags& flags,
   for (const Buffer& b : phases->live[static_cast<size_t>(owner)]) {
     mr->deallocate(b.p, b.bytes, kBufferAlignment);
   }
-  phases->idle.count_down();
-  if (flags.workers_exit) return;
-  // Blocked in the kernel: idle, but alive.
-  phases->stage.wait(Phases::kIdle);
-  if (phases->stage.load() == Phases::kCollect) {
-    owner_hook();
-    phases->collected.count_down();
-    phases->stage.wait(Phases::kCollect);
+  IdleUntilDone(flags, owner_hook, phases);
+}
+
+// Where the string children's threads get and drop their strings: a Pool<std::string>, or
+// (pool == nullptr) new and delete.
+struct StringSource {
+  syncpool::Pool<std::string>* pool;
+  // The largest capacity a Get handed out after the outlier went back (relaxed: read after
+  // the threads are idle).
+  std::atomic<size_t> largest_get{0};
+  std::atomic<bool> outlier_back{false};
+
+  std::unique_ptr<std::string> Take() {
+    std::unique_ptr<std::string> s =
+        pool != nullptr ? pool->Get().release() : std::make_unique<std::string>();
+    if (outlier_back.load(std::memory_order_relaxed)) {
+      size_t seen = largest_get.load(std::memory_order_relaxed);
+      while (s->capacity() > seen && !largest_get.compare_exchange_weak(seen, s->capacity())) {
+      }
+    }
+    return s;
   }
+  void Drop(std::unique_ptr<std::string> s) {
+    if (pool != nullptr) pool->Put(std::move(s));
+  }
+};
+
+// BurstThread() for the string children: strings of kMinString to kMaxString bytes, each
+// written whole; the bytes held are their capacities.
+void StringBurstThread(int index, StringSource* source, const Flags& flags, Phases* phases) {
+  const size_t target = static_cast<size_t>(flags.peak_mib) * kMiB / flags.threads;
+  Random rng(0x5eed0000u + static_cast<uint64_t>(index));
+  std::vector<std::unique_ptr<std::string>> live;
+  live.reserve(target / kMinString + 1024);
+  phases->start.wait();
+  auto fill = [](std::string& s, size_t bytes) {
+    s.assign(bytes, static_cast<char>((bytes & 0x7f) | 1));  // Every page becomes resident.
+  };
+  if (index == 0 && flags.outlier_mib > 0) {
+    std::unique_ptr<std::string> outlier = source->Take();
+    fill(*outlier, static_cast<size_t>(flags.outlier_mib) * kMiB);
+    source->Drop(std::move(outlier));
+    source->outlier_back.store(true, std::memory_order_relaxed);
+  }
+  size_t live_bytes = 0;
+  while (live_bytes < target) {
+    std::unique_ptr<std::string> s = source->Take();
+    fill(*s, LogUniform(rng, kMinString, kMaxString));
+    live_bytes += s->capacity();
+    live.push_back(std::move(s));
+    if ((rng.Next() & 1) != 0) {  // A temporary buffer: drop one at random.
+      const size_t victim = static_cast<size_t>(rng.Next() % live.size());
+      live_bytes -= live[victim]->capacity();
+      source->Drop(std::move(live[victim]));
+      live[victim] = std::move(live.back());
+      live.pop_back();
+    }
+  }
+  phases->peak.arrive_and_wait();
+  for (std::unique_ptr<std::string>& s : live) source->Drop(std::move(s));
+  live.clear();
+  IdleUntilDone(flags, [] {}, phases);
 }
 
 // A memory_resource that lets several threads share one that is not thread-safe, by holding
@@ -427,7 +535,16 @@ long long MsBetween(Clock::time_point from, Clock::time_point to) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
 }
 
-// Runs the burst through `mr` and prints the samples and the RESULT line. `report` runs on
+// The threads of a burst through `mr`.
+std::function<void(int, Phases*)> ThroughResource(const Flags& flags,
+                                                   std::pmr::memory_resource* mr,
+                                                   std::function<void()> owner_hook) {
+  return [&flags, mr, owner_hook = std::move(owner_hook)](int index, Phases* phases) {
+    BurstThread(index, mr, flags, owner_hook, phases);
+  };
+}
+
+// Runs the burst (`thread_body` on each thread) and prints the samples and the RESULT line. `report` runs on
 // the main thread at the end, while the threads are still blocked (syncpool prints its
 // statistics there).
 //
@@ -435,8 +552,9 @@ long long MsBetween(Clock::time_point from, Clock::time_point to) {
 // over, every blocked thread runs `owner_hook` on itself, and the watch goes on for as long
 // again. It shows what happens when the threads that allocated the memory call into the
 // allocator again. settle_ms is computed over the whole watch, so it includes that.
-int RunBurst(const Flags& flags, std::string_view name, std::pmr::memory_resource* mr,
-             const std::function<void()>& owner_hook, const std::function<void()>& report) {
+int RunBurst(const Flags& flags, std::string_view name,
+             const std::function<void(int, Phases*)>& thread_body,
+             const std::function<void()>& report) {
   RssReader reader;
   if (!reader.ok()) {
     std::printf("%s: cannot read /proc/self/statm\n", std::string(name).c_str());
@@ -445,7 +563,7 @@ int RunBurst(const Flags& flags, std::string_view name, std::pmr::memory_resourc
   Phases phases(flags.threads);
   std::vector<std::thread> threads;
   for (int t = 0; t < flags.threads; ++t) {
-    threads.emplace_back(BurstThread, t, mr, std::cref(flags), std::cref(owner_hook), &phases);
+    threads.emplace_back(thread_body, t, &phases);
   }
   Sampler sampler(&reader);
   const size_t baseline = reader.Read();
@@ -543,7 +661,7 @@ int SyncpoolChild(const Flags& flags) {
   const auto collect_mimalloc = [&] {
     if (over_mimalloc) mimalloc->Collect(/*force=*/true);
   };
-  const int status = RunBurst(flags, "syncpool", &pool, collect_mimalloc, [&] {
+  const int status = RunBurst(flags, "syncpool", ThroughResource(flags, &pool, collect_mimalloc), [&] {
     const syncpool::Stats stats = pool.GetStats();
     std::printf(
         "syncpool: at the end: cached %.1f MiB, swept %.1f MiB in %llu epochs, "
@@ -557,9 +675,58 @@ int SyncpoolChild(const Flags& flags) {
   return status;
 }
 
+// string_pool and string_new (see the top of the file).
+int StringChild(const Flags& flags) {
+  const bool pooled = flags.child == "string_pool";
+  mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+  syncpool::Sweeper::Options sweeper_options;
+  sweeper_options.interval = std::chrono::milliseconds(flags.sweep_ms);
+  syncpool::Sweeper sweeper(sweeper_options);
+  syncpool::Options options;
+  options.sweeper = &sweeper;
+  options.max_object_bytes = static_cast<size_t>(flags.max_object_mib) * kMiB;
+  syncpool::Pool<std::string> pool([] { return std::make_unique<std::string>(); },
+                                   [](std::string& s) { s.clear(); }, options);
+  StringSource source{pooled ? &pool : nullptr};
+  if (pooled) {
+    std::printf("%s: syncpool::Pool<std::string>, reset clear(), max_object_bytes %d MiB, "
+                "own Sweeper every %d ms\n",
+                flags.child.c_str(), flags.max_object_mib, flags.sweep_ms);
+  } else {
+    std::printf("%s: a new std::string for each buffer, deleted when dropped\n",
+                flags.child.c_str());
+  }
+  std::printf("%s: strings of %zu KiB to %zu MiB, one outlier of %d MiB; "
+              "mallopt(M_MMAP_THRESHOLD, 128 KiB)\n",
+              flags.child.c_str(), kMinString / 1024, kMaxString / kMiB, flags.outlier_mib);
+  const int status = RunBurst(
+      flags, flags.child,
+      [&](int index, Phases* phases) { StringBurstThread(index, &source, flags, phases); },
+      [&] {
+        if (!pooled) return;
+        const syncpool::Stats stats = pool.GetStats();
+        std::printf("%s: at the end: cached %llu strings owning %.1f MiB, swept %.1f MiB in %llu "
+                    "epochs, %llu over budget, %llu spills\n",
+                    flags.child.c_str(), static_cast<unsigned long long>(stats.cached_blocks()),
+                    Mib(stats.cached_bytes()), Mib(stats.swept_bytes),
+                    static_cast<unsigned long long>(stats.epochs),
+                    static_cast<unsigned long long>(stats.over_budget_blocks),
+                    static_cast<unsigned long long>(stats.spills));
+      });
+  std::printf("OUTLIER %s largest_get_mib=%.1f oversized=%llu\n", flags.child.c_str(),
+              Mib(source.largest_get.load()),
+              static_cast<unsigned long long>(pool.GetStats().oversized_objects));
+  std::fflush(stdout);
+  return status;
+}
+
 int Child(const Flags& flags) {
   const std::string& name = flags.child;
   const std::function<void()> nothing = [] {};
+  if (name == "string_pool" || name == "string_new") {
+    std::printf("%s: %d threads, peak %d MiB\n", name.c_str(), flags.threads, flags.peak_mib);
+    return StringChild(flags);
+  }
   std::printf("%s: %d threads, peak %d MiB, buffers of %zu B to %zu KiB\n", name.c_str(),
               flags.threads, flags.peak_mib, kMinBuffer, kMaxBuffer / 1024);
   if (name == "syncpool") return SyncpoolChild(flags);
@@ -569,7 +736,7 @@ int Child(const Flags& flags) {
         "%s: std::pmr::synchronized_pool_resource, largest pooled block %zu B, "
         "over new_delete_resource()\n",
         name.c_str(), pool.options().largest_required_pool_block);
-    return RunBurst(flags, name, &pool, nothing, nothing);
+    return RunBurst(flags, name, ThroughResource(flags, &pool, nothing), nothing);
   }
   if (name == "unsynchronized_pool") {
     std::pmr::unsynchronized_pool_resource pool;
@@ -578,12 +745,13 @@ int Child(const Flags& flags) {
         "%s: std::pmr::unsynchronized_pool_resource, largest pooled block %zu B, "
         "over new_delete_resource(); guarded by one std::mutex, shared by %d threads\n",
         name.c_str(), pool.options().largest_required_pool_block, flags.threads);
-    return RunBurst(flags, name, &locked, nothing, nothing);
+    return RunBurst(flags, name, ThroughResource(flags, &locked, nothing), nothing);
   }
   if (name == "new_delete") {
     std::printf("%s: std::pmr::new_delete_resource() (glibc malloc; no malloc_trim)\n",
                 name.c_str());
-    return RunBurst(flags, name, std::pmr::new_delete_resource(), nothing, nothing);
+    return RunBurst(flags, name, ThroughResource(flags, std::pmr::new_delete_resource(), nothing),
+                    nothing);
   }
   // mimalloc
   syncpool::MimallocResource* const mimalloc = syncpool::MimallocResource::Get();
@@ -593,7 +761,9 @@ int Child(const Flags& flags) {
   }
   std::printf("%s: syncpool::MimallocResource::Get() alone (mi_malloc / mi_free)\n", name.c_str());
   return RunBurst(
-      flags, name, mimalloc, [mimalloc] { mimalloc->Collect(/*force=*/true); }, nothing);
+      flags, name,
+      ThroughResource(flags, mimalloc, [mimalloc] { mimalloc->Collect(/*force=*/true); }),
+      nothing);
 }
 
 // -----------------------------------------------------------------------------
@@ -617,6 +787,8 @@ bool RunChild(const Flags& flags, const std::string& resource, Series* series) {
       "--threads=" + std::to_string(flags.threads),
       "--idle_intervals=" + std::to_string(flags.idle_intervals),
       "--max_block_kib=" + std::to_string(flags.max_block_kib),
+      "--max_object_mib=" + std::to_string(flags.max_object_mib),
+      "--outlier_mib=" + std::to_string(flags.outlier_mib),
   };
   if (flags.collect_after_sweep) args.push_back("--collect_after_sweep");
   if (flags.workers_exit) args.push_back("--workers_exit");

@@ -10,6 +10,11 @@
 //
 //   BM_Seed_Alloc, BM_Seed_Pool   the Alloc-vs-Pool benchmark of Go's sync.Pool, in C++: new and
 //                                 delete of a 1 KiB buffer against Pool<Buf> Get and Put.
+//   BM_Buffer_Alloc/<n>, BM_Buffer_Pool/<n>
+//                                 Go's bytes.Buffer idiom: a std::string written with n bytes
+//                                 and dropped, against Pool<std::string> Get, write, Put (the
+//                                 reset hook clears it and keeps its capacity; the pool counts
+//                                 the bytes each string owns).
 //   BM_RoundTrip/<resource>/<n>   one allocate and one deallocate of n bytes through a
 //                                 std::pmr::memory_resource* (or, for syncpool_allocator,
 //                                 through PoolAllocator<char>, without the virtual call).
@@ -91,6 +96,34 @@ void BM_Seed_Pool(benchmark::State& state) {
     benchmark::DoNotOptimize(buf.get());
     benchmark::ClobberMemory();
   }  // ~Handle puts the buffer back.
+}
+
+// -----------------------------------------------------------------------------
+// Pools of buffers
+// -----------------------------------------------------------------------------
+
+void BM_Buffer_Alloc(benchmark::State& state) {
+  const auto n = static_cast<size_t>(state.range(0));
+  for (auto _ : state) {
+    std::string buf;
+    buf.append(n, 'x');
+    benchmark::DoNotOptimize(buf.data());
+    benchmark::ClobberMemory();
+  }
+}
+
+void BM_Buffer_Pool(benchmark::State& state) {
+  // Shared by every thread and run; never destroyed, so no thread can outlive it.
+  static auto* const pool = new syncpool::Pool<std::string>(
+      [] { return std::make_unique<std::string>(); }, [](std::string& s) { s.clear(); });
+  const auto n = static_cast<size_t>(state.range(0));
+  for (int i = 0; i < kWarmupRoundTrips; ++i) pool->Get()->append(n, 'x');
+  for (auto _ : state) {
+    auto buf = pool->Get();
+    buf->append(n, 'x');
+    benchmark::DoNotOptimize(buf->data());
+    benchmark::ClobberMemory();
+  }
 }
 
 // -----------------------------------------------------------------------------
@@ -404,6 +437,12 @@ int main(int argc, char** argv) {
   if (!syncpool::bench::ParseThreadCounts("pool_bench", argc, argv)) return 2;
   SetThreads(benchmark::RegisterBenchmark("BM_Seed_Alloc", &BM_Seed_Alloc), true);
   SetThreads(benchmark::RegisterBenchmark("BM_Seed_Pool", &BM_Seed_Pool), true);
+  for (const int64_t bytes : {1024, 65536}) {
+    SetThreads(benchmark::RegisterBenchmark("BM_Buffer_Alloc", &BM_Buffer_Alloc)->Arg(bytes),
+               true);
+    SetThreads(benchmark::RegisterBenchmark("BM_Buffer_Pool", &BM_Buffer_Pool)->Arg(bytes),
+               true);
+  }
   SetThreads(benchmark::RegisterBenchmark("BM_PerCpu_PopPush", &BM_PerCpu_PopPush), true);
   RegisterRoundTrips();
   RegisterMisses();

@@ -6,15 +6,20 @@
 
 #include "syncpool/owned_bytes.h"
 
+#include <malloc.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "absl/base/config.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
 #include "gtest/gtest.h"
@@ -54,6 +59,17 @@ struct OwnedBytes<Buffer> {
 };
 
 namespace {
+
+// The resident set of the process, from /proc/self/statm.
+size_t ResidentBytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0;
+  unsigned long long resident = 0;
+  const int read = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  return read == 2 ? resident * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
 
 std::unique_ptr<std::string> StringOf(size_t capacity) {
   auto s = std::make_unique<std::string>();
@@ -227,6 +243,36 @@ TEST_P(BufferPoolTest, TheBudgetCountsOwnedBytes) {
   held.clear();
   sweeper_.SweepNow();
   EXPECT_LE(pool.GetStats().cached_bytes(), 8 * kMiB);
+}
+
+// The same, against the resident set: what Stats says the pool caches is what stays resident,
+// within a page per string. glibc's mmap threshold is fixed at 128 KiB, so that each string is
+// a mapping of its own, given back when the string is destroyed (for the rest of this test
+// binary too). Not under the sanitizers, whose allocators keep freed memory.
+TEST_P(BufferPoolTest, TheResidentSetAgreesWithStats) {
+#if defined(ABSL_HAVE_ADDRESS_SANITIZER) || defined(ABSL_HAVE_THREAD_SANITIZER)
+  GTEST_SKIP() << "the sanitizers' allocators keep freed memory";
+#else
+  ASSERT_EQ(mallopt(M_MMAP_THRESHOLD, 128 * 1024), 1);
+  Options options = PoolOptions();
+  options.max_cached_bytes = 8 * kMiB;
+  Pool<std::string> pool(nullptr, [](std::string& s) { s.clear(); }, options);
+  std::vector<std::unique_ptr<std::string>> strings;
+  strings.reserve(64);
+  const size_t before = ResidentBytes();
+  for (int i = 0; i < 64; ++i) {
+    strings.push_back(StringOf(kMiB));
+    strings.back()->assign(kMiB, 'x');  // Resident.
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  ASSERT_GE(ResidentBytes(), before + 64 * kMiB);
+  for (auto& s : strings) pool.Put(std::move(s));
+  const uint64_t cached = pool.GetStats().cached_bytes();
+  const size_t resident = ResidentBytes() - before;
+  EXPECT_LE(cached, 8 * kMiB);
+  EXPECT_LE(resident, cached + 64 * page);
+  EXPECT_GE(resident + 64 * page, cached);
+#endif
 }
 
 // When an epoch finds the budget exceeded (here the process's, lowered after the objects
