@@ -761,8 +761,8 @@ uint64_t BlockCache::OwnedExcess() const {
 void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
   uint64_t excess = OwnedExcess();
   if (excess == 0) return;
-  // The bytes of a block in a cache: read under the column's lock (remote operation) or from
-  // a block taken out, unpoisoned for the read.
+  // The bytes of a block in a cache, read under its column's lock (a remote operation) or its
+  // TransferStack's, unpoisoned for the read.
   auto bytes_of = [this](void* block) {
     UnpoisonCached(block, class_bytes_[0]);
     const uint64_t bytes = releaser_->OwnedBytes(0, block);
@@ -772,16 +772,16 @@ void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
   uint64_t blocks = 0;
   uint64_t bytes = 0;
   std::vector<uint64_t> sizes;
-  std::vector<void*> held;
   // Pass 0 chooses among the idle blocks (every CPU's victims, and the TransferStack, which
   // no CPU holds), pass 1 among all. Each pass: the sizes of the candidates (read in place,
-  // under each column's lock), the size above which (and how many at which) blocks go so that
-  // the largest leave first until the excess is met, then the same walk taking those. Blocks
-  // that changed hands in between are judged by the same threshold.
+  // under each column's or the TransferStack's lock), the size above which (and how many at
+  // which) blocks go so that the largest leave first until the excess is met, then the same
+  // walk taking those. Blocks that changed hands in between are judged by the same threshold.
+  // What stays keeps its generation, so it still leaves within two epochs.
   for (int pass = 0; pass < 2 && excess != 0; ++pass) {
     const bool victims_only = pass == 0;
     try {
-      size_t expect = 2 * transfers_[0].capacity();
+      size_t expect = transfers_[0].PrimaryCount() + transfers_[0].VictimCount();
       for (int cpu = 0; cpu < num_cpus_; ++cpu) {
         if (const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire)) {
           expect += c->VictimCount(0) + (victims_only ? 0 : c->PrimaryCount(0));
@@ -789,19 +789,18 @@ void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
       }
       sizes.clear();
       sizes.reserve(expect + expect / 4 + 64);  // No allocation under a lock below.
-      held.resize(2 * transfers_[0].capacity());
     } catch (const std::bad_alloc&) {
       return;  // Next epoch.
     }
-    held.resize(transfers_[0].TakeAll(held.data()));
-    for (void* block : held) sizes.push_back(bytes_of(block));
+    auto note = [&](void* block) {
+      if (sizes.size() < sizes.capacity()) sizes.push_back(bytes_of(block));
+    };
+    transfers_[0].ForEachBlock(note);
     for (int cpu = 0; cpu < num_cpus_; ++cpu) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr || c->LooksEmpty()) continue;
       Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-        cc->ForEachBlock(0, victims_only, [&](void* block) {
-          if (sizes.size() < sizes.capacity()) sizes.push_back(bytes_of(block));
-        });
+        cc->ForEachBlock(0, victims_only, note);
         return 0;
       });
     }
@@ -825,25 +824,17 @@ void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
       --at_threshold;
       return true;
     };
-    // The TransferStack's blocks: the chosen ones go, the others back.
-    size_t kept = 0;
-    for (void* block : held) {
-      if (take(block)) {
-        bytes += Release(0, &block, 1);
-        ++blocks;
-      } else {
-        held[kept++] = block;
-      }
-    }
-    const size_t stored = transfers_[0].Insert(held.data(), kept);
-    bytes += Release(0, held.data() + stored, kept - stored);
-    blocks += kept - stored;
+    const size_t room = buffer.blocks.size();
+    size_t n;
+    do {
+      n = transfers_[0].TakeIf(take, buffer.blocks.data(), room);
+      bytes += Release(0, buffer.blocks.data(), n);
+      blocks += n;
+    } while (n == room);
     for (int cpu = 0; cpu < num_cpus_; ++cpu) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr || c->LooksEmpty()) continue;
       c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
-      const size_t room = buffer.blocks.size();
-      size_t n;
       do {
         n = Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
           return cc->TakeIf(0, victims_only, take, buffer.blocks.data(), room);

@@ -26,6 +26,9 @@
 //   - a sweep releases only what it counts, keeps nothing that was a victim, keeps whatever
 //     was given back since the previous sweep (at least one epoch), leaves nothing after two
 //     sweeps in a row (at most two epochs) or a pressure sweep, and keeps the byte budget;
+//   - the pool's bytes are what its cached objects own (each Get gives its object an owned
+//     size, OwnedBytes<Object>), a Put of an object over max_object_bytes destroys it and
+//     counts it as oversized, and a Put keeps the pool's budget;
 //   - Trim() and Clear() leave nothing cached; a failed upstream call or an invalid alignment
 //     changes nothing; a reset hook that throws destroys its object;
 // and at the end of the input, with everything released and the caches destroyed (trimmed
@@ -51,6 +54,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -196,12 +200,27 @@ class Object {
   }
 
   uint64_t state = kFresh;
+  // What the object says it owns beyond sizeof(Object) (OwnedBytes<Object>, below): the model
+  // sets it whenever it gets the object, so the pool counts objects of many sizes.
+  uint64_t extra = 0;
 
  private:
   static constexpr size_t kStamps = 7;
   static inline uint64_t destroyed_ = 0;
   uint64_t stamp[kStamps] = {};
 };
+
+}  // namespace
+
+template <>
+struct OwnedBytes<Object> {
+  static size_t Of(const Object& o) { return sizeof(Object) + o.extra; }
+};
+
+namespace {
+
+// What a Get gives its object to own, by the object's serial.
+constexpr uint64_t kExtras[8] = {0, 0, 16, 64, 100, 1000, 4096, 65536};
 
 // Thrown by the reset hook when the model asks it to.
 struct ResetError {};
@@ -303,7 +322,8 @@ class Harness {
   //            bit 2 debug_checks, bit 3 pool retention kVictim, bits 4-5 max_block_size
   //            (kMaxBlockSizes), bits 6-7 discard_min_bytes (kDiscardMin);
   //   caps:    bits 0-2 resource blocks per class - 1, bits 3-4 per_cpu_class_bytes
-  //            (kClassBytes), bits 5-7 pool objects per class - 1;
+  //            (kClassBytes) and the pool's max_object_bytes (kMaxObjectBytes), bits 5-7 pool
+  //            objects per class - 1;
   //   budgets: bits 0-2 resource max_cached_bytes (kResourceBudgets), bits 3-5 pool
   //            max_cached_bytes (kPoolBudgets), bit 6 destroy the caches full at the end,
   //            bit 7 growth: the caches start at those blocks (objects) per class and grow to
@@ -325,7 +345,8 @@ class Harness {
     constexpr size_t kDiscardMin[4] = {0, 4096, 16 << 10, 1};
     constexpr size_t kClassBytes[4] = {64 << 10, 4096, 256, 0};
     constexpr size_t kResourceBudgets[8] = {0, 0, 0, 0, 1 << 10, 8 << 10, 64 << 10, 1 << 20};
-    constexpr size_t kPoolBudgets[8] = {0, 0, 0, 0, 1, 4, 16, 256};  // In objects.
+    constexpr size_t kPoolBudgets[8] = {0, 0, 0, 0, 1, 4, 16, 256};  // In bare objects.
+    constexpr size_t kMaxObjectBytes[4] = {0, sizeof(Object) + 64, sizeof(Object) + 4096, 0};
     constexpr size_t kCpuBytes[4] = {0, 4096, 64 << 10, 32 << 20};
     constexpr size_t kRefillBytes[4] = {4096, 0, 64 << 10, 100};
     constexpr uint32_t kGrowth = 16;
@@ -358,10 +379,13 @@ class Harness {
     p.per_cpu_bytes = r.per_cpu_bytes;
     p.max_cached_bytes = kPoolBudgets[(budgets >> 3) & 7] * sizeof(Object);
     pool_budget_ = p.max_cached_bytes;
+    p.max_object_bytes = kMaxObjectBytes[(caps >> 3) & 3];
+    max_object_bytes_ = p.max_object_bytes;
 
     destroy_full_ = (budgets & 0x40) != 0;
     cpus_ = std::min(ScopedFakeCpu::NumCpus(), 4);
     objects_at_start_ = Object::Live().size();
+    objects_at_start_set_ = Object::Live();
     destroyed_at_start_ = Object::destroyed();
 
     resource_.emplace(r, &probe_);
@@ -740,6 +764,8 @@ class Harness {
       FUZZ_CHECK_EQ(o->state, Object::kPooled);
       FUZZ_CHECK(o->StampIntact());
     }
+    o->extra = kExtras[(serial_ * 2654435761u >> 7) % 8];
+    owned_of_[o] = OwnedBytes<Object>::Of(*o);
     o->Stamp(serial_++);
     held_.insert(o);
     put_since_pool_epoch_.erase(o);
@@ -751,6 +777,7 @@ class Harness {
     FUZZ_CHECK_EQ(o->state, Object::kHeld);
     FUZZ_CHECK(o->StampIntact());
     FUZZ_CHECK(held_.erase(o) == 1);
+    unheld_bytes_ = OwnedBytes<Object>::Of(*o);
   }
 
   // After `o` went back to the pool: whatever the pool released was counted.
@@ -758,9 +785,21 @@ class Harness {
     PoolUsed();
     const Stats after = pool_->GetStats();
     if (!Skipped("hits_on_put")) FUZZ_CHECK_EQ(after.hits, before.hits);
+    // An object over max_object_bytes is destroyed at once, and no other is.
+    const bool oversized = max_object_bytes_ != 0 && unheld_bytes_ > max_object_bytes_;
+    FUZZ_CHECK_EQ(after.oversized_objects - before.oversized_objects, oversized ? 1 : 0);
+    FUZZ_CHECK_EQ(after.oversized_bytes - before.oversized_bytes, oversized ? unheld_bytes_ : 0);
+    if (oversized) FUZZ_CHECK(Object::Live().count(o) == 0);
     FUZZ_CHECK_EQ(Object::destroyed() - destroyed_before,
                   (after.spills - before.spills) +
-                      (after.over_budget_blocks - before.over_budget_blocks));
+                      (after.over_budget_blocks - before.over_budget_blocks) +
+                      (after.oversized_objects - before.oversized_objects));
+    // A Put keeps the budget, but for what the other counts have not yet told it (at most
+    // 1/64 of the budget, at least a byte: BlockCache::AccountOwned()).
+    if (pool_budget_ != 0) {
+      FUZZ_CHECK_LE(after.cached_bytes(),
+                    pool_budget_ + std::max<uint64_t>(1, pool_budget_ / 64));
+    }
     if (Object::Live().count(o) != 0) put_since_pool_epoch_.insert(o);
   }
 
@@ -958,11 +997,22 @@ class Harness {
     // made by New, and every one destroyed is counted.
     const Stats p = pool_->GetStats();
     FUZZ_CHECK_EQ(Object::Live().size() - objects_at_start_, HeldObjects() + p.cached_blocks());
-    FUZZ_CHECK_EQ(p.cached_bytes(), p.cached_blocks() * sizeof(Object));
+    // Bytes are what the cached objects own, exactly (one thread: every count is in). What
+    // each owns is the model's record: cached objects are poisoned under AddressSanitizer.
+    uint64_t cached_owned = 0;
+    for (const Object* o : Object::Live()) {
+      if (held_.count(o) == 0 && objects_at_start_set_.count(o) == 0) {
+        const auto it = owned_of_.find(o);
+        FUZZ_CHECK(it != owned_of_.end());
+        cached_owned += it->second;
+      }
+    }
+    FUZZ_CHECK_EQ(p.cached_bytes(), cached_owned);
     FUZZ_CHECK_EQ(p.misses, new_calls_);
     FUZZ_CHECK_EQ(Object::destroyed() - destroyed_at_start_,
                   deleted_by_model_ + destroyed_by_reset_ + p.spills + p.swept_blocks +
-                      p.over_budget_blocks + p.pressure_blocks + cleared_);
+                      p.over_budget_blocks + p.pressure_blocks + p.oversized_objects +
+                      cleared_);
     FUZZ_CHECK_LE(gets_, p.hits + p.misses);
     if (!Skipped("exact_hits")) {
       FUZZ_CHECK_LE(p.hits + p.misses, gets_ + (pool_->uses_rseq() ? kRestartSlack : 0));
@@ -1030,6 +1080,11 @@ class Harness {
   std::vector<std::unique_ptr<Object>> released_;
   std::unordered_set<const Object*> held_;  // The objects of handles_ and released_.
   size_t objects_at_start_ = 0;
+  std::unordered_set<const Object*> objects_at_start_set_;
+  size_t max_object_bytes_ = 0;
+  uint64_t unheld_bytes_ = 0;  // OwnedBytes of the object Unhold() saw last.
+  // What each object the model got was given to own (stale entries for destroyed objects).
+  std::unordered_map<const Object*, uint64_t> owned_of_;
   uint64_t destroyed_at_start_ = 0;
   uint64_t new_calls_ = 0;
   uint64_t gets_ = 0;

@@ -51,6 +51,7 @@
 #include <type_traits>
 
 #include "absl/base/thread_annotations.h"
+#include "syncpool/internal/slot_array.h"
 #include "syncpool/internal/spinlock.h"
 
 namespace syncpool {
@@ -377,12 +378,12 @@ class alignas(kCacheLineSize) CpuCache {
     ClassStack& s = stack(cls);
     size_t moved = 0;
     const uint32_t victims =
-        Compact(s.victim, s.victim_count.load(std::memory_order_relaxed), take, out, room, &moved);
+        TakeFromSlots(s.victim, s.victim_count.load(std::memory_order_relaxed), take, out, room, &moved);
     s.victim_count.store(victims, std::memory_order_relaxed);
     s.epoch_victims = std::min(s.epoch_victims, victims);
     if (victims_only) return moved;
-    const uint32_t primary = Compact(s.primary, s.primary_count.load(std::memory_order_relaxed),
-                                     take, out, room, &moved);
+    const uint32_t primary = TakeFromSlots(
+        s.primary, s.primary_count.load(std::memory_order_relaxed), take, out, room, &moved);
     s.primary_count.store(primary, std::memory_order_relaxed);
     s.low_water = std::min(s.low_water, primary);
     s.epoch_count = std::min(s.epoch_count, primary);
@@ -405,22 +406,6 @@ class alignas(kCacheLineSize) CpuCache {
 
  private:
   CpuCache() = default;
-
-  // TakeIf()'s step for one array of `n` blocks: moves the taken ones to out[*moved...] while
-  // there is room, keeps the others in order; returns how many it kept.
-  template <typename Take>
-  static uint32_t Compact(void** slots, uint32_t n, Take& take, void** out, size_t room,
-                          size_t* moved) {
-    uint32_t kept = 0;
-    for (uint32_t i = 0; i < n; ++i) {
-      if (*moved < room && take(slots[i])) {
-        out[(*moved)++] = slots[i];
-      } else {
-        slots[kept++] = slots[i];
-      }
-    }
-    return kept;
-  }
   // The field that opens class stack `s` to this mode's inline operations.
   std::atomic<uint32_t>& OpenField(ClassStack& s) const {
     return per_thread ? s.owner_open : s.open_capacity;

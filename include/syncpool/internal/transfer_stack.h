@@ -24,6 +24,7 @@
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
+#include "syncpool/internal/slot_array.h"
 #include "syncpool/internal/spinlock.h"
 
 namespace syncpool {
@@ -67,6 +68,32 @@ class TransferStack {
   //
   // Copies both generations to `out` (room for 2 * capacity() blocks) and empties them.
   size_t TakeAll(void** out);
+
+  // TransferStack::ForEachBlock(), TransferStack::TakeIf()
+  //
+  // As CpuCache's, over both generations, each under the stack's lock: `fn(block)` for every
+  // block, and the move to `out` (at most `room`) of those `take(block)` picks, the others
+  // staying in their generation in their order. Returns how many blocks were moved.
+  template <typename Fn>
+  void ForEachBlock(Fn fn) {
+    SpinLockHolder l(&lock_);
+    const uint32_t victims = victim_count_.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < victims; ++i) fn(victim_[i]);
+    const uint32_t primary = primary_count_.load(std::memory_order_relaxed);
+    for (uint32_t i = 0; i < primary; ++i) fn(primary_[i]);
+  }
+  template <typename Take>
+  size_t TakeIf(Take take, void** out, size_t room) {
+    SpinLockHolder l(&lock_);
+    size_t moved = 0;
+    victim_count_.store(TakeFromSlots(victim_, victim_count_.load(std::memory_order_relaxed),
+                                      take, out, room, &moved),
+                        std::memory_order_relaxed);
+    primary_count_.store(TakeFromSlots(primary_, primary_count_.load(std::memory_order_relaxed),
+                                       take, out, room, &moved),
+                         std::memory_order_relaxed);
+    return moved;
+  }
 
   // Around fork(): see Sweepable::LockForFork().
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Lock(); }
