@@ -273,7 +273,7 @@ void (*g_remote_before_op_for_test)(int cpu) = nullptr;
 #endif
 
 template <typename Op>
-auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
+auto BlockCache::Remote(int cpu, CpuCache* c, Op op, bool reopen) {
   SpinLockHolder l(&c->lock);
   if (mode_.rseq) {
     // Close, then fence: once FenceCpu() returns, no sequence that read an open capacity
@@ -303,7 +303,7 @@ auto BlockCache::Remote(int cpu, CpuCache* c, Op op) {
 #endif
   }
   auto result = op(c);  // Moves pointers only: cannot throw.
-  if (mode_.rseq || mode_.per_thread) c->OpenToSequences();
+  if (reopen && (mode_.rseq || mode_.per_thread)) c->OpenToSequences();
   return result;
 }
 
@@ -333,6 +333,35 @@ void BlockCache::ResetBusyAfterFork() {
   for (int slot = 0; slot < num_cpus_; ++slot) {
     if (CpuCache* c = cpus_[slot].load(std::memory_order_acquire)) c->ClearBusy();
   }
+}
+
+bool BlockCache::Park() {
+  // A racy look first: most caches that hold something say so without a fence.
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    if (!transfers_[cls].LooksEmpty()) return false;
+  }
+  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+    const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+    if (c != nullptr && !c->LooksEmpty()) return false;
+  }
+  // The locked mode's operations all take the slow path already.
+  if (!mode_.rseq && !mode_.per_thread) return true;
+  // Close every column for good, as a remote operation (so that no inline operation that read
+  // it open is still running), and look again: what an operation left before the close is
+  // seen; an operation after it takes the slow path, which reopens the column and wakes the
+  // sweeper (sweeper.cc). A column that holds something is reopened and the park fails.
+  for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+    CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+    if (c == nullptr) continue;  // Never opened.
+    const bool empty = Remote(
+        cpu, c, [](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->LooksEmpty(); },
+        /*reopen=*/false);
+    if (!empty) {
+      WaitAndOpenSlow(c);
+      return false;
+    }
+  }
+  return true;
 }
 
 void BlockCache::WaitAndOpenSlow(CpuCache* c) {
@@ -367,6 +396,7 @@ int RemoteTarget(int num_cpus) {
 }  // namespace
 
 void* BlockCache::GetSlow(size_t cls) {
+  sweeper_->WakeIfParked();
   // Pops from the primary, else the victim generation, of a cache locked (and closed) by us.
   auto pop_locked = [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     void* b = cc->PopPrimary(cls);
@@ -382,6 +412,7 @@ void* BlockCache::GetSlow(size_t cls) {
     if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
       c = CacheOf(static_cast<int>(slot));
       SpinLockHolder l(&c->lock);
+      ReopenForOwner(c);
       block = pop_locked(c);
     }
   } else if (!mode_.rseq) {
@@ -483,6 +514,7 @@ bool BlockCache::TryGrow(CpuCache* c, size_t cls) {
 }
 
 void BlockCache::PutSlow(size_t cls, void* block) {
+  sweeper_->WakeIfParked();
   // Blocks moved out of a full primary generation to make room, for the TransferStack.
   void* moved[kMaxTransferBatch];
   size_t n_moved = 0;
@@ -508,6 +540,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
       if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
         c = CacheOf(static_cast<int>(slot));
         SpinLockHolder l(&c->lock);
+        ReopenForOwner(c);
         kept = push_locked(c);
       } else {
         ToTransfer(cls, nullptr, &block, 1);  // No slot: the shared layer, or a spill.

@@ -12,6 +12,14 @@
 //     `visiting` is no longer that cache. So once Unregister() returns, no sweep touches it.
 //   - `last_epoch` (the clock's reading when the last epoch began) is written under
 //     `sweep_mu` by every epoch and read by Tick() under it too.
+//   - Parking (ParkIfIdle(), under `sweep_mu`, visiting caches as a sweep does): `parked_` is
+//     set first, then every cache parks (closes its columns under their locks, fenced, and
+//     checks that they hold nothing), then `parked_` is read again. A cache operation that
+//     began before a column was closed left its block there, and the park sees it and fails;
+//     one that begins after finds the column closed, takes the slow path, reopens the column
+//     under the same lock and so reads `parked_` set, and wakes the sweeper (Wake(): clears
+//     `parked_` under `mu` and notifies). The thread waits under `mu` for `parked_` to clear
+//     (or `stopped`), so no wake-up is lost.
 //
 // fork(): every sweeper is in a process-wide list (under its own mutex). Before a fork the
 // forking thread takes, in order, the list's mutex, the SYNCPOOL_STATS report's, then per
@@ -195,26 +203,59 @@ Sweeper& Sweeper::Default() {
   return *instance;
 }
 
-void Sweeper::SweepNow(const Epoch& epoch) {
-  internal::MutexLock serial(&state_->sweep_mu);
-  state_->last_epoch = state_->Now();
+namespace {
+
+// `visit(cache)` for every registered cache, marked `visiting` meanwhile (see the protocol).
+// REQUIRES: `s.sweep_mu` held.
+template <typename Visit>
+void VisitCaches(Sweeper::State& s, Visit visit) {
   std::vector<Sweepable*> snapshot;
   {
-    internal::MutexLock l(&state_->mu);
-    snapshot.assign(state_->caches.begin(), state_->caches.end());
+    internal::MutexLock l(&s.mu);
+    snapshot.assign(s.caches.begin(), s.caches.end());
   }
   for (Sweepable* cache : snapshot) {
     {
-      internal::MutexLock l(&state_->mu);
-      if (!state_->caches.contains(cache)) continue;  // Unregistered since the snapshot.
-      state_->visiting = cache;
+      internal::MutexLock l(&s.mu);
+      if (!s.caches.contains(cache)) continue;  // Unregistered since the snapshot.
+      s.visiting = cache;
     }
-    cache->SweepEpoch(epoch);
-    internal::MutexLock l(&state_->mu);
-    state_->visiting = nullptr;
-    state_->changed.notify_all();
+    visit(cache);
+    internal::MutexLock l(&s.mu);
+    s.visiting = nullptr;
+    s.changed.notify_all();
   }
+}
+
+}  // namespace
+
+void Sweeper::SweepNow(const Epoch& epoch) {
+  internal::MutexLock serial(&state_->sweep_mu);
+  state_->last_epoch = state_->Now();
+  VisitCaches(*state_, [&epoch](Sweepable* cache) { cache->SweepEpoch(epoch); });
   state_->epochs.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Sweeper::ParkIfIdle() {
+  internal::MutexLock serial(&state_->sweep_mu);
+  parked_.store(true, std::memory_order_seq_cst);
+  bool idle = true;
+  VisitCaches(*state_, [&idle](Sweepable* cache) {
+    if (idle && !cache->Park()) idle = false;
+  });
+  if (!idle) {
+    // Caches parked before the one that held something stay closed until their next
+    // operation, whose slow path reopens them (and finds the sweeper not parked).
+    parked_.store(false, std::memory_order_seq_cst);
+    return false;
+  }
+  return parked_.load(std::memory_order_seq_cst);  // False if a slow path woke it already.
+}
+
+void Sweeper::Wake() {
+  internal::MutexLock l(&state_->mu);
+  parked_.store(false, std::memory_order_seq_cst);
+  state_->changed.notify_all();
 }
 
 bool Sweeper::Tick() {
@@ -242,6 +283,9 @@ void Sweeper::Register(Sweepable* cache) {
   State& s = *state_;
   internal::MutexLock l(&s.mu);
   s.caches.insert(cache);
+  // A new cache ends a park (it is about to cache something).
+  parked_.store(false, std::memory_order_seq_cst);
+  s.changed.notify_all();
   s.StartThreadLocked(this);
 }
 
@@ -256,9 +300,13 @@ void Sweeper::RestartAfterFork() {
 void Sweeper::State::StartThreadLocked(Sweeper* owner) {
   if (!options.background || thread_running || stopped) return;
   // If the thread cannot be created, std::thread throws and a later Register() tries again.
-  // The thread wakes four times per interval: Tick() decides whether an epoch is due (one
-  // per interval, or one per wake-up while the system is short of memory).
+  // The schedule (sweeper.h): while anything is cached the thread wakes four times per
+  // interval and Tick() decides whether an epoch is due (one per interval, or one per wake-up
+  // while the system is short of memory); after an epoch that left nothing cached it parks and
+  // waits without a timeout until a cache's slow path (or a new cache, or Stop()) wakes it.
+  owner->parked_.store(false, std::memory_order_seq_cst);
   thread = std::thread([this, owner] {
+    pthread_setname_np(pthread_self(), "syncpool-sweep");  // For ps, top and tests.
     const auto wake =
         std::max<std::chrono::milliseconds>(options.interval / 4, std::chrono::milliseconds(1));
     mu.Lock();
@@ -268,8 +316,13 @@ void Sweeper::State::StartThreadLocked(Sweeper* owner) {
         break;
       }
       mu.Unlock();
-      owner->Tick();
+      const bool parked = owner->Tick() && owner->ParkIfIdle();
       mu.Lock();
+      if (parked) {
+        mu.Await(changed, [this, owner]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          return stopped || !owner->parked_.load(std::memory_order_seq_cst);
+        });
+      }
     }
     mu.Unlock();
   });

@@ -29,6 +29,15 @@
 // of memory it sweeps sooner (every interval / 4 at most) and each of those epochs releases
 // everything cached, both generations (counted as Stats::pressure_blocks).
 //
+// Schedule: while anything is cached the background thread wakes four times per interval: one
+// wake-up in four runs the epoch, the others only read the PressureSource (so that pressure is
+// answered within a quarter interval). After an epoch that leaves nothing cached in any of its
+// caches, the thread parks: ParkIfIdle() closes the caches so that their next operation takes
+// a slow path, and the thread waits without a timeout, so that an idle process pays nothing
+// for it (no wake-up at all). The next slow path of any of its caches (a miss: use after
+// idleness begins with misses, the caches being empty; or the first Put into a closed cache)
+// or a newly registered cache wakes it, and the first epoch follows within a quarter interval.
+//
 // Thread safety: all members are thread-safe. Sweeps are serialized: SweepNow() waits for a
 // sweep in progress on another thread. A sweep never holds a per-CPU cache's lock while it
 // calls upstream or destroys objects, so threads using the pools are not stopped.
@@ -94,6 +103,14 @@ class Sweepable {
   // lock held by a thread that does not exist there.
   virtual void LockForFork() {}
   virtual void UnlockAfterFork() {}
+
+  // Sweepable::Park()
+  //
+  // For a sweeper about to park (Sweeper::ParkIfIdle()): if the cache holds nothing, arrange
+  // that its next operation on any thread takes a slow path, which calls the sweeper's
+  // WakeIfParked(), and return true; otherwise return false. Called between epochs, by at most
+  // one thread at a time for a given sweeper. The default never parks.
+  virtual bool Park() { return false; }
 
  protected:
   ~Sweepable() = default;
@@ -189,6 +206,27 @@ class Sweeper {
   // starts the clock.
   bool Tick();
 
+  // Sweeper::ParkIfIdle()
+  //
+  // The background thread's step after an epoch, callable directly: when no registered cache
+  // holds anything, parks them all (Sweepable::Park()) and marks the sweeper parked, and
+  // returns true; the thread then waits, without a timeout, until a cache's slow path calls
+  // WakeIfParked() (or a cache registers, or Stop()). Returns false, and leaves the sweeper
+  // unparked, when some cache holds something.
+  bool ParkIfIdle();
+
+  // Sweeper::WakeIfParked()
+  //
+  // Called by the caches' slow paths: ends a park. One load when not parked.
+  void WakeIfParked() {
+    if (parked_.load(std::memory_order_seq_cst)) Wake();
+  }
+
+  // Sweeper::parked()
+  //
+  // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since).
+  bool parked() const { return parked_.load(std::memory_order_seq_cst); }
+
   // Sweeper::Register()
   //
   // Adds a cache to the epochs and starts the background thread if it is not running.
@@ -231,7 +269,14 @@ class Sweeper {
   struct State;
 
  private:
+  // Ends a park: clears parked_ and wakes the thread.
+  void Wake();
+
   std::unique_ptr<State> state_;
+  // Set by ParkIfIdle() before it parks the caches and cleared by Wake(): a slow path that
+  // begins after a cache was parked reads it set (it reopens the cache under the lock the park
+  // closed it under, after parked_ was set), so a park never misses the use that ends it.
+  std::atomic<bool> parked_{false};
 };
 
 }  // namespace syncpool

@@ -328,6 +328,10 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // was inside one when another forked leaves nothing half done in the child.
   void LockForFork() override;
   void UnlockAfterFork() override;
+  // Sweepable::Park(): when nothing is cached, closes every column (a remote operation each,
+  // left closed), so that the next inline operation takes a slow path, which reopens it and
+  // calls the sweeper's WakeIfParked() (the start of GetSlow() and PutSlow()).
+  bool Park() override;
 
   // BlockCache::CachedBytes()
   //
@@ -449,9 +453,16 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // spills what it cannot hold.
   void ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t n);
   // Runs `op(cache)` on `cpu`'s cache as a remote operation: under its lock and, in the rseq
-  // mode, with the cache closed to sequences and the CPU fenced (see percpu_rseq.h).
+  // mode, with the cache closed to sequences and the CPU fenced (see percpu_rseq.h); in the
+  // per-thread mode closed, all threads fenced, the owner out of its operation
+  // (thread_slots.h). Without `reopen` the cache stays closed (Park()).
   template <typename Op>
-  auto Remote(int cpu, CpuCache* c, Op op);
+  auto Remote(int cpu, CpuCache* c, Op op, bool reopen = true);
+  // The owner's slow path in the per-thread mode, under `c`'s lock: reopens a column that a
+  // park left closed (no remote operation holds it: they hold the lock from close to reopen).
+  static void ReopenForOwner(CpuCache* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c->lock) {
+    if (!c->IsOpenToSequences(0)) c->OpenToSequences();
+  }
   // Blocks taken out of one CPU's cache, class by class, to be released after the remote
   // operation: `counts[cls]` blocks of each class, one class after the other.
   struct TakeBuffer {
