@@ -61,7 +61,7 @@ struct OwnedBytes<Buffer> {
 namespace {
 
 // The resident set of the process, from /proc/self/statm.
-size_t ResidentBytes() {
+[[maybe_unused]] size_t ResidentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) return 0;
   unsigned long long size = 0;
