@@ -234,6 +234,10 @@ void Sweeper::SweepNow(const Epoch& epoch) {
   state_->last_epoch = state_->Now();
   VisitCaches(*state_, [&epoch](Sweepable* cache) { cache->SweepEpoch(epoch); });
   state_->epochs.fetch_add(1, std::memory_order_relaxed);
+  // An epoch's remote operations reopen the columns a park closed: a parked thread must then
+  // wake, or a Put into a reopened column would go unseen (it parks again after its next epoch
+  // if nothing is cached).
+  WakeIfParked();
 }
 
 bool Sweeper::ParkIfIdle() {

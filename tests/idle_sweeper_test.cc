@@ -98,6 +98,18 @@ TEST_P(IdleSweeperTest, AnyCacheHoldingSomethingKeepsItAwake) {
   EXPECT_FALSE(sweeper_.ParkIfIdle());
 }
 
+// An epoch reopens the columns it visits: it ends a park, so that a Put into a reopened
+// column is not left unseen.
+TEST_P(IdleSweeperTest, AnEpochEndsAPark) {
+  Pool<Buf> pool(&NewBuf, nullptr, PoolOptions(&sweeper_));
+  { auto h = pool.Get(); }
+  pool.Clear();
+  ASSERT_TRUE(sweeper_.ParkIfIdle());
+  sweeper_.SweepNow();
+  EXPECT_FALSE(sweeper_.parked());
+  EXPECT_TRUE(sweeper_.ParkIfIdle());
+}
+
 TEST_P(IdleSweeperTest, ANewCacheWakesIt) {
   ASSERT_TRUE(sweeper_.ParkIfIdle());  // No cache at all.
   Pool<Buf> pool(&NewBuf, nullptr, PoolOptions(&sweeper_));
