@@ -242,6 +242,7 @@ void Sweeper::SweepNow(const Epoch& epoch) {
 
 bool Sweeper::ParkIfIdle() {
   internal::MutexLock serial(&state_->sweep_mu);
+  settled_.store(false, std::memory_order_seq_cst);
   parked_.store(true, std::memory_order_seq_cst);
   bool idle = true;
   VisitCaches(*state_, [&idle](Sweepable* cache) {
@@ -253,6 +254,7 @@ bool Sweeper::ParkIfIdle() {
     parked_.store(false, std::memory_order_seq_cst);
     return false;
   }
+  settled_.store(true, std::memory_order_seq_cst);
   return parked_.load(std::memory_order_seq_cst);  // False if a slow path woke it already.
 }
 

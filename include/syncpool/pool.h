@@ -25,10 +25,16 @@
 //     assume any relation between what they Put and what they Get.
 //   - Without a New function, Get() returns an empty Handle when nothing is cached.
 //
+// Pools of buffers: where syncpool::OwnedBytes<T> knows what an object owns (strings, vectors,
+// containers with a capacity, your own specialisations: syncpool/owned_bytes.h), budgets and
+// Stats count those bytes, and a Put of an object owning more than Options::max_object_bytes
+// destroys it instead of caching it. Otherwise every object counts sizeof(T).
+//
 // Which thread destroys dropped objects: the sweeper's thread (or the thread calling
 // Sweeper::SweepNow()) for objects dropped by a sweep; the thread calling Put() when its CPU's
-// cache is full (the object is destroyed at once); the thread calling Clear() or destroying the
-// pool for what is cached then. T's destructor must therefore be safe to run on any thread.
+// cache is full, when the object is over max_object_bytes, or when caching it would exceed a
+// budget (the object is destroyed at once); the thread calling Clear() or destroying the pool
+// for what is cached then. T's destructor must therefore be safe to run on any thread.
 //
 // Misuse: with debug checks on (Options::debug_checks), a second Put of an object that is
 // already in the pool aborts with a message saying so. Using an object after Put is a bug the

@@ -224,8 +224,11 @@ class Sweeper {
 
   // Sweeper::parked()
   //
-  // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since).
-  bool parked() const { return parked_.load(std::memory_order_seq_cst); }
+  // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since;
+  // not while a ParkIfIdle() is still looking at the caches).
+  bool parked() const {
+    return settled_.load(std::memory_order_seq_cst) && parked_.load(std::memory_order_seq_cst);
+  }
 
   // Sweeper::Register()
   //
@@ -277,6 +280,8 @@ class Sweeper {
   // begins after a cache was parked reads it set (it reopens the cache under the lock the park
   // closed it under, after parked_ was set), so a park never misses the use that ends it.
   std::atomic<bool> parked_{false};
+  // Set when a ParkIfIdle() succeeded (for parked(): parked_ is set while it still looks).
+  std::atomic<bool> settled_{false};
 };
 
 }  // namespace syncpool
