@@ -108,7 +108,7 @@ using ::syncpool::bench::ParseLong;
 
 using Clock = std::chrono::steady_clock;
 
-// The tail threshold of the goal: p99.9 <= 2 us.
+// The tail threshold of the goal: p99.9 <= 2 us.
 constexpr double kGoalNs = 2000;
 
 // -----------------------------------------------------------------------------

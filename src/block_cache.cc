@@ -210,6 +210,7 @@ void BlockCache::AddEstimate(int64_t bytes) {
   g_process_estimate.fetch_add(bytes, std::memory_order_relaxed);
 }
 
+// Locks taken here and released in UnlockAfterFork(): beyond what the analysis follows.
 void BlockCache::LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   releaser_->LockForFork();
   create_mu_.lock();
@@ -219,6 +220,7 @@ void BlockCache::LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) transfers_[cls].LockForFork();
 }
 
+// Releases what LockForFork() took (see there).
 void BlockCache::UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   for (size_t cls = class_bytes_.size(); cls-- > 0;) transfers_[cls].UnlockAfterFork();
   for (int cpu = num_cpus_; cpu-- > 0;) {
@@ -354,7 +356,11 @@ bool BlockCache::Park() {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;  // Never opened.
     const bool empty = Remote(
-        cpu, c, [](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->LooksEmpty(); },
+        cpu, c,
+        [](CpuCache* cc) {
+          cc->lock.AssertHeld();  // Remote() holds it.
+          return cc->LooksEmpty();
+        },
         /*reopen=*/false);
     if (!empty) {
       WaitAndOpenSlow(c);
@@ -398,7 +404,8 @@ int RemoteTarget(int num_cpus) {
 void* BlockCache::GetSlow(size_t cls) {
   sweeper_->WakeIfParked();
   // Pops from the primary, else the victim generation, of a cache locked (and closed) by us.
-  auto pop_locked = [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  auto pop_locked = [cls](CpuCache* cc) {
+    cc->lock.AssertHeld();  // Held by the caller (Remote() or a SpinLockHolder).
     void* b = cc->PopPrimary(cls);
     if (b == nullptr) b = cc->PopVictim(cls);
     if (b != nullptr) cc->CountHit(cls);
@@ -520,7 +527,8 @@ void BlockCache::PutSlow(size_t cls, void* block) {
   size_t n_moved = 0;
   const size_t batch = Batch(cls);
   // Under the cache's lock (and, remotely, with it closed): push, or make room and push.
-  auto push_locked = [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  auto push_locked = [&](CpuCache* cc) {
+    cc->lock.AssertHeld();  // Held by the caller (Remote() or a SpinLockHolder).
     if (cc->PushPrimary(cls, block)) return true;
     cc->NoteOverflow(cls);
     if (GrowthAllowed(cc, cls, cc->Capacity(cls)) && cc->Grow(cls)) {
@@ -603,7 +611,8 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
   buffer.released_bytes = 0;
   size_t taken;
   do {
-    taken = Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    taken = Remote(cpu, c, [&](CpuCache* cc) {
+      cc->lock.AssertHeld();  // Remote() holds it.
       size_t at = 0;
       for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
         buffer.counts[cls] =
@@ -621,19 +630,23 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
   } while (taken == room);
 }
 
-void BlockCache::Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer,
-                       uint64_t* blocks, uint64_t* bytes) {
+void BlockCache::EmptyCpu(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer,
+                          uint64_t* blocks, uint64_t* bytes) {
   if (victims_only) {
     TakeAndRelease(
         cpu, c,
-        [](CpuCache* cc, size_t cls, void** out, size_t room)
-            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeVictims(cls, out, room); },
+        [](CpuCache* cc, size_t cls, void** out, size_t room) {
+          cc->lock.AssertHeld();  // TakeAndRelease() calls it inside Remote().
+          return cc->TakeVictims(cls, out, room);
+        },
         buffer);
   } else {
     TakeAndRelease(
         cpu, c,
-        [](CpuCache* cc, size_t cls, void** out, size_t room)
-            ABSL_NO_THREAD_SAFETY_ANALYSIS { return cc->TakeAll(cls, out, room); },
+        [](CpuCache* cc, size_t cls, void** out, size_t room) {
+          cc->lock.AssertHeld();  // TakeAndRelease() calls it inside Remote().
+          return cc->TakeAll(cls, out, room);
+        },
         buffer);
   }
   for (size_t cls = 0; cls < buffer.totals.size(); ++cls) *blocks += buffer.totals[cls];
@@ -652,7 +665,7 @@ void BlockCache::DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* b
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr || c->LooksEmpty()) continue;
-    Empty(cpu, c, /*victims_only=*/false, buffer, blocks, bytes);
+    EmptyCpu(cpu, c, /*victims_only=*/false, buffer, blocks, bytes);
   }
   DrainTransfers(buffer, blocks, bytes);
 }
@@ -697,9 +710,10 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
         if (c->CanShrink()) ShrinkEmpty(cpu, c);
       } else {
         if (cold) {
-          Empty(cpu, c, /*victims_only=*/false, buffer, &blocks, &bytes);
+          EmptyCpu(cpu, c, /*victims_only=*/false, buffer, &blocks, &bytes);
         } else {
-          Remote(cpu, c, [this, whole_primary](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+          Remote(cpu, c, [this, whole_primary](CpuCache* cc) {
+            cc->lock.AssertHeld();  // Remote() holds it.
             for (size_t cls = 0; cls < detached_.size(); ++cls) {
               detached_[cls].slots = cc->AgeDetach(cls, whole_primary, &detached_[cls].count);
             }
@@ -742,7 +756,8 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
 }
 
 void BlockCache::ShrinkEmpty(int cpu, CpuCache* c) {
-  Remote(cpu, c, [](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  Remote(cpu, c, [](CpuCache* cc) {
+    cc->lock.AssertHeld();  // Remote() holds it.
     // It held nothing at the last look: back to the starting capacities at once, so that the
     // slot pages of a burst go back to the system with the burst.
     for (size_t cls = 0; cls < cc->num_classes; ++cls) cc->Shrink(cls, /*to_start=*/true);
@@ -769,7 +784,7 @@ void BlockCache::EnforceBudget(TakeBuffer& buffer) {
     for (int cpu = 0; cpu < num_cpus_ && OverBudget(0); ++cpu) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr || c->LooksEmpty()) continue;
-      Empty(cpu, c, /*victims_only=*/pass == 0, buffer, &blocks, &bytes);
+      EmptyCpu(cpu, c, /*victims_only=*/pass == 0, buffer, &blocks, &bytes);
       RefreshEstimate();
     }
   }
@@ -832,7 +847,8 @@ void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
     for (int cpu = 0; cpu < num_cpus_; ++cpu) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr || c->LooksEmpty()) continue;
-      Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      Remote(cpu, c, [&](CpuCache* cc) {
+        cc->lock.AssertHeld();  // Remote() holds it.
         cc->ForEachBlock(0, victims_only, note);
         return 0;
       });
@@ -869,7 +885,8 @@ void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
       if (c == nullptr || c->LooksEmpty()) continue;
       c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
       do {
-        n = Remote(cpu, c, [&](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        n = Remote(cpu, c, [&](CpuCache* cc) {
+          cc->lock.AssertHeld();  // Remote() holds it.
           return cc->TakeIf(0, victims_only, take, buffer.blocks.data(), room);
         });
         bytes += Release(0, buffer.blocks.data(), n);
@@ -927,7 +944,8 @@ void BlockCache::DrainOneByOne() {
     if (c == nullptr) continue;
     c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
-      while (void* block = Remote(cpu, c, [cls](CpuCache* cc) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+      while (void* block = Remote(cpu, c, [cls](CpuCache* cc) {
+               cc->lock.AssertHeld();  // Remote() holds it.
                void* b = cc->PopPrimary(cls);
                return b != nullptr ? b : cc->PopVictim(cls);
              })) {

@@ -3,7 +3,9 @@
 // The misuse checks behind Options::debug_checks: a registry of the blocks a resource has
 // handed out (with their size and alignment), or of the objects a Pool<T> holds. A detected
 // mistake prints a message naming it to stderr and aborts. Every call takes one mutex: the
-// checks are for finding bugs, and cost nothing when off (the fast path tests one flag).
+// checks are for finding bugs, and cost nothing when off: with them on, the caches run in the
+// locked mode, so every call reaches the slow paths where the checks are, and the inline paths
+// test nothing for them.
 
 #ifndef SYNCPOOL_SRC_DEBUG_REGISTRY_H_
 #define SYNCPOOL_SRC_DEBUG_REGISTRY_H_

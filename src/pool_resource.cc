@@ -145,7 +145,7 @@ PoolResource& PoolResource::Default() {
 
 void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
   // In the locked mode the sequence would fail again: straight to the rest.
-  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq())) {
+  if (ABSL_PREDICT_TRUE(IsPooledRequest(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq())) {
     const size_t cls = internal::RequestClass(bytes, alignment);
     return cache_.GetOr(cls, cache_.Row(cls), [this, cls, bytes, alignment] {
       return AllocateClass(cls, bytes, alignment);
@@ -159,7 +159,7 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t a
     throw std::invalid_argument("syncpool::PoolResource::allocate: alignment " +
                                 std::to_string(alignment) + " is not a power of two");
   }
-  if (Pooled(bytes, alignment)) {
+  if (IsPooledRequest(bytes, alignment)) {
     return AllocateClass(internal::RequestClass(bytes, alignment), bytes, alignment);
   }
   void* const p = upstream_->allocate(bytes, alignment);
@@ -212,7 +212,7 @@ void* PoolResource::Refill(size_t cls) {
 }
 
 void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
-  if (ABSL_PREDICT_TRUE(Pooled(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq()) &&
+  if (ABSL_PREDICT_TRUE(IsPooledRequest(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq()) &&
       ABSL_PREDICT_TRUE(cache_.TryPut(internal::RequestClass(bytes, alignment), p))) {
     return;
   }
@@ -227,7 +227,7 @@ ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateOther(void* p, size_t bytes
     internal::DieOfMisuse("deallocate of %p with alignment %zu, which is not a power of two", p,
                           alignment);
   }
-  if (!Pooled(bytes, alignment)) {
+  if (!IsPooledRequest(bytes, alignment)) {
     GiveBack(p, bytes, alignment);
     return;
   }

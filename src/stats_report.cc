@@ -70,6 +70,7 @@ StatsReportEntry::~StatsReportEntry() {
   }
 }
 
+// Taken here, released in the next function: beyond what the analysis follows.
 void LockStatsReportForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry().mu.Lock(); }
 void UnlockStatsReportAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry().mu.Unlock(); }
 

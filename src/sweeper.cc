@@ -317,15 +317,18 @@ void Sweeper::State::StartThreadLocked(Sweeper* owner) {
         std::max<std::chrono::milliseconds>(options.interval / 4, std::chrono::milliseconds(1));
     mu.Lock();
     while (!stopped) {
-      if (mu.AwaitWithTimeout(changed, wake,
-                              [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { return stopped; })) {
+      if (mu.AwaitWithTimeout(changed, wake, [this] {
+            mu.AssertHeld();  // Await() runs it under `mu`.
+            return stopped;
+          })) {
         break;
       }
       mu.Unlock();
       const bool parked = owner->Tick() && owner->ParkIfIdle();
       mu.Lock();
       if (parked) {
-        mu.Await(changed, [this, owner]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+        mu.Await(changed, [this, owner] {
+          mu.AssertHeld();  // Await() runs it under `mu`.
           return stopped || !owner->parked_.load(std::memory_order_seq_cst);
         });
       }
@@ -339,8 +342,8 @@ void Sweeper::Unregister(Sweepable* cache) {
   State& s = *state_;
   internal::MutexLock l(&s.mu);
   s.caches.erase(cache);
-  // The predicate runs with `mu` held (inside Await), which the analysis cannot see.
-  s.mu.Await(s.changed, [&s, cache]() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  s.mu.Await(s.changed, [&s, cache] {
+    s.mu.AssertHeld();  // Await() runs it under `mu`.
     return s.visiting != cache;
   });
 }

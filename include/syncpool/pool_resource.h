@@ -93,7 +93,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // allocate() without the virtual call: PoolAllocator uses it. Same contract.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t bytes,
                                               size_t alignment = alignof(std::max_align_t)) {
-    if (ABSL_PREDICT_TRUE(Inline(bytes, alignment))) {
+    if (ABSL_PREDICT_TRUE(IsInlineRequest(bytes, alignment))) {
       const size_t index = internal::SmallSizeIndex(bytes);
       // The sequence failed: straight to the class's slow path (another try at the same
       // sequence would fail again but for a preemption). The class is looked up there only,
@@ -113,7 +113,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // block was allocated with.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Deallocate(void* p, size_t bytes,
                                                size_t alignment = alignof(std::max_align_t)) {
-    if (ABSL_PREDICT_TRUE(Inline(bytes, alignment))) {
+    if (ABSL_PREDICT_TRUE(IsInlineRequest(bytes, alignment))) {
       const size_t index = internal::SmallSizeIndex(bytes);
       if (ABSL_PREDICT_TRUE(
               cache_.TryPutAt(internal::kSmallSizeClasses[index], small_rows_[index], p))) {
@@ -155,7 +155,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // of two up to 16, so that the class is one table lookup without rounding. Debug checks need
   // no test here: with them on, the cache runs in the locked mode, whose sequences always fail
   // over to AllocateSlow() and DeallocateSlow(), where they live.
-  bool Inline(size_t bytes, size_t alignment) const {
+  bool IsInlineRequest(size_t bytes, size_t alignment) const {
     return bytes <= inline_limit_ && internal::IsSmallAlignment(alignment);
   }
   // The rest of allocate() and deallocate(), out of line: first the caches' inline paths for
@@ -175,7 +175,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   void* Refill(size_t cls);
   void DeallocateOther(void* p, size_t bytes, size_t alignment);
   // Whether the classes serve a request of `bytes` with `alignment`.
-  bool Pooled(size_t bytes, size_t alignment) const {
+  bool IsPooledRequest(size_t bytes, size_t alignment) const {
     return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
            (alignment & (alignment - 1)) == 0;
   }

@@ -134,7 +134,6 @@ class BlockReleaser {
   ~BlockReleaser() = default;
 };
 
-// What a BlockCache's epochs keep (see Options).
 // MappedRegion
 //
 // Anonymous read-write pages, zero-filled on first touch (so what is never touched costs no
@@ -494,7 +493,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   }
   // As one remote operation, takes both generations (or the victims only) of every class of
   // `cpu`'s cache `c`, releases them, and adds them to `*blocks` and `*bytes`.
-  void Empty(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer, uint64_t* blocks,
+  void EmptyCpu(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer, uint64_t* blocks,
              uint64_t* bytes);
   // Drains every CPU cache and TransferStack; adds what left to `blocks` and `bytes`.
   void DrainCounting(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes);

@@ -33,6 +33,12 @@ class ABSL_LOCKABLE Mutex {
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() { mu_.lock(); }
   void Unlock() ABSL_UNLOCK_FUNCTION() { mu_.unlock(); }
 
+  // Mutex::AssertHeld()
+  //
+  // Tells the thread-safety analysis that the caller holds the mutex (an Await() predicate,
+  // which runs under it). Checks nothing at run time: std::mutex does not know its owner.
+  void AssertHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK() {}
+
   // Mutex::Await()
   //
   // Waits on `cv` until `done()` holds, releasing the mutex while blocked.

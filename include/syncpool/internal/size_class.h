@@ -61,12 +61,12 @@ inline constexpr auto kSmallSizeClasses = [] {
   return classes;
 }();
 
-// SizeClassOf()
-//
-// REQUIRES: size <= kMaxClassSize. Size 0 maps to the smallest class.
 // The index of kSmallSizeClasses for `size`. REQUIRES: size <= kSmallSizeLimit.
 constexpr size_t SmallSizeIndex(size_t size) { return (size + 15) >> 4; }
 
+// SizeClassOf()
+//
+// REQUIRES: size <= kMaxClassSize. Size 0 maps to the smallest class.
 constexpr size_t SizeClassOf(size_t size) {
   if (size <= kSmallSizeLimit) return kSmallSizeClasses[SmallSizeIndex(size)];
   return ComputeSizeClass(size);

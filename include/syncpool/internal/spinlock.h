@@ -19,6 +19,7 @@
 #define SYNCPOOL_INTERNAL_SPINLOCK_H_
 
 #include <atomic>
+#include <cassert>
 
 #include "absl/base/optimization.h"
 #include "absl/base/thread_annotations.h"
@@ -38,6 +39,14 @@ class ABSL_LOCKABLE SpinLock {
   void Lock() ABSL_EXCLUSIVE_LOCK_FUNCTION() {
     if (ABSL_PREDICT_TRUE(!locked_.exchange(true, std::memory_order_acquire))) return;
     LockSlow();
+  }
+
+  // SpinLock::AssertHeld()
+  //
+  // Tells the thread-safety analysis that the caller holds the lock (a remote operation's
+  // callback, which Remote() calls under it); with assertions on, checks that someone does.
+  void AssertHeld() const ABSL_ASSERT_EXCLUSIVE_LOCK() {
+    assert(locked_.load(std::memory_order_relaxed));
   }
 
   // SpinLock::Unlock()

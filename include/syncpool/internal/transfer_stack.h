@@ -95,7 +95,8 @@ class TransferStack {
     return moved;
   }
 
-  // Around fork(): see Sweepable::LockForFork().
+  // Around fork(): see Sweepable::LockForFork(). (Taken in one, released in the other: beyond
+  // what the analysis follows.)
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Lock(); }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Unlock(); }
 
