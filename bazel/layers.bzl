@@ -1,0 +1,119 @@
+"""The layers of syncpool as build targets.
+
+Each layer is a cc_library that depends only on the layers below it, so the dependency graph
+is the layering: a source that includes a header of a higher layer does not find it (Bazel's
+sandbox holds the headers of a target's dependencies only) and fails to build. docs/design.md
+draws the graph (scripts/layers_graph.sh).
+
+syncpool_layers() declares every layer once per variant: the library itself (suffix ""), and
+the test-seam variant (`_rseq_window_for_test`, compiled with SYNCPOOL_RSEQ_TEST_WINDOW, which
+propagates from its lowest layer to every layer above it).
+"""
+
+load("//bazel:copts.bzl", "SYNCPOOL_COPTS")
+
+# Layer name, from the bottom up: (sources, headers, layers below it that it uses, other deps).
+LAYERS = [
+    ("base", [
+        "src/env.cc",
+        "src/options.cc",
+        "src/pages.cc",
+        "src/spinlock.cc",
+        "src/stats.cc",
+        "src/stats_report.cc",
+    ], [
+        "include/syncpool/internal/env.h",
+        "include/syncpool/internal/mutex.h",
+        "include/syncpool/internal/pages.h",
+        "include/syncpool/internal/size_class.h",
+        "include/syncpool/internal/slot_array.h",
+        "include/syncpool/internal/spinlock.h",
+        "include/syncpool/internal/stats_report.h",
+        "include/syncpool/options.h",
+        "include/syncpool/stats.h",
+    ], [], [
+        "@com_google_absl//absl/base",
+        "@com_google_absl//absl/strings",
+        "@com_google_absl//absl/strings:str_format",
+    ]),
+    ("cpu", ["src/cpu.cc"], [
+        "include/syncpool/internal/cpu.h",
+        "include/syncpool/testing/fake_cpu.h",
+    ], ["base"], []),
+    ("percpu", ["src/cpu_cache.cc"], [
+        "include/syncpool/internal/cpu_cache.h",
+    ], ["base"], []),
+    ("rseq", ["src/percpu_rseq.cc"], [
+        "include/syncpool/internal/percpu_rseq.h",
+    ], ["cpu", "percpu"], []),
+    ("thread_slots", ["src/thread_slots.cc"], [
+        "include/syncpool/internal/thread_slots.h",
+    ], ["percpu"], []),
+    ("transfer", ["src/transfer_stack.cc"], [
+        "include/syncpool/internal/transfer_stack.h",
+    ], ["base"], []),
+    ("sweeper", ["src/pressure.cc", "src/sweeper.cc"], [
+        "include/syncpool/sweeper.h",
+    ], ["thread_slots"], ["@com_google_absl//absl/container:flat_hash_map"]),
+    ("cache", ["src/block_cache.cc"], [
+        "include/syncpool/internal/block_cache.h",
+    ], ["rseq", "sweeper", "thread_slots", "transfer"], []),
+]
+
+# The public faces, above every layer.
+FACES_SRCS = [
+    "src/debug_registry.cc",
+    "src/debug_registry.h",
+    "src/mimalloc_resource.cc",
+    "src/pool.cc",
+    "src/pool_resource.cc",
+]
+
+FACES_HDRS = [
+    "include/syncpool/mimalloc_resource.h",
+    "include/syncpool/owned_bytes.h",
+    "include/syncpool/pool.h",
+    "include/syncpool/pool_allocator.h",
+    "include/syncpool/pool_resource.h",
+]
+
+def layer_name(layer, suffix):
+    return "syncpool_" + layer + suffix
+
+def syncpool_layers(name, suffix = "", defines = [], testonly = False, visibility = None):
+    """Declares the layers and `name`, the public faces over them.
+
+    Args:
+      name: the target of the public faces (the one to depend on).
+      suffix: appended to every layer's name (syncpool_<layer><suffix>).
+      defines: compiled into the lowest layer, and so into every layer above it.
+      testonly: for the test-seam variant.
+      visibility: of `name`; the layers are visible to this package, tests and benchmarks.
+    """
+    internal = ["//:__pkg__", "//tests:__subpackages__", "//bench:__pkg__"]
+    for layer, srcs, hdrs, below, other in LAYERS:
+        native.cc_library(
+            name = layer_name(layer, suffix),
+            srcs = srcs,
+            hdrs = hdrs,
+            copts = SYNCPOOL_COPTS,
+            defines = defines if layer == "base" else [],
+            includes = ["include"],
+            linkopts = ["-pthread"],
+            testonly = testonly,
+            visibility = internal,
+            deps = [":" + layer_name(b, suffix) for b in below] + other,
+        )
+    native.cc_library(
+        name = name,
+        srcs = FACES_SRCS,
+        hdrs = FACES_HDRS,
+        copts = SYNCPOOL_COPTS,
+        includes = ["include"],
+        linkopts = ["-pthread"],
+        testonly = testonly,
+        visibility = visibility,
+        deps = [":" + layer_name(layer, suffix) for layer, _, _, _, _ in LAYERS] + [
+            "@mimalloc//:mimalloc_headers",
+        ],
+    )
