@@ -53,6 +53,7 @@ LAYERS = [
         "include/syncpool/internal/transfer_stack.h",
     ], ["base"], []),
     ("sweeper", ["src/pressure.cc", "src/sweeper.cc"], [
+        "include/syncpool/internal/sweepable.h",
         "include/syncpool/sweeper.h",
     ], ["thread_slots"], ["@com_google_absl//absl/container:flat_hash_map"]),
     ("cache", ["src/block_cache.cc"], [

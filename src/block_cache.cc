@@ -177,12 +177,7 @@ BlockCache::~BlockCache() {
 
 namespace {
 
-// The process-wide budget (SetProcessCacheLimit()) and the sum of every cache's estimate.
-std::atomic<uint64_t>& ProcessLimit() {
-  static std::atomic<uint64_t> limit{
-      EnvInteger("SYNCPOOL_PROCESS_MAX_CACHED_BYTES", 0, 0, ~uint64_t{0})};
-  return limit;
-}
+// The sum of every cache's estimate, against ProcessLimit() (options.h).
 // Signed: between two epochs a cache only adds and subtracts what moves through its
 // TransferStacks, and a sum read while others update it may dip below zero.
 std::atomic<int64_t> g_process_estimate{0};
@@ -1070,11 +1065,4 @@ CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_by
 }
 
 }  // namespace internal
-
-void SetProcessCacheLimit(size_t bytes) {
-  internal::ProcessLimit().store(bytes, std::memory_order_relaxed);
-}
-
-size_t ProcessCacheLimit() { return internal::ProcessLimit().load(std::memory_order_relaxed); }
-
 }  // namespace syncpool

@@ -40,5 +40,18 @@ const OptionDefaults& GetOptionDefaults() {
   return defaults;
 }
 
+std::atomic<uint64_t>& ProcessLimit() {
+  static std::atomic<uint64_t> limit{
+      EnvInteger("SYNCPOOL_PROCESS_MAX_CACHED_BYTES", 0, 0, ~uint64_t{0})};
+  return limit;
+}
+
 }  // namespace internal
+
+void SetProcessCacheLimit(size_t bytes) {
+  internal::ProcessLimit().store(bytes, std::memory_order_relaxed);
+}
+
+size_t ProcessCacheLimit() { return internal::ProcessLimit().load(std::memory_order_relaxed); }
+
 }  // namespace syncpool

@@ -18,6 +18,7 @@
 #ifndef SYNCPOOL_OPTIONS_H_
 #define SYNCPOOL_OPTIONS_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -188,6 +189,20 @@ struct Options {
   // Checks serialize operations on one lock; they are for finding bugs, not for production.
   std::optional<bool> debug_checks;
 };
+
+// SetProcessCacheLimit()
+//
+// A byte budget for everything every pool and resource of the process caches together (0, the
+// default unless SYNCPOOL_PROCESS_MAX_CACHED_BYTES is set: none). Enforced at every epoch and
+// whenever blocks move to a cache's shared layer: what would exceed it is released instead
+// (Stats::over_budget_blocks). Thread-safe.
+void SetProcessCacheLimit(size_t bytes);
+size_t ProcessCacheLimit();
+
+namespace internal {
+// The process-wide budget behind SetProcessCacheLimit() (its default from the environment).
+std::atomic<uint64_t>& ProcessLimit();
+}  // namespace internal
 
 }  // namespace syncpool
 

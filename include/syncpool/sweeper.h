@@ -62,59 +62,17 @@
 #ifndef SYNCPOOL_SWEEPER_H_
 #define SYNCPOOL_SWEEPER_H_
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <atomic>
 #include <memory>
 
+#include "syncpool/internal/sweepable.h"
+#include "syncpool/options.h"  // SetProcessCacheLimit(), which the epochs enforce.
+
 namespace syncpool {
-
-namespace internal {
-// How many times this process is a fork() child of a process that had sweepers (0 in the
-// first process): caches compare it with what they saw last to restart their sweeper.
-extern std::atomic<uint64_t> g_fork_generation;
-}  // namespace internal
-
-// Epoch
-//
-// What one epoch asks of the caches it visits.
-struct Epoch {
-  // The system is short of memory: release everything cached.
-  bool pressure = false;
-};
-
-// Sweepable
-//
-// What a sweeper drives: one epoch of one cache. Implemented by the library's caches; users
-// need not implement it.
-class Sweepable {
- public:
-  // Sweepable::SweepEpoch()
-  //
-  // Runs one epoch. Called by at most one thread at a time for a given sweeper.
-  virtual void SweepEpoch(const Epoch& epoch) = 0;
-
-  // Sweepable::LockForFork(), Sweepable::UnlockAfterFork()
-  //
-  // Called around fork() (pthread_atfork), with the sweeper's own locks held: take, then
-  // release, every lock the cache's operations may hold, so that the child does not inherit a
-  // lock held by a thread that does not exist there.
-  virtual void LockForFork() {}
-  virtual void UnlockAfterFork() {}
-
-  // Sweepable::Park()
-  //
-  // For a sweeper about to park (Sweeper::ParkIfIdle()): if the cache holds nothing, arrange
-  // that its next operation on any thread takes a slow path, which calls the sweeper's
-  // WakeIfParked(), and return true; otherwise return false. Called between epochs, by at most
-  // one thread at a time for a given sweeper. The default never parks.
-  virtual bool Park() { return false; }
-
- protected:
-  ~Sweepable() = default;
-};
 
 // PressureSource
 //
@@ -137,15 +95,6 @@ class PressureSource {
 // /proc/meminfo is below SYNCPOOL_PRESSURE_AVAILABLE_PCT percent (5 by default) of MemTotal.
 // False when neither can be read.
 PressureSource& SystemMemoryPressure();
-
-// SetProcessCacheLimit()
-//
-// A byte budget for everything every pool and resource of the process caches together (0, the
-// default unless SYNCPOOL_PROCESS_MAX_CACHED_BYTES is set: none). Enforced at every epoch and
-// whenever blocks move to a cache's shared layer: what would exceed it is released instead
-// (Stats::over_budget_blocks). Thread-safe.
-void SetProcessCacheLimit(size_t bytes);
-size_t ProcessCacheLimit();
 
 class Sweeper {
  public:
