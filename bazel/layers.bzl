@@ -21,6 +21,7 @@ LAYERS = [
         "src/spinlock.cc",
         "src/stats.cc",
         "src/stats_report.cc",
+        "src/sweepable.cc",
     ], [
         "include/syncpool/internal/env.h",
         "include/syncpool/internal/mutex.h",
@@ -29,6 +30,7 @@ LAYERS = [
         "include/syncpool/internal/slot_array.h",
         "include/syncpool/internal/spinlock.h",
         "include/syncpool/internal/stats_report.h",
+        "include/syncpool/internal/sweepable.h",
         "include/syncpool/options.h",
         "include/syncpool/stats.h",
     ], [], [
@@ -53,12 +55,20 @@ LAYERS = [
         "include/syncpool/internal/transfer_stack.h",
     ], ["base"], []),
     ("sweeper", ["src/pressure.cc", "src/sweeper.cc"], [
-        "include/syncpool/internal/sweepable.h",
         "include/syncpool/sweeper.h",
     ], ["thread_slots"], ["@com_google_absl//absl/container:flat_hash_map"]),
-    ("cache", ["src/block_cache.cc"], [
+    ("cache", [
+        "src/block_cache.cc",
+        "src/block_cache_budget.cc",
+        "src/block_cache_epoch.cc",
+        "src/block_cache_remote.h",
+        "src/block_cache_slow.cc",
+        "src/cache_policy.cc",
+    ], [
         "include/syncpool/internal/block_cache.h",
-    ], ["rseq", "sweeper", "thread_slots", "transfer"], []),
+        "include/syncpool/internal/block_releaser.h",
+        "include/syncpool/internal/cache_policy.h",
+    ], ["rseq", "thread_slots", "transfer"], []),
 ]
 
 # The public faces, above every layer.

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <new>
 
 namespace syncpool {
 namespace internal {
@@ -17,6 +18,22 @@ size_t PageSize() {
   }();
   return page;
 }
+
+namespace {
+
+char* Map(size_t bytes) {
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) throw std::bad_alloc();
+  return static_cast<char*>(p);
+}
+
+}  // namespace
+
+MappedRegion::MappedRegion(size_t bytes)
+    : bytes_((bytes + PageSize() - 1) / PageSize() * PageSize()), base_(Map(bytes_)) {}
+
+MappedRegion::~MappedRegion() { munmap(base_, bytes_); }
 
 size_t DiscardInteriorPages(void* p, size_t size) {
   constexpr size_t kKeptPrefix = 64;  // Room for an allocator's link or header.

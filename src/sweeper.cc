@@ -92,10 +92,6 @@ struct Sweeper::State {
   void StartThreadLocked(Sweeper* owner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
 
-namespace internal {
-std::atomic<uint64_t> g_fork_generation{0};
-}  // namespace internal
-
 namespace {
 
 // Every live sweeper, for the fork handlers.

@@ -58,6 +58,7 @@
 #include "syncpool/options.h"
 #include "syncpool/owned_bytes.h"
 #include "syncpool/stats.h"
+#include "syncpool/sweeper.h"
 
 namespace syncpool {
 namespace internal {

@@ -50,6 +50,7 @@
 #include "syncpool/internal/stats_report.h"
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
+#include "syncpool/sweeper.h"
 
 namespace syncpool {
 

@@ -96,7 +96,7 @@ class PressureSource {
 // False when neither can be read.
 PressureSource& SystemMemoryPressure();
 
-class Sweeper {
+class Sweeper final : public internal::SweepRegistry {
  public:
   struct Options {
     // Asked between epochs; nullptr means SystemMemoryPressure(). Must outlive the sweeper.
@@ -164,13 +164,6 @@ class Sweeper {
   // unparked, when some cache holds something.
   bool ParkIfIdle();
 
-  // Sweeper::WakeIfParked()
-  //
-  // Called by the caches' slow paths: ends a park. One load when not parked.
-  void WakeIfParked() {
-    if (parked_.load(std::memory_order_seq_cst)) Wake();
-  }
-
   // Sweeper::parked()
   //
   // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since;
@@ -179,18 +172,18 @@ class Sweeper {
     return settled_.load(std::memory_order_seq_cst) && parked_.load(std::memory_order_seq_cst);
   }
 
-  // Sweeper::Register()
+  // Sweeper::Register() (SweepRegistry)
   //
   // Adds a cache to the epochs and starts the background thread if it is not running.
   // Called by the library's caches on first use. Throws std::system_error when the thread
   // cannot be started; the cache stays registered and a later Register() tries again.
-  void Register(Sweepable* cache);
+  void Register(Sweepable* cache) override;
 
-  // Sweeper::Unregister()
+  // Sweeper::Unregister() (SweepRegistry)
   //
   // Removes a cache; when a sweep is visiting it on another thread, waits until that visit
   // ends. After it returns the sweeper never touches `cache` again.
-  void Unregister(Sweepable* cache);
+  void Unregister(Sweepable* cache) override;
 
   // Sweeper::Stop()
   //
@@ -210,25 +203,22 @@ class Sweeper {
   // Whether the background thread is running now.
   bool thread_running() const;
 
-  // Sweeper::RestartAfterFork()
+  // Sweeper::RestartAfterFork() (SweepRegistry)
   //
   // In a child process, starts the background thread again if the sweeper had one (and some
   // cache is registered). Caches call it from their slow paths; calling it at any other time,
   // or more than once, does nothing.
-  void RestartAfterFork();
+  void RestartAfterFork() override;
 
   // The sweeper's state, defined in sweeper.cc (named here for its fork handlers).
   struct State;
 
  private:
-  // Ends a park: clears parked_ and wakes the thread.
-  void Wake();
+  // SweepRegistry::Wake(): clears parked_ (SweepRegistry; set by ParkIfIdle() before it parks
+  // the caches, so that a park never misses the use that ends it) and wakes the thread.
+  void Wake() override;
 
   std::unique_ptr<State> state_;
-  // Set by ParkIfIdle() before it parks the caches and cleared by Wake(): a slow path that
-  // begins after a cache was parked reads it set (it reopens the cache under the lock the park
-  // closed it under, after parked_ was set), so a park never misses the use that ends it.
-  std::atomic<bool> parked_{false};
   // Set when a ParkIfIdle() succeeded (for parked(): parked_ is set while it still looks).
   std::atomic<bool> settled_{false};
 };

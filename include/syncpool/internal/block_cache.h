@@ -70,122 +70,20 @@
 
 #include "absl/base/config.h"
 #include "absl/base/optimization.h"
+#include "syncpool/internal/block_releaser.h"
+#include "syncpool/internal/cache_policy.h"
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/cpu_cache.h"
+#include "syncpool/internal/pages.h"
 #include "syncpool/internal/percpu_rseq.h"
+#include "syncpool/internal/sweepable.h"
 #include "syncpool/internal/thread_slots.h"
 #include "syncpool/internal/transfer_stack.h"
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
-#include "syncpool/sweeper.h"
-
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-#include <sanitizer/asan_interface.h>
-#endif
 
 namespace syncpool {
 namespace internal {
-
-// Blocks that sit in a cache are poisoned for AddressSanitizer, so that a use after Put or
-// deallocate is reported: poisoned when they enter a cache (before the push that publishes
-// them, so no other thread can hold them yet), unpoisoned when a Get hands one out and before
-// one is released (the releaser's upstream or destructor touches it). Nothing without ASan.
-inline void PoisonCached(void* block, size_t bytes) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-  ASAN_POISON_MEMORY_REGION(block, bytes);
-#else
-  static_cast<void>(block);
-  static_cast<void>(bytes);
-#endif
-}
-inline void* UnpoisonCached(void* block, size_t bytes) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-  if (block != nullptr) ASAN_UNPOISON_MEMORY_REGION(block, bytes);
-#else
-  static_cast<void>(bytes);
-#endif
-  return block;
-}
-
-// How a cache gives blocks back: to an upstream resource, or by destroying objects.
-class BlockReleaser {
- public:
-  // BlockReleaser::Release()
-  //
-  // Releases `n` blocks of class `cls`. Called without any cache lock held, on the thread that
-  // sweeps, spills or drains.
-  virtual void Release(size_t cls, void* const* blocks, size_t n) = 0;
-
-  // BlockReleaser::OwnedBytes()
-  //
-  // For a cache that counts what its blocks own (CachePolicy::owned_bytes): the bytes `block`
-  // of class `cls` owns, constant while it sits in the cache. Called on blocks about to be
-  // released, and by the epoch that chooses what to release for the budgets, under the
-  // column's lock (so it must not take locks or allocate).
-  virtual uint64_t OwnedBytes(size_t /*cls*/, const void* /*block*/) { return 0; }
-
-  // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
-  //
-  // Take and release the releaser's own locks around fork() (see Sweepable::LockForFork()).
-  virtual void LockForFork() {}
-  virtual void UnlockAfterFork() {}
-
- protected:
-  ~BlockReleaser() = default;
-};
-
-// MappedRegion
-//
-// Anonymous read-write pages, zero-filled on first touch (so what is never touched costs no
-// memory), unmapped when the object goes.
-class MappedRegion {
- public:
-  // Throws std::bad_alloc when the pages cannot be mapped. REQUIRES: bytes > 0.
-  explicit MappedRegion(size_t bytes);
-  MappedRegion(const MappedRegion&) = delete;
-  MappedRegion& operator=(const MappedRegion&) = delete;
-  ~MappedRegion();
-
-  char* base() const { return base_; }
-
- private:
-  const size_t bytes_;
-  char* const base_;
-};
-
-struct CachePolicy {
-  // Which mode the cache asks for (ChooseCacheMode()).
-  CacheMode mode = CacheMode::kAuto;
-  Retention retention = Retention::kWorkingSet;
-  size_t max_cached_bytes = 0;  // 0: no budget of its own.
-  // How far each class's per-CPU capacity may grow; empty: it stays where it starts.
-  std::vector<uint32_t> max_capacities;
-  // The most bytes the capacities of one CPU's cache may add up to (per generation, over all
-  // classes) for growth to go on; 0: no such bound. Capacities never shrink below where they
-  // started to meet it.
-  size_t max_cpu_bytes = 0;
-  // Whether bytes are what the blocks own (BlockReleaser::OwnedBytes()), not their class
-  // sizes: the owner counts each block entering and leaving (AccountOwned()), the budgets and
-  // statistics use that count, and an epoch over budget releases the largest idle blocks
-  // first. One class only (Pool<T>).
-  bool owned_bytes = false;
-};
-
-// The mode a cache runs in, and why (for Stats and reports).
-struct CacheModeChoice {
-  bool rseq = false;
-  bool per_thread = false;
-  const char* name = "";
-  const char* why = "";
-};
-
-// ChooseCacheMode()
-//
-// Without `allow_rseq` (tests of the per-CPU policy, debug checks), the locked per-CPU mode.
-// Otherwise the rseq per-CPU mode where `requested` allows it (kAuto, kPerCpu; SYNCPOOL_MODE
-// decides for kAuto) and RseqUsable(); otherwise the per-thread mode where asked for or where
-// kAuto found no sequences, if its fence can be made; otherwise the locked per-CPU mode.
-CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested);
 
 class BlockCache final : public Sweepable, public ThreadSlotUser {
  public:
@@ -197,7 +95,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // through `releaser`, which must outlive the cache. `sweeper` is joined on first use. The
   // rseq mode is used when `allow_rseq` and RseqUsable().
   BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
-             BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq = true,
+             BlockReleaser* releaser, SweepRegistry* sweeper, bool allow_rseq = true,
              Policy policy = Policy());
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
@@ -477,20 +375,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   void TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer);
   // Releases `n` blocks of class `cls`; returns their bytes (what they own, for a cache with
   // CachePolicy::owned_bytes, which stops counting them here).
-  uint64_t Release(size_t cls, void* const* blocks, size_t n) {
-    if (n == 0) return 0;
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-    for (size_t i = 0; i < n; ++i) UnpoisonCached(blocks[i], class_bytes_[cls]);
-#endif
-    uint64_t bytes = n * class_bytes_[cls];
-    if (owned_ != nullptr) {
-      bytes = 0;
-      for (size_t i = 0; i < n; ++i) bytes += releaser_->OwnedBytes(cls, blocks[i]);
-      AccountOwned(-static_cast<int64_t>(bytes));
-    }
-    releaser_->Release(cls, blocks, n);
-    return bytes;
-  }
+  uint64_t Release(size_t cls, void* const* blocks, size_t n);
   // As one remote operation, takes both generations (or the victims only) of every class of
   // `cpu`'s cache `c`, releases them, and adds them to `*blocks` and `*bytes`.
   void EmptyCpu(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer, uint64_t* blocks,
@@ -545,7 +430,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   const std::vector<uint32_t> max_capacities_;  // Per CPU and generation, at most.
   const size_t total_capacity_;  // Starting slots of one generation of one CPU, all classes.
   BlockReleaser* const releaser_;
-  Sweeper* const sweeper_;
+  SweepRegistry* const sweeper_;
   std::once_flag registered_;
   std::atomic<bool> registered_flag_{false};  // Set once Register() returned.
   // internal::g_fork_generation as this cache last saw it.
@@ -592,10 +477,6 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   std::atomic<uint64_t> swept_bytes_{0};
 };
 
-// PolicyOf()
-//
-// The BlockCache::Policy that `options` ask for, for classes of `class_bytes` bytes (see
-// SizingOf(), which it calls: the same errors).
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
 // A test seam (see SYNCPOOL_RSEQ_TEST_WINDOW in percpu_rseq.h): called by every remote
 // operation in the rseq mode right after it closed and fenced `cpu`'s cache, before its work.
@@ -605,36 +486,6 @@ extern void (*g_remote_after_fence_for_test)(int cpu);
 extern void (*g_remote_waiting_for_test)(int cpu);
 extern void (*g_remote_before_op_for_test)(int cpu);
 #endif
-
-BlockCache::Policy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes,
-                            const char* who);
-
-// FitToBudget()
-//
-// Lowers `capacities` (per CPU and generation) so that every cache of every CPU and every
-// TransferStack full stays within `budget` bytes (0: no budget), scaling them alike and
-// keeping at least one block per class.
-void FitToBudget(const std::vector<size_t>& class_bytes, size_t budget,
-                 std::vector<uint32_t>& capacities);
-
-// CacheSizing
-//
-// The per-CPU capacities of a cache's classes: where each starts and how far it may grow.
-struct CacheSizing {
-  std::vector<uint32_t> start;
-  std::vector<uint32_t> max;
-};
-
-// SizingOf()
-//
-// The capacities that `options` ask for, for classes of `class_bytes` bytes: a class of size
-// S grows to max(2, per_cpu_class_bytes / S) blocks, at most max_blocks_per_class, lowered to
-// fit max_cached_bytes (FitToBudget()); it starts at max(2, kStartClassBytes / S) blocks, at
-// most initial_blocks_per_class, and never above its maximum. Throws std::invalid_argument
-// (naming `who`) when max_blocks_per_class or initial_blocks_per_class is 0.
-inline constexpr size_t kStartClassBytes = 64 * 1024;
-CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes,
-                     const char* who);
 
 }  // namespace internal
 }  // namespace syncpool

@@ -4,8 +4,9 @@
 // File: syncpool/internal/pages.h
 // -----------------------------------------------------------------------------
 //
-// Giving the memory of a block back to the operating system before the block goes back to its
-// upstream resource. Not part of syncpool's API.
+// Pages from and back to the operating system: giving the memory of a block back before the
+// block goes back to its upstream resource (DiscardInteriorPages()), and regions mapped for the
+// caches' stacks and counters (MappedRegion). Not part of syncpool's API.
 //
 // Why: giving a block back to an allocator does not give its memory back to the system.
 // mimalloc returns a page only when the thread that allocated it calls mimalloc again, and
@@ -37,6 +38,25 @@ size_t DiscardInteriorPages(void* p, size_t size);
 
 // PageSize()
 size_t PageSize();
+
+// MappedRegion
+//
+// Anonymous read-write pages, zero-filled on first touch (so what is never touched costs no
+// memory), unmapped when the object goes. Sizes are rounded up to whole pages.
+class MappedRegion {
+ public:
+  // Throws std::bad_alloc when the pages cannot be mapped. REQUIRES: bytes > 0.
+  explicit MappedRegion(size_t bytes);
+  MappedRegion(const MappedRegion&) = delete;
+  MappedRegion& operator=(const MappedRegion&) = delete;
+  ~MappedRegion();
+
+  char* base() const { return base_; }
+
+ private:
+  const size_t bytes_;
+  char* const base_;
+};
 
 }  // namespace internal
 }  // namespace syncpool

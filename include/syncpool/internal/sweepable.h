@@ -4,9 +4,12 @@
 // File: syncpool/internal/sweepable.h
 // -----------------------------------------------------------------------------
 //
-// What a Sweeper drives: the interface its caches implement (one epoch, the fork locks, a
-// park) and the fork generation they watch. Not part of syncpool's API: the library's caches
-// implement it (internal/block_cache.h); sweeper.h says what a sweeper does with it.
+// The contract between a sweeper and its caches, in both directions: Sweepable, what a cache
+// implements for the sweeper (one epoch, the fork locks, a park); SweepRegistry, what a cache
+// asks of the sweeper it joins (register, leave, restart after fork, wake); and the fork
+// generation caches watch. Not part of syncpool's API. The caches (internal/block_cache.h)
+// see a sweeper only through this header, so the cache layer does not depend on the sweeper
+// layer (sweeper.h, which implements SweepRegistry); the public faces join the two.
 
 #ifndef SYNCPOOL_INTERNAL_SWEEPABLE_H_
 #define SYNCPOOL_INTERNAL_SWEEPABLE_H_
@@ -60,6 +63,47 @@ class Sweepable {
   ~Sweepable() = default;
 };
 
+namespace internal {
+
+// SweepRegistry
+//
+// What a cache asks of the sweeper it joins; Sweeper implements it (sweeper.h says what each
+// does). Every member is thread-safe.
+class SweepRegistry {
+ public:
+  // SweepRegistry::Register(), SweepRegistry::Unregister()
+  //
+  // Adds a cache to the epochs (on its first use; may throw std::system_error when the
+  // background thread cannot start), and removes it (after Unregister() returns, the sweeper
+  // never touches it again).
+  virtual void Register(Sweepable* cache) = 0;
+  virtual void Unregister(Sweepable* cache) = 0;
+
+  // SweepRegistry::RestartAfterFork()
+  //
+  // In a fork child, once: starts the background thread again where the parent had one.
+  virtual void RestartAfterFork() = 0;
+
+  // SweepRegistry::WakeIfParked()
+  //
+  // Called by the caches' slow paths: ends a park (Sweepable::Park()). One load when not
+  // parked.
+  void WakeIfParked() {
+    if (parked_.load(std::memory_order_seq_cst)) Wake();
+  }
+
+ protected:
+  ~SweepRegistry() = default;
+
+  // Ends a park: clears parked_ and wakes the thread.
+  virtual void Wake() = 0;
+
+  // Set by the sweeper before it parks its caches and cleared by Wake() (the protocol is in
+  // sweeper.cc): a slow path that begins after a cache was parked reads it set.
+  std::atomic<bool> parked_{false};
+};
+
+}  // namespace internal
 }  // namespace syncpool
 
 #endif  // SYNCPOOL_INTERNAL_SWEEPABLE_H_

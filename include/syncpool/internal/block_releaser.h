@@ -1,0 +1,77 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/internal/block_releaser.h
+// -----------------------------------------------------------------------------
+//
+// How a BlockCache gives blocks back (BlockReleaser: to an upstream resource, or by destroying
+// objects), and how blocks in a cache are hidden from AddressSanitizer meanwhile. Not part of
+// syncpool's API.
+
+#ifndef SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
+#define SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/base/config.h"
+
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+#include <sanitizer/asan_interface.h>
+#endif
+
+namespace syncpool {
+namespace internal {
+
+// Blocks that sit in a cache are poisoned for AddressSanitizer, so that a use after Put or
+// deallocate is reported: poisoned when they enter a cache (before the push that publishes
+// them, so no other thread can hold them yet), unpoisoned when a Get hands one out and before
+// one is released (the releaser's upstream or destructor touches it). Nothing without ASan.
+inline void PoisonCached(void* block, size_t bytes) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  ASAN_POISON_MEMORY_REGION(block, bytes);
+#else
+  static_cast<void>(block);
+  static_cast<void>(bytes);
+#endif
+}
+inline void* UnpoisonCached(void* block, size_t bytes) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  if (block != nullptr) ASAN_UNPOISON_MEMORY_REGION(block, bytes);
+#else
+  static_cast<void>(bytes);
+#endif
+  return block;
+}
+
+// How a cache gives blocks back: to an upstream resource, or by destroying objects.
+class BlockReleaser {
+ public:
+  // BlockReleaser::Release()
+  //
+  // Releases `n` blocks of class `cls`. Called without any cache lock held, on the thread that
+  // sweeps, spills or drains.
+  virtual void Release(size_t cls, void* const* blocks, size_t n) = 0;
+
+  // BlockReleaser::OwnedBytes()
+  //
+  // For a cache that counts what its blocks own (CachePolicy::owned_bytes): the bytes `block`
+  // of class `cls` owns, constant while it sits in the cache. Called on blocks about to be
+  // released, and by the epoch that chooses what to release for the budgets, under the
+  // column's lock (so it must not take locks or allocate).
+  virtual uint64_t OwnedBytes(size_t /*cls*/, const void* /*block*/) { return 0; }
+
+  // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
+  //
+  // Take and release the releaser's own locks around fork() (see Sweepable::LockForFork()).
+  virtual void LockForFork() {}
+  virtual void UnlockAfterFork() {}
+
+ protected:
+  ~BlockReleaser() = default;
+};
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
