@@ -25,6 +25,7 @@ LAYERS = [
     ], [
         "include/syncpool/internal/env.h",
         "include/syncpool/internal/mutex.h",
+        "include/syncpool/internal/option_table.h",
         "include/syncpool/internal/pages.h",
         "include/syncpool/internal/size_class.h",
         "include/syncpool/internal/slot_array.h",
@@ -101,7 +102,7 @@ def syncpool_layers(name, suffix = "", defines = [], testonly = False, visibilit
       testonly: for the test-seam variant.
       visibility: of `name`; the layers are visible to this package, tests and benchmarks.
     """
-    internal = ["//:__pkg__", "//tests:__subpackages__", "//bench:__pkg__"]
+    internal = ["//:__pkg__", "//tests:__subpackages__", "//bench:__pkg__", "//tools:__pkg__"]
     for layer, srcs, hdrs, below, other in LAYERS:
         native.cc_library(
             name = layer_name(layer, suffix),

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "syncpool/internal/cpu.h"
-#include "syncpool/internal/env.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/internal/thread_slots.h"
 
@@ -29,7 +29,7 @@ const char* WhyNoRseq() {
 #endif
 #else
   if (!RseqAvailable()) return "glibc did not register rseq";
-  if (!EnvBool("SYNCPOOL_RSEQ", true)) return "SYNCPOOL_RSEQ=0";
+  if (EnvOption(kOptRseq) == 0) return "SYNCPOOL_RSEQ=0";
   return "membarrier for rseq refused";
 #endif
 }
@@ -87,13 +87,7 @@ void FitToBudget(const std::vector<size_t>& class_bytes, size_t budget,
 
 CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes,
                      const char* who) {
-  if (options.max_blocks_per_class == 0) {
-    throw std::invalid_argument(std::string(who) + ": Options::max_blocks_per_class must be >= 1");
-  }
-  if (options.initial_blocks_per_class == 0) {
-    throw std::invalid_argument(std::string(who) +
-                                ": Options::initial_blocks_per_class must be >= 1");
-  }
+  ValidateOptions(options, who);
   CacheSizing sizing;
   sizing.max.resize(class_bytes.size());
   sizing.start.resize(class_bytes.size());

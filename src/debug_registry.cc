@@ -7,19 +7,14 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "syncpool/internal/env.h"
+#include "syncpool/internal/option_table.h"
 
 namespace syncpool {
 namespace internal {
 
 bool DebugChecksEnabled(const Options& options) {
   if (options.debug_checks.has_value()) return *options.debug_checks;
-#ifdef NDEBUG
-  constexpr bool kBuildDefault = false;
-#else
-  constexpr bool kBuildDefault = true;
-#endif
-  static const bool from_env = EnvBool("SYNCPOOL_DEBUG", kBuildDefault);
+  static const bool from_env = EnvOption(kOptDebug) != 0;
   return from_env;
 }
 

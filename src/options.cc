@@ -1,48 +1,263 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
-// The defaults of Options, after the environment (options.h).
+// The table of SYNCPOOL_* variables (option_table.h), its reader and validation, and the
+// defaults of Options after the environment (options.h).
 
 #include "syncpool/options.h"
 
+#include <stdexcept>
+#include <string>
+
 #include "syncpool/internal/env.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/size_class.h"
 
 namespace syncpool {
 namespace internal {
 
+// Keep the rows in OptionId's order (checked below) and each doc to one line.
+constexpr OptionSpec kOptionTable[kOptionCount] = {
+    {kOptMaxBlockSize, "SYNCPOOL_MAX_BLOCK_SIZE", "Options::max_block_size", OptionKind::kBytes,
+     256 * kKiB, 0, kMaxClassSize, nullptr,
+     [](const Options& o) -> uint64_t { return o.max_block_size; },
+     "`PoolResource`: the largest request served from the size classes; larger ones go "
+     "straight upstream"},
+    {kOptPerCpuClassBytes, "SYNCPOOL_PER_CPU_CLASS_BYTES", "Options::per_cpu_class_bytes",
+     OptionKind::kBytes, 8 * kMiB, 0, kUnbounded, nullptr,
+     [](const Options& o) -> uint64_t { return o.per_cpu_class_bytes; },
+     "limit: the most bytes of one class a CPU's cache grows to per generation"},
+    {kOptPerCpuBytes, "SYNCPOOL_PER_CPU_BYTES", "Options::per_cpu_bytes", OptionKind::kBytes,
+     32 * kMiB, 0, kUnbounded, nullptr,
+     [](const Options& o) -> uint64_t { return o.per_cpu_bytes; },
+     "limit: the most bytes a CPU's capacities, all classes together, grow to per generation "
+     "(0: none)"},
+    {kOptMaxBlocksPerClass, "SYNCPOOL_MAX_BLOCKS_PER_CLASS", "Options::max_blocks_per_class",
+     OptionKind::kCount, 262144, 1, uint64_t{1} << 24, nullptr,
+     [](const Options& o) -> uint64_t { return o.max_blocks_per_class; },
+     "limit: the most blocks (objects for `Pool<T>`) a CPU's cache grows to per class and "
+     "generation"},
+    {kOptInitialBlocksPerClass, "SYNCPOOL_INITIAL_BLOCKS_PER_CLASS",
+     "Options::initial_blocks_per_class", OptionKind::kCount, 128, 1, uint64_t{1} << 24,
+     nullptr, [](const Options& o) -> uint64_t { return o.initial_blocks_per_class; },
+     "starting point: the capacity a CPU's cache of a class starts with (at most 64 KiB of "
+     "blocks) and shrinks back to"},
+    {kOptDiscardMinBytes, "SYNCPOOL_DISCARD_MIN_BYTES", "Options::discard_min_bytes",
+     OptionKind::kBytes, 16 * kKiB, 0, kUnbounded, nullptr,
+     [](const Options& o) -> uint64_t { return o.discard_min_bytes; },
+     "`PoolResource`: blocks this large have their whole pages discarded before going "
+     "upstream (0: never)"},
+    {kOptRefillBytes, "SYNCPOOL_REFILL_BYTES", "Options::refill_bytes", OptionKind::kBytes,
+     4 * kKiB, 0, kUnbounded, nullptr,
+     [](const Options& o) -> uint64_t { return o.refill_bytes; },
+     "`PoolResource`: a miss takes `min(32, refill_bytes / size)` blocks from upstream and "
+     "caches all but the one it returns (0: one block)"},
+    {kOptRetention, "SYNCPOOL_RETENTION", "Options::retention", OptionKind::kChoice, 0, 0, 0,
+     "working_set|victim", nullptr,
+     "what an epoch keeps: the working set (`kWorkingSet`) or, as Go, nothing but victims "
+     "(`kVictim`)"},
+    {kOptMaxCachedBytes, "SYNCPOOL_MAX_CACHED_BYTES", "Options::max_cached_bytes",
+     OptionKind::kBytes, 0, 0, kUnbounded, nullptr,
+     [](const Options& o) -> uint64_t { return o.max_cached_bytes; },
+     "byte budget of one pool or resource (0: none; a `Pool<T>` with `OwnedBytes<T>` counts "
+     "owned bytes)"},
+    {kOptMaxObjectBytes, "SYNCPOOL_MAX_OBJECT_BYTES", "Options::max_object_bytes",
+     OptionKind::kBytes, 0, 0, kUnbounded, nullptr,
+     [](const Options& o) -> uint64_t { return o.max_object_bytes; },
+     "`Pool<T>` with `OwnedBytes<T>`: a `Put` of an object owning more destroys it (0: no "
+     "limit)"},
+    {kOptMode, "SYNCPOOL_MODE", "Options::mode", OptionKind::kChoice, 0, 0, 0,
+     "auto|percpu|perthread", nullptr,
+     "what a cache left at `kAuto` runs as: per CPU with restartable sequences where glibc "
+     "registered rseq, else per thread (`auto`); `percpu` or `perthread` force one"},
+    {kOptProcessMaxCachedBytes, "SYNCPOOL_PROCESS_MAX_CACHED_BYTES", "SetProcessCacheLimit()",
+     OptionKind::kBytes, 0, 0, kUnbounded, nullptr, nullptr,
+     "byte budget of all pools and resources together (0: none)"},
+    {kOptSweepIntervalMs, "SYNCPOOL_SWEEP_INTERVAL_MS",
+     "Sweeper::Options::interval", OptionKind::kMillis, 1000, 1, uint64_t{24} * 3600 * 1000,
+     nullptr, nullptr, "time between two epochs of the default sweeper"},
+    {kOptPressureStallPct, "SYNCPOOL_PRESSURE_STALL_PCT", "SystemMemoryPressure()",
+     OptionKind::kPercent, 10, 0, 100, nullptr, nullptr,
+     "pressure when some task stalled on memory for this percentage of the last 10 s "
+     "(`/proc/pressure/memory`, \"some avg10\")"},
+    {kOptPressureAvailablePct, "SYNCPOOL_PRESSURE_AVAILABLE_PCT", "SystemMemoryPressure()",
+     OptionKind::kPercent, 5, 0, 100, nullptr, nullptr,
+     "without that file: pressure when MemAvailable is below this percentage of MemTotal "
+     "(`/proc/meminfo`)"},
+    {kOptRseq, "SYNCPOOL_RSEQ", "the process", OptionKind::kBool, 1, 0, 1, nullptr, nullptr,
+     "0 turns the restartable sequences off: caches at `kAuto` then run per thread"},
+    {kOptDebug, "SYNCPOOL_DEBUG", "Options::debug_checks", OptionKind::kBuildBool, 0, 0, 1,
+     nullptr, nullptr,
+     "misuse checks where `Options::debug_checks` is unset: a detected mistake aborts with a "
+     "message; the caches then run in the locked mode"},
+    {kOptStats, "SYNCPOOL_STATS", "the process", OptionKind::kBool, 0, 0, 1, nullptr, nullptr,
+     "1 prints every live pool's and resource's `Stats` on stderr at exit"},
+};
+
+namespace {
+
+constexpr bool RowsInOrder() {
+  for (int i = 0; i < kOptionCount; ++i) {
+    if (kOptionTable[i].id != i) return false;
+  }
+  return true;
+}
+
+// The words of a kChoice row, as EnvChoice() takes them (at most 4).
+struct Choices {
+  std::string words[4];
+  int count = 0;
+};
+
+Choices SplitChoices(const char* choices) {
+  Choices c;
+  std::string word;
+  for (const char* p = choices;; ++p) {
+    if (*p == '|' || *p == '\0') {
+      if (c.count < 4) c.words[c.count++] = word;
+      word.clear();
+      if (*p == '\0') break;
+    } else {
+      word += *p;
+    }
+  }
+  return c;
+}
+
+std::string BytesText(uint64_t bytes) {
+  if (bytes == kUnbounded) return "unbounded";
+  if (bytes != 0 && bytes % kMiB == 0) return std::to_string(bytes / kMiB) + " MiB";
+  if (bytes != 0 && bytes % kKiB == 0) return std::to_string(bytes / kKiB) + " KiB";
+  return std::to_string(bytes);
+}
+
+}  // namespace
+
+static_assert(RowsInOrder(), "kOptionTable's rows must follow OptionId");
+static_assert(static_cast<int>(Retention::kWorkingSet) == 0 &&
+                  static_cast<int>(Retention::kVictim) == 1,
+              "SYNCPOOL_RETENTION's words follow Retention's enumerators");
+static_assert(static_cast<int>(CacheMode::kAuto) == 0 && static_cast<int>(CacheMode::kPerCpu) == 1 &&
+                  static_cast<int>(CacheMode::kPerThread) == 2,
+              "SYNCPOOL_MODE's words follow CacheMode's enumerators");
+
+uint64_t EnvOption(OptionId id) {
+  const OptionSpec& spec = kOptionTable[id];
+  switch (spec.kind) {
+    case OptionKind::kBytes:
+    case OptionKind::kCount:
+    case OptionKind::kMillis:
+      return EnvInteger(spec.variable, spec.fallback, spec.min, spec.max);
+    case OptionKind::kPercent:
+      return static_cast<uint64_t>(EnvOptionNumber(id));
+    case OptionKind::kBool:
+      return EnvBool(spec.variable, spec.fallback != 0) ? 1 : 0;
+    case OptionKind::kBuildBool: {
+#ifdef NDEBUG
+      constexpr bool kBuildDefault = false;
+#else
+      constexpr bool kBuildDefault = true;
+#endif
+      return EnvBool(spec.variable, kBuildDefault) ? 1 : 0;
+    }
+    case OptionKind::kChoice: {
+      const Choices c = SplitChoices(spec.choices);
+      switch (c.count) {
+        case 2:
+          return static_cast<uint64_t>(EnvChoice(spec.variable, static_cast<int>(spec.fallback),
+                                                 {{c.words[0].c_str(), 0}, {c.words[1].c_str(), 1}}));
+        case 3:
+          return static_cast<uint64_t>(EnvChoice(spec.variable, static_cast<int>(spec.fallback),
+                                                 {{c.words[0].c_str(), 0},
+                                                  {c.words[1].c_str(), 1},
+                                                  {c.words[2].c_str(), 2}}));
+        default:
+          return spec.fallback;
+      }
+    }
+  }
+  return spec.fallback;
+}
+
+double EnvOptionNumber(OptionId id) {
+  const OptionSpec& spec = kOptionTable[id];
+  return EnvNumber(spec.variable, static_cast<double>(spec.fallback),
+                   static_cast<double>(spec.min), static_cast<double>(spec.max));
+}
+
+void ValidateOptions(const Options& options, const char* who) {
+  for (const OptionSpec& spec : kOptionTable) {
+    if (spec.field == nullptr) continue;
+    const uint64_t value = spec.field(options);
+    if (value >= spec.min && value <= spec.max) continue;
+    throw std::invalid_argument(std::string(who) + ": " + spec.sets + " is " +
+                                std::to_string(value) + "; expected " + OptionRangeText(spec));
+  }
+}
+
+std::string OptionDefaultText(const OptionSpec& spec) {
+  switch (spec.kind) {
+    case OptionKind::kBytes:
+      return spec.fallback == 0 ? "0" : BytesText(spec.fallback);
+    case OptionKind::kCount:
+      return std::to_string(spec.fallback);
+    case OptionKind::kMillis:
+      return std::to_string(spec.fallback) + " ms";
+    case OptionKind::kPercent:
+      return std::to_string(spec.fallback) + " %";
+    case OptionKind::kBool:
+      return spec.fallback != 0 ? "1" : "0";
+    case OptionKind::kBuildBool:
+      return "1 without `NDEBUG`, else 0";
+    case OptionKind::kChoice:
+      return SplitChoices(spec.choices).words[spec.fallback];
+  }
+  return "";
+}
+
+std::string OptionRangeText(const OptionSpec& spec) {
+  switch (spec.kind) {
+    case OptionKind::kBytes:
+      if (spec.max == kUnbounded) return "bytes, from " + BytesText(spec.min);
+      return "bytes, from " + BytesText(spec.min) + " to " + BytesText(spec.max);
+    case OptionKind::kCount:
+    case OptionKind::kPercent:
+      return std::to_string(spec.min) + " to " + std::to_string(spec.max);
+    case OptionKind::kMillis:
+      return std::to_string(spec.min) + " to " + std::to_string(spec.max) + " ms";
+    case OptionKind::kBool:
+    case OptionKind::kBuildBool:
+      return "0 or 1 (also false/true, off/on)";
+    case OptionKind::kChoice: {
+      std::string words;
+      const Choices c = SplitChoices(spec.choices);
+      for (int i = 0; i < c.count; ++i) words += (i == 0 ? "" : ", ") + c.words[i];
+      return words;
+    }
+  }
+  return "";
+}
+
 const OptionDefaults& GetOptionDefaults() {
   static const OptionDefaults defaults = [] {
-    constexpr uint64_t kUnbounded = ~uint64_t{0};
     OptionDefaults d;
-    d.max_block_size = EnvInteger("SYNCPOOL_MAX_BLOCK_SIZE", 256 * 1024, 0, kMaxClassSize);
-    d.per_cpu_class_bytes =
-        EnvInteger("SYNCPOOL_PER_CPU_CLASS_BYTES", 8 << 20, 0, kUnbounded);
-    d.per_cpu_bytes = EnvInteger("SYNCPOOL_PER_CPU_BYTES", 32 << 20, 0, kUnbounded);
-    d.max_blocks_per_class = static_cast<uint32_t>(
-        EnvInteger("SYNCPOOL_MAX_BLOCKS_PER_CLASS", 262144, 1, uint32_t{1} << 24));
-    d.initial_blocks_per_class = static_cast<uint32_t>(
-        EnvInteger("SYNCPOOL_INITIAL_BLOCKS_PER_CLASS", 128, 1, uint32_t{1} << 24));
-    d.discard_min_bytes = EnvInteger("SYNCPOOL_DISCARD_MIN_BYTES", 16 * 1024, 0, kUnbounded);
-    d.refill_bytes = EnvInteger("SYNCPOOL_REFILL_BYTES", 4096, 0, kUnbounded);
-    d.retention = static_cast<Retention>(
-        EnvChoice("SYNCPOOL_RETENTION", static_cast<int>(Retention::kWorkingSet),
-                  {{"working_set", static_cast<int>(Retention::kWorkingSet)},
-                   {"victim", static_cast<int>(Retention::kVictim)}}));
-    d.max_cached_bytes = EnvInteger("SYNCPOOL_MAX_CACHED_BYTES", 0, 0, kUnbounded);
-    d.max_object_bytes = EnvInteger("SYNCPOOL_MAX_OBJECT_BYTES", 0, 0, kUnbounded);
-    d.mode = static_cast<CacheMode>(
-        EnvChoice("SYNCPOOL_MODE", static_cast<int>(CacheMode::kAuto),
-                  {{"auto", static_cast<int>(CacheMode::kAuto)},
-                   {"percpu", static_cast<int>(CacheMode::kPerCpu)},
-                   {"perthread", static_cast<int>(CacheMode::kPerThread)}}));
+    d.max_block_size = EnvOption(kOptMaxBlockSize);
+    d.per_cpu_class_bytes = EnvOption(kOptPerCpuClassBytes);
+    d.per_cpu_bytes = EnvOption(kOptPerCpuBytes);
+    d.max_blocks_per_class = static_cast<uint32_t>(EnvOption(kOptMaxBlocksPerClass));
+    d.initial_blocks_per_class = static_cast<uint32_t>(EnvOption(kOptInitialBlocksPerClass));
+    d.discard_min_bytes = EnvOption(kOptDiscardMinBytes);
+    d.refill_bytes = EnvOption(kOptRefillBytes);
+    d.retention = static_cast<Retention>(EnvOption(kOptRetention));
+    d.max_cached_bytes = EnvOption(kOptMaxCachedBytes);
+    d.max_object_bytes = EnvOption(kOptMaxObjectBytes);
+    d.mode = static_cast<CacheMode>(EnvOption(kOptMode));
     return d;
   }();
   return defaults;
 }
 
 std::atomic<uint64_t>& ProcessLimit() {
-  static std::atomic<uint64_t> limit{
-      EnvInteger("SYNCPOOL_PROCESS_MAX_CACHED_BYTES", 0, 0, ~uint64_t{0})};
+  static std::atomic<uint64_t> limit{EnvOption(kOptProcessMaxCachedBytes)};
   return limit;
 }
 

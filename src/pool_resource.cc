@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/debug_registry.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/pages.h"
 #include "syncpool/mimalloc_resource.h"
 
@@ -34,15 +35,7 @@ const Options& Validated(const Options& options, std::pmr::memory_resource* upst
   if (upstream == nullptr) {
     throw std::invalid_argument("syncpool::PoolResource: upstream resource is null");
   }
-  if (options.max_block_size > kMaxClassSize) {
-    throw std::invalid_argument("syncpool::PoolResource: Options::max_block_size " +
-                                std::to_string(options.max_block_size) + " exceeds " +
-                                std::to_string(kMaxClassSize));
-  }
-  if (options.max_blocks_per_class == 0) {
-    throw std::invalid_argument(
-        "syncpool::PoolResource: Options::max_blocks_per_class must be >= 1");
-  }
+  internal::ValidateOptions(options, "syncpool::PoolResource");
   return options;
 }
 

@@ -13,7 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "syncpool/internal/env.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/sweeper.h"
 
 namespace syncpool {
@@ -22,9 +22,8 @@ namespace {
 class SystemPressure final : public PressureSource {
  public:
   SystemPressure()
-      : stall_pct_(internal::EnvNumber("SYNCPOOL_PRESSURE_STALL_PCT", 10.0, 0.0, 100.0)),
-        available_pct_(
-            internal::EnvNumber("SYNCPOOL_PRESSURE_AVAILABLE_PCT", 5.0, 0.0, 100.0)) {}
+      : stall_pct_(internal::EnvOptionNumber(internal::kOptPressureStallPct)),
+        available_pct_(internal::EnvOptionNumber(internal::kOptPressureAvailablePct)) {}
 
   bool UnderPressure() override {
     double avg10;

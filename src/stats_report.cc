@@ -17,7 +17,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
-#include "syncpool/internal/env.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/mutex.h"
 
 namespace syncpool {
@@ -45,7 +45,7 @@ Registry& GetRegistry() {
 
 StatsReportEntry::StatsReportEntry(std::string kind, std::string name, const void* owner,
                                    std::function<Stats()> stats) {
-  if (!EnvBool("SYNCPOOL_STATS", false)) return;
+  if (EnvOption(kOptStats) == 0) return;
   std::string label =
       name.empty() ? absl::StrFormat("%s@%p", kind, owner) : absl::StrFormat("%s %s", kind, name);
   Registry& r = GetRegistry();

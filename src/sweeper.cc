@@ -49,7 +49,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
-#include "syncpool/internal/env.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/mutex.h"
 #include "syncpool/internal/stats_report.h"
 #include "syncpool/internal/thread_slots.h"
@@ -180,9 +180,8 @@ namespace {
 
 Sweeper::Options DefaultSweeperOptions() {
   Sweeper::Options options;
-  options.interval = std::chrono::milliseconds(internal::EnvInteger(
-      "SYNCPOOL_SWEEP_INTERVAL_MS", static_cast<uint64_t>(options.interval.count()), 1,
-      uint64_t{24} * 3600 * 1000));
+  options.interval =
+      std::chrono::milliseconds(internal::EnvOption(internal::kOptSweepIntervalMs));
   return options;
 }
 

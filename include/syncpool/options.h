@@ -10,7 +10,9 @@
 // Every default can be changed for the whole process by a SYNCPOOL_* environment variable
 // (named beside each field), read once, when the first Options is made. An invalid value is
 // reported on stderr (the variable, the value, what was expected) and the built-in default
-// kept.
+// kept. The defaults and the values each field accepts are in one table,
+// internal/option_table.h (src/options.cc), which the tables of README.md and docs/design.md
+// reproduce.
 //
 // Options are validated when a pool or resource is constructed; an invalid value throws
 // std::invalid_argument naming the field.
@@ -85,7 +87,7 @@ struct Options {
   Sweeper* sweeper = nullptr;
 
   // PoolResource: the largest request served from the size classes; larger requests go
-  // straight upstream. At most 1 MiB. SYNCPOOL_MAX_BLOCK_SIZE; 256 KiB.
+  // straight upstream. SYNCPOOL_MAX_BLOCK_SIZE.
   size_t max_block_size = internal::GetOptionDefaults().max_block_size;
 
   // Per-CPU capacities grow and shrink with the working set. Each CPU's cache of one size
@@ -99,7 +101,7 @@ struct Options {
   // it holds. So per_cpu_class_bytes, max_blocks_per_class and per_cpu_bytes are limits (what
   // one CPU may hold of one class, and of all classes, per generation) and
   // initial_blocks_per_class a starting point; a Put that finds the cache at its limit moves a
-  // batch to the shared layer. With the defaults a CPU's cache grows to 32 MiB per
+  // batch to the shared layer. With the defaults a CPU's cache grows to per_cpu_bytes per
   // generation: a document tree of 100,000 nodes (15 MiB live) is served from the per-CPU
   // stacks, while a burst larger than that goes back upstream as it is freed, so that an epoch
   // has at most that much per CPU to give back (docs/memory.md).
@@ -110,21 +112,21 @@ struct Options {
   // releases what it is given instead of caching it.
 
   // The most bytes of one class one CPU may cache per generation (the limit above).
-  // SYNCPOOL_PER_CPU_CLASS_BYTES; 8 MiB.
+  // SYNCPOOL_PER_CPU_CLASS_BYTES.
   size_t per_cpu_class_bytes = internal::GetOptionDefaults().per_cpu_class_bytes;
 
   // The most bytes one CPU's capacities, all classes together, may grow to per generation
   // (the limit above); 0: no such limit. Capacities start where they start even if their sum
-  // is larger: this bounds growth only. SYNCPOOL_PER_CPU_BYTES; 32 MiB.
+  // is larger: this bounds growth only. SYNCPOOL_PER_CPU_BYTES.
   size_t per_cpu_bytes = internal::GetOptionDefaults().per_cpu_bytes;
 
   // The most blocks (PoolResource) or objects (Pool<T>) one CPU may cache per class and
-  // generation (the limit above). At least 1. SYNCPOOL_MAX_BLOCKS_PER_CLASS; 262144.
+  // generation (the limit above). SYNCPOOL_MAX_BLOCKS_PER_CLASS.
   uint32_t max_blocks_per_class = internal::GetOptionDefaults().max_blocks_per_class;
 
   // How many blocks or objects a CPU's cache of one class starts with room for, per
-  // generation (the starting point above), and the least it shrinks back to. At least 1.
-  // SYNCPOOL_INITIAL_BLOCKS_PER_CLASS; 128.
+  // generation (the starting point above), and the least it shrinks back to.
+  // SYNCPOOL_INITIAL_BLOCKS_PER_CLASS.
   uint32_t initial_blocks_per_class = internal::GetOptionDefaults().initial_blocks_per_class;
 
   // PoolResource: blocks of at least this many bytes have their whole pages discarded
@@ -132,7 +134,7 @@ struct Options {
   // upstream, from a sweep, a spill, a drain or a deallocate above max_block_size, so that
   // the memory returns to the system at once whatever the upstream allocator does with the
   // block (see internal/pages.h). 0 turns it off. Costs one system call per such block given
-  // back, never on the cached path. SYNCPOOL_DISCARD_MIN_BYTES; 16 KiB.
+  // back, never on the cached path. SYNCPOOL_DISCARD_MIN_BYTES.
   size_t discard_min_bytes = internal::GetOptionDefaults().discard_min_bytes;
 
   // PoolResource: a miss (no cache of this CPU, nor the shared layer, has a block of the
@@ -141,10 +143,10 @@ struct Options {
   // of that class, so that a run of misses (a cold start, a working set the caches do not
   // hold) pays the slow path once per batch instead of once per block. 0 (or less than S):
   // one block per miss. The blocks cached this way are like any other (Stats, epochs,
-  // budgets). SYNCPOOL_REFILL_BYTES; 4 KiB.
+  // budgets). SYNCPOOL_REFILL_BYTES.
   size_t refill_bytes = internal::GetOptionDefaults().refill_bytes;
 
-  // What each epoch keeps (see Retention). SYNCPOOL_RETENTION=working_set|victim; kWorkingSet.
+  // What each epoch keeps (see Retention). SYNCPOOL_RETENTION=working_set|victim.
   Retention retention = internal::GetOptionDefaults().retention;
 
   // A byte budget for what this pool or resource caches (block sizes; for a Pool<T>, what its
@@ -156,7 +158,7 @@ struct Options {
   // released instead (Stats::over_budget_blocks). A Pool<T> that knows its objects' owned
   // bytes counts them as objects enter and leave its caches instead: a Put that would take it
   // over the budget destroys the object it was given, and an epoch that finds it over releases
-  // the largest idle objects first (docs/design.md). SYNCPOOL_MAX_CACHED_BYTES; 0.
+  // the largest idle objects first (docs/design.md). SYNCPOOL_MAX_CACHED_BYTES.
   size_t max_cached_bytes = internal::GetOptionDefaults().max_cached_bytes;
 
   // Pool<T> whose objects' owned bytes are known (syncpool/owned_bytes.h: strings, vectors,
@@ -165,7 +167,7 @@ struct Options {
   // grew its buffer to 100 MiB does not hand 100 MiB to every later user of the pool. Tested
   // where the object is measured for the budgets, after the reset hook; a Pool of other types
   // (every object sizeof(T)) and a PoolResource ignore it. 0: no limit.
-  // SYNCPOOL_MAX_OBJECT_BYTES; 0.
+  // SYNCPOOL_MAX_OBJECT_BYTES.
   size_t max_object_bytes = internal::GetOptionDefaults().max_object_bytes;
 
   // Which caches to keep (CacheMode): kAuto picks per-CPU caches run by restartable
@@ -178,7 +180,7 @@ struct Options {
   // above). false forces the locked per-CPU mode, every operation under a per-CPU lock (for
   // tests of the per-CPU policy; debug checks force it too). SYNCPOOL_RSEQ=0 turns the
   // sequences off for every cache of the process instead, which then runs per thread.
-  // SYNCPOOL_RSEQ=0|1; true.
+  // SYNCPOOL_RSEQ=0|1.
   bool allow_rseq = true;
 
   // Whether misuse is checked: a deallocate whose size or alignment differs from the

@@ -69,6 +69,7 @@
 #include <functional>
 #include <memory>
 
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/sweepable.h"
 #include "syncpool/options.h"  // SetProcessCacheLimit(), which the epochs enforce.
 
@@ -90,9 +91,9 @@ class PressureSource {
 // SystemMemoryPressure()
 //
 // The system's pressure, never destroyed: true when /proc/pressure/memory reports that some
-// task stalled on memory for at least SYNCPOOL_PRESSURE_STALL_PCT percent (10 by default) of the
+// task stalled on memory for at least SYNCPOOL_PRESSURE_STALL_PCT percent of the
 // last 10 seconds ("some avg10"), or, where that file does not exist, when MemAvailable in
-// /proc/meminfo is below SYNCPOOL_PRESSURE_AVAILABLE_PCT percent (5 by default) of MemTotal.
+// /proc/meminfo is below SYNCPOOL_PRESSURE_AVAILABLE_PCT percent of MemTotal.
 // False when neither can be read.
 PressureSource& SystemMemoryPressure();
 
@@ -103,9 +104,10 @@ class Sweeper final : public internal::SweepRegistry {
     PressureSource* pressure = nullptr;
     // The time Tick() goes by; empty means std::chrono::steady_clock::now. Tests inject one.
     std::function<std::chrono::steady_clock::time_point()> clock{};
-    // Time between two epochs of the background thread. The default sweeper reads it from
-    // SYNCPOOL_SWEEP_INTERVAL_MS (a positive integer) when set; 1000 ms otherwise.
-    std::chrono::milliseconds interval{1000};
+    // Time between two epochs of the background thread. The default sweeper's comes from
+    // SYNCPOOL_SWEEP_INTERVAL_MS when set (internal/option_table.h holds the default).
+    std::chrono::milliseconds interval{static_cast<std::chrono::milliseconds::rep>(
+        internal::kOptionTable[internal::kOptSweepIntervalMs].fallback)};
     // When false, no thread is ever started: epochs run only through SweepNow() and Tick().
     bool background = true;
 
@@ -113,10 +115,14 @@ class Sweeper final : public internal::SweepRegistry {
     //
     // No background thread (epochs only through SweepNow() and Tick()), or a thread every
     // `interval`.
-    static Options Manual(std::chrono::milliseconds interval = std::chrono::milliseconds(1000)) {
+    static Options Manual() {
       Options options;
-      options.interval = interval;
       options.background = false;
+      return options;
+    }
+    static Options Manual(std::chrono::milliseconds interval) {
+      Options options = Manual();
+      options.interval = interval;
       return options;
     }
     static Options Every(std::chrono::milliseconds interval) {

@@ -1,0 +1,111 @@
+// Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
+//
+// -----------------------------------------------------------------------------
+// File: syncpool/internal/option_table.h
+// -----------------------------------------------------------------------------
+//
+// Every SYNCPOOL_* environment variable in one table: what it sets, its default, the values it
+// accepts and one line of documentation. Not part of syncpool's API. Everything else comes
+// from this table: the defaults of Options (options.cc), of the default sweeper and of the
+// system's memory pressure, the environment reader (EnvOption()), the validation a Pool and a
+// PoolResource make of their Options (ValidateOptions()), and the tables of README.md and
+// docs/design.md (tools/options_doc.cc writes them; //tests:options_doc_test fails when they
+// differ from this table). A default is written here and nowhere else.
+
+#ifndef SYNCPOOL_INTERNAL_OPTION_TABLE_H_
+#define SYNCPOOL_INTERNAL_OPTION_TABLE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace syncpool {
+
+struct Options;
+
+namespace internal {
+
+// How a variable's value reads.
+enum class OptionKind {
+  kBytes,      // An integer number of bytes.
+  kCount,      // An integer count.
+  kMillis,     // An integer number of milliseconds.
+  kPercent,    // A number (a decimal fraction allowed) from `min` to `max`.
+  kBool,       // 1, true, on; 0, false, off.
+  kBuildBool,  // As kBool; its default is on in builds without NDEBUG, off otherwise.
+  kChoice,     // One of the words of `choices` ("a|b|c"); values are the words' positions.
+};
+
+// The variables, in the table's order.
+enum OptionId : int {
+  kOptMaxBlockSize,
+  kOptPerCpuClassBytes,
+  kOptPerCpuBytes,
+  kOptMaxBlocksPerClass,
+  kOptInitialBlocksPerClass,
+  kOptDiscardMinBytes,
+  kOptRefillBytes,
+  kOptRetention,
+  kOptMaxCachedBytes,
+  kOptMaxObjectBytes,
+  kOptMode,
+  kOptProcessMaxCachedBytes,
+  kOptSweepIntervalMs,
+  kOptPressureStallPct,
+  kOptPressureAvailablePct,
+  kOptRseq,
+  kOptDebug,
+  kOptStats,
+  kOptionCount,
+};
+
+// One row of the table.
+struct OptionSpec {
+  OptionId id;
+  const char* variable;
+  // What the variable sets: an Options field ("Options::max_block_size"), another setting, or
+  // a process-wide switch.
+  const char* sets;
+  OptionKind kind;
+  uint64_t fallback;  // The default (kChoice: the position of its word; kBool: 0 or 1).
+  uint64_t min;       // The values accepted, for the integer kinds and kPercent.
+  uint64_t max;
+  const char* choices;  // kChoice only.
+  // For an Options field: the field's value, to validate an Options against [min, max]
+  // (ValidateOptions()); nullptr for the others.
+  uint64_t (*field)(const Options&);
+  const char* doc;  // One line.
+};
+
+inline constexpr uint64_t kUnbounded = ~uint64_t{0};
+inline constexpr uint64_t kKiB = 1024;
+inline constexpr uint64_t kMiB = 1024 * 1024;
+
+// The table. Defined in options.cc, beside the readers (the field accessors need Options).
+extern const OptionSpec kOptionTable[kOptionCount];
+
+// EnvOption()
+//
+// The value of variable `id`: its environment variable where set and valid, else the table's
+// default (an invalid value is reported on stderr, naming the variable, what it accepts and
+// the default kept). kPercent variables are read with EnvOptionNumber().
+uint64_t EnvOption(OptionId id);
+double EnvOptionNumber(OptionId id);
+
+// ValidateOptions()
+//
+// Throws std::invalid_argument, naming `who` and the field, when a field of `options` that the
+// table lists lies outside the values it accepts. Called by every Pool and PoolResource.
+void ValidateOptions(const Options& options, const char* who);
+
+// OptionDefaultText(), OptionRangeText()
+//
+// How the table's default and accepted values of `spec` read in documentation ("256 KiB",
+// "working_set", "0 to 1 MiB").
+std::string OptionDefaultText(const OptionSpec& spec);
+std::string OptionRangeText(const OptionSpec& spec);
+
+}  // namespace internal
+}  // namespace syncpool
+
+#endif  // SYNCPOOL_INTERNAL_OPTION_TABLE_H_
