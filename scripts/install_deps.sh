@@ -21,6 +21,7 @@ set -euo pipefail
 #   libtbb-dev               oneTBB's scalable allocator (libtbbmalloc), compared in workload_bench
 #   libboost-container-dev   Boost.Container's pmr pool resources, compared in workload_bench
 #   gnuplot-nox              charts drawn from benchmark output
+#   graphviz                 docs/layers.png, drawn from the build graph (scripts/layers_graph.sh)
 #   valgrind                 tests/valgrind_test.sh: tests under memcheck (the per-thread caches,
 #                            since valgrind refuses rseq)
 readonly PACKAGES=(
@@ -38,6 +39,7 @@ readonly PACKAGES=(
   libtbb-dev
   libboost-container-dev
   gnuplot-nox
+  graphviz
   valgrind
 )
 
