@@ -13,30 +13,6 @@
 
 namespace syncpool {
 namespace internal {
-namespace {
-
-// The fake CPU of the calling thread (tests), or -1.
-int FakeCpu() {
-  return g_fake_cpu_users.load(std::memory_order_relaxed) != 0 ? FakeCpuOfThisThread() : -1;
-}
-
-// In the rseq mode: the CPU whose cache the calling thread must work on as a remote
-// operation, or -1 when it can use the sequences on its own CPU. That is its fake CPU in a
-// test; or, when the sequences would refuse this thread (a CPU id at or beyond
-// g_rseq_cpu_limit, which is 0 while a test fakes CPU ids, or an rseq area the kernel did not
-// register for it), the entry its CPU id wraps to.
-int RemoteTarget(int num_cpus) {
-  if (const int fake = FakeCpu(); fake >= 0) return fake;
-#if SYNCPOOL_RSEQ_FAST_PATH
-  if (static_cast<uint32_t>(RseqCpuId()) < g_rseq_cpu_limit.load(std::memory_order_relaxed)) {
-    return -1;
-  }
-#endif
-  return RealCurrentCpu() % num_cpus;
-}
-
-}  // namespace
-
 void* BlockCache::GetSlow(size_t cls) {
   sweeper_->WakeIfParked();
   // Pops from the primary, else the victim generation, of a cache locked (and closed) by us.
@@ -62,7 +38,7 @@ void* BlockCache::GetSlow(size_t cls) {
     c = CacheOf(CurrentCpu());
     SpinLockHolder l(&c->lock);
     block = pop_locked(c);
-  } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
+  } else if (const int target = RemoteCpuOfThisThread(num_cpus_); target >= 0) {
     // Not the CPU this thread runs on: work on its cache as a remote operation.
     c = CacheOf(target);
     block = Remote(target, c, pop_locked);
@@ -194,7 +170,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
       c = CacheOf(CurrentCpu());
       SpinLockHolder l(&c->lock);
       kept = push_locked(c);
-    } else if (const int target = RemoteTarget(num_cpus_); target >= 0) {
+    } else if (const int target = RemoteCpuOfThisThread(num_cpus_); target >= 0) {
       c = CacheOf(target);
       kept = Remote(target, c, push_locked);
     } else {

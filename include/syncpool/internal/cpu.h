@@ -67,6 +67,8 @@ int FakeCpuOfThisThread();
 // for the sequences), 0 before, and 0 while any thread uses a fake CPU id, so that every
 // sequence fails over to the slow paths, which know the fake ids. Read by every sequence
 // (a plain load: it changes only around tests' ScopedFakeCpu); written under a mutex in cpu.cc.
+// It belongs to the sequences but lives in this layer, below them, because the fake-CPU seam
+// here must close it in the same step that counts a fake CPU user (cpu.cc).
 extern std::atomic<uint32_t> g_rseq_cpu_limit;
 
 // AllowRseqCpus()

@@ -94,6 +94,15 @@ namespace internal {
 // the sequences (AllowRseqCpus()).
 bool RseqUsable();
 
+// RemoteCpuOfThisThread()
+//
+// For a cache in the rseq mode with `num_cpus` columns: the column the calling thread must
+// work on as a remote operation, or -1 when the sequences serve it on its own CPU. That is
+// its fake CPU in a test (syncpool/testing/fake_cpu.h); or, when the sequences would refuse
+// this thread (a CPU id at or beyond g_rseq_cpu_limit, which is 0 while a test fakes CPU ids,
+// or an rseq area the kernel did not register for it), the column its CPU id wraps to.
+int RemoteCpuOfThisThread(int num_cpus);
+
 // FenceCpu()
 //
 // Restarts every restartable sequence of this process running on `cpu`, and orders this
