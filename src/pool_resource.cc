@@ -144,10 +144,10 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
       return AllocateClass(cls, bytes, alignment);
     });
   }
-  return AllocateOther(bytes, alignment);
+  return AllocateUnserved(bytes, alignment);
 }
 
-ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateOther(size_t bytes, size_t alignment) {
+ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateUnserved(size_t bytes, size_t alignment) {
   if (!IsPowerOfTwo(alignment)) {
     throw std::invalid_argument("syncpool::PoolResource::allocate: alignment " +
                                 std::to_string(alignment) + " is not a power of two");
@@ -209,10 +209,10 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
       ABSL_PREDICT_TRUE(cache_.TryPut(internal::RequestClass(bytes, alignment), p))) {
     return;
   }
-  DeallocateOther(p, bytes, alignment);
+  DeallocateUnserved(p, bytes, alignment);
 }
 
-ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateOther(void* p, size_t bytes,
+ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateUnserved(void* p, size_t bytes,
                                                            size_t alignment) {
   if (debug_) registry_->OnDeallocate(p, bytes, alignment);
   if (!IsPowerOfTwo(alignment)) {

@@ -161,12 +161,12 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   }
   // The rest of allocate() and deallocate(), out of line: first the caches' inline paths for
   // the classes the inline paths above do not serve (larger blocks, alignments 32 and 64),
-  // then AllocateOther() and DeallocateOther().
+  // then AllocateUnserved() and DeallocateUnserved().
   void* AllocateSlow(size_t bytes, size_t alignment);
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
-  // Everything else: requests outside the classes, invalid alignments, and then
-  // AllocateClass().
-  void* AllocateOther(size_t bytes, size_t alignment);
+  // What no cache's inline path served: requests outside the classes (upstream), invalid
+  // alignments (an exception), and pooled requests whose sequence failed (AllocateClass()).
+  void* AllocateUnserved(size_t bytes, size_t alignment);
   // A request of class `cls` (`bytes`, `alignment` valid and pooled) whose inline sequence
   // failed: the cache's slow path (other generations, the TransferStack, other CPUs, the
   // locked mode), else a miss served upstream; then the debug checks.
@@ -174,7 +174,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // A miss of class `cls`: refill_blocks_[cls] blocks from upstream; returns the first and
   // caches the others (Options::refill_bytes). Throws only when the first cannot be had.
   void* Refill(size_t cls);
-  void DeallocateOther(void* p, size_t bytes, size_t alignment);
+  void DeallocateUnserved(void* p, size_t bytes, size_t alignment);
   // Whether the classes serve a request of `bytes` with `alignment`.
   bool IsPooledRequest(size_t bytes, size_t alignment) const {
     return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
