@@ -54,18 +54,6 @@ bool RseqUsable() {
   return usable;
 }
 
-int RemoteCpuOfThisThread(int num_cpus) {
-  if (g_fake_cpu_users.load(std::memory_order_relaxed) != 0) {
-    if (const int fake = FakeCpuOfThisThread(); fake >= 0) return fake;
-  }
-#if SYNCPOOL_RSEQ_FAST_PATH
-  if (static_cast<uint32_t>(RseqCpuId()) < g_rseq_cpu_limit.load(std::memory_order_relaxed)) {
-    return -1;
-  }
-#endif
-  return RealCurrentCpu() % num_cpus;
-}
-
 void FenceCpu(int cpu) {
   // A fence that cannot be made would leave sequences running against a remote operation:
   // there is no safe way on, so it is fatal. Registration is inherited across fork(), but a

@@ -101,7 +101,18 @@ bool RseqUsable();
 // its fake CPU in a test (syncpool/testing/fake_cpu.h); or, when the sequences would refuse
 // this thread (a CPU id at or beyond g_rseq_cpu_limit, which is 0 while a test fakes CPU ids,
 // or an rseq area the kernel did not register for it), the column its CPU id wraps to.
-int RemoteCpuOfThisThread(int num_cpus);
+// Inline: every slow path of the rseq mode asks it first.
+inline int RemoteCpuOfThisThread(int num_cpus) {
+  if (g_fake_cpu_users.load(std::memory_order_relaxed) != 0) {
+    if (const int fake = FakeCpuOfThisThread(); fake >= 0) return fake;
+  }
+#if SYNCPOOL_RSEQ_FAST_PATH
+  if (static_cast<uint32_t>(RseqCpuId()) < g_rseq_cpu_limit.load(std::memory_order_relaxed)) {
+    return -1;
+  }
+#endif
+  return RealCurrentCpu() % num_cpus;
+}
 
 // FenceCpu()
 //
