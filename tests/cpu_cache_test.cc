@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "fake_blocks.h"
 
 namespace syncpool {
 namespace internal {
@@ -28,15 +29,8 @@ namespace {
 constexpr size_t kClasses = 2;
 constexpr size_t kStride = size_t{1} << kClassStackShift;
 
-// Distinct fake blocks: the cache only copies pointers, never touches what they point to.
-class Blocks {
- public:
-  explicit Blocks(size_t n) : storage_(n) {}
-  void* operator[](size_t i) { return &storage_[i]; }
-
- private:
-  std::vector<uint64_t> storage_;
-};
+using ::syncpool::testing::FakeBlocks;
+using ::syncpool::testing::kLayerRounds;
 
 std::set<void*> AsSet(void* const* blocks, size_t n) { return {blocks, blocks + n}; }
 
@@ -58,7 +52,20 @@ class CpuCacheTest : public ::testing::Test {
 
   alignas(kCacheLineSize) char region_[kClasses * kStride] = {};
   CpuCache* cache_;
-  Blocks b_{64};
+  FakeBlocks b_{64};
+
+  // REQUIRES: cache_->lock. Class 0's victim generation holds b_[0, victims) and its primary
+  // b_[victims, victims + primary) (a capacity of 8 each).
+  void FillBoth(size_t victims, size_t primary) ABSL_EXCLUSIVE_LOCKS_REQUIRED(cache_->lock) {
+    for (size_t i = 0; i < victims; ++i) ASSERT_TRUE(cache_->PushPrimary(0, b_[i]));
+    uint32_t detached = 0;
+    cache_->ReturnSpare(0, cache_->AgeDetach(0, /*whole_primary=*/true, &detached));
+    for (size_t i = victims; i < victims + primary; ++i) {
+      ASSERT_TRUE(cache_->PushPrimary(0, b_[i]));
+    }
+    ASSERT_EQ(cache_->VictimCount(0), victims);
+    ASSERT_EQ(cache_->PrimaryCount(0), primary);
+  }
 };
 
 TEST_F(CpuCacheTest, StartsClosedAndEmptyAtItsStartingCapacities) {
@@ -204,10 +211,7 @@ TEST_F(CpuCacheTest, GosPolicyDemotesTheWholePrimary) {
 
 TEST_F(CpuCacheTest, TakeAllTakesTheVictimsThenThePrimaryFromItsTop) {
   SpinLockHolder l(&cache_->lock);
-  for (size_t i = 0; i < 3; ++i) ASSERT_TRUE(cache_->PushPrimary(0, b_[i]));
-  uint32_t detached = 0;
-  cache_->ReturnSpare(0, cache_->AgeDetach(0, /*whole_primary=*/true, &detached));
-  for (size_t i = 3; i < 5; ++i) ASSERT_TRUE(cache_->PushPrimary(0, b_[i]));
+  FillBoth(/*victims=*/3, /*primary=*/2);
   void* out[8] = {};
   ASSERT_EQ(cache_->TakeAll(0, out, 4), 4u);  // Room for four of five.
   EXPECT_EQ(AsSet(out, 3), std::set<void*>({b_[0], b_[1], b_[2]}));
@@ -219,10 +223,7 @@ TEST_F(CpuCacheTest, TakeAllTakesTheVictimsThenThePrimaryFromItsTop) {
 
 TEST_F(CpuCacheTest, TakeIfMovesThePickedBlocksAndKeepsTheOthersInOrder) {
   SpinLockHolder l(&cache_->lock);
-  for (size_t i = 0; i < 4; ++i) ASSERT_TRUE(cache_->PushPrimary(0, b_[i]));
-  uint32_t detached = 0;
-  cache_->ReturnSpare(0, cache_->AgeDetach(0, /*whole_primary=*/true, &detached));
-  for (size_t i = 4; i < 8; ++i) ASSERT_TRUE(cache_->PushPrimary(0, b_[i]));
+  FillBoth(/*victims=*/4, /*primary=*/4);
   std::vector<void*> seen;
   cache_->ForEachBlock(0, /*victims_only=*/true, [&](void* p) { seen.push_back(p); });
   EXPECT_EQ(seen, std::vector<void*>({b_[0], b_[1], b_[2], b_[3]}));
@@ -262,12 +263,7 @@ TEST_F(CpuCacheTest, CountersAndActivity) {
 TEST_F(CpuCacheTest, ThreadsSharingTheLockedCacheLoseAndDuplicateNothing) {
   constexpr int kWorkers = 4;
   constexpr size_t kPerWorker = 64;
-#ifdef SYNCPOOL_SANITIZER
-  constexpr int kRounds = 5000;
-#else
-  constexpr int kRounds = 50000;
-#endif
-  Blocks blocks(kWorkers * kPerWorker);
+  FakeBlocks blocks(kWorkers * kPerWorker);
   std::vector<std::vector<void*>> hands(kWorkers);
   std::atomic<uint64_t> pops{0};
   std::atomic<int> done{0};
@@ -289,7 +285,7 @@ TEST_F(CpuCacheTest, ThreadsSharingTheLockedCacheLoseAndDuplicateNothing) {
       std::vector<void*>& hand = hands[t];
       std::mt19937 rng(t + 1);
       uint64_t my_pops = 0;
-      for (int i = 0; i < kRounds; ++i) {
+      for (int i = 0; i < kLayerRounds; ++i) {
         SpinLockHolder l(&cache_->lock);
         if (!hand.empty() && rng() % 2 == 0) {
           if (!cache_->PushPrimary(0, hand.back())) {
@@ -319,16 +315,12 @@ TEST_F(CpuCacheTest, ThreadsSharingTheLockedCacheLoseAndDuplicateNothing) {
   EXPECT_LE(cache_->VictimCount(0), cache_->Capacity(0));
   EXPECT_LE(cache_->Capacity(0), 32u);
   EXPECT_EQ(cache_->Hits(), pops.load());
-  std::vector<void*> everywhere = retired;
-  for (const std::vector<void*>& hand : hands) {
-    everywhere.insert(everywhere.end(), hand.begin(), hand.end());
-  }
   void* left[64];
   const size_t n = cache_->TakeAll(0, left, 64);
-  everywhere.insert(everywhere.end(), left, left + n);
   EXPECT_TRUE(cache_->LooksEmpty());
-  ASSERT_EQ(everywhere.size(), kWorkers * kPerWorker);  // None lost, none copied twice.
-  EXPECT_EQ(std::set<void*>(everywhere.begin(), everywhere.end()).size(), everywhere.size());
+  hands.push_back(retired);
+  hands.emplace_back(left, left + n);
+  EXPECT_EQ(blocks.WhereNotOnce(hands), "");  // None lost, none copied twice.
 }
 
 }  // namespace

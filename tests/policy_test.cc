@@ -278,13 +278,19 @@ class FakePressure final : public PressureSource {
   int asked = 0;
 };
 
+// A sweeper without a thread, every 100 ms, whose Tick() reads the time from `*now` and asks
+// `pressure`.
+Sweeper::Options TickOptions(FakePressure* pressure, std::chrono::steady_clock::time_point* now) {
+  Sweeper::Options options = Sweeper::Options::Manual(milliseconds(100));
+  options.pressure = pressure;
+  options.clock = [now] { return *now; };
+  return options;
+}
+
 TEST_F(PolicyTest, TickRunsEpochsOnTheClockAndSoonerUnderPressure) {
   FakePressure pressure;
   std::chrono::steady_clock::time_point now{};
-  Sweeper::Options options = Sweeper::Options::Manual(milliseconds(100));
-  options.pressure = &pressure;
-  options.clock = [&now] { return now; };
-  Sweeper sweeper(options);
+  Sweeper sweeper(TickOptions(&pressure, &now));
   internal::CachePolicy policy;
   BlockCache cache({kBlockBytes}, {8}, &releaser_, &sweeper, /*allow_rseq=*/true, policy);
   ScopedFakeCpu cpu(0);
@@ -326,10 +332,7 @@ TEST_F(PolicyTest, TickRunsEpochsOnTheClockAndSoonerUnderPressure) {
 TEST_F(PolicyTest, SweepNowResetsTheClockOfTick) {
   FakePressure pressure;
   std::chrono::steady_clock::time_point now{};
-  Sweeper::Options options = Sweeper::Options::Manual(milliseconds(100));
-  options.pressure = &pressure;
-  options.clock = [&now] { return now; };
-  Sweeper sweeper(options);
+  Sweeper sweeper(TickOptions(&pressure, &now));
   now += milliseconds(90);
   sweeper.SweepNow();
   now += milliseconds(50);

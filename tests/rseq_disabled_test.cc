@@ -29,15 +29,6 @@
 namespace syncpool {
 namespace {
 
-using ::syncpool::testing::ChurnMix;
-using ::syncpool::testing::ChurnObject;
-using ::syncpool::testing::Churner;
-using ::syncpool::testing::ChurnShared;
-using ::syncpool::testing::ExpectEveryBlockAccounted;
-using ::syncpool::testing::ExpectUpstreamEmpty;
-using ::syncpool::testing::Request;
-using ::syncpool::testing::RunWhileSweeping;
-using ::syncpool::testing::TrackingResource;
 
 #ifdef SYNCPOOL_SANITIZER
 constexpr int kIterations = 5000;
@@ -117,39 +108,39 @@ TEST(RseqDisabledTest, CachesUsePerThreadCachesAndSayWhy) {
   EXPECT_LT(cpu, internal::NumCpus());
 }
 
-constexpr Request kPooled[] = {{16, 16}, {128, 16}, {2048, 16}};
+constexpr testing::Request kPooled[] = {{16, 16}, {128, 16}, {2048, 16}};
 
 // The accounting scenario of churn.h on the per-thread caches, with sweeps racing the workers.
 TEST(RseqDisabledTest, ThreadsKeepEveryBlockAccountedFor) {
-  ChurnObject::ResetCounts();
-  TrackingResource upstream;
+  testing::ChurnObject::ResetCounts();
+  testing::TrackingResource upstream;
   Sweeper sweeper(Sweeper::Options::Manual());
   Options options;
   options.sweeper = &sweeper;
   options.debug_checks = false;
   options.max_blocks_per_class = 4;  // Small caches: spills and shared moves happen.
   auto resource = std::make_unique<PoolResource>(options, &upstream);
-  auto pool = std::make_unique<Pool<ChurnObject>>(
-      [] { return std::make_unique<ChurnObject>(); }, nullptr, options);
+  auto pool = std::make_unique<Pool<testing::ChurnObject>>(
+      [] { return std::make_unique<testing::ChurnObject>(); }, nullptr, options);
   ASSERT_FALSE(resource->uses_rseq());
   ASSERT_FALSE(pool->uses_rseq());
 
-  ChurnShared shared;
+  testing::ChurnShared shared;
   shared.pool = pool.get();
   shared.resource = resource.get();
-  const ChurnMix mix{.pooled = kPooled, .object_percent = 50, .max_window = 4};
+  const testing::ChurnMix mix{.pooled = kPooled, .object_percent = 50, .max_window = 4};
   const int num_threads = 2 * static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
-  RunWhileSweeping(&sweeper, num_threads, [&](int t) {
-    Churner churner(&shared, mix, t);
+  testing::RunWhileSweeping(&sweeper, num_threads, [&](int index) {
+    testing::Churner churner(&shared, mix, index);
     for (int i = 0; i < kIterations && churner.Step(); ++i) {
     }
   });
   // In the per-thread mode the statistics are exact.
   EXPECT_GT(shared.resource->GetStats().hits, 0u);
-  ExpectEveryBlockAccounted(shared, upstream, sweeper);
+  testing::ExpectEveryBlockAccounted(shared, upstream, sweeper);
   pool.reset();
   resource.reset();
-  ExpectUpstreamEmpty(upstream);
+  testing::ExpectUpstreamEmpty(upstream);
 }
 
 }  // namespace
