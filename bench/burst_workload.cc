@@ -47,11 +47,6 @@ size_t LogUniform(Random& rng, size_t lo, size_t hi) {
 
 size_t BufferSize(Random& rng) { return LogUniform(rng, kMinBuffer, kMaxBuffer); }
 
-struct Buffer {
-  void* p;
-  size_t bytes;
-};
-
 // The end of a burst thread: once its buffers are freed, it is idle; it blocks until the run
 // is over (with --workers_exit, ends at once), running `owner_hook` when the main thread asks
 // (--owners_collect).

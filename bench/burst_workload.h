@@ -70,6 +70,12 @@ struct Flags {
   std::string child;                   // --child=NAME: run one resource (the parent's children).
 };
 
+// A buffer a burst thread holds.
+struct Buffer {
+  void* p;
+  size_t bytes;
+};
+
 // What the threads share: where they are in the burst, and their buffers.
 struct Phases {
   explicit Phases(int threads)
