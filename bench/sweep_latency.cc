@@ -88,6 +88,7 @@
 #include "absl/base/optimization.h"
 #include "bench/flags.h"
 #include "bench/util/histogram.h"
+#include "bench/util/latency_report.h"
 #include "bench/util/tsc_timer.h"
 #include "syncpool/mimalloc_resource.h"
 #include "syncpool/options.h"
@@ -101,6 +102,9 @@ namespace {
 using ::syncpool::bench::CalibrateTicks;
 using ::syncpool::bench::EndTicks;
 using ::syncpool::bench::Histogram;
+using ::syncpool::bench::Ns;
+using ::syncpool::bench::PrintPercentiles;
+using ::syncpool::bench::PrintTail;
 using ::syncpool::bench::ParseLong;
 using ::syncpool::bench::StartTicks;
 using ::syncpool::bench::TickSource;
@@ -109,9 +113,6 @@ using ::syncpool::testing::PinTo;
 using ::syncpool::testing::SetAffinity;
 
 using Clock = std::chrono::steady_clock;
-
-// The tail threshold of the goal: p99.9 <= 2 us.
-constexpr double kGoalNs = 2000;
 
 // -----------------------------------------------------------------------------
 // Command line
@@ -414,52 +415,6 @@ RunResult Collect(const std::vector<std::unique_ptr<Worker>>& workers, Phase pha
   r.seconds = ticks * ns_per_tick * 1e-9 / static_cast<double>(std::max<size_t>(workers.size(), 1));
   if (r.fills != 0) r.fill_ms = static_cast<double>(fill_ticks) * ns_per_tick * 1e-6 / r.fills;
   return r;
-}
-
-long Ns(uint64_t ticks, double ns_per_tick) {
-  return static_cast<long>(static_cast<double>(ticks) * ns_per_tick + 0.5);
-}
-
-std::string Human(double ns) {
-  char text[32];
-  if (ns < 10'000) {
-    std::snprintf(text, sizeof(text), "%.0f ns", ns);
-  } else if (ns < 10'000'000) {
-    std::snprintf(text, sizeof(text), "%.1f us", ns / 1e3);
-  } else {
-    std::snprintf(text, sizeof(text), "%.1f ms", ns / 1e6);
-  }
-  return text;
-}
-
-void PrintPercentiles(const char* label, const Histogram& h, double ns_per_tick) {
-  const uint64_t n = h.Total();
-  if (n == 0) {
-    std::printf("  %-16s no samples\n", label);
-    return;
-  }
-  auto p = [&](double q) { return Human(static_cast<double>(h.Percentile(q)) * ns_per_tick); };
-  std::printf("  %-16s %11llu samples  p50 %-8s p99 %-8s p99.9 %-8s p99.99 %-8s max %s\n", label,
-              static_cast<unsigned long long>(n), p(0.5).c_str(), p(0.99).c_str(), p(0.999).c_str(),
-              p(0.9999).c_str(), Human(static_cast<double>(h.max()) * ns_per_tick).c_str());
-}
-
-// Where the samples beyond the goal lie, and how much time they took.
-void PrintTail(const char* label, const Histogram& h, double ns_per_tick) {
-  const uint64_t total = h.Total();
-  if (total == 0) return;
-  std::printf("  %stail:", label);
-  const double bounds_ns[] = {kGoalNs, 10e3, 100e3, 1e6};
-  const char* names[] = {"> 2 us", "> 10 us", "> 100 us", "> 1 ms"};
-  for (size_t i = 0; i < 4; ++i) {
-    uint64_t n = 0;
-    const double sum = h.SumAbove(static_cast<uint64_t>(bounds_ns[i] / ns_per_tick), &n);
-    std::printf("%s %s: %llu (%.2g%%, %s in all)", i == 0 ? "" : ";", names[i],
-                static_cast<unsigned long long>(n),
-                100.0 * static_cast<double>(n) / static_cast<double>(total),
-                Human(sum * ns_per_tick).c_str());
-  }
-  std::printf("\n");
 }
 
 void PrintResult(const char* name, long sweeps, const Histogram& h, double ns_per_tick) {
