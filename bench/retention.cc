@@ -9,6 +9,9 @@
 //   bazel run -c opt //bench:retention
 //   bazel run -c opt //bench:retention -- --seconds=4 --sweep_ms=20 --threads=2
 //
+// Flags (--name=value or --name value): --seconds=4 (each policy's run), --sweep_ms=20,
+// --warmup_ms=500 (not counted), --threads=2.
+//
 // The workload: each of --threads threads repeats rounds of taking buffers of 64 B to 1 KiB
 // from one PoolResource and giving them back. Its demand moves the way a server's does: a busy
 // phase (128 buffers held at once, a few per size class, well within the per-CPU capacities)
@@ -31,13 +34,13 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <memory_resource>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench/flags.h"
 #include "syncpool/options.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/sweeper.h"
@@ -73,31 +76,21 @@ struct Flags {
   int threads = 2;
 };
 
-// Parses --name=value flags; exits with a message on anything else.
+// Parses the flags (bench/flags.h); exits with a message on anything else.
 Flags ParseFlags(int argc, char** argv) {
   Flags flags;
-  for (int i = 1; i < argc; ++i) {
-    const char* arg = argv[i];
-    auto value = [arg](const char* name) -> const char* {
-      const size_t n = std::strlen(name);
-      return std::strncmp(arg, name, n) == 0 && arg[n] == '=' ? arg + n + 1 : nullptr;
-    };
-    if (const char* v = value("--seconds")) {
-      flags.seconds = std::atof(v);
-    } else if (const char* v = value("--sweep_ms")) {
-      flags.sweep_ms = std::atoi(v);
-    } else if (const char* v = value("--warmup_ms")) {
-      flags.warmup_ms = std::atoi(v);
-    } else if (const char* v = value("--threads")) {
-      flags.threads = std::atoi(v);
-    } else {
-      std::fprintf(stderr, "retention: unknown flag %s\n", arg);
-      std::exit(2);
-    }
+  syncpool::bench::FlagParser parser("retention");
+  parser.Double("seconds", 0.01, 3600, &flags.seconds);
+  parser.Int("sweep_ms", 1, 60'000, &flags.sweep_ms);
+  parser.Int("warmup_ms", 0, 3'600'000, &flags.warmup_ms);
+  parser.Int("threads", 1, 1024, &flags.threads);
+  if (!parser.Parse(argc, argv)) {
+    std::fprintf(stderr,
+                 "usage: retention [--seconds=4] [--sweep_ms=20] [--warmup_ms=500] [--threads=2]\n");
+    std::exit(2);
   }
-  if (flags.seconds <= 0 || flags.sweep_ms <= 0 || flags.warmup_ms < 0 || flags.threads < 1 ||
-      flags.warmup_ms >= flags.seconds * 1000) {
-    std::fprintf(stderr, "retention: flags out of range\n");
+  if (flags.warmup_ms >= flags.seconds * 1000) {
+    std::fprintf(stderr, "retention: --warmup_ms must be shorter than --seconds\n");
     std::exit(2);
   }
   return flags;

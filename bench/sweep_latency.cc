@@ -72,7 +72,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <bit>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -88,28 +87,32 @@
 
 #include "absl/base/optimization.h"
 #include "bench/flags.h"
+#include "bench/util/histogram.h"
+#include "bench/util/latency_report.h"
+#include "bench/util/tsc_timer.h"
 #include "syncpool/mimalloc_resource.h"
 #include "syncpool/options.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <x86intrin.h>
-#define SWEEP_LATENCY_TSC 1
-#else
-#define SWEEP_LATENCY_TSC 0
-#endif
+#include "tests/cpu_affinity.h"
 
 namespace {
 
-using ::syncpool::bench::ParseInt;
+using ::syncpool::bench::CalibrateTicks;
+using ::syncpool::bench::EndTicks;
+using ::syncpool::bench::Histogram;
+using ::syncpool::bench::Ns;
+using ::syncpool::bench::PrintPercentiles;
+using ::syncpool::bench::PrintTail;
 using ::syncpool::bench::ParseLong;
+using ::syncpool::bench::StartTicks;
+using ::syncpool::bench::TickSource;
+using ::syncpool::testing::AllowedCpus;
+using ::syncpool::testing::PinTo;
+using ::syncpool::testing::SetAffinity;
 
 using Clock = std::chrono::steady_clock;
-
-// The tail threshold of the goal: p99.9 <= 2 us.
-constexpr double kGoalNs = 2000;
 
 // -----------------------------------------------------------------------------
 // Command line
@@ -131,209 +134,26 @@ void Usage() {
 
 bool ParseSizes(std::string_view text, std::vector<size_t>* out) {
   std::vector<size_t> sizes;
-  while (!text.empty()) {
-    const size_t comma = text.find(',');
+  for (const std::string& item : ::syncpool::bench::SplitCommas(text)) {
     long value = 0;
-    if (!ParseLong(text.substr(0, comma), 1, 65536, &value)) return false;
+    if (!ParseLong(item, 1, 65536, &value)) return false;
     sizes.push_back(static_cast<size_t>(value));
-    if (comma == std::string_view::npos) break;
-    text.remove_prefix(comma + 1);
   }
   if (sizes.size() < 2 || sizes.size() > 12) return false;
   *out = std::move(sizes);
   return true;
 }
 
-// Accepts --name=value and --name value. Returns false (after a message) on any error.
+// Returns false (after a message) on any error.
 bool ParseFlags(int argc, char** argv, Flags* flags) {
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    if (arg == "--help" || arg == "-h") return false;
-    std::string_view name;
-    std::string_view value;
-    if (!::syncpool::bench::SplitFlag("sweep_latency", argc, argv, &i, &name, &value)) return false;
-    bool ok = true;
-    if (name == "threads") {
-      ok = ParseInt(value, 1, 1024, &flags->threads);
-    } else if (name == "seconds") {
-      const std::string s(value);
-      char* end = nullptr;
-      flags->seconds = std::strtod(s.c_str(), &end);
-      ok = !s.empty() && *end == '\0' && flags->seconds >= 0.1 && flags->seconds <= 600;
-    } else if (name == "sweep_ms") {
-      ok = ParseInt(value, 1, 60'000, &flags->sweep_ms);
-    } else if (name == "cached_blocks") {
-      ok = ParseLong(value, 1, 1L << 30, &flags->cached_blocks);
-    } else if (name == "sizes") {
-      ok = ParseSizes(value, &flags->sizes);
-    } else {
-      std::fprintf(stderr, "sweep_latency: unknown flag --%s\n", std::string(name).c_str());
-      return false;
-    }
-    if (!ok) {
-      std::fprintf(stderr, "sweep_latency: invalid value \"%s\" for --%s\n",
-                   std::string(value).c_str(), std::string(name).c_str());
-      return false;
-    }
-  }
-  return true;
+  ::syncpool::bench::FlagParser parser("sweep_latency");
+  parser.Int("threads", 1, 1024, &flags->threads);
+  parser.Double("seconds", 0.1, 600, &flags->seconds);
+  parser.Int("sweep_ms", 1, 60'000, &flags->sweep_ms);
+  parser.Long("cached_blocks", 1, 1L << 30, &flags->cached_blocks);
+  parser.Custom("sizes", [flags](std::string_view v) { return ParseSizes(v, &flags->sizes); });
+  return parser.Parse(argc, argv);
 }
-
-// -----------------------------------------------------------------------------
-// Time
-// -----------------------------------------------------------------------------
-
-// Ticks of the time stamp counter (nanoseconds of steady_clock without one). The fences keep
-// the timed operations between the two reads.
-inline uint64_t StartTicks() {
-#if SWEEP_LATENCY_TSC
-  _mm_lfence();
-  const uint64_t t = __rdtsc();
-  _mm_lfence();
-  return t;
-#else
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
-          .count());
-#endif
-}
-
-inline uint64_t EndTicks() {
-#if SWEEP_LATENCY_TSC
-  unsigned aux;
-  const uint64_t t = __rdtscp(&aux);
-  _mm_lfence();
-  return t;
-#else
-  return StartTicks();
-#endif
-}
-
-// Nanoseconds per tick, measured against steady_clock over `span`.
-double CalibrateTicks(std::chrono::milliseconds span) {
-#if SWEEP_LATENCY_TSC
-  const Clock::time_point t0 = Clock::now();
-  const uint64_t c0 = StartTicks();
-  std::this_thread::sleep_for(span);
-  const Clock::time_point t1 = Clock::now();
-  const uint64_t c1 = StartTicks();
-  return std::chrono::duration<double, std::nano>(t1 - t0).count() / static_cast<double>(c1 - c0);
-#else
-  static_cast<void>(span);
-  return 1.0;
-#endif
-}
-
-// -----------------------------------------------------------------------------
-// Histogram
-// -----------------------------------------------------------------------------
-
-// Counts of values (ticks): exact below 2 * kSub, then kSub buckets per power of two (a
-// relative width of 1 / kSub). Preallocated; Record() never allocates.
-class Histogram {
- public:
-  static constexpr int kSubBits = 10;
-  static constexpr uint64_t kSub = uint64_t{1} << kSubBits;
-  static constexpr int kMaxBits = 44;  // Larger values (hours of ticks) are clamped.
-  static constexpr size_t kBuckets = (kMaxBits - kSubBits + 1) * kSub;
-
-  Histogram() : counts_(std::make_unique<uint64_t[]>(kBuckets)) {}  // Zeroed: pages touched.
-
-  static size_t Index(uint64_t v) {
-    v = std::min(v, (uint64_t{1} << kMaxBits) - 1);
-    if (v < 2 * kSub) return static_cast<size_t>(v);
-    const int shift = std::bit_width(v) - 1 - kSubBits;
-    return static_cast<size_t>(shift + 1) * kSub + static_cast<size_t>((v >> shift) - kSub);
-  }
-  // The smallest value of bucket `i`, and its width.
-  static uint64_t Lower(size_t i) {
-    if (i < 2 * kSub) return i;
-    const int shift = static_cast<int>(i / kSub) - 1;
-    return (i % kSub + kSub) << shift;
-  }
-  static uint64_t Width(size_t i) {
-    return i < 2 * kSub ? 1 : uint64_t{1} << (static_cast<int>(i / kSub) - 1);
-  }
-  // The largest value of bucket `i`.
-  static uint64_t Upper(size_t i) { return Lower(i) + Width(i) - 1; }
-
-  void Record(uint64_t v) {
-    ++counts_[Index(v)];
-    max_ = std::max(max_, v);
-  }
-  void Add(size_t bucket, uint64_t n) { counts_[bucket] += n; }
-  void Merge(const Histogram& other) {
-    for (size_t i = 0; i < kBuckets; ++i) counts_[i] += other.counts_[i];
-    max_ = std::max(max_, other.max_);
-  }
-  void Clear() {
-    std::fill(counts_.get(), counts_.get() + kBuckets, uint64_t{0});
-    max_ = 0;
-  }
-
-  uint64_t count(size_t i) const { return counts_[i]; }
-  uint64_t max() const { return max_; }
-  uint64_t Total() const {
-    uint64_t n = 0;
-    for (size_t i = 0; i < kBuckets; ++i) n += counts_[i];
-    return n;
-  }
-  // Sum of the values (bucket midpoints), for the time spent in a range.
-  double SumAbove(uint64_t threshold, uint64_t* n_above) const {
-    double sum = 0;
-    uint64_t n = 0;
-    for (size_t i = Index(threshold) + 1; i < kBuckets; ++i) {
-      if (counts_[i] == 0) continue;
-      n += counts_[i];
-      sum += static_cast<double>(counts_[i]) *
-             (static_cast<double>(Lower(i)) + static_cast<double>(Width(i) - 1) / 2);
-    }
-    *n_above = n;
-    return sum;
-  }
-
-  // The smallest value that at least a fraction `q` of the samples do not exceed (the upper
-  // end of its bucket, capped by the largest sample); 0 when empty.
-  uint64_t Percentile(double q) const {
-    const uint64_t total = Total();
-    if (total == 0) return 0;
-    const auto rank = static_cast<uint64_t>(q * static_cast<double>(total) + 0.5);
-    uint64_t seen = 0;
-    for (size_t i = 0; i < kBuckets; ++i) {
-      seen += counts_[i];
-      if (seen >= std::max<uint64_t>(rank, 1)) return std::min(Upper(i), max_);
-    }
-    return max_;
-  }
-
-  // Adds to `out` this histogram corrected for coordinated omission with the expected interval
-  // `interval` between samples, as HdrHistogram's recordValueWithExpectedInterval(): a sample
-  // of value v > interval also stands for samples of v - interval, v - 2 * interval, ... down
-  // to interval, those that would have queued behind it.
-  void AddCorrected(uint64_t interval, Histogram* out) const {
-    interval = std::max<uint64_t>(interval, 1);
-    out->max_ = std::max(out->max_, max_);
-    for (size_t b = 0; b < kBuckets; ++b) {
-      const uint64_t n = counts_[b];
-      if (n == 0) continue;
-      out->counts_[b] += n;
-      const uint64_t v = Lower(b) + (Width(b) - 1) / 2;
-      if (v < 2 * interval) continue;
-      const uint64_t k_max = v / interval - 1;  // v - k_max * interval >= interval.
-      for (uint64_t k = 1; k <= k_max;) {
-        const size_t target = Index(v - k * interval);
-        // Every k' from k on whose value stays in the same bucket.
-        const uint64_t k_end = std::min(k_max, (v - Lower(target)) / interval);
-        out->counts_[target] += n * (k_end - k + 1);
-        k = k_end + 1;
-      }
-    }
-  }
-
- private:
-  std::unique_ptr<uint64_t[]> counts_;
-  uint64_t max_ = 0;
-};
 
 // -----------------------------------------------------------------------------
 // Shared state
@@ -396,20 +216,6 @@ struct Config {
   std::vector<size_t> sizes;
   uint32_t per_cpu = 0;  // Blocks per CPU, size and generation.
 };
-
-bool PinTo(int cpu) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  return sched_setaffinity(0, sizeof(set), &set) == 0;
-}
-
-void PinToAll(const std::vector<int>& cpus) {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  for (int cpu : cpus) CPU_SET(cpu, &set);
-  sched_setaffinity(0, sizeof(set), &set);
-}
 
 long InvoluntarySwitches() {
   rusage usage;
@@ -552,7 +358,7 @@ class Driver {
     if (home_cpu_ >= 0) {
       PinTo(home_cpu_);
     } else {
-      PinToAll(cpus_);
+      SetAffinity(cpus_);
     }
   }
 
@@ -611,52 +417,6 @@ RunResult Collect(const std::vector<std::unique_ptr<Worker>>& workers, Phase pha
   return r;
 }
 
-long Ns(uint64_t ticks, double ns_per_tick) {
-  return static_cast<long>(static_cast<double>(ticks) * ns_per_tick + 0.5);
-}
-
-std::string Human(double ns) {
-  char text[32];
-  if (ns < 10'000) {
-    std::snprintf(text, sizeof(text), "%.0f ns", ns);
-  } else if (ns < 10'000'000) {
-    std::snprintf(text, sizeof(text), "%.1f us", ns / 1e3);
-  } else {
-    std::snprintf(text, sizeof(text), "%.1f ms", ns / 1e6);
-  }
-  return text;
-}
-
-void PrintPercentiles(const char* label, const Histogram& h, double ns_per_tick) {
-  const uint64_t n = h.Total();
-  if (n == 0) {
-    std::printf("  %-16s no samples\n", label);
-    return;
-  }
-  auto p = [&](double q) { return Human(static_cast<double>(h.Percentile(q)) * ns_per_tick); };
-  std::printf("  %-16s %11llu samples  p50 %-8s p99 %-8s p99.9 %-8s p99.99 %-8s max %s\n", label,
-              static_cast<unsigned long long>(n), p(0.5).c_str(), p(0.99).c_str(), p(0.999).c_str(),
-              p(0.9999).c_str(), Human(static_cast<double>(h.max()) * ns_per_tick).c_str());
-}
-
-// Where the samples beyond the goal lie, and how much time they took.
-void PrintTail(const char* label, const Histogram& h, double ns_per_tick) {
-  const uint64_t total = h.Total();
-  if (total == 0) return;
-  std::printf("  %stail:", label);
-  const double bounds_ns[] = {kGoalNs, 10e3, 100e3, 1e6};
-  const char* names[] = {"> 2 us", "> 10 us", "> 100 us", "> 1 ms"};
-  for (size_t i = 0; i < 4; ++i) {
-    uint64_t n = 0;
-    const double sum = h.SumAbove(static_cast<uint64_t>(bounds_ns[i] / ns_per_tick), &n);
-    std::printf("%s %s: %llu (%.2g%%, %s in all)", i == 0 ? "" : ";", names[i],
-                static_cast<unsigned long long>(n),
-                100.0 * static_cast<double>(n) / static_cast<double>(total),
-                Human(sum * ns_per_tick).c_str());
-  }
-  std::printf("\n");
-}
-
 void PrintResult(const char* name, long sweeps, const Histogram& h, double ns_per_tick) {
   std::printf("RESULT %s sweeps=%ld p50_ns=%ld p99_ns=%ld p999_ns=%ld max_ns=%ld\n", name, sweeps,
               Ns(h.Percentile(0.5), ns_per_tick), Ns(h.Percentile(0.99), ns_per_tick),
@@ -698,19 +458,10 @@ std::string SizeList(const std::vector<size_t>& sizes) {
 
 int Run(const Flags& flags) {
   // The CPUs this process may run on.
-  std::vector<int> cpus;
-  {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-      for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-        if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-      }
-    }
-    if (cpus.empty()) {
-      std::fprintf(stderr, "sweep_latency: cannot read the CPU affinity\n");
-      return 1;
-    }
+  const std::vector<int> cpus = AllowedCpus();
+  if (cpus.empty()) {
+    std::fprintf(stderr, "sweep_latency: cannot read the CPU affinity\n");
+    return 1;
   }
   const int num_cpus = static_cast<int>(cpus.size());
   const int threads = flags.threads > 0 ? flags.threads : num_cpus;
@@ -763,7 +514,7 @@ int Run(const Flags& flags) {
       "timer: %s, %.3f ns per tick, an empty timed region takes %.0f ns (included below)\n"
       "CO-corrected: the percentiles as requests arriving at each worker's mean rate would"
       " see them (HdrHistogram's correction for coordinated omission)\n",
-      SWEEP_LATENCY_TSC ? "rdtsc" : "steady_clock", ns_per_tick, timer_ns);
+      TickSource(), ns_per_tick, timer_ns);
 
   // Workers: worker i on cpus[i % CPUs]; the first on each CPU fills it.
   std::vector<std::unique_ptr<Worker>> workers;

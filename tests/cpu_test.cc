@@ -26,6 +26,7 @@
 #include "gtest/gtest.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/testing/fake_cpu.h"
+#include "cpu_affinity.h"
 
 namespace syncpool {
 namespace internal {
@@ -64,17 +65,13 @@ TEST(CpuTest, CurrentCpuIsInRangeOnEveryThread) {
 
 // A thread pinned to one CPU reads that CPU, through rseq or sched_getcpu() alike.
 TEST(CpuTest, CurrentCpuFollowsAPinnedThread) {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  ASSERT_EQ(sched_getaffinity(0, sizeof(allowed), &allowed), 0);
+  const std::vector<int> allowed = ::syncpool::testing::AllowedCpus();
+  ASSERT_FALSE(allowed.empty());
   int pinned = 0;
-  for (int cpu = 0; cpu < NumCpus(); ++cpu) {
-    if (!CPU_ISSET(cpu, &allowed)) continue;
+  for (const int cpu : allowed) {
+    ASSERT_LT(cpu, NumCpus());
     std::thread([&, cpu] {
-      cpu_set_t one;
-      CPU_ZERO(&one);
-      CPU_SET(cpu, &one);
-      if (sched_setaffinity(0, sizeof(one), &one) != 0) return;
+      if (!::syncpool::testing::SetAffinity({cpu})) return;
       ++pinned;
       for (int i = 0; i < 100; ++i) {
         EXPECT_EQ(CurrentCpu(), cpu);

@@ -15,6 +15,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -180,14 +181,25 @@ bool WaitFor(Done done) {
   return true;
 }
 
+// A pool swept by a background thread of its own: the real thread the rules below are about.
+class IdleSweeperThreadTest : public ::testing::Test {
+ protected:
+  // Starts the sweeper's thread, an epoch every `interval`, and the pool it sweeps.
+  void Start(std::chrono::milliseconds interval) {
+    sweeper_.emplace(Sweeper::Options::Every(interval));
+    pool_.emplace(&NewBuf, nullptr, Options{.sweeper = &*sweeper_, .debug_checks = false});
+  }
+
+  std::optional<Sweeper> sweeper_;
+  std::optional<Pool<Buf>> pool_;  // Destroyed before its sweeper.
+};
+
 // A parked background thread does not wake up: counted in wake-ups (context switches), not
 // time, so a loaded machine changes nothing. Unparked, it would wake 4 times per interval.
-TEST(IdleSweeperThreadTest, AParkedThreadDoesNotWakeUp) {
-  Sweeper sweeper(Sweeper::Options::Every(std::chrono::milliseconds(4)));
-  Options options;
-  options.sweeper = &sweeper;
-  options.debug_checks = false;
-  Pool<Buf> pool(&NewBuf, nullptr, options);
+TEST_F(IdleSweeperThreadTest, AParkedThreadDoesNotWakeUp) {
+  Start(std::chrono::milliseconds(4));
+  Sweeper& sweeper = *sweeper_;
+  Pool<Buf>& pool = *pool_;
   { auto h = pool.Get(); }
   // The epochs release the object, then the thread parks.
   ASSERT_TRUE(WaitFor([&] { return sweeper.parked(); }));
@@ -208,12 +220,10 @@ TEST(IdleSweeperThreadTest, AParkedThreadDoesNotWakeUp) {
 // millisecond and parks whenever it finds nothing: once they stop and give everything back,
 // the epochs must release every object. A wake-up lost between a park and a Put would leave
 // objects cached with the thread parked for good.
-TEST(IdleSweeperThreadTest, NoWakeUpIsLostUnderConcurrentUse) {
-  Sweeper sweeper(Sweeper::Options::Every(std::chrono::milliseconds(1)));
-  Options options;
-  options.sweeper = &sweeper;
-  options.debug_checks = false;
-  Pool<Buf> pool(&NewBuf, nullptr, options);
+TEST_F(IdleSweeperThreadTest, NoWakeUpIsLostUnderConcurrentUse) {
+  Start(std::chrono::milliseconds(1));
+  Sweeper& sweeper = *sweeper_;
+  Pool<Buf>& pool = *pool_;
   std::vector<std::thread> threads;
   for (int t = 0; t < 3; ++t) {
     threads.emplace_back([&pool, t] {

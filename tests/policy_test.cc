@@ -6,20 +6,14 @@
 //     blocks leave within two epochs under both;
 //   - a CPU whose cache nobody used during an epoch is drained;
 //   - byte budgets, per cache (and the capacities fitted to them) and process-wide;
-//   - memory pressure: sooner epochs that release everything;
-//   - pages discarded before blocks go upstream;
-//   - SYNCPOOL_* variables: a bad value is reported and the default kept;
-//   - SYNCPOOL_STATS=1 prints every live resource's statistics at exit.
-
-#include <stdlib.h>
-#include <sys/mman.h>
+//   - memory pressure: sooner epochs that release everything.
+// Discarded pages, environment variables and the exit report have tests of their own
+// (pages_test, env_test, stats_report_test).
 
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -30,14 +24,10 @@
 #include "gtest/gtest.h"
 #include "recording_releaser.h"
 #include "syncpool/internal/block_cache.h"
-#include "syncpool/internal/env.h"
-#include "syncpool/internal/pages.h"
 #include "syncpool/options.h"
-#include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 #include "syncpool/testing/fake_cpu.h"
-#include "tracking_resource.h"
 
 namespace syncpool {
 namespace {
@@ -45,7 +35,6 @@ namespace {
 using ::syncpool::internal::BlockCache;
 using ::syncpool::testing::RecordingReleaser;
 using ::syncpool::testing::ScopedFakeCpu;
-using ::syncpool::testing::TrackingResource;
 using std::chrono::milliseconds;
 
 constexpr size_t kBlockBytes = 16;
@@ -289,13 +278,19 @@ class FakePressure final : public PressureSource {
   int asked = 0;
 };
 
+// A sweeper without a thread, every 100 ms, whose Tick() reads the time from `*now` and asks
+// `pressure`.
+Sweeper::Options TickOptions(FakePressure* pressure, std::chrono::steady_clock::time_point* now) {
+  Sweeper::Options options = Sweeper::Options::Manual(milliseconds(100));
+  options.pressure = pressure;
+  options.clock = [now] { return *now; };
+  return options;
+}
+
 TEST_F(PolicyTest, TickRunsEpochsOnTheClockAndSoonerUnderPressure) {
   FakePressure pressure;
   std::chrono::steady_clock::time_point now{};
-  Sweeper::Options options = Sweeper::Options::Manual(milliseconds(100));
-  options.pressure = &pressure;
-  options.clock = [&now] { return now; };
-  Sweeper sweeper(options);
+  Sweeper sweeper(TickOptions(&pressure, &now));
   internal::CachePolicy policy;
   BlockCache cache({kBlockBytes}, {8}, &releaser_, &sweeper, /*allow_rseq=*/true, policy);
   ScopedFakeCpu cpu(0);
@@ -337,146 +332,13 @@ TEST_F(PolicyTest, TickRunsEpochsOnTheClockAndSoonerUnderPressure) {
 TEST_F(PolicyTest, SweepNowResetsTheClockOfTick) {
   FakePressure pressure;
   std::chrono::steady_clock::time_point now{};
-  Sweeper::Options options = Sweeper::Options::Manual(milliseconds(100));
-  options.pressure = &pressure;
-  options.clock = [&now] { return now; };
-  Sweeper sweeper(options);
+  Sweeper sweeper(TickOptions(&pressure, &now));
   now += milliseconds(90);
   sweeper.SweepNow();
   now += milliseconds(50);
   EXPECT_FALSE(sweeper.Tick());  // 50 ms since the last epoch.
   now += milliseconds(50);
   EXPECT_TRUE(sweeper.Tick());
-}
-
-TEST(PagesTest, DiscardsWholeInteriorPagesAndKeepsTheRest) {
-  const size_t page = internal::PageSize();
-  const size_t length = 16 * page;
-  void* mapping = mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  ASSERT_NE(mapping, MAP_FAILED);
-  auto* bytes = static_cast<unsigned char*>(mapping);
-  std::memset(bytes, 0xAB, length);
-
-  // A block starting 100 bytes into the second page, 10 pages long.
-  unsigned char* p = bytes + page + 100;
-  const size_t size = 10 * page;
-  EXPECT_EQ(internal::DiscardInteriorPages(p, size), 9 * page);  // Pages 2 to 10.
-  for (size_t i = 0; i < length; ++i) {
-    const bool discarded = i >= 2 * page && i < 11 * page;
-    ASSERT_EQ(bytes[i], discarded ? 0 : 0xAB) << "byte " << i;
-  }
-  // A page-aligned block keeps its first page (its first 64 bytes hold allocator links).
-  std::memset(bytes, 0xAB, length);
-  EXPECT_EQ(internal::DiscardInteriorPages(bytes, 4 * page), 3 * page);
-  EXPECT_EQ(bytes[page - 1], 0xAB);
-  EXPECT_EQ(bytes[page], 0);
-  // Too small for a whole page: nothing.
-  EXPECT_EQ(internal::DiscardInteriorPages(bytes + 8, page), 0u);
-  EXPECT_EQ(internal::DiscardInteriorPages(bytes, 64), 0u);
-  munmap(mapping, length);
-}
-
-TEST_F(PolicyTest, ResourceDiscardsLargeBlocksBeforeGivingThemBack) {
-  TrackingResource upstream;
-  Options options;
-  options.sweeper = &sweeper_;
-  options.discard_min_bytes = 16 * 1024;
-  options.debug_checks = false;
-  {
-    PoolResource r(options, &upstream);
-    void* big = r.allocate(64 * 1024);
-    void* small = r.allocate(1024);
-    std::memset(big, 1, 64 * 1024);
-    r.deallocate(big, 64 * 1024);
-    r.deallocate(small, 1024);
-    EXPECT_EQ(r.GetStats().discarded_bytes, 0u);  // Cached, not given back.
-    r.Trim();
-    const uint64_t discarded = r.GetStats().discarded_bytes;
-    EXPECT_GE(discarded, 64u * 1024 - 2 * internal::PageSize());  // The big block's pages.
-    EXPECT_LE(discarded, 64u * 1024);
-    EXPECT_EQ(upstream.live_blocks(), 0u);
-
-    void* direct = r.allocate(512 * 1024);  // Above max_block_size: straight upstream.
-    r.deallocate(direct, 512 * 1024);
-    EXPECT_GE(r.GetStats().discarded_bytes, discarded + 500 * 1024);
-  }
-  options.discard_min_bytes = 0;  // Off.
-  PoolResource r(options, &upstream);
-  r.deallocate(r.allocate(64 * 1024), 64 * 1024);
-  r.Trim();
-  EXPECT_EQ(r.GetStats().discarded_bytes, 0u);
-}
-
-TEST(EnvTest, BadValuesAreReportedAndTheDefaultKept) {
-  setenv("SYNCPOOL_TEST_INTEGER", "12x", 1);
-  ::testing::internal::CaptureStderr();
-  EXPECT_EQ(internal::EnvInteger("SYNCPOOL_TEST_INTEGER", 7, 1, 100), 7u);
-  std::string err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("ignoring SYNCPOOL_TEST_INTEGER=\"12x\""), std::string::npos) << err;
-  EXPECT_NE(err.find("keeping 7"), std::string::npos) << err;
-
-  setenv("SYNCPOOL_TEST_INTEGER", "101", 1);  // Out of range.
-  ::testing::internal::CaptureStderr();
-  EXPECT_EQ(internal::EnvInteger("SYNCPOOL_TEST_INTEGER", 7, 1, 100), 7u);
-  err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("from 1 to 100"), std::string::npos) << err;
-
-  setenv("SYNCPOOL_TEST_INTEGER", "42", 1);
-  EXPECT_EQ(internal::EnvInteger("SYNCPOOL_TEST_INTEGER", 7, 1, 100), 42u);
-  unsetenv("SYNCPOOL_TEST_INTEGER");
-  EXPECT_EQ(internal::EnvInteger("SYNCPOOL_TEST_INTEGER", 7, 1, 100), 7u);
-
-  setenv("SYNCPOOL_TEST_CHOICE", "lru", 1);
-  ::testing::internal::CaptureStderr();
-  EXPECT_EQ(internal::EnvChoice("SYNCPOOL_TEST_CHOICE", 0, {{"working_set", 0}, {"victim", 1}}),
-            0);
-  err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("one of: working_set, victim; keeping working_set"), std::string::npos)
-      << err;
-  setenv("SYNCPOOL_TEST_CHOICE", "victim", 1);
-  EXPECT_EQ(internal::EnvChoice("SYNCPOOL_TEST_CHOICE", 0, {{"working_set", 0}, {"victim", 1}}),
-            1);
-  unsetenv("SYNCPOOL_TEST_CHOICE");
-
-  setenv("SYNCPOOL_TEST_BOOL", "yes", 1);
-  ::testing::internal::CaptureStderr();
-  EXPECT_TRUE(internal::EnvBool("SYNCPOOL_TEST_BOOL", true));
-  err = ::testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("ignoring SYNCPOOL_TEST_BOOL=\"yes\""), std::string::npos) << err;
-  setenv("SYNCPOOL_TEST_BOOL", "off", 1);
-  EXPECT_FALSE(internal::EnvBool("SYNCPOOL_TEST_BOOL", true));
-  unsetenv("SYNCPOOL_TEST_BOOL");
-}
-
-TEST(StatsReportTest, EveryLiveResourcePrintsItsStatsAtExit) {
-  EXPECT_EXIT(
-      {
-        setenv("SYNCPOOL_STATS", "1", 1);
-        static Sweeper sweeper(Sweeper::Options::Manual());
-        Options options;
-        options.sweeper = &sweeper;
-        options.name = "report_me";
-        options.refill_bytes = 0;  // The one block allocated is the one cached.
-        static PoolResource* resource = new PoolResource(options);  // Alive at exit.
-        resource->deallocate(resource->allocate(100), 100);
-        {
-          options.name = "gone_before_exit";
-          PoolResource gone(options);
-        }
-        std::exit(0);
-      },
-      ::testing::ExitedWithCode(0),
-      "syncpool stats, PoolResource report_me:\n  cached: 1 blocks, 112 bytes");
-  EXPECT_EXIT(
-      {
-        setenv("SYNCPOOL_STATS", "1", 1);
-        Options options;
-        options.name = "gone_before_exit";
-        { PoolResource gone(options); }
-        std::fprintf(stderr, "end\n");
-        std::exit(0);
-      },
-      ::testing::ExitedWithCode(0), "^end\n$");
 }
 
 }  // namespace

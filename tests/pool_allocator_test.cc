@@ -26,11 +26,13 @@
 #include "absl/container/inlined_vector.h"
 #include "gtest/gtest.h"
 #include "syncpool/sweeper.h"
+#include "pattern.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
 namespace {
 
+using ::syncpool::testing::IsAligned;
 using ::syncpool::testing::TrackingResource;
 
 // The allocator requirements a container relies on.
@@ -74,10 +76,6 @@ using PoolString = std::basic_string<char, std::char_traits<char>, PoolAllocator
 uint64_t Served(const PoolResource& r) {
   const Stats s = r.GetStats();
   return s.hits + s.misses + s.direct;
-}
-
-bool IsAligned(const void* p, size_t alignment) {
-  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
 }
 
 // Two resources over two tracking upstreams, so a block returned to the wrong resource is

@@ -21,6 +21,7 @@
 #include "syncpool/internal/size_class.h"
 #include "syncpool/sweeper.h"
 #include "syncpool/testing/fake_cpu.h"
+#include "pattern.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
@@ -28,12 +29,9 @@ namespace {
 
 using ::syncpool::internal::ClassSize;
 using ::syncpool::internal::SizeClassOf;
+using ::syncpool::testing::IsAligned;
 using ::syncpool::testing::ScopedFakeCpu;
 using ::syncpool::testing::TrackingResource;
-
-bool IsAligned(const void* p, size_t alignment) {
-  return reinterpret_cast<uintptr_t>(p) % alignment == 0;
-}
 
 // The size of the block that serves `bytes` with the default alignment.
 size_t BlockSize(size_t bytes) { return ClassSize(SizeClassOf((bytes + 15) & ~size_t{15})); }

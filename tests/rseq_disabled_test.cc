@@ -7,40 +7,28 @@
 //     from sched_getcpu();
 //   - rseq_env_off_test: SYNCPOOL_RSEQ=0, so syncpool leaves the registered area alone.
 // Either way RseqUsable() is false, every cache runs per thread (and says why) even when its
-// Options allow rseq, and a multi-threaded workload keeps every block accounted for.
+// Options allow rseq, and the accounting scenario of churn.h keeps every block accounted for.
 
 #include <algorithm>
-#include <atomic>
-#include <cstddef>
-#include <cstdint>
 #include <cstdlib>
 #include <cstring>
-#include <iterator>
 #include <memory>
-#include <random>
 #include <string>
 #include <thread>
-#include <utility>
-#include <vector>
 
 #include "absl/base/config.h"
-#include "absl/base/thread_annotations.h"
 #include "gtest/gtest.h"
 #include "syncpool/internal/cpu.h"
-#include "syncpool/internal/mutex.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
-#include "held_set.h"
-#include "tracking_resource.h"
+#include "churn.h"
 
 namespace syncpool {
 namespace {
 
-using ::syncpool::testing::HeldSet;
-using ::syncpool::testing::TrackingResource;
 
 #ifdef SYNCPOOL_SANITIZER
 constexpr int kIterations = 5000;
@@ -120,109 +108,39 @@ TEST(RseqDisabledTest, CachesUsePerThreadCachesAndSayWhy) {
   EXPECT_LT(cpu, internal::NumCpus());
 }
 
-// An 8-word object that counts constructions and destructions.
-struct Obj {
-  static inline std::atomic<uint64_t> constructed{0};
-  static inline std::atomic<uint64_t> destroyed{0};
-  Obj() { constructed.fetch_add(1, std::memory_order_relaxed); }
-  ~Obj() { destroyed.fetch_add(1, std::memory_order_relaxed); }
-  uint64_t words[8] = {};
-};
+constexpr testing::Request kPooled[] = {{16, 16}, {128, 16}, {2048, 16}};
 
-uint64_t Word(uint64_t tag, size_t i) { return tag * 0x9e3779b97f4a7c15 + i; }
-
-
+// The accounting scenario of churn.h on the per-thread caches, with sweeps racing the workers.
 TEST(RseqDisabledTest, ThreadsKeepEveryBlockAccountedFor) {
-  Obj::constructed = 0;
-  Obj::destroyed = 0;
-  TrackingResource upstream;
+  testing::ChurnObject::ResetCounts();
+  testing::TrackingResource upstream;
   Sweeper sweeper(Sweeper::Options::Manual());
   Options options;
   options.sweeper = &sweeper;
   options.debug_checks = false;
   options.max_blocks_per_class = 4;  // Small caches: spills and shared moves happen.
   auto resource = std::make_unique<PoolResource>(options, &upstream);
-  auto pool = std::make_unique<Pool<Obj>>([] { return std::make_unique<Obj>(); }, nullptr,
-                                          options);
+  auto pool = std::make_unique<Pool<testing::ChurnObject>>(
+      [] { return std::make_unique<testing::ChurnObject>(); }, nullptr, options);
   ASSERT_FALSE(resource->uses_rseq());
   ASSERT_FALSE(pool->uses_rseq());
 
-  HeldSet held;
-  std::atomic<uint64_t> failures{0};
-  std::atomic<uint64_t> gets{0};
-  std::atomic<uint64_t> allocations{0};
+  testing::ChurnShared shared;
+  shared.pool = pool.get();
+  shared.resource = resource.get();
+  const testing::ChurnMix mix{.pooled = kPooled, .object_percent = 50, .max_window = 4};
   const int num_threads = 2 * static_cast<int>(std::max(2u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> threads;
-  for (int t = 0; t < num_threads; ++t) {
-    threads.emplace_back([&, t] {
-      std::mt19937_64 rng(t + 1);
-      constexpr size_t kBytes[] = {16, 128, 2048};
-      for (int i = 0; i < kIterations; ++i) {
-        const uint64_t tag = (uint64_t{static_cast<uint32_t>(t)} << 32) | static_cast<uint32_t>(i);
-        const size_t n = 1 + rng() % 4;  // A small window: taken together, given back together.
-        std::vector<Pool<Obj>::Handle> objects;
-        std::vector<std::pair<uint64_t*, size_t>> blocks;
-        for (size_t k = 0; k < n; ++k) {
-          objects.push_back(pool->Get());
-          const size_t bytes = kBytes[rng() % std::size(kBytes)];
-          blocks.emplace_back(static_cast<uint64_t*>(resource->allocate(bytes)), bytes);
-          if (!held.Insert(objects.back().get()) || !held.Insert(blocks.back().first)) {
-            failures.fetch_add(1);
-            ADD_FAILURE() << "a held pointer was handed out again";
-            objects.back().release().release();  // Leave it to its other holder.
-            blocks.pop_back();
-            return;
-          }
-          for (size_t w = 0; w < 8; ++w) objects.back()->words[w] = Word(tag + k, w);
-          for (size_t w = 0; w < bytes / 8; ++w) blocks.back().first[w] = Word(tag + k, w);
-        }
-        gets.fetch_add(n, std::memory_order_relaxed);
-        allocations.fetch_add(n, std::memory_order_relaxed);
-        for (size_t k = 0; k < n; ++k) {
-          bool intact = true;
-          for (size_t w = 0; w < 8; ++w) intact &= objects[k]->words[w] == Word(tag + k, w);
-          for (size_t w = 0; w < blocks[k].second / 8; ++w) {
-            intact &= blocks[k].first[w] == Word(tag + k, w);
-          }
-          if (!intact) {
-            failures.fetch_add(1);
-            ADD_FAILURE() << "pattern overwritten while held";
-          }
-          EXPECT_TRUE(held.Erase(objects[k].get()));
-          EXPECT_TRUE(held.Erase(blocks[k].first));
-          resource->deallocate(blocks[k].first, blocks[k].second);
-        }
-        objects.clear();
-        if (i % 1024 == 0) sweeper.SweepNow();  // Sweeps race the other threads.
-      }
-    });
-  }
-  for (std::thread& t : threads) t.join();
-  ASSERT_EQ(failures.load(), 0u);
-  EXPECT_EQ(held.size(), 0u);
-
-  // In the locked mode the statistics are exact.
-  const Stats ps = pool->GetStats();
-  EXPECT_EQ(ps.hits + ps.misses, gets.load()) << ps.DebugString();
-  EXPECT_EQ(ps.misses, Obj::constructed.load()) << ps.DebugString();
-  EXPECT_EQ(Obj::constructed.load(), Obj::destroyed.load() + ps.cached_blocks());
-  const Stats rs = resource->GetStats();
-  EXPECT_EQ(rs.hits + rs.misses, allocations.load()) << rs.DebugString();
-  EXPECT_EQ(upstream.allocations(), rs.misses + rs.refilled) << rs.DebugString();
-  EXPECT_EQ(upstream.live_blocks(), rs.cached_blocks()) << rs.DebugString();
-  EXPECT_GT(rs.hits, 0u);
-
-  sweeper.SweepNow();
-  sweeper.SweepNow();
-  EXPECT_EQ(pool->GetStats().cached_blocks(), 0u);
-  EXPECT_EQ(resource->GetStats().cached_blocks(), 0u);
-  EXPECT_EQ(Obj::constructed.load(), Obj::destroyed.load());
-  EXPECT_EQ(upstream.live_blocks(), 0u);
+  testing::RunWhileSweeping(&sweeper, num_threads, [&](int index) {
+    testing::Churner churner(&shared, mix, index);
+    for (int i = 0; i < kIterations && churner.Step(); ++i) {
+    }
+  });
+  // In the per-thread mode the statistics are exact.
+  EXPECT_GT(shared.resource->GetStats().hits, 0u);
+  testing::ExpectEveryBlockAccounted(shared, upstream, sweeper);
   pool.reset();
   resource.reset();
-  EXPECT_EQ(upstream.live_bytes(), 0u);
-  EXPECT_EQ(upstream.live_blocks(), 0u);
-  EXPECT_TRUE(upstream.errors().empty()) << upstream.errors().front();
+  testing::ExpectUpstreamEmpty(upstream);
 }
 
 }  // namespace

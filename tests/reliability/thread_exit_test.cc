@@ -51,6 +51,7 @@
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 #include "syncpool/testing/fake_cpu.h"
+#include "tests/counted.h"
 #include "tests/tracking_resource.h"
 
 namespace syncpool {
@@ -58,6 +59,7 @@ namespace {
 
 using ::syncpool::internal::ClassSize;
 using ::syncpool::internal::RequestClass;
+using ::syncpool::testing::Counted;
 using ::syncpool::testing::ScopedFakeCpu;
 using ::syncpool::testing::TrackingResource;
 
@@ -118,20 +120,13 @@ uint64_t MaxCachedBytes(const std::vector<std::pair<size_t, size_t>>& requests) 
 }
 
 // A pooled object holding a block of a resource; counts constructions and destructions.
-struct Buffer {
+struct Buffer : Counted<Buffer> {
   static constexpr size_t kBytes = 300;
-  static inline std::atomic<uint64_t> constructed{0};
-  static inline std::atomic<uint64_t> destroyed{0};
 
-  explicit Buffer(PoolResource* r) : resource(r), block(r->allocate(kBytes)) {
-    constructed.fetch_add(1, std::memory_order_relaxed);
-  }
+  explicit Buffer(PoolResource* r) : resource(r), block(r->allocate(kBytes)) {}
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
-  ~Buffer() {
-    resource->deallocate(block, kBytes);
-    destroyed.fetch_add(1, std::memory_order_relaxed);
-  }
+  ~Buffer() { resource->deallocate(block, kBytes); }
 
   PoolResource* const resource;
   void* const block;
@@ -197,8 +192,8 @@ void Work(PoolResource& fast, PoolResource& checked, Pool<Buffer>& pool, int id)
 
 TEST(ThreadExitTest, ShortLivedThreadsLeaveNothingBehind) {
   TrackingResource upstream;
-  const uint64_t constructed_before = Buffer::constructed.load();
-  const uint64_t destroyed_before = Buffer::destroyed.load();
+  const uint64_t constructed_before = Buffer::constructed();
+  const uint64_t destroyed_before = Buffer::destroyed();
   {
     Sweeper sweeper(Sweeper::Options::Manual());
     PoolResource fast(ResourceOptions(&sweeper, /*debug_checks=*/false), &upstream);
@@ -259,8 +254,8 @@ TEST(ThreadExitTest, ShortLivedThreadsLeaveNothingBehind) {
   EXPECT_EQ(upstream.live_bytes(), 0u);
   EXPECT_EQ(upstream.live_blocks(), 0u);
   EXPECT_TRUE(upstream.errors().empty()) << upstream.errors().front();
-  EXPECT_EQ(Buffer::constructed.load() - constructed_before,
-            Buffer::destroyed.load() - destroyed_before);
+  EXPECT_EQ(Buffer::constructed() - constructed_before,
+            Buffer::destroyed() - destroyed_before);
 }
 
 }  // namespace
