@@ -24,6 +24,8 @@
 #include <optional>
 #include <string>
 
+#include "syncpool/version.h"
+
 namespace syncpool {
 
 class Sweeper;
