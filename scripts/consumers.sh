@@ -98,7 +98,8 @@ LD_LIBRARY_PATH="${libdir}" check "pkg-config consumer" "${tmp}/pkgconfig_consum
 echo "==> Bazel consumer"
 cd examples/bazel_consumer
 # Its own output base: stop its server afterwards (memory), whatever the outcome.
-trap 'bazel shutdown 2>/dev/null || true; rm -rf "${tmp}"' EXIT
+trap '(cd "${ROOT}/examples/bazel_consumer" && bazel shutdown 2>/dev/null) || true
+      rm -rf "${tmp}"' EXIT
 bazel build --noshow_progress //:app
 check "bazel consumer" bazel-bin/app
 # The flags of syncpool's compile actions: in this workspace, C++20 (the last -std wins) and no
