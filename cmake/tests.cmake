@@ -115,3 +115,9 @@ endif()
 syncpool_add_test(static_destruction_test
   COMMAND bash "${SYNCPOOL_TESTS_DIR}/reliability/static_destruction_test.sh"
           "${_syncpool_static_destruction_main}")
+
+# A program that prints the mode its caches picked, with debug checks off (which choose the
+# locked mode): scripts/aarch64.sh checks the mode under qemu with it.
+add_executable(cache_mode_main "${SYNCPOOL_TESTS_DIR}/cache_mode_main.cc")
+target_compile_options(cache_mode_main PRIVATE ${SYNCPOOL_WARNING_FLAGS})
+target_link_libraries(cache_mode_main PRIVATE syncpool)
