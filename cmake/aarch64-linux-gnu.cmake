@@ -15,5 +15,7 @@ set(CMAKE_CXX_COMPILER aarch64-linux-gnu-g++)
 set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
 set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
 
-# The loader and libc of the cross toolchain's sysroot; the arm64 libraries from multiarch.
-set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64 -L /usr/aarch64-linux-gnu)
+# The programs run with the arm64 loader and C library of multiarch (libc6:arm64, beside the
+# arm64 Abseil), not with the cross toolchain's copies in /usr/aarch64-linux-gnu (qemu's -L):
+# a loader of one glibc build with the C library of another corrupts pthread_create's state.
+set(CMAKE_CROSSCOMPILING_EMULATOR qemu-aarch64)

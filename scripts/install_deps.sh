@@ -51,10 +51,12 @@ readonly PACKAGES=(
 )
 
 # arm64 libraries (Multi-Arch: same, installed beside the amd64 ones) for scripts/aarch64.sh:
+#   libc6:arm64              the loader and C library the programs run with under qemu
 #   libabsl-dev:arm64        Abseil, linked by the library
 #   libgtest-dev:arm64       GoogleTest, linked by the tests
 #   libmimalloc2.0:arm64     mimalloc's shared library, loaded at run time (mimalloc_resource_test)
 readonly ARM64_PACKAGES=(
+  libc6:arm64
   libabsl-dev:arm64
   libgtest-dev:arm64
   libmimalloc2.0:arm64
