@@ -34,6 +34,7 @@ LAYERS = [
         "include/syncpool/internal/sweepable.h",
         "include/syncpool/options.h",
         "include/syncpool/stats.h",
+        "include/syncpool/version.h",
     ], [], [
         "@com_google_absl//absl/base",
         "@com_google_absl//absl/strings",

@@ -9,8 +9,18 @@
 #      AddressSanitizer + UndefinedBehaviorSanitizer (clang, libFuzzer)
 #   6. tests/valgrind_test.sh            API, policy and growth tests under valgrind (per thread)
 #   7. bazel build -c opt //bench/...    the benchmarks, optimized, so they keep compiling
+#   8. scripts/cmake_tests.sh            the CMake build and its tests (CTest), and the check
+#                                        that it runs every Bazel cc_test
+#   9. scripts/consumers.sh              examples/: programs using syncpool through CMake,
+#                                        pkg-config and Bazel, each printing a line checked
+#  10. scripts/package.sh                the Debian package libsyncpool-dev: its fields, its
+#                                        files, the CMake consumer against its unpacked tree
+#  11. scripts/aarch64.sh                cross build for aarch64, tests under qemu-aarch64 (the
+#                                        per-thread mode); skips where the arm64 packages are
+#                                        not installable
 # Every step runs even when an earlier one fails; a summary follows and the exit status is
-# nonzero when any step failed. Extra arguments are passed to every Bazel command, e.g.
+# nonzero when any step failed. Extra arguments are passed to every Bazel command (steps 1-7),
+# e.g.
 #   bash scripts/test.sh --test_output=all
 # Works from any directory.
 set -euo pipefail
@@ -23,7 +33,8 @@ names=()
 results=()
 failed=0
 
-# step NAME COMMAND...: runs one Bazel command and records its outcome and duration.
+# step NAME COMMAND...: runs one command and records its outcome and duration. Exit status 77
+# means skipped (scripts/aarch64.sh without the arm64 packages): not a failure.
 step() {
   local name="$1"
   shift
@@ -35,6 +46,8 @@ step() {
   names+=("${name}")
   if ((rc == 0)); then
     results+=("ok      ${took}s")
+  elif ((rc == 77)); then  # the step's own word that it could not run here (it says why)
+    results+=("SKIPPED ${took}s")
   else
     results+=("FAILED  ${took}s (exit ${rc})")
     failed=1
@@ -50,6 +63,10 @@ step "fuzzer" bazel test --config=asan //tests/fuzz:pool_fuzzer_test \
   //tests/fuzz:pool_fuzzer_perthread_test "$@"
 step "valgrind" bazel test //tests:valgrind_test "$@"
 step "opt benchmarks" bazel build -c opt //bench/... "$@"
+step "cmake tests" bash scripts/cmake_tests.sh
+step "consumers" bash scripts/consumers.sh
+step "package" bash scripts/package.sh
+step "aarch64" bash scripts/aarch64.sh
 
 echo
 echo "==> summary ($((SECONDS - total_start))s)"

@@ -13,6 +13,7 @@
 #include <new>
 #include <vector>
 
+#include "absl/base/config.h"
 #include "gtest/gtest.h"
 #include "syncpool/pool_resource.h"
 
@@ -71,8 +72,9 @@ TEST(MimallocResourceTest, DoesNotReplaceTheProgramsMalloc) {
   dlclose(mimalloc);
 }
 
+// The sanitizers are detected by pool_resource.h (no -DSYNCPOOL_SANITIZER in .bazelrc).
 TEST(DefaultUpstreamTest, IsMimallocUnlessASanitizerMustSeeAllocations) {
-#if defined(SYNCPOOL_SANITIZER)
+#if defined(ABSL_HAVE_ADDRESS_SANITIZER) || defined(ABSL_HAVE_THREAD_SANITIZER)
   EXPECT_EQ(DefaultUpstream(), std::pmr::new_delete_resource());
 #else
   EXPECT_EQ(DefaultUpstream(), MimallocResource::Get());

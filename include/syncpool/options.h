@@ -26,6 +26,8 @@
 #include <optional>
 #include <string>
 
+#include "syncpool/version.h"
+
 namespace syncpool {
 
 class Sweeper;

@@ -52,6 +52,20 @@
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 
+// SYNCPOOL_SANITIZER: defined where the code is compiled with AddressSanitizer or
+// ThreadSanitizer, which must see every allocation: DefaultUpstream() is then new/delete, not
+// mimalloc (a library loaded aside, whose blocks they would not see). Detected here, so that a
+// sanitized build of any project that compiles syncpool gets it without a flag of its own.
+#if !defined(SYNCPOOL_SANITIZER)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SYNCPOOL_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SYNCPOOL_SANITIZER 1
+#endif
+#endif
+#endif
+
 namespace syncpool {
 
 // The largest alignment served from the size classes; larger alignments go upstream.
@@ -70,7 +84,8 @@ constexpr bool IsSmallAlignment(size_t alignment) {
 // DefaultUpstream()
 //
 // The upstream resource PoolResource uses unless told otherwise: MimallocResource::Get() when
-// mimalloc can be loaded, std::pmr::new_delete_resource() otherwise.
+// mimalloc can be loaded, std::pmr::new_delete_resource() otherwise, and under the sanitizers
+// (SYNCPOOL_SANITIZER) and valgrind.
 std::pmr::memory_resource* DefaultUpstream();
 
 class PoolResource final : public std::pmr::memory_resource, private internal::BlockReleaser {
