@@ -18,6 +18,8 @@
 #  11. scripts/aarch64.sh                cross build for aarch64, tests under qemu-aarch64 (the
 #                                        per-thread mode); skips where the arm64 packages are
 #                                        not installable
+#  12. scripts/layers_graph.sh --check   docs/layers.dot (the picture of the layers in
+#                                        docs/design.md) still matches the build graph
 # Every step runs even when an earlier one fails; a summary follows and the exit status is
 # nonzero when any step failed. Extra arguments are passed to every Bazel command (steps 1-7),
 # e.g.
@@ -67,6 +69,7 @@ step "cmake tests" bash scripts/cmake_tests.sh
 step "consumers" bash scripts/consumers.sh
 step "package" bash scripts/package.sh
 step "aarch64" bash scripts/aarch64.sh
+step "layers graph" bash scripts/layers_graph.sh --check
 
 echo
 echo "==> summary ($((SECONDS - total_start))s)"
