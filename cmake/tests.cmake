@@ -44,6 +44,15 @@ set(SYNCPOOL_MEDIUM_TESTS fork_test rseq_test stress_test)
 syncpool_add_library(syncpool_rseq_window_for_test STATIC SYNCPOOL_RSEQ_TEST_WINDOW=1)
 set_target_properties(syncpool_rseq_window_for_test PROPERTIES EXCLUDE_FROM_ALL ON)
 
+# The tests' shared helpers with sources of their own (tests/*.cc that are neither a test nor
+# a main(): the accounting scenario of tests/churn.cc), as Bazel's helper libraries.
+file(GLOB _syncpool_test_support CONFIGURE_DEPENDS "${SYNCPOOL_TESTS_DIR}/*.cc")
+list(FILTER _syncpool_test_support EXCLUDE REGEX "(_test|_main)\\.cc$")
+add_library(syncpool_test_support STATIC ${_syncpool_test_support})
+target_include_directories(syncpool_test_support PRIVATE ${PROJECT_SOURCE_DIR})
+target_compile_options(syncpool_test_support PRIVATE ${SYNCPOOL_WARNING_FLAGS})
+target_link_libraries(syncpool_test_support PUBLIC syncpool GTest::gtest absl::flat_hash_map)
+
 # syncpool_test_binary(NAME SOURCE): a test program from one source, as Bazel's cc_test.
 function(syncpool_test_binary name source)
   add_executable(${name} ${source})
@@ -52,7 +61,7 @@ function(syncpool_test_binary name source)
   if(name IN_LIST SYNCPOOL_RSEQ_WINDOW_TESTS)
     target_link_libraries(${name} PRIVATE syncpool_rseq_window_for_test)
   else()
-    target_link_libraries(${name} PRIVATE syncpool)
+    target_link_libraries(${name} PRIVATE syncpool syncpool_test_support)
   endif()
   target_link_libraries(${name} PRIVATE
     GTest::gtest_main absl::flat_hash_map absl::inlined_vector ${CMAKE_DL_LIBS})
