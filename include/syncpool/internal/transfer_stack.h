@@ -50,8 +50,9 @@ class TransferStack {
 
   // TransferStack::Remove()
   //
-  // Moves up to `n` blocks to `out`, from the primary generation first, then the victim one.
-  // Returns how many.
+  // Moves up to `n` blocks to `out`, from the primary generation first, then the victim one,
+  // each time the most recently inserted of a generation (its top) first, in their order in
+  // the stack (bottom to top). Returns how many.
   size_t Remove(void** out, size_t n);
 
   // TransferStack::AgeDetach()
@@ -66,7 +67,8 @@ class TransferStack {
 
   // TransferStack::TakeAll()
   //
-  // Copies both generations to `out` (room for 2 * capacity() blocks) and empties them.
+  // Copies both generations to `out` (room for 2 * capacity() blocks), the primary's then the
+  // victim's, each from bottom to top, and empties them.
   size_t TakeAll(void** out);
 
   // TransferStack::ForEachBlock(), TransferStack::TakeIf()
