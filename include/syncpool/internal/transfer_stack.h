@@ -50,9 +50,9 @@ class TransferStack {
 
   // TransferStack::Remove()
   //
-  // Moves up to `n` blocks to `out`, from the primary generation first, then the victim one,
-  // each time the most recently inserted of a generation (its top) first, in their order in
-  // the stack (bottom to top). Returns how many.
+  // Moves up to `n` blocks to `out`: the top of the primary generation (its most recently
+  // inserted blocks), then, if that held fewer, the top of the victim one; each run in stack
+  // order, bottom to top. Returns how many.
   size_t Remove(void** out, size_t n);
 
   // TransferStack::AgeDetach()
