@@ -104,17 +104,17 @@ bazel build --noshow_progress //:app
 check "bazel consumer" bazel-bin/app
 # The flags of syncpool's compile actions: in this workspace, C++20 (the last -std wins) and no
 # -Werror; in syncpool's own, -Werror.
-flags="$(compile_flags '@syncpool//:all')"
-bad="$(grep -v ' std=c++20 nowerror$' <<<"${flags}" || true)"
-if [[ -n "${bad}" ]]; then
-  echo "FAIL: syncpool's sources compile in the Bazel consumer with: ${bad}" >&2
-  exit 1
-fi
+# expect_flags TARGETS PATTERN WHAT: every compile action of TARGETS matches PATTERN.
+expect_flags() {
+  local bad
+  bad="$(compile_flags "$1" | grep -v "$2" || true)"
+  if [[ -n "${bad}" ]]; then
+    echo "FAIL: $3: ${bad}" >&2
+    exit 1
+  fi
+}
+expect_flags '@syncpool//:all' ' std=c++20 nowerror$' \
+  "syncpool's sources compile in the Bazel consumer with"
 cd "${ROOT}"
-flags="$(compile_flags '//:all')"
-bad="$(grep -v ' werror$' <<<"${flags}" || true)"
-if [[ -n "${bad}" ]]; then
-  echo "FAIL: syncpool's own build compiles its sources without -Werror: ${bad}" >&2
-  exit 1
-fi
+expect_flags '//:all' ' werror$' "syncpool's own build compiles its sources without -Werror"
 echo "PASS: bazel consumer: syncpool compiled as C++20 without -Werror (with it here)"

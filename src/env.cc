@@ -62,7 +62,7 @@ bool EnvBool(const char* name, bool fallback) {
 }
 
 int EnvChoice(const char* name, int fallback,
-              std::initializer_list<std::pair<const char*, int>> choices) {
+              const std::vector<std::pair<const char*, int>>& choices) {
   const char* value = std::getenv(name);
   if (value == nullptr) return fallback;
   std::string expected;

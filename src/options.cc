@@ -7,6 +7,8 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "syncpool/internal/env.h"
 #include "syncpool/internal/option_table.h"
@@ -102,25 +104,20 @@ constexpr bool RowsInOrder() {
   return true;
 }
 
-// The words of a kChoice row, as EnvChoice() takes them (at most 4).
-struct Choices {
-  std::string words[4];
-  int count = 0;
-};
-
-Choices SplitChoices(const char* choices) {
-  Choices c;
+// The words of a kChoice row ("a|b|c"), in order: a value is its word's position.
+std::vector<std::string> SplitChoices(const char* choices) {
+  std::vector<std::string> words;
   std::string word;
   for (const char* p = choices;; ++p) {
     if (*p == '|' || *p == '\0') {
-      if (c.count < 4) c.words[c.count++] = word;
+      words.push_back(word);
       word.clear();
       if (*p == '\0') break;
     } else {
       word += *p;
     }
   }
-  return c;
+  return words;
 }
 
 std::string BytesText(uint64_t bytes) {
@@ -160,19 +157,13 @@ uint64_t EnvOption(OptionId id) {
       return EnvBool(spec.variable, kBuildDefault) ? 1 : 0;
     }
     case OptionKind::kChoice: {
-      const Choices c = SplitChoices(spec.choices);
-      switch (c.count) {
-        case 2:
-          return static_cast<uint64_t>(EnvChoice(spec.variable, static_cast<int>(spec.fallback),
-                                                 {{c.words[0].c_str(), 0}, {c.words[1].c_str(), 1}}));
-        case 3:
-          return static_cast<uint64_t>(EnvChoice(spec.variable, static_cast<int>(spec.fallback),
-                                                 {{c.words[0].c_str(), 0},
-                                                  {c.words[1].c_str(), 1},
-                                                  {c.words[2].c_str(), 2}}));
-        default:
-          return spec.fallback;
+      const std::vector<std::string> words = SplitChoices(spec.choices);
+      std::vector<std::pair<const char*, int>> choices;
+      for (size_t i = 0; i < words.size(); ++i) {
+        choices.emplace_back(words[i].c_str(), static_cast<int>(i));
       }
+      return static_cast<uint64_t>(
+          EnvChoice(spec.variable, static_cast<int>(spec.fallback), choices));
     }
   }
   return spec.fallback;
@@ -209,7 +200,7 @@ std::string OptionDefaultText(const OptionSpec& spec) {
     case OptionKind::kBuildBool:
       return "1 without `NDEBUG`, else 0";
     case OptionKind::kChoice:
-      return SplitChoices(spec.choices).words[spec.fallback];
+      return SplitChoices(spec.choices)[spec.fallback];
   }
   return "";
 }
@@ -229,8 +220,9 @@ std::string OptionRangeText(const OptionSpec& spec) {
       return "0 or 1 (also false/true, off/on)";
     case OptionKind::kChoice: {
       std::string words;
-      const Choices c = SplitChoices(spec.choices);
-      for (int i = 0; i < c.count; ++i) words += (i == 0 ? "" : ", ") + c.words[i];
+      for (const std::string& word : SplitChoices(spec.choices)) {
+        words += (words.empty() ? "" : ", ") + word;
+      }
       return words;
     }
   }

@@ -14,8 +14,8 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <initializer_list>
 #include <utility>
+#include <vector>
 
 namespace syncpool {
 namespace internal {
@@ -31,7 +31,7 @@ bool EnvBool(const char* name, bool fallback);
 
 // One of the given words, as its paired value.
 int EnvChoice(const char* name, int fallback,
-              std::initializer_list<std::pair<const char*, int>> choices);
+              const std::vector<std::pair<const char*, int>>& choices);
 
 }  // namespace internal
 }  // namespace syncpool
