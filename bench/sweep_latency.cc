@@ -11,7 +11,7 @@
 //   bazel run -c opt //bench:sweep_latency
 //   bazel run -c opt //bench:sweep_latency -- --threads=1 --seconds=5 --sweep_ms=200
 //
-// Setup: one syncpool::PoolResource with its own Sweeper (background = false: this program
+// Setup: one PoolResource with its own Sweeper (background = false: this program
 // runs the epochs), sized so that each CPU caches --cached_blocks / (CPUs * sizes) blocks of
 // each of the --sizes per generation, and filled so that the caches hold about --cached_blocks
 // blocks (Stats::cached_blocks() is printed after the first fill, and averaged over the
@@ -66,10 +66,6 @@
 //   --cached_blocks=1048576  blocks the caches hold at each sweep
 //   --sizes=64,96,128,256,512,1024  the block sizes (bytes, at most 65536; 2 to 12 of them)
 
-#include <sched.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -85,8 +81,8 @@
 #include <utility>
 #include <vector>
 
-#include "absl/base/optimization.h"
 #include "bench/flags.h"
+#include "bench/sweep_latency_workers.h"
 #include "bench/util/histogram.h"
 #include "bench/util/latency_report.h"
 #include "bench/util/tsc_timer.h"
@@ -97,22 +93,12 @@
 #include "syncpool/sweeper.h"
 #include "tests/cpu_affinity.h"
 
+namespace syncpool {
+namespace bench {
+namespace sweep_latency {
 namespace {
 
-using ::syncpool::bench::CalibrateTicks;
-using ::syncpool::bench::EndTicks;
-using ::syncpool::bench::Histogram;
-using ::syncpool::bench::Ns;
-using ::syncpool::bench::PrintPercentiles;
-using ::syncpool::bench::PrintTail;
-using ::syncpool::bench::ParseLong;
-using ::syncpool::bench::StartTicks;
-using ::syncpool::bench::TickSource;
 using ::syncpool::testing::AllowedCpus;
-using ::syncpool::testing::PinTo;
-using ::syncpool::testing::SetAffinity;
-
-using Clock = std::chrono::steady_clock;
 
 // -----------------------------------------------------------------------------
 // Command line
@@ -134,7 +120,7 @@ void Usage() {
 
 bool ParseSizes(std::string_view text, std::vector<size_t>* out) {
   std::vector<size_t> sizes;
-  for (const std::string& item : ::syncpool::bench::SplitCommas(text)) {
+  for (const std::string& item : SplitCommas(text)) {
     long value = 0;
     if (!ParseLong(item, 1, 65536, &value)) return false;
     sizes.push_back(static_cast<size_t>(value));
@@ -146,7 +132,7 @@ bool ParseSizes(std::string_view text, std::vector<size_t>* out) {
 
 // Returns false (after a message) on any error.
 bool ParseFlags(int argc, char** argv, Flags* flags) {
-  ::syncpool::bench::FlagParser parser("sweep_latency");
+  FlagParser parser("sweep_latency");
   parser.Int("threads", 1, 1024, &flags->threads);
   parser.Double("seconds", 0.1, 600, &flags->seconds);
   parser.Int("sweep_ms", 1, 60'000, &flags->sweep_ms);
@@ -156,266 +142,8 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
 }
 
 // -----------------------------------------------------------------------------
-// Shared state
+// Reports
 // -----------------------------------------------------------------------------
-
-enum Phase : int { kIdle = 0, kBaseline = 1, kSweeps = 2, kPhases = 3 };
-
-// When a sample ran: overlapping a sweep (SweepNow() on the main thread), overlapping a fill (on
-// any thread), or neither.
-enum Overlap : int { kQuiet = 0, kInSweep = 1, kInFill = 2, kOverlaps = 3 };
-
-// What one worker measured in one phase: its samples by overlap, the ticks it spent in the
-// phase, its involuntary context switches, its fills.
-struct PhaseRecord {
-  Histogram hist[kOverlaps];
-  uint64_t ticks = 0;
-  long involuntary_switches = 0;
-  int fills = 0;
-  uint64_t fill_ticks = 0;
-};
-
-struct Worker {
-  int cpu = -1;             // Pinned there (-1: not pinned).
-  bool fills = false;       // The first worker of its CPU: fills that CPU's cache.
-  std::vector<void*> hold;  // Room for one fill of one size.
-  PhaseRecord phases[kPhases];
-  std::thread thread;
-};
-
-// The main thread's orders. `word` changes whenever anything changes: workers test it once per
-// sample (one relaxed load of a line written a few times per sweep).
-struct Control {
-  // Bits 0-1: the phase (kIdle, kBaseline, kSweeps) or 3 to exit; above: the fill generation.
-  std::atomic<uint64_t> word{0};
-  std::atomic<int> fill_half{-1};  // The half to fill (-1: every size); set before `word`.
-  std::atomic<int> fill_acks{0};
-  std::atomic<int> phase_acks{0};  // Workers that closed the previous phase's books.
-  std::atomic<int> ready{0};
-  // Two counters in one word, each odd while its activity runs: bits 0-31 count the starts and
-  // ends of sweeps, bits 32-63 those of fills. A sample that sees a counter odd, or changed by
-  // its end, overlapped that activity.
-  std::atomic<uint64_t> activity{0};
-};
-
-constexpr uint64_t kSweepStep = 1;
-constexpr uint64_t kFillStep = uint64_t{1} << 32;
-
-// Which activity a sample overlapped, from the activity word before and after it.
-inline int OverlapOf(uint64_t before, uint64_t after) {
-  if ((before & 1) != 0 || static_cast<uint32_t>(before) != static_cast<uint32_t>(after)) {
-    return kInSweep;
-  }
-  if (((before >> 32) & 1) != 0 || (before >> 32) != (after >> 32)) return kInFill;
-  return kQuiet;
-}
-
-constexpr uint64_t kExit = 3;
-
-struct Config {
-  std::vector<size_t> sizes;
-  uint32_t per_cpu = 0;  // Blocks per CPU, size and generation.
-};
-
-long InvoluntarySwitches() {
-  rusage usage;
-  if (getrusage(RUSAGE_THREAD, &usage) != 0) return 0;
-  return usage.ru_nivcsw;
-}
-
-// Allocates a generation's capacity of every size of half `half` (0: even positions, 1: odd
-// ones, -1: all) and frees it again, on the calling thread's CPU.
-void Fill(std::pmr::memory_resource* mr, const Config& config, int half, std::vector<void*>& hold) {
-  for (size_t k = 0; k < config.sizes.size(); ++k) {
-    if (half >= 0 && static_cast<int>(k % 2) != half) continue;
-    const size_t size = config.sizes[k];
-    for (uint32_t i = 0; i < config.per_cpu; ++i) hold[i] = mr->allocate(size);
-    for (uint32_t i = 0; i < config.per_cpu; ++i) mr->deallocate(hold[i], size);
-  }
-}
-
-// A worker: pinned to its CPU, times allocate + deallocate pairs into the histograms of the
-// current phase (the idle phase's are discarded), fills its CPU's cache when asked.
-void WorkerLoop(std::pmr::memory_resource* mr, const Config& config, Control* control,
-                Worker* self) {
-  if (self->cpu >= 0 && !PinTo(self->cpu)) self->cpu = -1;
-  const size_t num_sizes = config.sizes.size();
-  const size_t* const sizes = config.sizes.data();
-  uint64_t seen = control->word.load(std::memory_order_acquire);
-  int phase = static_cast<int>(seen & 3);
-  PhaseRecord* record = &self->phases[phase];
-  uint64_t phase_start = StartTicks();
-  long switches_start = InvoluntarySwitches();
-  control->ready.fetch_add(1, std::memory_order_release);
-  size_t k = 0;
-  for (;;) {
-    const uint64_t word = control->word.load(std::memory_order_relaxed);
-    if (ABSL_PREDICT_FALSE(word != seen)) {
-      std::atomic_thread_fence(std::memory_order_acquire);
-      const uint64_t now = StartTicks();
-      if ((word >> 2) != (seen >> 2)) {  // A fill request.
-        if (self->fills) {
-          Fill(mr, config, control->fill_half.load(std::memory_order_relaxed), self->hold);
-          ++record->fills;
-          record->fill_ticks += StartTicks() - now;
-        }
-        control->fill_acks.fetch_add(1, std::memory_order_release);
-      }
-      if ((word & 3) != (seen & 3)) {  // A new phase: close the old one's books.
-        const uint64_t end = StartTicks();
-        const long switches = InvoluntarySwitches();
-        record->ticks += end - phase_start;
-        record->involuntary_switches += switches - switches_start;
-        if ((word & 3) == kExit) return;
-        phase = static_cast<int>(word & 3);
-        record = &self->phases[phase];
-        phase_start = end;
-        switches_start = switches;
-        control->phase_acks.fetch_add(1, std::memory_order_release);
-      }
-      seen = word;
-    }
-    const size_t size = sizes[k];
-    if (++k == num_sizes) k = 0;
-    const uint64_t before = control->activity.load(std::memory_order_relaxed);
-    const uint64_t t0 = StartTicks();
-    void* p = mr->allocate(size);
-    *static_cast<volatile char*>(p) = 1;
-    mr->deallocate(p, size);
-    const uint64_t t1 = EndTicks();
-    const uint64_t after = control->activity.load(std::memory_order_relaxed);
-    record->hist[OverlapOf(before, after)].Record(t1 - t0);
-  }
-}
-
-// -----------------------------------------------------------------------------
-// The driver (main thread)
-// -----------------------------------------------------------------------------
-
-class Driver {
- public:
-  Driver(syncpool::PoolResource* pool, syncpool::Sweeper* sweeper, const Config& config,
-         std::vector<int> cpus, std::vector<std::unique_ptr<Worker>>* workers, int home_cpu)
-      : pool_(pool),
-        sweeper_(sweeper),
-        config_(config),
-        cpus_(std::move(cpus)),
-        workers_(workers),
-        home_cpu_(home_cpu),
-        hold_(config.per_cpu) {
-    for (int cpu : cpus_) {
-      bool has_worker = false;
-      for (const auto& w : *workers_) has_worker |= w->fills && w->cpu == cpu;
-      if (!has_worker) self_fill_cpus_.push_back(cpu);
-    }
-  }
-
-  Control& control() { return control_; }
-
-  // Starts `phase` and, unless it is kExit, waits until every worker has closed the books of
-  // the previous one.
-  void SetPhase(uint64_t phase) {
-    control_.phase_acks.store(0, std::memory_order_relaxed);
-    const uint64_t word = control_.word.load(std::memory_order_relaxed);
-    control_.word.store((word & ~uint64_t{3}) | phase, std::memory_order_release);
-    if (phase == kExit) return;
-    const int n = static_cast<int>(workers_->size());
-    while (control_.phase_acks.load(std::memory_order_acquire) < n) {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-  }
-
-  // Refills `half` (-1: every size) on every CPU and waits until it is done.
-  void FillAll(int half) {
-    control_.activity.fetch_add(kFillStep, std::memory_order_relaxed);
-    control_.fill_half.store(half, std::memory_order_relaxed);
-    control_.fill_acks.store(0, std::memory_order_relaxed);
-    const uint64_t word = control_.word.load(std::memory_order_relaxed);
-    control_.word.store(word + 4, std::memory_order_release);
-    for (int cpu : self_fill_cpus_) {
-      if (!PinTo(cpu)) continue;
-      Fill(pool_, config_, half, hold_);
-    }
-    if (!self_fill_cpus_.empty()) Home();
-    const int n = static_cast<int>(workers_->size());
-    while (control_.fill_acks.load(std::memory_order_acquire) < n) {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-    control_.activity.fetch_add(kFillStep, std::memory_order_relaxed);
-  }
-
-  // One sweep, marked for the workers. Returns its duration.
-  Clock::duration Sweep() {
-    control_.activity.fetch_add(kSweepStep, std::memory_order_relaxed);
-    const Clock::time_point t0 = Clock::now();
-    sweeper_->SweepNow();
-    const Clock::time_point t1 = Clock::now();
-    control_.activity.fetch_add(kSweepStep, std::memory_order_relaxed);
-    return t1 - t0;
-  }
-
-  void Home() {
-    if (home_cpu_ >= 0) {
-      PinTo(home_cpu_);
-    } else {
-      SetAffinity(cpus_);
-    }
-  }
-
- private:
-  syncpool::PoolResource* const pool_;
-  syncpool::Sweeper* const sweeper_;
-  const Config& config_;
-  const std::vector<int> cpus_;
-  std::vector<std::unique_ptr<Worker>>* const workers_;
-  const int home_cpu_;
-  std::vector<int> self_fill_cpus_;  // CPUs without a worker: the main thread fills them.
-  std::vector<void*> hold_;
-  Control control_;
-};
-
-// What a run measured, all workers together.
-struct RunResult {
-  Histogram all, corrected;
-  Histogram by_overlap[kOverlaps];
-  uint64_t samples = 0;
-  int workers = 0;
-  double seconds = 0;  // Mean over workers of the time in the phase.
-  long involuntary_switches = 0;
-  int fills = 0;
-  double fill_ms = 0;  // Mean time of one fill (one worker, one CPU).
-};
-
-RunResult Collect(const std::vector<std::unique_ptr<Worker>>& workers, Phase phase,
-                  double ns_per_tick) {
-  RunResult r;
-  r.workers = static_cast<int>(workers.size());
-  double ticks = 0;
-  uint64_t fill_ticks = 0;
-  for (const auto& w : workers) {
-    const PhaseRecord& p = w->phases[phase];
-    uint64_t n = 0;
-    for (int o = 0; o < kOverlaps; ++o) {
-      r.by_overlap[o].Merge(p.hist[o]);
-      r.all.Merge(p.hist[o]);
-      n += p.hist[o].Total();
-    }
-    r.samples += n;
-    ticks += static_cast<double>(p.ticks);
-    r.involuntary_switches += p.involuntary_switches;
-    r.fills += p.fills;
-    fill_ticks += p.fill_ticks;
-    // This worker's mean loop period, fills excluded, as the expected interval.
-    if (n != 0) {
-      const auto interval = static_cast<uint64_t>(static_cast<double>(p.ticks - p.fill_ticks) /
-                                                  static_cast<double>(n));
-      for (const Histogram& h : p.hist) h.AddCorrected(interval, &r.corrected);
-    }
-  }
-  r.seconds = ticks * ns_per_tick * 1e-9 / static_cast<double>(std::max<size_t>(workers.size(), 1));
-  if (r.fills != 0) r.fill_ms = static_cast<double>(fill_ticks) * ns_per_tick * 1e-6 / r.fills;
-  return r;
-}
 
 void PrintResult(const char* name, long sweeps, const Histogram& h, double ns_per_tick) {
   std::printf("RESULT %s sweeps=%ld p50_ns=%ld p99_ns=%ld p999_ns=%ld max_ns=%ld\n", name, sweeps,
@@ -442,6 +170,43 @@ void PrintRun(const char* name, const RunResult& r, bool sweeps, double ns_per_t
     PrintTail("otherwise ", r.by_overlap[kQuiet], ns_per_tick);
   }
   PrintPercentiles("CO-corrected", r.corrected, ns_per_tick);
+}
+
+// What one sweep of the sweep run found and did.
+struct SweepRecord {
+  uint64_t cached;    // Stats::cached_blocks() just before it.
+  uint64_t released;  // The Stats::swept_blocks delta.
+  double ms;          // How long SweepNow() took.
+};
+
+// The sweeps' summary: how many, how much each found cached and released, how long they and
+// the fills took.
+void PrintSweeps(const std::vector<SweepRecord>& records, int sweep_ms, int late, double fill_ms,
+                 uint64_t grows) {
+  const long sweeps = static_cast<long>(records.size());
+  double cached = 0, released = 0, ms = 0, max_ms = 0;
+  uint64_t min_cached = ~uint64_t{0}, min_released = ~uint64_t{0}, max_released = 0;
+  for (const SweepRecord& s : records) {
+    cached += static_cast<double>(s.cached);
+    min_cached = std::min(min_cached, s.cached);
+    released += static_cast<double>(s.released);
+    min_released = std::min(min_released, s.released);
+    max_released = std::max(max_released, s.released);
+    ms += s.ms;
+    max_ms = std::max(max_ms, s.ms);
+  }
+  const double n = std::max<double>(1, static_cast<double>(sweeps));
+  if (sweeps == 0) min_cached = min_released = 0;
+  std::printf(
+      "sweeps: %ld, every %d ms (%d late: fill and sweep outlasted the interval)\n"
+      "  before a sweep %.0f blocks cached on average (at least %llu); a sweep released"
+      " %.0f blocks on average (%llu to %llu)\n"
+      "  a sweep took %.2f ms on average (max %.2f ms); a fill took %.2f ms per CPU;"
+      " grows so far %llu\n",
+      sweeps, sweep_ms, late, cached / n, static_cast<unsigned long long>(min_cached),
+      released / n, static_cast<unsigned long long>(min_released),
+      static_cast<unsigned long long>(max_released), ms / n, max_ms, fill_ms,
+      static_cast<unsigned long long>(grows));
 }
 
 std::string CpuList(const std::vector<int>& cpus) {
@@ -476,15 +241,15 @@ int Run(const Flags& flags) {
       1, flags.cached_blocks /
              (static_cast<long>(num_cpus) * static_cast<long>(config.sizes.size()))));
 
-  syncpool::Sweeper::Options sweeper_options;
+  Sweeper::Options sweeper_options;
   sweeper_options.background = false;  // This program runs the epochs.
-  syncpool::Sweeper sweeper(sweeper_options);
-  syncpool::Options options;
+  Sweeper sweeper(sweeper_options);
+  Options options;
   options.sweeper = &sweeper;
   options.max_block_size = largest;
   options.max_blocks_per_class = config.per_cpu;
   options.per_cpu_class_bytes = size_t{config.per_cpu} * largest;
-  syncpool::PoolResource pool(options);
+  PoolResource pool(options);
   std::pmr::memory_resource* const mr = &pool;
 
   const double ns_per_tick = CalibrateTicks(std::chrono::milliseconds(200));
@@ -509,7 +274,7 @@ int Run(const Flags& flags) {
       "resource: sizes %s B, %u blocks per CPU, size and generation, rseq %s,"
       " upstream %s\n",
       SizeList(config.sizes).c_str(), config.per_cpu, pool.uses_rseq() ? "yes" : "no",
-      pool.upstream() == syncpool::MimallocResource::Get() ? "mimalloc" : "new_delete");
+      pool.upstream() == MimallocResource::Get() ? "mimalloc" : "new_delete");
   std::printf(
       "timer: %s, %.3f ns per tick, an empty timed region takes %.0f ns (included below)\n"
       "CO-corrected: the percentiles as requests arriving at each worker's mean rate would"
@@ -560,11 +325,6 @@ int Run(const Flags& flags) {
   }
 
   // The sweep run: refill one half, wait for the tick, sweep.
-  struct SweepRecord {
-    uint64_t cached;
-    uint64_t released;
-    double ms;
-  };
   std::vector<SweepRecord> records;
   records.reserve(static_cast<size_t>(flags.seconds * 1000 / flags.sweep_ms) + 16);
   const auto interval = std::chrono::milliseconds(flags.sweep_ms);
@@ -580,9 +340,9 @@ int Run(const Flags& flags) {
       next = Clock::now();
     }
     std::this_thread::sleep_until(next);
-    const syncpool::Stats before = pool.GetStats();
+    const Stats before = pool.GetStats();
     const Clock::duration took = driver.Sweep();
-    const syncpool::Stats after = pool.GetStats();
+    const Stats after = pool.GetStats();
     records.push_back({before.cached_blocks(), after.swept_blocks - before.swept_blocks,
                        std::chrono::duration<double, std::milli>(took).count()});
     ++epoch;
@@ -590,33 +350,11 @@ int Run(const Flags& flags) {
   }
   std::this_thread::sleep_until(end);
   driver.SetPhase(kIdle);
-  const syncpool::Stats final_stats = pool.GetStats();
+  const Stats final_stats = pool.GetStats();
   const RunResult swept = Collect(workers, kSweeps, ns_per_tick);
 
   const long sweeps = static_cast<long>(records.size());
-  double cached = 0, released = 0, ms = 0, max_ms = 0;
-  uint64_t min_cached = ~uint64_t{0}, min_released = ~uint64_t{0}, max_released = 0;
-  for (const SweepRecord& s : records) {
-    cached += static_cast<double>(s.cached);
-    min_cached = std::min(min_cached, s.cached);
-    released += static_cast<double>(s.released);
-    min_released = std::min(min_released, s.released);
-    max_released = std::max(max_released, s.released);
-    ms += s.ms;
-    max_ms = std::max(max_ms, s.ms);
-  }
-  const double n = std::max<double>(1, static_cast<double>(sweeps));
-  if (sweeps == 0) min_cached = min_released = 0;
-  std::printf(
-      "sweeps: %ld, every %d ms (%d late: fill and sweep outlasted the interval)\n"
-      "  before a sweep %.0f blocks cached on average (at least %llu); a sweep released"
-      " %.0f blocks on average (%llu to %llu)\n"
-      "  a sweep took %.2f ms on average (max %.2f ms); a fill took %.2f ms per CPU;"
-      " grows so far %llu\n",
-      sweeps, flags.sweep_ms, late, cached / n, static_cast<unsigned long long>(min_cached),
-      released / n, static_cast<unsigned long long>(min_released),
-      static_cast<unsigned long long>(max_released), ms / n, max_ms, swept.fill_ms,
-      static_cast<unsigned long long>(final_stats.grows));
+  PrintSweeps(records, flags.sweep_ms, late, swept.fill_ms, final_stats.grows);
   PrintRun("sweep_latency", swept, true, ns_per_tick);
   PrintResult("sweep_latency", sweeps, swept.all, ns_per_tick);
 
@@ -626,12 +364,16 @@ int Run(const Flags& flags) {
 }
 
 }  // namespace
+}  // namespace sweep_latency
+}  // namespace bench
+}  // namespace syncpool
 
 int main(int argc, char** argv) {
-  Flags flags;
-  if (!ParseFlags(argc, argv, &flags)) {
-    Usage();
+  namespace sl = ::syncpool::bench::sweep_latency;
+  sl::Flags flags;
+  if (!sl::ParseFlags(argc, argv, &flags)) {
+    sl::Usage();
     return 2;
   }
-  return Run(flags);
+  return sl::Run(flags);
 }
