@@ -14,7 +14,7 @@
 # Installs what is missing (scripts/install_deps.sh). Works from any directory.
 set -uo pipefail
 
-cd "$(dirname "${BASH_SOURCE[0]}")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 (($# == 1)) || { echo "usage: bash scripts/measure_docs.sh OUT_DIR" >&2; exit 2; }
 out=$(mkdir -p "$1" && cd "$1" && pwd) || { echo "measure_docs: cannot create $1" >&2; exit 1; }
 
