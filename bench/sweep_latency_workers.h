@@ -9,7 +9,8 @@
 // workers measured. sweep_latency.cc's top comment describes the run.
 //
 // Protocol: the Driver (main thread) is the only writer of Control::word, fill_half and
-// activity; each worker only adds to the ack counters and writes its own Worker record. A
+// activity; each worker only adds to the counters ready, fill_acks and phase_acks and writes
+// its own Worker record. A
 // worker's records are read by the main thread only after the worker acknowledged the phase
 // change that closed them (phase_acks, release/acquire), or after it has been joined.
 
