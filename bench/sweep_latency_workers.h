@@ -10,9 +10,9 @@
 //
 // Protocol: the Driver (main thread) is the only writer of Control::word, fill_half and
 // activity; each worker only adds to the counters ready, fill_acks and phase_acks and writes
-// its own Worker record. A
-// worker's records are read by the main thread only after the worker acknowledged the phase
-// change that closed them (phase_acks, release/acquire), or after it has been joined.
+// its own Worker record. A worker's records are read by the main thread only after the worker
+// acknowledged the phase change that closed them (phase_acks, release/acquire), or after it
+// has been joined.
 
 #ifndef SYNCPOOL_BENCH_SWEEP_LATENCY_WORKERS_H_
 #define SYNCPOOL_BENCH_SWEEP_LATENCY_WORKERS_H_
