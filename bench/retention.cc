@@ -24,9 +24,11 @@
 // runs the workload in the same process one after the other, skips the first --warmup_ms, and
 // prints one line per policy:
 //
-//   RESULT <policy> upstream_allocations_per_s=<n> rounds_per_s=<n> sweeps=<n>
+//   RESULT <policy> upstream_allocations_per_s=<n> misses_per_s=<n> rounds_per_s=<n> sweeps=<n>
 //
-// Fewer upstream allocations per second means fewer refills after sweeps. (Pages are not
+// Fewer upstream allocations per second means fewer refills after sweeps. A miss takes a batch
+// of blocks from upstream (Options::refill_bytes), so misses_per_s counts the refills and
+// upstream_allocations_per_s the blocks they brought. (Pages are not
 // discarded here: Options::discard_min_bytes is 0, so only the policy differs.)
 
 #include <atomic>
@@ -43,6 +45,7 @@
 #include "bench/flags.h"
 #include "syncpool/options.h"
 #include "syncpool/pool_resource.h"
+#include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 
 namespace {
@@ -114,6 +117,7 @@ void Run(const Flags& flags, syncpool::Retention retention, const char* name) {
   const auto phase = std::chrono::microseconds(flags.sweep_ms * 1500);  // 1.5 intervals.
 
   std::atomic<uint64_t> upstream_at_start{0};
+  std::atomic<uint64_t> misses_at_start{0};
   std::atomic<uint64_t> sweeps_at_start{0};
   std::atomic<bool> measuring{false};
   std::atomic<uint64_t> rounds{0};
@@ -128,6 +132,7 @@ void Run(const Flags& flags, syncpool::Retention retention, const char* name) {
       for (Clock::time_point now = Clock::now(); now < end; now = Clock::now()) {
         if (t == 0 && !measuring.load(std::memory_order_relaxed) && now >= measure_from) {
           upstream_at_start.store(upstream.allocations());
+          misses_at_start.store(resource.GetStats().misses);
           sweeps_at_start.store(sweeper.epochs());
           measuring.store(true);
         }
@@ -148,11 +153,14 @@ void Run(const Flags& flags, syncpool::Retention retention, const char* name) {
   const double measured_s =
       std::chrono::duration<double>(end - measure_from).count();
   const uint64_t upstream_calls = upstream.allocations() - upstream_at_start.load();
-  std::printf("RESULT %s upstream_allocations_per_s=%.0f rounds_per_s=%.0f sweeps=%llu\n", name,
-              static_cast<double>(upstream_calls) / measured_s,
-              static_cast<double>(rounds.load()) / measured_s,
-              static_cast<unsigned long long>(sweeper.epochs() - sweeps_at_start.load()));
-  std::printf("  %s\n", resource.GetStats().ToString().c_str());
+  const syncpool::Stats stats = resource.GetStats();
+  std::printf(
+      "RESULT %s upstream_allocations_per_s=%.0f misses_per_s=%.0f rounds_per_s=%.0f sweeps=%llu\n",
+      name, static_cast<double>(upstream_calls) / measured_s,
+      static_cast<double>(stats.misses - misses_at_start.load()) / measured_s,
+      static_cast<double>(rounds.load()) / measured_s,
+      static_cast<unsigned long long>(sweeper.epochs() - sweeps_at_start.load()));
+  std::printf("  %s\n", stats.ToString().c_str());
   std::fflush(stdout);
 }
 
