@@ -5,10 +5,11 @@
 // Threads start in batches of four at a time (on the CPUs they are given, no fake CPUs); each
 // allocates and deallocates blocks of most size classes (and one request above
 // max_block_size) through two PoolResources over a TrackingResource, one with debug checks
-// off (restartable sequences where usable) and one with them on (the locked mode), then a
-// burst of 64 blocks of one class at once from the first, and gets and puts objects of a
-// Pool<T> whose objects hold a block of the first resource. Then it exits, leaving whatever
-// it freed in the caches of the CPUs it ran on.
+// off (restartable sequences where usable, else per-thread caches, as in the _perthread twin)
+// and one with them on (the locked mode), then a burst of 64 blocks of one class at once from
+// the first, and gets and puts objects of a Pool<T> whose objects hold a block of the first
+// resource. Then it exits, leaving whatever it freed cached: on the CPUs it ran on, or, with
+// per-thread caches, in the shared layer, where its column goes when it exits.
 //
 // After every batch (the threads joined, so the statistics are exact):
 //   - what the upstream holds is exactly what the caches hold (nothing is in use then): no
@@ -237,8 +238,8 @@ TEST(ThreadExitTest, ShortLivedThreadsLeaveNothingBehind) {
     std::cout << "threads: " << threads << " in batches of " << kBatch << ", " << kRounds
               << " rounds each; upstream peak " << peak << " bytes, bound " << bound << " bytes ("
               << ScopedFakeCpu::NumCpus() << " CPUs); upstream allocations "
-              << upstream.allocations()
-              << "; fast path: " << (fast.uses_rseq() ? "restartable sequences" : "locked") << "\n";
+              << upstream.allocations() << "; debug checks off: " << fast.GetStats().mode
+              << ", on: " << checked.GetStats().mode << "\n";
     RecordProperty("threads", threads);
     RecordProperty("peak_bytes", std::to_string(peak));
     RecordProperty("bound_bytes", std::to_string(bound));
