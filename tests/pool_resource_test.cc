@@ -1,9 +1,10 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // Tests of PoolResource: reuse of freed blocks, alignment, requests that go upstream, errors,
-// statistics, victim semantics under SweepNow(), Trim(), destruction, options, stealing between
-// CPUs and the default resource. Resources run over a TrackingResource, which flags any block
-// given back with a wrong size or alignment, and a sweeper without a thread.
+// statistics, victim semantics under SweepNow(), Trim(), destruction, options, a miss that
+// leaves another CPU's blocks alone, and the default resource. Resources run over a
+// TrackingResource, which flags any block given back with a wrong size or alignment, and a
+// sweeper without a thread.
 
 #include "syncpool/pool_resource.h"
 
@@ -278,7 +279,7 @@ TEST_P(PoolResourceTest, StatsFollowHitsMissesAndGenerations) {
   EXPECT_EQ(s.primary_blocks, 0u);
   EXPECT_EQ(s.victim_blocks, 1u);
   EXPECT_EQ(s.victim_bytes, block);
-  b = r.allocate(100);  // From the victim generation: a hit, not a steal.
+  b = r.allocate(100);  // From this CPU's victim generation: a hit.
   s = r.GetStats();
   EXPECT_EQ(s.hits, 2u);
   EXPECT_EQ(s.misses, 2u);

@@ -6,7 +6,8 @@
 //   - timer signals delivered to every worker thread every few microseconds;
 //   - a CPU whose cache holds blocks but on which no thread of the process may run any more
 //     (sweeps, Trim() and Clear() must still empty it);
-//   - a steal of one real CPU's victim generation by a thread pinned to another.
+//   - a miss on one real CPU while another real CPU's cache holds victims: it takes nothing
+//     from that cache, and the next epoch drains it (nobody used that CPU).
 // Every block is accounted for: no pointer is handed to two holders at once, a pattern written
 // by its holder is intact when it is given back, and the upstream holds nothing at the end.
 
