@@ -44,6 +44,12 @@ class GrowthTest : public ::testing::TestWithParam<bool> {
     sweeper_.emplace(options);
   }
 
+  // Each test's resources are gone by now: they gave every block back, each as it was taken.
+  void TearDown() override {
+    EXPECT_EQ(upstream_.live_blocks(), 0u);
+    EXPECT_TRUE(upstream_.errors().empty()) << upstream_.errors().front();
+  }
+
   // A resource whose caches start with room for 16 blocks per class and may grow to 4096.
   Options ResourceOptions() {
     Options options;
@@ -281,6 +287,7 @@ void BurstAndSweeps(bool background_sweeps) {
     EXPECT_EQ(upstream.live_blocks(), 0u) << s.DebugString();
   }
   EXPECT_EQ(upstream.live_blocks(), 0u);
+  EXPECT_TRUE(upstream.errors().empty()) << upstream.errors().front();
 }
 
 TEST(GrowthBurstTest, EveryBlockOfABurstIsCachedOrReleased) { BurstAndSweeps(false); }

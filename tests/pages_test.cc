@@ -81,6 +81,8 @@ TEST(PagesTest, ResourceDiscardsLargeBlocksBeforeGivingThemBack) {
   r.deallocate(r.allocate(64 * 1024), 64 * 1024);
   r.Trim();
   EXPECT_EQ(r.GetStats().discarded_bytes, 0u);
+  EXPECT_EQ(upstream.live_blocks(), 0u);
+  EXPECT_TRUE(upstream.errors().empty()) << upstream.errors().front();
 }
 
 }  // namespace

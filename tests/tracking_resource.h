@@ -1,8 +1,9 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
-// A test upstream: a std::pmr::memory_resource that records every live allocation, fails the
-// test on a deallocate whose pointer, size or alignment does not match an allocation, and can
-// be told to throw std::bad_alloc. Thread-safe.
+// A test upstream: a std::pmr::memory_resource that records every live allocation, records a
+// deallocate whose pointer, size or alignment does not match an allocation (errors(): it
+// fails nothing by itself, so every test that uses one checks that errors() is empty), and
+// can be told to throw std::bad_alloc. Thread-safe.
 
 #ifndef SYNCPOOL_TESTS_TRACKING_RESOURCE_H_
 #define SYNCPOOL_TESTS_TRACKING_RESOURCE_H_
