@@ -2,13 +2,19 @@
 //
 // Tests of the Sweeper: registration, SweepNow(), the background thread's start and stop, and
 // the ordering between sweeps and Register/Unregister on other threads. Nothing here sleeps:
-// events are ordered with notifications and joins.
+// events are ordered with notifications and joins, and a thread blocked inside the sweeper is
+// recognized by its state in /proc.
 
 #include "syncpool/sweeper.h"
 
+#include <sys/types.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
+#include <fstream>
 #include <memory>
+#include <string>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -77,6 +83,18 @@ class BlockingSweepable final : public Sweepable {
 };
 
 Sweeper::Options Foreground() { return Sweeper::Options::Manual(); }
+
+// Whether the thread `tid` of this process is asleep in the kernel (state S in
+// /proc/self/task/<tid>/stat: blocked, as in a wait on a mutex or condition variable).
+bool Asleep(pid_t tid) {
+  std::ifstream stat("/proc/self/task/" + std::to_string(tid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  // "tid (name) S ...": the name may hold spaces and parentheses, the state follows the last ')'.
+  const size_t name_end = line.rfind(')');
+  return name_end != std::string::npos && name_end + 2 < line.size() &&
+         line[name_end + 2] == 'S';
+}
 
 TEST(SweeperTest, ForegroundSweeperNeverStartsAThread) {
   Sweeper sweeper(Foreground());
@@ -251,15 +269,24 @@ TEST(SweeperTest, UnregisterWaitsForTheVisitInProgress) {
   std::thread sweeping([&] { sweeper.SweepNow(); });
   blocker.WaitUntilEntered();
 
+  std::atomic<pid_t> unregistering_tid{0};
   std::atomic<bool> unregistered{false};
   bool finished_when_unregistered = false;
   std::thread unregistering([&] {
+    unregistering_tid.store(gettid());
     sweeper.Unregister(&blocker);
     finished_when_unregistered = blocker.finished();
     unregistered.store(true);
   });
-  // While the visit is blocked, Unregister cannot have returned.
+  // Until that thread either returns from Unregister() or falls asleep, which it does only in
+  // Unregister(), waiting for the visit (nothing it locks on the way is held by another
+  // thread). While the visit is blocked, Unregister() must not return: it is asleep.
+  pid_t tid = 0;
+  while ((tid = unregistering_tid.load()) == 0) std::this_thread::yield();
+  while (!unregistered.load() && !Asleep(tid)) std::this_thread::yield();
   EXPECT_FALSE(unregistered.load());
+  // Released only now, so that an Unregister() that did not wait would have read the visit
+  // unfinished.
   blocker.Release();
   unregistering.join();
   sweeping.join();
