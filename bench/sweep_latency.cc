@@ -65,6 +65,13 @@
 //                         next sweep starts at once; such late sweeps are counted)
 //   --cached_blocks=1048576  blocks the caches hold at each sweep
 //   --sizes=64,96,128,256,512,1024  the block sizes (bytes, at most 65536; 2 to 12 of them)
+//   --slice_us=100        Sweeper::Options::slice: a sweep lets the CPU go after each slice of
+//                         this many microseconds of work (0: sweeps run without pausing)
+//   --pause_us=50         Sweeper::Options::pause: for this long (0: sched_yield())
+//   --sweeper_nice=0      the nice value of the thread that sweeps (0 to 19), set before the
+//                         sweep run: a lower scheduling priority instead of, or beside, slices
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -110,12 +117,16 @@ struct Flags {
   int sweep_ms = 100;                                         // --sweep_ms
   long cached_blocks = 1L << 20;                              // --cached_blocks
   std::vector<size_t> sizes = {64, 96, 128, 256, 512, 1024};  // --sizes
+  int slice_us = 100;                                         // --slice_us
+  int pause_us = 50;                                          // --pause_us
+  int sweeper_nice = 0;                                       // --sweeper_nice
 };
 
 void Usage() {
   std::fprintf(stderr,
                "usage: sweep_latency [--threads=N] [--seconds=3] [--sweep_ms=100]\n"
-               "                     [--cached_blocks=1048576] [--sizes=64,96,128,256,512,1024]\n");
+               "                     [--cached_blocks=1048576] [--sizes=64,96,128,256,512,1024]\n"
+               "                     [--slice_us=100] [--pause_us=50] [--sweeper_nice=0]\n");
 }
 
 bool ParseSizes(std::string_view text, std::vector<size_t>* out) {
@@ -138,6 +149,9 @@ bool ParseFlags(int argc, char** argv, Flags* flags) {
   parser.Int("sweep_ms", 1, 60'000, &flags->sweep_ms);
   parser.Long("cached_blocks", 1, 1L << 30, &flags->cached_blocks);
   parser.Custom("sizes", [flags](std::string_view v) { return ParseSizes(v, &flags->sizes); });
+  parser.Int("slice_us", 0, 1'000'000, &flags->slice_us);
+  parser.Int("pause_us", 0, 1'000'000, &flags->pause_us);
+  parser.Int("sweeper_nice", 0, 19, &flags->sweeper_nice);
   return parser.Parse(argc, argv);
 }
 
@@ -182,7 +196,7 @@ struct SweepRecord {
 // The sweeps' summary: how many, how much each found cached and released, how long they and
 // the fills took.
 void PrintSweeps(const std::vector<SweepRecord>& records, int sweep_ms, int late, double fill_ms,
-                 uint64_t grows) {
+                 uint64_t grows, uint64_t pauses) {
   const long sweeps = static_cast<long>(records.size());
   double cached = 0, released = 0, ms = 0, max_ms = 0;
   uint64_t min_cached = ~uint64_t{0}, min_released = ~uint64_t{0}, max_released = 0;
@@ -201,11 +215,12 @@ void PrintSweeps(const std::vector<SweepRecord>& records, int sweep_ms, int late
       "sweeps: %ld, every %d ms (%d late: fill and sweep outlasted the interval)\n"
       "  before a sweep %.0f blocks cached on average (at least %llu); a sweep released"
       " %.0f blocks on average (%llu to %llu)\n"
-      "  a sweep took %.2f ms on average (max %.2f ms); a fill took %.2f ms per CPU;"
-      " grows so far %llu\n",
+      "  a sweep took %.2f ms on average (max %.2f ms), pausing %.1f times (slices);"
+      " a fill took %.2f ms per CPU; grows so far %llu\n",
       sweeps, sweep_ms, late, cached / n, static_cast<unsigned long long>(min_cached),
       released / n, static_cast<unsigned long long>(min_released),
-      static_cast<unsigned long long>(max_released), ms / n, max_ms, fill_ms,
+      static_cast<unsigned long long>(max_released), ms / n, max_ms,
+      static_cast<double>(pauses) / n, fill_ms,
       static_cast<unsigned long long>(grows));
 }
 
@@ -243,6 +258,8 @@ int Run(const Flags& flags) {
 
   Sweeper::Options sweeper_options;
   sweeper_options.background = false;  // This program runs the epochs.
+  sweeper_options.slice = std::chrono::microseconds(flags.slice_us);
+  sweeper_options.pause = std::chrono::microseconds(flags.pause_us);
   Sweeper sweeper(sweeper_options);
   Options options;
   options.sweeper = &sweeper;
@@ -275,6 +292,10 @@ int Run(const Flags& flags) {
       " upstream %s\n",
       SizeList(config.sizes).c_str(), config.per_cpu, pool.uses_rseq() ? "yes" : "no",
       pool.upstream() == MimallocResource::Get() ? "mimalloc" : "new_delete");
+  std::printf("sweeps: in slices of %d us, pausing %d us between them (%s); sweeping thread"
+              " at nice %d\n",
+              flags.slice_us, flags.pause_us, flags.pause_us > 0 ? "sleep" : "sched_yield",
+              flags.sweeper_nice);
   std::printf(
       "timer: %s, %.3f ns per tick, an empty timed region takes %.0f ns (included below)\n"
       "CO-corrected: the percentiles as requests arriving at each worker's mean rate would"
@@ -324,7 +345,13 @@ int Run(const Flags& flags) {
     driver.Sweep();
   }
 
-  // The sweep run: refill one half, wait for the tick, sweep.
+  // The sweep run: refill one half, wait for the tick, sweep. The thread that sweeps at its
+  // priority (--sweeper_nice); a nice value applies to one thread on Linux.
+  if (flags.sweeper_nice != 0 && setpriority(PRIO_PROCESS, 0, flags.sweeper_nice) != 0) {
+    std::perror("sweep_latency: setpriority");
+    return 1;
+  }
+  const uint64_t pauses_before = sweeper.pauses();
   std::vector<SweepRecord> records;
   records.reserve(static_cast<size_t>(flags.seconds * 1000 / flags.sweep_ms) + 16);
   const auto interval = std::chrono::milliseconds(flags.sweep_ms);
@@ -354,7 +381,8 @@ int Run(const Flags& flags) {
   const RunResult swept = Collect(workers, kSweeps, ns_per_tick);
 
   const long sweeps = static_cast<long>(records.size());
-  PrintSweeps(records, flags.sweep_ms, late, swept.fill_ms, final_stats.grows);
+  PrintSweeps(records, flags.sweep_ms, late, swept.fill_ms, final_stats.grows,
+              sweeper.pauses() - pauses_before);
   PrintRun("sweep_latency", swept, true, ns_per_tick);
   PrintResult("sweep_latency", sweeps, swept.all, ns_per_tick);
 

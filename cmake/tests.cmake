@@ -26,6 +26,7 @@ set(SYNCPOOL_BOTH_MODES_TESTS
   pool_resource_test
   pool_test
   stress_test
+  sweep_slices_test
   thread_exit_test)
 
 # Tests that link the test-seam variant (SYNCPOOL_RSEQ_TEST_WINDOW, //:syncpool_rseq_window_for_test).

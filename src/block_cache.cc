@@ -128,6 +128,16 @@ uint64_t BlockCache::Release(size_t cls, void* const* blocks, size_t n) {
   return bytes;
 }
 
+uint64_t BlockCache::ReleasePaced(TakeBuffer& buffer, size_t cls, void* const* blocks, size_t n) {
+  if (buffer.pacer == nullptr) return Release(cls, blocks, n);
+  uint64_t bytes = 0;
+  for (size_t at = 0; at < n; at += kReleaseChunk) {
+    bytes += Release(cls, blocks + at, std::min(kReleaseChunk, n - at));
+    buffer.pacer->Pause();
+  }
+  return bytes;
+}
+
 // Locks taken here and released in UnlockAfterFork(): beyond what the analysis follows.
 void BlockCache::LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   releaser_->LockForFork();

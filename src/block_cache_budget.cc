@@ -165,11 +165,11 @@ void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
       --at_threshold;
       return true;
     };
-    const size_t room = buffer.blocks.size();
+    const size_t room = std::min(buffer.blocks.size(), kTakeChunk);  // Closed briefly.
     size_t n;
     do {
       n = transfers_[0].TakeIf(take, buffer.blocks.data(), room);
-      bytes += Release(0, buffer.blocks.data(), n);
+      bytes += ReleasePaced(buffer, 0, buffer.blocks.data(), n);
       blocks += n;
     } while (n == room);
     for (int cpu = 0; cpu < num_cpus_; ++cpu) {
@@ -181,7 +181,7 @@ void BlockCache::EnforceOwnedBudget(TakeBuffer& buffer) {
           cc->lock.AssertHeld();  // Remote() holds it.
           return cc->TakeIf(0, victims_only, take, buffer.blocks.data(), room);
         });
-        bytes += Release(0, buffer.blocks.data(), n);
+        bytes += ReleasePaced(buffer, 0, buffer.blocks.data(), n);
         blocks += n;
       } while (n == room);
     }

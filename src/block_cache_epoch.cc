@@ -18,7 +18,9 @@ namespace internal {
 template <typename Take>
 void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buffer) {
   c->changes.fetch_add(1, std::memory_order_relaxed);  // Counts go down without hits.
-  const size_t room = buffer.blocks.size();
+  // A bounded take per remote operation, so that the cache is closed only briefly however
+  // much it holds (a cold CPU's cache is copied out kTakeChunk blocks at a time).
+  const size_t room = std::min(buffer.blocks.size(), kTakeChunk);
   std::vector<uint64_t>& totals = buffer.totals;
   std::fill(totals.begin(), totals.end(), 0);
   buffer.released_bytes = 0;
@@ -36,7 +38,8 @@ void BlockCache::TakeAndRelease(int cpu, CpuCache* c, Take take, TakeBuffer& buf
     });
     size_t at = 0;
     for (size_t cls = 0; cls < buffer.counts.size(); ++cls) {
-      buffer.released_bytes += Release(cls, buffer.blocks.data() + at, buffer.counts[cls]);
+      buffer.released_bytes +=
+          ReleasePaced(buffer, cls, buffer.blocks.data() + at, buffer.counts[cls]);
       at += buffer.counts[cls];
       totals[cls] += buffer.counts[cls];
     }
@@ -69,7 +72,7 @@ void BlockCache::EmptyCpu(int cpu, CpuCache* c, bool victims_only, TakeBuffer& b
 void BlockCache::DrainTransfers(TakeBuffer& buffer, uint64_t* blocks, uint64_t* bytes) {
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     const size_t n = transfers_[cls].TakeAll(buffer.blocks.data());
-    *bytes += Release(cls, buffer.blocks.data(), n);
+    *bytes += ReleasePaced(buffer, cls, buffer.blocks.data(), n);
     *blocks += n;
   }
 }
@@ -104,6 +107,9 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
     buffer.blocks.clear();
     return;
   }
+  // The releases below go in slices (SweepPacer): every Pause() comes with no lock held and
+  // every cache reopened.
+  buffer.pacer = epoch.pacer;
   uint64_t blocks = 0;
   uint64_t bytes = 0;
   if (epoch.pressure) {
@@ -134,8 +140,10 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
           });
           // The detached arrays are the sweep's alone now: release their blocks, then give
           // the arrays back as spares (under the lock, which sequences never wait for).
+          // A pause among these releases leaves the CPU without its spare arrays for a
+          // while, which only this sweep's next AgeDetach() needs.
           for (size_t cls = 0; cls < detached_.size(); ++cls) {
-            bytes += Release(cls, detached_[cls].slots, detached_[cls].count);
+            bytes += ReleasePaced(buffer, cls, detached_[cls].slots, detached_[cls].count);
             blocks += detached_[cls].count;
           }
           SpinLockHolder l(&c->lock);
@@ -149,7 +157,7 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
       if (transfers_[cls].LooksEmpty()) continue;
       uint32_t n;
       void** const slots = transfers_[cls].AgeDetach(&n);
-      bytes += Release(cls, slots, n);
+      bytes += ReleasePaced(buffer, cls, slots, n);
       transfers_[cls].ReturnSpare(slots);
       blocks += n;
     }
@@ -166,6 +174,7 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
     }
   }
   epochs_.fetch_add(1, std::memory_order_relaxed);
+  buffer.pacer = nullptr;  // The pacer lives as long as the sweep.
 }
 
 void BlockCache::ShrinkEmpty(int cpu, CpuCache* c) {

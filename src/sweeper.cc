@@ -81,6 +81,7 @@ struct Sweeper::State {
   std::thread thread ABSL_GUARDED_BY(mu);
 
   std::atomic<uint64_t> epochs{0};
+  std::atomic<uint64_t> pauses{0};
 
   // Set in a fork child whose parent ran the thread: RestartAfterFork() starts it again.
   bool restart_after_fork ABSL_GUARDED_BY(mu) = false;
@@ -200,10 +201,11 @@ Sweeper& Sweeper::Default() {
 
 namespace {
 
-// `visit(cache)` for every registered cache, marked `visiting` meanwhile (see the protocol).
+// `visit(cache)` for every registered cache, marked `visiting` meanwhile (see the protocol);
+// between two visits, with only `sweep_mu` held, `pacer` may let the CPU go.
 // REQUIRES: `s.sweep_mu` held.
 template <typename Visit>
-void VisitCaches(Sweeper::State& s, Visit visit) {
+void VisitCaches(Sweeper::State& s, Visit visit, internal::SweepPacer* pacer = nullptr) {
   std::vector<Sweepable*> snapshot;
   {
     internal::MutexLock l(&s.mu);
@@ -216,9 +218,12 @@ void VisitCaches(Sweeper::State& s, Visit visit) {
       s.visiting = cache;
     }
     visit(cache);
-    internal::MutexLock l(&s.mu);
-    s.visiting = nullptr;
-    s.changed.notify_all();
+    {
+      internal::MutexLock l(&s.mu);
+      s.visiting = nullptr;
+      s.changed.notify_all();
+    }
+    if (pacer != nullptr) pacer->Pause();
   }
 }
 
@@ -227,7 +232,16 @@ void VisitCaches(Sweeper::State& s, Visit visit) {
 void Sweeper::SweepNow(const Epoch& epoch) {
   internal::MutexLock serial(&state_->sweep_mu);
   state_->last_epoch = state_->Now();
-  VisitCaches(*state_, [&epoch](Sweepable* cache) { cache->SweepEpoch(epoch); });
+  // The epoch in slices (SweepPacer): the caches pause between pieces of their work, this
+  // loop between caches. Pausing holds `sweep_mu` (the next sweep waits, as it would for an
+  // unsliced one) and marks the cache `visiting` (an Unregister() of it waits too), and
+  // nothing else: no cache lock, no cache closed.
+  internal::SweepPacer pacer(state_->options.slice, state_->options.pause, state_->options.clock);
+  Epoch paced = epoch;
+  if (paced.pacer == nullptr) paced.pacer = &pacer;
+  VisitCaches(
+      *state_, [&paced](Sweepable* cache) { cache->SweepEpoch(paced); }, paced.pacer);
+  state_->pauses.fetch_add(pacer.pauses(), std::memory_order_relaxed);
   state_->epochs.fetch_add(1, std::memory_order_relaxed);
   // An epoch's remote operations reopen the columns a park closed: a parked thread must then
   // wake, or a Put into a reopened column would go unseen (it parks again after its next epoch
@@ -363,6 +377,8 @@ void Sweeper::Stop() {
 std::chrono::milliseconds Sweeper::interval() const { return state_->options.interval; }
 
 uint64_t Sweeper::epochs() const { return state_->epochs.load(std::memory_order_relaxed); }
+
+uint64_t Sweeper::pauses() const { return state_->pauses.load(std::memory_order_relaxed); }
 
 bool Sweeper::thread_running() const {
   internal::MutexLock l(&state_->mu);

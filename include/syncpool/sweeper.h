@@ -102,7 +102,8 @@ class Sweeper final : public internal::SweepRegistry {
   struct Options {
     // Asked between epochs; nullptr means SystemMemoryPressure(). Must outlive the sweeper.
     PressureSource* pressure = nullptr;
-    // The time Tick() goes by; empty means std::chrono::steady_clock::now. Tests inject one.
+    // The time Tick() and the sweeps' slices go by; empty means std::chrono::steady_clock::now.
+    // Tests inject one.
     std::function<std::chrono::steady_clock::time_point()> clock{};
     // Time between two epochs of the background thread. The default sweeper's comes from
     // SYNCPOOL_SWEEP_INTERVAL_MS when set (internal/option_table.h holds the default).
@@ -110,6 +111,12 @@ class Sweeper final : public internal::SweepRegistry {
         internal::kOptionTable[internal::kOptSweepIntervalMs].fallback)};
     // When false, no thread is ever started: epochs run only through SweepNow() and Tick().
     bool background = true;
+    // A sweep works in slices of `slice` and lets the CPU go for `pause` between them (yields
+    // it when `pause` is zero), with no cache lock held and every cache it closed open again,
+    // so that a thread sharing the sweeping thread's CPU waits about one slice, not the whole
+    // sweep (internal::SweepPacer). Zero: each sweep runs without pausing.
+    std::chrono::microseconds slice{100};
+    std::chrono::microseconds pause{50};
 
     // Sweeper::Options::Manual(), Sweeper::Options::Every()
     //
@@ -203,6 +210,11 @@ class Sweeper final : public internal::SweepRegistry {
   //
   // The number of epochs run so far (by the thread and by SweepNow()).
   uint64_t epochs() const;
+
+  // Sweeper::pauses()
+  //
+  // How many times the sweeps so far let the CPU go between two slices (Options::slice).
+  uint64_t pauses() const;
 
   // Sweeper::thread_running()
   //

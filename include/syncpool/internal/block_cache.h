@@ -367,7 +367,15 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     std::vector<uint32_t> counts;
     std::vector<uint64_t> totals;  // Per class, over all the remote operations of one take.
     uint64_t released_bytes = 0;   // Over all the remote operations of one take.
+    // The sweep's pacer (SweepEpoch() sets it in its own buffer); nullptr elsewhere (drains
+    // in destructors, Trim(), Clear()), which run without pausing.
+    SweepPacer* pacer = nullptr;
   };
+  // At most this many blocks per remote operation of TakeAndRelease(), and per piece of
+  // release between two of the pacer's Pause() calls: a cache is closed for the time it takes
+  // to copy 4096 pointers, and a pause is considered every 256 releases (a few microseconds).
+  static constexpr size_t kTakeChunk = 4096;
+  static constexpr size_t kReleaseChunk = 256;
   // Takes `take(cache, cls, out, room)` blocks of every class of `cpu`'s cache into `buffer`
   // as one remote operation, then releases them with nothing held; again until a remote
   // operation leaves room in the buffer (caches may hold more than one buffer).
@@ -376,6 +384,9 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // Releases `n` blocks of class `cls`; returns their bytes (what they own, for a cache with
   // CachePolicy::owned_bytes, which stops counting them here).
   uint64_t Release(size_t cls, void* const* blocks, size_t n);
+  // Release() in pieces of kReleaseChunk, with `buffer.pacer`'s Pause() after each.
+  // REQUIRES: no lock held, every cache closed by the caller open again.
+  uint64_t ReleasePaced(TakeBuffer& buffer, size_t cls, void* const* blocks, size_t n);
   // As one remote operation, takes both generations (or the victims only) of every class of
   // `cpu`'s cache `c`, releases them, and adds them to `*blocks` and `*bytes`.
   void EmptyCpu(int cpu, CpuCache* c, bool victims_only, TakeBuffer& buffer, uint64_t* blocks,

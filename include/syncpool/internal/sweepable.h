@@ -15,11 +15,60 @@
 #define SYNCPOOL_INTERNAL_SWEEPABLE_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 
 namespace syncpool {
 
 namespace internal {
+
+// SweepPacer
+//
+// Cuts a sweep into slices for the threads that share its CPU. Releasing what a sweep found
+// (upstream deallocations, object destructors) takes milliseconds when caches hold hundreds
+// of thousands of blocks; run at once, that is a stall of milliseconds for a thread the
+// sweeping thread displaces from its CPU. So the sweep calls Pause() between pieces of its
+// work, at points where it holds no cache's lock and every cache it closed to sequences is
+// open again; once `slice` has passed since the last pause, Pause() lets the CPU go (sleeps
+// for `pause`, or yields it when `pause` is zero) and starts the next slice. A thread beside a
+// sweep then waits about one slice at a time. A zero `slice` never pauses.
+//
+// The slices are measured by `clock` (the sweeper's Options::clock, which tests inject) or,
+// when it is empty, by std::chrono::steady_clock; a pause itself always takes real time.
+//
+// Thread safety: used by the one thread that runs the sweep.
+class SweepPacer {
+ public:
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+  // `clock` must outlive the pacer.
+  SweepPacer(std::chrono::nanoseconds slice, std::chrono::nanoseconds pause, const Clock& clock);
+  SweepPacer(const SweepPacer&) = delete;
+  SweepPacer& operator=(const SweepPacer&) = delete;
+
+  // SweepPacer::Pause()
+  //
+  // Lets the CPU go when the current slice is used up. REQUIRES: the caller holds no lock a
+  // cache operation may wait for, and has reopened every cache it closed.
+  void Pause();
+
+  // SweepPacer::pauses()
+  //
+  // How many times Pause() let the CPU go.
+  uint64_t pauses() const { return pauses_; }
+
+ private:
+  std::chrono::steady_clock::time_point Now() const {
+    return clock_ ? clock_() : std::chrono::steady_clock::now();
+  }
+
+  const std::chrono::nanoseconds slice_;
+  const std::chrono::nanoseconds pause_;
+  const Clock& clock_;
+  std::chrono::steady_clock::time_point slice_start_;
+  uint64_t pauses_ = 0;
+};
+
 // How many times this process is a fork() child of a process that had sweepers (0 in the
 // first process): caches compare it with what they saw last to restart their sweeper.
 extern std::atomic<uint64_t> g_fork_generation;
@@ -31,6 +80,9 @@ extern std::atomic<uint64_t> g_fork_generation;
 struct Epoch {
   // The system is short of memory: release everything cached.
   bool pressure = false;
+  // Where the epoch pauses between slices of its work (nullptr: it runs without pausing).
+  // Sweeper::SweepNow() supplies one made from its Options::slice and Options::pause.
+  internal::SweepPacer* pacer = nullptr;
 };
 
 // Sweepable
