@@ -133,10 +133,12 @@ void RunWhileSweeping(Sweeper* sweeper, int n, const std::function<void(int)>& b
 // or destroyed by a spill, a sweep or a drop; every block obtained upstream on a miss, a refill
 // or directly, and either cached or returned by a spill, a sweep or a direct deallocation. Then
 // two epochs of `sweeper` must release everything. In the rseq mode a restarted pop may count
-// its hit twice (stats.h): the hits are a bound there. REQUIRES: the workers are joined and no
-// other thread uses the caches (a background sweeper stopped).
+// its hit twice (stats.h): the hits are a bound there, unless `no_sequence_ran` (every worker
+// used a fake CPU id throughout, which turns the sequences off for the whole process: every
+// operation went through the locked slow paths, which count exactly). REQUIRES: the workers
+// are joined and no other thread uses the caches (a background sweeper stopped).
 void ExpectEveryBlockAccounted(ChurnShared& shared, const TrackingResource& upstream,
-                               Sweeper& sweeper);
+                               Sweeper& sweeper, bool no_sequence_ran = false);
 
 // ExpectUpstreamEmpty()
 //
