@@ -9,8 +9,8 @@
 #      the fuzzer, in the default and the per-thread mode at once: its seed corpus, then
 #      mutations, 10,000 runs each, under AddressSanitizer + UndefinedBehaviorSanitizer with
 #      the library instrumented for libFuzzer's coverage (.bazelrc's fuzz config; clang);
-#      fails on a finding, and when either stops short of 10,000 runs (its 1800 s limit;
-#      about 6 and 9 minutes on 2 busy vCPUs: tests/fuzz/BUILD.bazel)
+#      fails on a finding, and when either stops short of 10,000 runs (their limit is
+#      1800 s; they took 2 to 6 and 4 to 9 minutes on 2 vCPUs: tests/fuzz/BUILD.bazel)
 #   6. tests/valgrind_test.sh            API, policy and growth tests under valgrind (per thread)
 #   7. bazel build -c opt //bench/...    the benchmarks, optimized, so they keep compiling
 #   8. scripts/cmake_tests.sh            the CMake build and its tests (CTest), and the check
