@@ -3,9 +3,10 @@
 # directory: every benchmark and tool of bench/ with the flags the documents name, the
 # LD_PRELOAD peers (jemalloc, gperftools' tcmalloc), SYNCPOOL_DEBUG=1, the per-thread mode
 # (GLIBC_TUNABLES=glibc.pthread.rseq=0), the burst experiments of docs/memory.md (also with a
-# `yes` per CPU beside them) and Go's sync.Pool (scripts/bench_go.sh).
+# `yes` per CPU beside them), Go's sync.Pool (scripts/bench_go.sh), and the two fuzzer tests
+# as CI runs them (the runs, seconds and coverage that README and docs/reliability.md quote).
 #
-#   bash scripts/measure_docs.sh OUT_DIR      # about 15 minutes on 2 vCPUs
+#   bash scripts/measure_docs.sh OUT_DIR      # about 25 minutes on 2 vCPUs (10 the fuzzer)
 #
 # The binaries are built once (`bazel build -c opt //bench/...`) and copied to OUT_DIR/bin, so
 # that every step runs the same build. OUT_DIR/commands.txt lists each step: its command, when
@@ -113,6 +114,17 @@ wait "${hogs[@]}" 2>/dev/null
 
 # Go's sync.Pool (docs/benchmarks.md)
 step go.txt SYNCPOOL_BENCH_COUNT=3 bash scripts/bench_go.sh
+
+# The fuzzer, as scripts/test.sh runs it (10,000 runs each, tests/fuzz/BUILD.bazel), never
+# from the cache: its whole output, then from each test's log libFuzzer's final "Done N runs in
+# S second(s)" line and the coverage of its last status line ("cov: ... ft: ...").
+step fuzzer.txt bazel test --config=fuzz --nocache_test_results //tests/fuzz:pool_fuzzer_test \
+  //tests/fuzz:pool_fuzzer_perthread_test
+for test in pool_fuzzer_test pool_fuzzer_perthread_test; do
+  step "${test}_runs.txt" bash -c 'grep -E "^Done [0-9]+ runs in" "$1" &&
+    grep -E "^#[0-9]+.* cov: [0-9]+ ft: [0-9]+" "$1" | tail -n 1' _ \
+    "bazel-testlogs/tests/fuzz/${test}/test.log"
+done
 
 echo "# $(uptime)" >> "${commands}"
 if ((failed)); then
