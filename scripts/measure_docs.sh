@@ -3,7 +3,8 @@
 # directory: every benchmark and tool of bench/ with the flags the documents name, the
 # LD_PRELOAD peers (jemalloc, gperftools' tcmalloc), SYNCPOOL_DEBUG=1, the per-thread mode
 # (GLIBC_TUNABLES=glibc.pthread.rseq=0), the burst experiments of docs/memory.md (also with a
-# `yes` per CPU beside them), Go's sync.Pool (scripts/bench_go.sh), and the two fuzzer tests
+# `yes` per CPU beside them), Go's sync.Pool (scripts/bench_go.sh), the fault injection's points
+# and runs (docs/reliability.md), and the two fuzzer tests
 # as CI runs them (the runs, seconds and coverage that README and docs/reliability.md quote).
 #
 #   bash scripts/measure_docs.sh OUT_DIR      # about 25 minutes on 2 vCPUs (10 the fuzzer)
@@ -124,6 +125,15 @@ for test in pool_fuzzer_test pool_fuzzer_perthread_test; do
   step "${test}_runs.txt" bash -c 'grep -E "^Done [0-9]+ runs in" "$1" &&
     grep -E "^#[0-9]+.* cov: [0-9]+ ft: [0-9]+" "$1" | tail -n 1' _ \
     "bazel-testlogs/tests/fuzz/${test}/test.log"
+done
+
+# Fault injection (docs/reliability.md): the points K and the runs of each option set, both
+# modes, never from the cache.
+step fault_injection.txt bazel test --nocache_test_results \
+  //tests/reliability:fault_injection_test //tests/reliability:fault_injection_test_perthread
+for test in fault_injection_test fault_injection_test_perthread; do
+  step "${test}_points.txt" grep -E "fault points K = " \
+    "bazel-testlogs/tests/reliability/${test}/test.log"
 done
 
 echo "# $(uptime)" >> "${commands}"
