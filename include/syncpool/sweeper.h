@@ -40,7 +40,9 @@
 //
 // Thread safety: all members are thread-safe. Sweeps are serialized: SweepNow() waits for a
 // sweep in progress on another thread. A sweep never holds a per-CPU cache's lock while it
-// calls upstream or destroys objects, so threads using the pools are not stopped.
+// calls upstream or destroys objects, so threads using the pools are not stopped; and it works
+// in slices (Options::slice, Options::pause), letting the CPU go between them, so that a
+// thread whose CPU the sweeping thread took waits about one slice, not the whole sweep.
 //
 // Lifetime: the background thread starts when the first cache registers (never for a sweeper
 // created with `background = false`) and is joined by the destructor, or by Stop(). The default
