@@ -10,8 +10,9 @@
 //   bazel run -c opt //bench:workload_bench -- --benchmark_filter=BM_Tree --benchmark_min_time=0.2
 //
 //   BM_Tree/<allocator>/<nodes>   builds a document tree of <nodes> nodes (100, 1000, 10000,
-//                                 100000) and destroys it, as a JSON parser and its caller would:
-//                                 inner nodes are std::maps of string keys to child nodes or
+//                                 100000, 1000000: about 153 MiB live) and destroys it, as a
+//                                 JSON parser and its caller would: inner nodes are
+//                                 std::maps of string keys to child nodes or
 //                                 std::vectors of children grown by push_back without reserve,
 //                                 leaves are strings of 20 to 80 characters (keys: 16 to 47,
 //                                 all beyond the small-string buffer). Items are nodes: the
@@ -31,11 +32,24 @@
 //                                 allocator here twice as slow as `std` at 64 KiB for that copy
 //                                 alone (docs/benchmarks.md); strings copy with memcpy whatever
 //                                 their allocator.
+//   BM_Map/<allocator>/<entries>  a hash table (std::unordered_map) of <entries> entries (1000,
+//                                 100000, 1000000: about 157 MiB live) built, read and
+//                                 destroyed: keys are strings of 24 to 40 characters (beyond the
+//                                 small-string buffer; the first six are the entry's number, so
+//                                 they are unique), values std::vectors of 2 to 6 uint64_t, each
+//                                 built with its size (one allocation); no reserve(), so the
+//                                 bucket array grows by rehashing. Then every key is looked up
+//                                 once (a string_view, no allocation), in the order of a stride
+//                                 coprime with <entries>, so that consecutive lookups reach nodes
+//                                 built far apart: where the allocator put them shows. Items are
+//                                 entries. At 1,000,000 the time goes mostly to cache and TLB
+//                                 misses, bump included.
 //
-// Everything is drawn from fixed-seed xorshift generators, reset every iteration: every
-// iteration, thread and allocator builds the same structures with the same allocation sizes, in
-// the same order (the context lines at the top of the output count them, per tree and per
-// request iteration). Only the allocator differs:
+// Everything is drawn from fixed-seed xorshift generators, reset every iteration (BM_Map's: one
+// per entry, seeded from its number): every iteration, thread and allocator builds the same
+// structures with the same allocation sizes, in the same order (the context lines at the top of
+// the output count them, per tree, per request iteration and per map; counting them takes a
+// few seconds at startup, most of it for the 1,000,000 sizes). Only the allocator differs:
 //
 //   std                 std::allocator (glibc malloc)
 //   syncpool_allocator  syncpool::PoolAllocator<T> over PoolResource::Default() (no virtual call)
@@ -51,6 +65,26 @@
 //                       std::pmr::memory_resource that adds one virtual call per allocate and
 //                       per deallocate
 //
+// The stricter peers: standard allocators (no virtual call) whose inline allocate and
+// deallocate call the library's functions through pointers resolved once at startup
+// (bench/direct_allocators.h). Each library is loaded with dlopen(RTLD_LOCAL): linking one would
+// replace malloc for the whole program; the `malloc` context line shows which library serves
+// the program's malloc (glibc's libc.so.6). A library that cannot be loaded skips its rows with
+// the dlopen error (the `direct_allocators` context line says what was loaded).
+//
+//   mimalloc_allocator  mi_malloc / mi_free (libmimalloc.so.2)
+//   tcmalloc_allocator  gperftools' tc_malloc / tc_free_sized (libtcmalloc_minimal.so.4)
+//   jemalloc_allocator  mallocx / sdallocx (libjemalloc.so.2). jemalloc's initial-exec TLS does
+//                       not fit glibc's default room for a library loaded at run time: the
+//                       program runs itself again at startup with GLIBC_TUNABLES=
+//                       glibc.rtld.optional_static_tls=8192 (added to what GLIBC_TUNABLES holds)
+//                       unless that tunable is set already.
+//   bump                the physical floor: allocate bumps a per-thread pointer (8-byte
+//                       granules) through chunks mapped and faulted in (MAP_POPULATE) during the
+//                       warm-up iteration, reset to the first chunk before every iteration (O(1),
+//                       inside the timing), the chunks unmapped after the timed loop; deallocate
+//                       does nothing. No allocator can allocate for less.
+//
 // For the two syncpool allocators the label holds what PoolResource::Default()'s caches did
 // during the timed loop, from GetStats() deltas: hit (hits / (hits + misses), percent), then per
 // iteration: misses (upstream calls), grows (per-CPU capacity doublings), spills and shared_moves (include/syncpool/stats.h).
@@ -60,9 +94,13 @@
 // Thread counts: 1 and 2 by default (this project's CI machine class has two cores);
 // --syncpool_threads=1,2,4 (a comma-separated list, before the Google Benchmark flags) replaces
 // them. Each thread builds its own structures; the resources are shared by the threads, created
-// on first use and never destroyed. Each thread builds one tree (one request iteration) before
-// timing, so the pools are measured warm. Every benchmark uses UseRealTime(): with several
-// threads a time is the wall time divided by the iterations of all threads.
+// on first use and never destroyed. Each thread builds one tree (one request iteration, one
+// map) before timing, so the pools are measured warm. At the 1,000,000 sizes an iteration takes
+// 0.06 to 1.7 s (BM_Tree) and 1.3 to 3.7 s (BM_Map) on the CI machine class, so those rows run
+// one or a few iterations at the default --benchmark_min_time, about 3 minutes for all of them
+// (--benchmark_filter='/(100|1000|10000|100000|4|64)/' leaves them out). Every benchmark uses
+// UseRealTime(): with several threads a time is the wall time divided by the iterations of all
+// threads.
 //
 // The names are stable: results are compared across versions by name.
 
@@ -71,11 +109,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
 #include <memory_resource>
 #include <new>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -85,6 +125,7 @@
 #include <vector>
 
 #include "bench/bench_util.h"
+#include "bench/direct_allocators.h"
 #include "benchmark/benchmark.h"
 #include "boost/container/pmr/synchronized_pool_resource.hpp"
 #include "oneapi/tbb/scalable_allocator.h"
@@ -125,6 +166,14 @@ class Rng {
 constexpr uint64_t kTreeSeed = 0x9e3779b97f4a7c15;
 constexpr uint64_t kRequestSeed = 0xd1b54a32d192ed03;
 constexpr uint64_t kBurstSeed = 0x8cb92ba72f3d8dd7;
+constexpr uint64_t kMapSeed = 0x94d049bb133111eb;
+
+// splitmix64's finalizer: a seed per index, for generators that start at any index.
+uint64_t Mix(uint64_t x) {
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111eb;
+  return x ^ (x >> 31);
+}
 
 // The characters every string is cut from.
 constexpr size_t kTextBytes = 8192;
@@ -314,6 +363,95 @@ class RequestBurster {
 };
 
 // -----------------------------------------------------------------------------
+// BM_Map's table
+// -----------------------------------------------------------------------------
+
+// A hash that also takes string_views (with std::equal_to<>, lookups without a key string).
+// Not noexcept on purpose: libstdc++ then keeps each node's hash code in the node, as it does
+// for std::hash<std::string> (which it declares slow), so the nodes are those of a table keyed
+// by std::string. With a noexcept hash of its own it would not, and would hash keys again on
+// every rehash and bucket walk.
+struct TransparentStringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+};
+
+// Keys of 24 to 40 characters, all beyond the small-string buffer (15).
+constexpr size_t kMaxKey = 40;
+
+// One iteration of BM_Map: a std::unordered_map of `entries` keys to vectors of 2 to 6
+// integers, every string, vector, node and bucket array allocated through `CharAlloc` rebound;
+// built without reserve() (the buckets grow by rehashing, as a table filled from input does),
+// every key looked up once in a scattered order, then destroyed.
+template <typename CharAlloc>
+class Table {
+ public:
+  template <typename T>
+  using Alloc = typename std::allocator_traits<CharAlloc>::template rebind_alloc<T>;
+  using String = std::basic_string<char, std::char_traits<char>, CharAlloc>;
+  using Values = std::vector<uint64_t, Alloc<uint64_t>>;
+  using Map = std::unordered_map<String, Values, TransparentStringHash, std::equal_to<>,
+                                 Alloc<std::pair<const String, Values>>>;
+
+  Table(const CharAlloc& alloc, size_t entries)
+      : alloc_(alloc), entries_(entries), stride_(Stride(entries)) {}
+
+  // Returns the number of entries.
+  size_t Run() {
+    uint64_t sum = 0;
+    {
+      const Alloc<std::pair<const String, Values>> node_alloc(alloc_);
+      Map map(node_alloc);
+      for (size_t i = 0; i < entries_; ++i) {
+        Rng rng(Mix(kMapSeed + i) | 1);
+        char key[kMaxKey];
+        Values values(rng.Uniform(2, 6), alloc_);
+        String name(Key(i, rng, key), alloc_);
+        for (uint64_t& value : values) value = rng.Next();
+        map.emplace(std::move(name), std::move(values));
+      }
+      // Every key once, in the order of a stride coprime with the count: neighbours in the
+      // lookup order were built far apart.
+      size_t i = 0;
+      for (size_t n = 0; n < entries_; ++n) {
+        Rng rng(Mix(kMapSeed + i) | 1);
+        rng.Uniform(2, 6);
+        char key[kMaxKey];
+        const auto it = map.find(Key(i, rng, key));
+        if (it == map.end()) std::abort();
+        for (uint64_t value : it->second) sum += value;
+        i += stride_;
+        if (i >= entries_) i -= entries_;
+      }
+      benchmark::DoNotOptimize(map);
+    }
+    benchmark::DoNotOptimize(sum);
+    return entries_;
+  }
+
+ private:
+  // The key of entry i in `buffer`: 24 to 40 characters of the text, the first six replaced by
+  // i in hexadecimal, so that the keys are unique (up to 16^6 entries).
+  static std::string_view Key(size_t i, Rng& rng, char (&buffer)[kMaxKey]) {
+    const std::string_view text = Text(rng, 24, kMaxKey);
+    std::copy(text.begin(), text.end(), buffer);
+    for (int d = 0; d < 6; ++d) buffer[d] = "0123456789abcdef"[(i >> (4 * d)) & 15];
+    return std::string_view(buffer, text.size());
+  }
+
+  // About entries / golden ratio, coprime with entries.
+  static size_t Stride(size_t entries) {
+    size_t stride = std::max<size_t>(1, entries * 618 / 1000) | 1;
+    while (std::gcd(stride, entries) != 1) stride += 2;
+    return stride % entries;
+  }
+
+  CharAlloc alloc_;
+  size_t entries_;
+  size_t stride_;
+};
+
+// -----------------------------------------------------------------------------
 // Allocators
 // -----------------------------------------------------------------------------
 
@@ -373,18 +511,22 @@ std::pmr::memory_resource* BoostPool() {
 }
 
 // An allocator policy: `Make()` returns the allocator of chars the containers are built with
-// (rebound for everything else), or nullopt when it is not available; `kSyncpoolStats` says
-// whether it allocates from PoolResource::Default().
+// (rebound for everything else), or nullopt when it is not available, and then `Unavailable()`
+// says why; `kSyncpoolStats` says whether it allocates from PoolResource::Default(). A policy
+// may also have `Reset()`, called before every iteration (the warm-up's too) once the previous
+// one destroyed what it built, and `Release()`, called after the timed loop.
 struct StdPolicy {
   using CharAlloc = std::allocator<char>;
   static constexpr bool kSyncpoolStats = false;
   static std::optional<CharAlloc> Make() { return CharAlloc(); }
+  static std::string Unavailable() { return {}; }
 };
 
 struct PoolAllocatorPolicy {
   using CharAlloc = syncpool::PoolAllocator<char>;
   static constexpr bool kSyncpoolStats = true;
   static std::optional<CharAlloc> Make() { return CharAlloc(&syncpool::PoolResource::Default()); }
+  static std::string Unavailable() { return {}; }
 };
 
 template <std::pmr::memory_resource* (*kResource)(), bool kStats = false>
@@ -395,6 +537,27 @@ struct PmrPolicy {
     std::pmr::memory_resource* mr = kResource();
     if (mr == nullptr) return std::nullopt;
     return CharAlloc(mr);
+  }
+  // Only MimallocResource::Get() can be missing.
+  static std::string Unavailable() { return "libmimalloc.so.2 not loaded"; }
+};
+
+// A DirectAllocator (bench/direct_allocators.h): a library's functions called from the
+// allocator's inline allocate and deallocate, or the bump arena.
+template <typename Library>
+struct DirectPolicy {
+  using CharAlloc = syncpool::bench::DirectAllocator<char, Library>;
+  static constexpr bool kSyncpoolStats = false;
+  static std::optional<CharAlloc> Make() {
+    if (!Library::Available()) return std::nullopt;
+    return CharAlloc();
+  }
+  static std::string Unavailable() { return Library::Error(); }
+  static void Reset() {
+    if constexpr (requires { Library::Reset(); }) Library::Reset();
+  }
+  static void Release() {
+    if constexpr (requires { Library::Release(); }) Library::Release();
   }
 };
 
@@ -452,18 +615,25 @@ void RunWorkload(benchmark::State& state, Make make) {
   using CharAlloc = typename Policy::CharAlloc;
   const std::optional<CharAlloc> alloc = Policy::Make();
   if (!alloc.has_value()) {
-    state.SkipWithError("allocator not available (libmimalloc.so.2 not loaded?)");
+    const std::string error = "allocator not available: " + Policy::Unavailable();
+    state.SkipWithError(error.c_str());
     return;
   }
+  const auto reset = [] {
+    if constexpr (requires { Policy::Reset(); }) Policy::Reset();
+  };
   auto work = make(*alloc);
+  reset();
   const size_t items = work();  // Warm-up.
   SyncpoolCounters counters(state, Policy::kSyncpoolStats);
   for (auto _ : state) {
     counters.StartOnce();
+    reset();
     benchmark::DoNotOptimize(work());
     benchmark::ClobberMemory();
   }
   counters.Report(state);
+  if constexpr (requires { Policy::Release(); }) Policy::Release();
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(items));
 }
 
@@ -476,6 +646,14 @@ void Tree(benchmark::State& state, size_t nodes) {
       benchmark::DoNotOptimize(document.root());
       return nodes;
     };
+  });
+}
+
+template <typename Policy>
+void Map(benchmark::State& state, size_t entries) {
+  using CharAlloc = typename Policy::CharAlloc;
+  RunWorkload<Policy>(state, [entries](const CharAlloc& alloc) {
+    return [table = Table<CharAlloc>(alloc, entries)]() mutable { return table.Run(); };
   });
 }
 
@@ -493,12 +671,15 @@ struct NamedAllocator {
   const char* name;
   void (*tree)(benchmark::State&, size_t);
   void (*request)(benchmark::State&, size_t);
+  void (*map)(benchmark::State&, size_t);
 };
 
 template <typename Policy>
 constexpr NamedAllocator Named(const char* name) {
-  return {name, &Tree<Policy>, &Request<Policy>};
+  return {name, &Tree<Policy>, &Request<Policy>, &Map<Policy>};
 }
+
+namespace direct = syncpool::bench;
 
 constexpr NamedAllocator kAllocators[] = {
     Named<StdPolicy>("std"),
@@ -509,10 +690,15 @@ constexpr NamedAllocator kAllocators[] = {
     Named<PmrPolicy<&SynchronizedPool>>("synchronized_pool"),
     Named<PmrPolicy<&Tbb>>("tbb"),
     Named<PmrPolicy<&BoostPool>>("boost_pool"),
+    Named<DirectPolicy<direct::Mimalloc>>("mimalloc_allocator"),
+    Named<DirectPolicy<direct::Tcmalloc>>("tcmalloc_allocator"),
+    Named<DirectPolicy<direct::Jemalloc>>("jemalloc_allocator"),
+    Named<DirectPolicy<direct::Bump>>("bump"),
 };
 
-constexpr size_t kTreeNodes[] = {100, 1000, 10000, 100000};
+constexpr size_t kTreeNodes[] = {100, 1000, 10000, 100000, 1000000};
 constexpr size_t kRequestMaxKib[] = {4, 64};
+constexpr size_t kMapEntries[] = {1000, 100000, 1000000};
 
 void RegisterWorkloads() {
   for (const NamedAllocator& allocator : kAllocators) {
@@ -529,6 +715,15 @@ void RegisterWorkloads() {
           std::string("BM_Request/") + allocator.name + "/" + std::to_string(max_kib);
       syncpool::bench::SetThreads(
           benchmark::RegisterBenchmark(name.c_str(), allocator.request, max_kib),
+          /*thread_safe=*/true);
+    }
+  }
+  for (const NamedAllocator& allocator : kAllocators) {
+    for (size_t entries : kMapEntries) {
+      const std::string name =
+          std::string("BM_Map/") + allocator.name + "/" + std::to_string(entries);
+      syncpool::bench::SetThreads(
+          benchmark::RegisterBenchmark(name.c_str(), allocator.map, entries),
           /*thread_safe=*/true);
     }
   }
@@ -591,11 +786,21 @@ void AddWorkloadContext() {
         "BM_Request/" + std::to_string(max_kib),
         "per iteration: " + std::to_string(requests) + " requests, " + Describe(counts));
   }
+  for (size_t entries : kMapEntries) {
+    CountingResource counts;
+    Table<CharAlloc>(CharAlloc(&counts), entries).Run();
+    benchmark::AddCustomContext("BM_Map/" + std::to_string(entries),
+                                "per map: " + Describe(counts));
+  }
+  benchmark::AddCustomContext("direct_allocators", syncpool::bench::DirectAllocatorsContext());
+  benchmark::AddCustomContext("malloc", syncpool::bench::MallocOwner());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First: it may run the program again (jemalloc's static TLS, bench/direct_allocators.h).
+  syncpool::bench::LoadDirectAllocators(argv);
   if (!syncpool::bench::ParseThreadCounts("workload_bench", argc, argv)) return 2;
   RegisterWorkloads();
   syncpool::bench::AddBuildContext();
