@@ -80,6 +80,8 @@ FACES_SRCS = [
     "src/mimalloc_resource.cc",
     "src/pool.cc",
     "src/pool_resource.cc",
+    "src/spans.cc",
+    "src/spans.h",
 ]
 
 FACES_HDRS = [

@@ -80,7 +80,9 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
       policy_(policy) {
   internal::InitRseqArea();
   for (size_t cls = 0; cls < capacities_.size(); ++cls) {
-    transfers_[cls].Init(2 * std::max<uint32_t>(capacities_[cls], 1));
+    transfers_[cls].Init(cls < policy_.direct_release_classes
+                             ? 0
+                             : 2 * std::max<uint32_t>(capacities_[cls], 1));
   }
   for (int cpu = 0; cpu < num_cpus_; ++cpu) cpus_[cpu].store(nullptr, std::memory_order_relaxed);
   if (policy_.owned_bytes) {

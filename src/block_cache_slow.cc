@@ -107,7 +107,7 @@ void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t
     CountOverBudget(n, Release(cls, blocks, n));
     return;
   }
-  const size_t stored = transfers_[cls].Insert(blocks, n);
+  const size_t stored = transfers_[cls].capacity() != 0 ? transfers_[cls].Insert(blocks, n) : 0;
   if (owned_ == nullptr) AddEstimate(static_cast<int64_t>(stored * class_bytes_[cls]));
   shared_moves_.fetch_add(stored, std::memory_order_relaxed);
   if (stored == n) return;

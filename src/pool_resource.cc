@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/debug_registry.h"
+#include "src/spans.h"
 #include "syncpool/internal/option_table.h"
 #include "syncpool/internal/pages.h"
 #include "syncpool/mimalloc_resource.h"
@@ -54,6 +55,10 @@ std::vector<size_t> ClassBytes(const Options& options) {
 
 constexpr char kWho[] = "syncpool::PoolResource";
 
+// The most bytes one CPU's stack of a class kept in spans grows to, per generation: the hot
+// layer in front of the spans (Policy()).
+constexpr size_t kSpanHotClassBytes = 64 * 1024;
+
 // Where each class's per-CPU capacity starts (internal::SizingOf()).
 std::vector<uint32_t> Capacities(const Options& options) {
   return internal::SizingOf(options, ClassBytes(options), kWho).start;
@@ -72,6 +77,22 @@ std::array<uint8_t, internal::kNumSizeClasses> RefillBlocks(const Options& optio
     blocks[cls] = static_cast<uint8_t>(std::clamp<size_t>(fit, 1, most));
   }
   return blocks;
+}
+
+// The cache's policy: as `options` ask, except for the classes kept in spans, whose per-CPU
+// stacks grow to at most kSpanHotClassBytes each and send what overflows straight back to the
+// spans (no TransferStack): the hot layer stays small, and the rest of a large working set is
+// handed out by address (src/spans.h).
+internal::CachePolicy Policy(const Options& options) {
+  internal::CachePolicy policy = internal::PolicyOf(options, ClassBytes(options), kWho);
+  const std::vector<uint32_t> start = Capacities(options);
+  const size_t span_classes = std::min(policy.max_capacities.size(), internal::kNumSpanClasses);
+  for (size_t cls = 0; cls < span_classes; ++cls) {
+    const uint32_t cap = static_cast<uint32_t>(std::max<size_t>(2, kSpanHotClassBytes / ClassSize(cls)));
+    policy.max_capacities[cls] = std::max(start[cls], std::min(policy.max_capacities[cls], cap));
+  }
+  policy.direct_release_classes = span_classes;
+  return policy;
 }
 
 bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
@@ -115,10 +136,17 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       refill_blocks_(RefillBlocks(options, kMaxRefill)),
       debug_(internal::DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
+      spans_(std::make_unique<internal::Spans>(
+          upstream, NumClasses(options),
+          // Spans go back as large blocks do: their pages discarded first (GiveBack()).
+          [](void* self, void* p, size_t bytes, size_t alignment) {
+            static_cast<PoolResource*>(self)->GiveBack(p, bytes, alignment);
+          },
+          this)),
       cache_(ClassBytes(options), Capacities(options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
              // Debug checks run on the slow paths: the locked mode sends every call there.
-             options.allow_rseq && !debug_, internal::PolicyOf(options, ClassBytes(options), kWho)),
+             options.allow_rseq && !debug_, Policy(options)),
       report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
   // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
   // inline paths never reach them (inline_limit_).
@@ -128,7 +156,7 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
   }
 }
 
-PoolResource::~PoolResource() = default;
+PoolResource::~PoolResource() = default;  // cache_ first: it drains into spans_.
 
 PoolResource& PoolResource::Default() {
   // Never destroyed: usable from static destructors; its cache is swept like any other.
@@ -184,9 +212,16 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateClass(size_t cls, size_t byt
 }
 
 void* PoolResource::Refill(size_t cls) {
+  void* blocks[kMaxRefill];
+  if (spans_->Serves(cls)) {
+    // Lowest address first, and cached so that the next allocations pop them in that order.
+    const size_t n = spans_->Take(cls, blocks, refill_blocks_[cls]);  // May throw.
+    refilled_.fetch_add(n - 1, std::memory_order_relaxed);
+    for (size_t i = n; i-- > 1;) cache_.Put(cls, blocks[i]);
+    return blocks[0];
+  }
   const size_t size = ClassSize(cls);
   const size_t alignment = ClassAlignment(cls);
-  void* blocks[kMaxRefill];
   // May throw: nothing has been changed yet, so the resource stays as it was.
   blocks[0] = upstream_->allocate(size, alignment);
   size_t n = 1;
@@ -238,16 +273,24 @@ void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {
 }
 
 void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
+  if (spans_->Serves(cls)) {
+    spans_->Return(cls, blocks, n);
+    return;
+  }
   const size_t size = ClassSize(cls);
   const size_t alignment = ClassAlignment(cls);
   for (size_t i = 0; i < n; ++i) GiveBack(blocks[i], size, alignment);
 }
 
+void PoolResource::ReleaseIdle() { spans_->ReleaseEmpty(); }
+
 void PoolResource::LockForFork() {
   if (registry_ != nullptr) registry_->LockForFork();
+  spans_->LockForFork();
 }
 
 void PoolResource::UnlockAfterFork() {
+  spans_->UnlockAfterFork();
   if (registry_ != nullptr) registry_->UnlockAfterFork();
 }
 
@@ -256,6 +299,11 @@ Stats PoolResource::GetStats() const {
   s.direct = direct_.load(std::memory_order_relaxed);
   s.refilled = refilled_.load(std::memory_order_relaxed);
   s.discarded_bytes = discarded_bytes_.load(std::memory_order_relaxed);
+  const internal::Spans::Counts spans = spans_->GetCounts();
+  s.span_bytes = spans.span_bytes;
+  s.span_block_bytes = spans.block_bytes;
+  s.span_free_bytes = spans.free_bytes;
+  s.span_released_bytes = spans.released_bytes;
   return s;
 }
 

@@ -82,27 +82,36 @@ class GrowthTest : public ::testing::TestWithParam<bool> {
   TrackingResource upstream_;
 };
 
+// Blocks of up to 4 KiB live in spans (src/spans.h): their per-CPU caches stop at 64 KiB per
+// class and the upstream sees spans, not blocks. The growth and shrinking of the caches, and the
+// one-allocation-per-block accounting upstream that this test relies on, hold for the larger
+// classes, so it uses 8 KiB blocks (within the default max_block_size). A class of 8 KiB starts
+// with room for min(16, 64 KiB / 8 KiB) = 8 blocks.
+constexpr size_t kLargeBlock = 8192;
+constexpr size_t kLargeStart = 8;
+
 TEST_P(GrowthTest, ACacheGrowsToItsWorkingSetAndGivesItBackWhenTheWorkStops) {
   ScopedFakeCpu cpu(0);
   PoolResource r(ResourceOptions(), &upstream_);
-  constexpr size_t kWorkingSet = 1000;  // Far beyond the 16 blocks the cache starts with.
-  Round(r, kWorkingSet, 64);
+  constexpr size_t kWorkingSet = 1000;  // Far beyond the 8 blocks the cache starts with.
+  Round(r, kWorkingSet, kLargeBlock);
   Stats s = r.GetStats();
   EXPECT_EQ(s.misses, kWorkingSet);
   EXPECT_EQ(s.cached_blocks(), kWorkingSet);  // All of it stayed on the CPU:
   EXPECT_EQ(s.spills, 0u);
   EXPECT_EQ(s.shared_moves, 0u);
-  EXPECT_EQ(s.grows, 6u);  // 16 -> 32 -> 64 -> 128 -> 256 -> 512 -> 1024.
+  EXPECT_EQ(s.grows, 7u);  // 8 -> 16 -> 32 -> 64 -> 128 -> 256 -> 512 -> 1024.
+  EXPECT_EQ(s.span_bytes, 0u);  // No class of up to 4 KiB was used.
 
   // Warm, every allocation hits, across epochs that see the work go on.
   for (int epoch = 0; epoch < 3; ++epoch) {
-    for (int round = 0; round < 3; ++round) Round(r, kWorkingSet, 64);
+    for (int round = 0; round < 3; ++round) Round(r, kWorkingSet, kLargeBlock);
     NextEpoch();
   }
   s = r.GetStats();
   EXPECT_EQ(s.misses, kWorkingSet);
   EXPECT_EQ(s.hits, 9 * kWorkingSet);
-  EXPECT_EQ(s.grows, 6u);
+  EXPECT_EQ(s.grows, 7u);
   EXPECT_EQ(s.cached_blocks(), kWorkingSet);
   EXPECT_EQ(upstream_.live_blocks(), kWorkingSet);
 
@@ -115,11 +124,73 @@ TEST_P(GrowthTest, ACacheGrowsToItsWorkingSetAndGivesItBackWhenTheWorkStops) {
   EXPECT_EQ(s.cached_blocks(), 0u);
   EXPECT_EQ(s.swept_blocks, kWorkingSet);
   EXPECT_EQ(upstream_.live_blocks(), 0u);
-  // Back where it started: 16 blocks fit, the 17th grows it again.
-  Round(r, 16, 64);
-  EXPECT_EQ(r.GetStats().grows, 6u);
-  Round(r, 17, 64);
+  // Back where it started: 8 blocks fit, the 9th grows it again.
+  Round(r, kLargeStart, kLargeBlock);
   EXPECT_EQ(r.GetStats().grows, 7u);
+  Round(r, kLargeStart + 1, kLargeBlock);
+  EXPECT_EQ(r.GetStats().grows, 8u);
+}
+
+// The classes of up to 4 KiB live in spans (src/spans.h): a CPU's cache of one of them grows to
+// 64 KiB of blocks at most, whatever the options allow (here 4096 blocks), and what overflows
+// goes straight back to the spans (no TransferStack), not upstream: the upstream sees only the
+// spans, one allocation per 64 KiB. Once nothing is in use, two epochs empty the caches and the
+// wholly free spans go back upstream.
+TEST_P(GrowthTest, ASpanClassCacheStopsAt64KiBAndOverflowsIntoItsSpans) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(ResourceOptions(), &upstream_);
+  constexpr size_t kBytes = 64;
+  constexpr size_t kBlocks = 4000;  // 250 KiB: four times what the cache may hold.
+  constexpr uint64_t kHotBytes = 64 * 1024;
+  constexpr size_t kSpanBytes = 64 * 1024;  // SpanBytes() of the 64-byte class.
+
+  std::vector<void*> held;
+  for (size_t i = 0; i < kBlocks; ++i) held.push_back(r.allocate(kBytes));
+  const Stats taken = r.GetStats();
+  EXPECT_EQ(taken.misses, kBlocks);
+  EXPECT_EQ(taken.cached_blocks(), 0u);  // refill_bytes = 0: nothing cached yet.
+  // Every block is in use, out of its span; the upstream holds the spans and nothing else.
+  EXPECT_EQ(taken.span_block_bytes - taken.span_free_bytes, kBlocks * kBytes);
+  EXPECT_GE(taken.span_bytes, kBlocks * kBytes);
+  EXPECT_EQ(taken.span_bytes % kSpanBytes, 0u);
+  EXPECT_EQ(upstream_.live_bytes(), taken.span_bytes);
+  EXPECT_EQ(upstream_.live_blocks(), taken.span_bytes / kSpanBytes);
+  EXPECT_LE(upstream_.live_blocks(), kBlocks * kBytes / kSpanBytes + 1);  // Packed in spans.
+  EXPECT_EQ(upstream_.allocations(), upstream_.live_blocks());
+  const uint64_t allocations = upstream_.allocations();
+
+  for (void* p : held) r.deallocate(p, kBytes);
+  const Stats freed = r.GetStats();
+  // The cache grew as far as 64 KiB of blocks (16 -> 32 -> ... -> 1024), and no further.
+  EXPECT_EQ(freed.grows, 6u);
+  EXPECT_EQ(freed.victim_blocks, 0u);
+  EXPECT_LE(freed.primary_bytes, kHotBytes);
+  EXPECT_GT(freed.primary_bytes, kHotBytes / 2);
+  EXPECT_LE(freed.max_cache_bytes, kHotBytes);
+  // What did not fit went back to the spans, not to a shared layer nor upstream.
+  EXPECT_EQ(freed.shared_moves, 0u);
+  EXPECT_EQ(freed.spills, kBlocks - freed.cached_blocks());
+  EXPECT_EQ(freed.span_free_bytes - taken.span_free_bytes,
+            (kBlocks - freed.cached_blocks()) * kBytes);
+  EXPECT_EQ(freed.span_block_bytes - freed.span_free_bytes, freed.cached_bytes());
+  EXPECT_EQ(freed.span_bytes, taken.span_bytes);
+  EXPECT_EQ(freed.span_released_bytes, 0u);
+  EXPECT_EQ(upstream_.allocations(), allocations);
+  EXPECT_EQ(upstream_.live_bytes(), freed.span_bytes);
+
+  // Nothing in use: the first epoch demotes the cached blocks, the second releases them to
+  // their spans, which are then wholly free and go back upstream.
+  sweeper_->SweepNow();
+  sweeper_->SweepNow();
+  const Stats swept = r.GetStats();
+  EXPECT_EQ(swept.cached_blocks(), 0u);
+  EXPECT_EQ(swept.span_bytes, 0u);
+  EXPECT_EQ(swept.span_block_bytes, 0u);
+  EXPECT_EQ(swept.span_free_bytes, 0u);
+  EXPECT_EQ(swept.span_released_bytes, taken.span_bytes);
+  EXPECT_EQ(upstream_.live_blocks(), 0u);
+  EXPECT_EQ(upstream_.live_bytes(), 0u);
+  EXPECT_EQ(upstream_.allocations(), allocations);
 }
 
 TEST_P(GrowthTest, ACacheThatKeepsOverflowingKeepsItsCapacity) {
@@ -165,27 +236,31 @@ TEST_P(GrowthTest, AProcessBudgetBoundsGrowth) {
   EXPECT_GT(s.spills + s.over_budget_blocks, 0u);
 }
 
+// On 8 KiB blocks (kLargeBlock): the caches of the classes of up to 4 KiB stop at 64 KiB per
+// class whatever per_cpu_bytes says (they live in spans), so only a larger class grows far
+// enough to meet a per-CPU bound.
 TEST_P(GrowthTest, APerCpuByteLimitBoundsGrowth) {
   ScopedFakeCpu cpu(0);
   Options options = ResourceOptions();
-  options.max_block_size = 1024;  // Few classes: their starting room is about 100 KiB.
-  options.per_cpu_bytes = 0;      // No bound: 4000 blocks of 64 bytes stay on the CPU.
+  options.max_block_size = kLargeBlock;  // Few classes: their starting room is under 1 MiB.
+  options.per_cpu_bytes = 0;             // No bound: 1000 blocks of 8 KiB stay on the CPU.
+  constexpr size_t kWorkingSet = 1000;
   {
     PoolResource r(options, &upstream_);
-    Round(r, 4000, 64);
+    Round(r, kWorkingSet, kLargeBlock);
     const Stats s = r.GetStats();
-    EXPECT_EQ(s.primary_blocks, 4000u);
-    EXPECT_EQ(s.grows, 8u);  // 16 -> 4096.
+    EXPECT_EQ(s.primary_blocks, kWorkingSet);
+    EXPECT_EQ(s.grows, 7u);  // 8 -> 1024.
     EXPECT_EQ(s.shared_moves + s.spills, 0u);
   }
-  // 256 KiB for all classes: the 64-byte class stops at 2048 blocks (128 KiB); room for 4096
-  // would take the CPU past the bound.
-  options.per_cpu_bytes = 256 * 1024;
+  // 6 MiB for all classes: the 8 KiB class stops at 512 blocks (4 MiB, with the starting room
+  // of the others); room for 1024 (8 MiB) would take the CPU past the bound.
+  options.per_cpu_bytes = 6 << 20;
   PoolResource r(options, &upstream_);
-  Round(r, 4000, 64);
+  Round(r, kWorkingSet, kLargeBlock);
   const Stats s = r.GetStats();
-  EXPECT_EQ(s.grows, 7u);  // 16 -> 2048.
-  EXPECT_LT(s.primary_blocks, 4000u);
+  EXPECT_EQ(s.grows, 6u);  // 8 -> 512.
+  EXPECT_LT(s.primary_blocks, kWorkingSet);
   EXPECT_GT(s.shared_moves + s.spills, 0u);
   EXPECT_EQ(upstream_.live_blocks(), s.cached_blocks());
 }
@@ -223,6 +298,20 @@ namespace {
 // cached or back upstream at every step, and two idle epochs leave nothing.
 // With `background_sweeps`, a sweeper thread runs an epoch every millisecond meanwhile, and the exact
 // checks wait until it is stopped (a sweep holds the blocks it took until it releases them).
+//
+// The blocks of up to 4 KiB live in spans (src/spans.h): the upstream holds their spans (one
+// allocation each, freed only once wholly free), not the blocks, so "cached or released" is
+// counted in bytes: with nothing in use, the bytes the upstream holds are the spans plus the
+// cached blocks above 4 KiB, and what of the span classes is out of its spans is cached.
+void ExpectEveryBlockCachedOrReleased(const TrackingResource& upstream, const Stats& s) {
+  const uint64_t span_cached = s.span_block_bytes - s.span_free_bytes;
+  ASSERT_LE(s.span_free_bytes, s.span_block_bytes) << s.DebugString();
+  ASSERT_LE(s.span_block_bytes, s.span_bytes) << s.DebugString();
+  ASSERT_LE(span_cached, s.cached_bytes()) << s.DebugString();
+  EXPECT_EQ(upstream.live_bytes(), s.span_bytes + (s.cached_bytes() - span_cached))
+      << s.DebugString();
+}
+
 void BurstAndSweeps(bool background_sweeps) {
   TrackingResource upstream;
   Sweeper sweeper(Sweeper::Options::Manual());
@@ -268,22 +357,20 @@ void BurstAndSweeps(bool background_sweeps) {
       }
       for (std::thread& th : threads) th.join();
       if (GetBackground()) continue;  // A sweep may hold blocks it took and not released yet.
-      Stats s = r.GetStats();
-      EXPECT_EQ(upstream.live_blocks(), s.cached_blocks()) << s.DebugString();
+      ExpectEveryBlockCachedOrReleased(upstream, r.GetStats());
       sweeper.SweepNow();
-      s = r.GetStats();
-      EXPECT_EQ(upstream.live_blocks(), s.cached_blocks()) << s.DebugString();
+      ExpectEveryBlockCachedOrReleased(upstream, r.GetStats());
     }
     Sweeper& mine = GetBackground() ? background : sweeper;
     mine.Stop();  // Joins the thread: no sweep is under way from here on.
-    {
-      const Stats s = r.GetStats();
-      EXPECT_EQ(upstream.live_blocks(), s.cached_blocks()) << s.DebugString();
-    }
+    ExpectEveryBlockCachedOrReleased(upstream, r.GetStats());
     mine.SweepNow();
     mine.SweepNow();
+    // Two idle epochs: the caches are empty, so every span is wholly free and went back.
     const Stats s = r.GetStats();
     EXPECT_EQ(s.cached_blocks(), 0u) << s.DebugString();
+    EXPECT_EQ(s.span_bytes, 0u) << s.DebugString();
+    EXPECT_GT(s.span_released_bytes, 0u) << s.DebugString();
     EXPECT_EQ(upstream.live_blocks(), 0u) << s.DebugString();
   }
   EXPECT_EQ(upstream.live_blocks(), 0u);

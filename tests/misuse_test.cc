@@ -5,6 +5,10 @@
 // Put of the same object into a Pool<T>. Each aborts with a message naming the mistake. Debug
 // checks are set explicitly, so these tests run the same in optimized builds.
 //
+// Without debug checks, the spans that hold a PoolResource's blocks of up to 4 KiB catch a
+// second deallocate and a pointer that is no block of theirs when the block comes back to its
+// span (a drain), and abort just the same.
+//
 // Correct use with debug checks on behaves as without them, and a correct workload with debug
 // checks off never aborts.
 //
@@ -45,6 +49,9 @@ class MisuseTest : public ::testing::Test {
 };
 
 using MisuseDeathTest = MisuseTest;
+
+// The bytes of a span of the small classes (64 KiB: internal::SpanBytes(), src/spans.h).
+constexpr uint64_t kSpanBytes = 64 * 1024;
 
 TEST_F(MisuseDeathTest, DeallocateWithAnotherSizeAborts) {
   TrackingResource upstream;
@@ -113,6 +120,99 @@ TEST_F(MisuseDeathTest, SecondDeallocateOfLargeBlockAborts) {
   EXPECT_TRUE(upstream.errors().empty());
 }
 
+// Without debug checks, the span layer still catches misuse of the classes it keeps (blocks of
+// up to 4 KiB), late: where the blocks come back to their spans, when a sweep drains the
+// caches. Everything runs on one fake CPU with a manual sweeper, so the child of each death
+// test makes the same calls as the parent up to the statement.
+
+TEST_F(MisuseDeathTest, SecondDeallocateAbortsInTheSpansWithoutDebugChecks) {
+  testing::ScopedFakeCpu cpu(0);
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, false), &upstream);
+  void* p = resource.allocate(64, 8);
+  // Another block of the same span, held throughout: the span stays when p's block is free.
+  void* held = resource.allocate(64, 8);
+  ASSERT_NE(p, held);
+  resource.deallocate(p, 64, 8);
+  // Two epochs: the block becomes a victim, then goes back to its span.
+  sweeper_.SweepNow();
+  sweeper_.SweepNow();
+  const Stats drained = resource.GetStats();
+  ASSERT_EQ(drained.cached_blocks(), 0u);
+  ASSERT_EQ(drained.span_bytes, kSpanBytes);
+  ASSERT_EQ(drained.span_block_bytes - drained.span_free_bytes, 64u);  // `held` only.
+  // The second deallocate is cached as the first was; the drain finds the block free already.
+  EXPECT_DEATH(
+      {
+        resource.deallocate(p, 64, 8);
+        sweeper_.SweepNow();
+        sweeper_.SweepNow();
+      },
+      "free already");
+
+  // Both deallocates in the cache before a drain: the second copy finds the first one's bit.
+  void* again = resource.allocate(64, 8);
+  ASSERT_EQ(again, p);  // The lowest free block of the span.
+  EXPECT_DEATH(
+      {
+        resource.deallocate(again, 64, 8);
+        resource.deallocate(again, 64, 8);
+        sweeper_.SweepNow();
+        sweeper_.SweepNow();
+      },
+      "free already");
+
+  resource.deallocate(again, 64, 8);
+  resource.deallocate(held, 64, 8);
+  sweeper_.SweepNow();
+  sweeper_.SweepNow();
+  EXPECT_EQ(resource.GetStats().span_bytes, 0u);
+  EXPECT_EQ(upstream.live_blocks(), 0u);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
+TEST_F(MisuseDeathTest, DeallocateOfNoBlockAbortsInTheSpansWithoutDebugChecks) {
+  testing::ScopedFakeCpu cpu(0);
+  TrackingResource upstream;
+  PoolResource resource(DebugOptions(&sweeper_, false), &upstream);
+  void* p = resource.allocate(64, 8);  // Held throughout: its span stays.
+  auto drain = [this] {
+    sweeper_.SweepNow();
+    sweeper_.SweepNow();
+  };
+  // A pointer into the span that is not the start of a block.
+  EXPECT_DEATH(
+      {
+        resource.deallocate(static_cast<char*>(p) + 8, 64, 8);
+        drain();
+      },
+      "not one");
+  // A block of the span given back as one of another class (32 bytes, in spans as well).
+  EXPECT_DEATH(
+      {
+        resource.deallocate(p, 32, 8);
+        drain();
+      },
+      "not one");
+  // A block of another PoolResource, held by it (so its span stays with the other).
+  PoolResource other(DebugOptions(&sweeper_, false), &upstream);
+  void* foreign = other.allocate(64, 8);
+  EXPECT_DEATH(
+      {
+        resource.deallocate(foreign, 64, 8);
+        drain();
+      },
+      "not one");
+
+  other.deallocate(foreign, 64, 8);
+  resource.deallocate(p, 64, 8);
+  drain();
+  EXPECT_EQ(resource.GetStats().span_bytes, 0u);
+  EXPECT_EQ(other.GetStats().span_bytes, 0u);
+  EXPECT_EQ(upstream.live_blocks(), 0u);
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
 struct Buffer {
   char bytes[256] = {};
 };
@@ -174,14 +274,24 @@ TEST_F(MisuseTest, DebugChecksKeepCorrectResourceUseWorking) {
     EXPECT_EQ(stats.hits, 8u);
     EXPECT_EQ(stats.direct, 6u);
     EXPECT_EQ(stats.cached_blocks(), 4u);
-    EXPECT_EQ(upstream.live_blocks(), 4u);
+    // The pooled blocks live in spans taken upstream, one per class: the 0- and 16-byte
+    // requests share the 16-byte class, so three spans of 64 KiB hold the four cached blocks,
+    // and the direct blocks are all back upstream.
+    EXPECT_EQ(upstream.live_blocks(), 3u);
+    EXPECT_EQ(stats.span_bytes, 3u * kSpanBytes);
+    EXPECT_EQ(upstream.live_bytes(), stats.span_bytes);
+    EXPECT_EQ(stats.span_block_bytes - stats.span_free_bytes, stats.cached_bytes());
 
     // A block that came back may be handed out and deallocated again.
     void* p = resource.allocate(100, 8);
     resource.deallocate(p, 100, 8);
     sweeper_.SweepNow();
     sweeper_.SweepNow();
-    EXPECT_EQ(resource.GetStats().cached_blocks(), 0u);
+    // Drained into their spans, wholly free, which went back upstream at the epoch's end.
+    const Stats swept = resource.GetStats();
+    EXPECT_EQ(swept.cached_blocks(), 0u);
+    EXPECT_EQ(swept.span_bytes, 0u);
+    EXPECT_EQ(swept.span_released_bytes, 3u * kSpanBytes);
     EXPECT_EQ(upstream.live_blocks(), 0u);
   }
   EXPECT_EQ(upstream.live_bytes(), 0u);

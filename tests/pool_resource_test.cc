@@ -79,8 +79,10 @@ TEST_P(PoolResourceTest, FreedBlockIsReusedOnTheSameCpu) {
   ScopedFakeCpu cpu(0);
   PoolResource r(MakeOptions(), &upstream_);
   void* p = r.allocate(100, 8);
+  // Blocks of up to 4 KiB come from a span: one upstream allocation, of the span's bytes.
   EXPECT_EQ(upstream_.allocations(), 1u);
-  EXPECT_EQ(upstream_.live_bytes(), BlockSize(100));
+  EXPECT_GE(r.GetStats().span_bytes, 64u * 1024);
+  EXPECT_EQ(upstream_.live_bytes(), r.GetStats().span_bytes);
   r.deallocate(p, 100, 8);
   EXPECT_EQ(r.allocate(100, 8), p);
   r.deallocate(p, 100, 8);
@@ -101,11 +103,11 @@ TEST_P(PoolResourceTest, AMissRefillsABatchThatTheNextAllocationsOfItsClassHit) 
   EXPECT_EQ(s.misses, 2u);
   EXPECT_EQ(s.refilled, 62u);
   EXPECT_EQ(s.hits, 62u);
-  EXPECT_EQ(upstream_.allocations(), 64u);
+  EXPECT_EQ(upstream_.allocations(), 1u);  // One span holds all 64 blocks.
   EXPECT_EQ(s.cached_blocks(), 0u);
-  // Handed out in the order the upstream gave them, none twice.
+  // Handed out in address order (the span's lowest free blocks first), none twice.
+  EXPECT_TRUE(std::is_sorted(blocks.begin(), blocks.end()));
   std::vector<void*> sorted = blocks;
-  std::sort(sorted.begin(), sorted.end());
   EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end());
   for (void* p : blocks) r.deallocate(p, 64);
 
@@ -118,29 +120,36 @@ TEST_P(PoolResourceTest, AMissRefillsABatchThatTheNextAllocationsOfItsClassHit) 
   r.deallocate(kib, 1024);
   r.deallocate(big, 8192);
   s = r.GetStats();
-  EXPECT_EQ(upstream_.allocations(), s.misses + s.refilled);
-  EXPECT_EQ(upstream_.live_blocks(), s.cached_blocks());
+  // Upstream: a span of each of the two span classes, and the one 8 KiB block.
+  EXPECT_EQ(upstream_.live_blocks(), 3u);
+  EXPECT_EQ(upstream_.live_bytes(), s.span_bytes + BlockSize(8192));
+  EXPECT_EQ(s.span_block_bytes - s.span_free_bytes, 64 * 64u + 4 * 1024u);  // All cached.
 }
 
 TEST_P(PoolResourceTest, ARefillStopsWhereTheUpstreamFailsAndTheRequestIsServed) {
   ScopedFakeCpu cpu(0);
   Options options = MakeOptions();
-  options.refill_bytes = 4096;
+  // Blocks above 4 KiB come from upstream one by one: 8 of 8 KiB per refill.
+  options.refill_bytes = 8 * 8192;
   PoolResource r(options, &upstream_);
   upstream_.FailAfter(5);  // The miss's block and 4 more; the 6th upstream call fails.
-  void* p = r.allocate(64);
+  void* p = r.allocate(8192);
   Stats s = r.GetStats();
   EXPECT_EQ(s.misses, 1u);
   EXPECT_EQ(s.refilled, 4u);
   EXPECT_EQ(s.primary_blocks, 4u);
   EXPECT_EQ(upstream_.live_blocks(), 5u);
-  r.deallocate(p, 64);
-  // A miss whose own block cannot be had throws and changes nothing.
+  r.deallocate(p, 8192);
+  // A miss whose own block cannot be had throws and changes nothing: above 4 KiB, and for a
+  // class whose span cannot be had.
+  upstream_.FailAfter(0);
+  EXPECT_THROW((void)r.allocate(6000), std::bad_alloc);
   upstream_.FailAfter(0);
   EXPECT_THROW((void)r.allocate(1024), std::bad_alloc);
   s = r.GetStats();
   EXPECT_EQ(s.refilled, 4u);
   EXPECT_EQ(s.cached_blocks(), 5u);
+  EXPECT_EQ(s.span_bytes, 0u);
   EXPECT_EQ(upstream_.live_blocks(), 5u);
 }
 
@@ -230,14 +239,16 @@ TEST_P(PoolResourceTest, LargeAndOverAlignedRequestsGoUpstream) {
 TEST_P(PoolResourceTest, UpstreamFailurePropagatesAndChangesNothing) {
   ScopedFakeCpu cpu(0);
   PoolResource r(MakeOptions(), &upstream_);
-  void* kept = r.allocate(64);
-  r.deallocate(r.allocate(512), 512);  // One cached block of 512.
+  void* kept = r.allocate(8192);
+  r.deallocate(r.allocate(512), 512);  // One cached block of 512 (from a span).
   const Stats before = r.GetStats();
   const size_t live_before = upstream_.live_bytes();
 
   upstream_.FailAfter(0);
   void* cached = r.allocate(512);  // A cached block needs no upstream call.
-  EXPECT_THROW((void)r.allocate(64), std::bad_alloc);
+  EXPECT_THROW((void)r.allocate(8192), std::bad_alloc);  // A block of its own upstream.
+  upstream_.FailAfter(0);
+  EXPECT_THROW((void)r.allocate(64), std::bad_alloc);  // A class without a span yet.
   upstream_.FailAfter(0);
   EXPECT_THROW((void)r.allocate(r.max_block_size() + 1), std::bad_alloc);
   upstream_.FailAfter(0);
@@ -245,15 +256,16 @@ TEST_P(PoolResourceTest, UpstreamFailurePropagatesAndChangesNothing) {
 
   const Stats after = r.GetStats();
   EXPECT_EQ(after.hits, before.hits + 1);
-  // The failed pooled request found the caches empty: at most that miss is counted.
-  EXPECT_LE(after.misses, before.misses + 1);
+  // The failed pooled requests found the caches empty: at most those misses are counted.
+  EXPECT_LE(after.misses, before.misses + 2);
   EXPECT_EQ(after.direct, before.direct);
   EXPECT_EQ(after.cached_blocks(), 0u);
+  EXPECT_EQ(after.span_bytes, before.span_bytes);
   EXPECT_EQ(upstream_.live_bytes(), live_before);
 
-  void* fresh = r.allocate(64);  // Still fully usable.
+  void* fresh = r.allocate(8192);  // Still fully usable.
   EXPECT_NE(fresh, kept);
-  for (void* p : {fresh, kept}) r.deallocate(p, 64);
+  for (void* p : {fresh, kept}) r.deallocate(p, 8192);
   r.deallocate(cached, 512);
   EXPECT_EQ(r.GetStats().primary_blocks, 3u);
 }
@@ -324,7 +336,8 @@ TEST_P(PoolResourceTest, VictimGenerationSemantics) {
     EXPECT_EQ(r.allocate(64), old_block);
   }
   for (void* p : {old_block, new_block}) r.deallocate(p, 64);
-  EXPECT_EQ(upstream_.allocations(), 3u);
+  EXPECT_EQ(r.GetStats().misses, 3u);  // Every later allocation was a hit.
+  EXPECT_EQ(upstream_.allocations(), 2u);  // A span of each class (200 and 64 bytes).
 }
 
 TEST_P(PoolResourceTest, TrimReturnsEveryCachedBlock) {
@@ -371,15 +384,86 @@ TEST_P(PoolResourceTest, FullCacheSpillsUpstream) {
   options.max_blocks_per_class = 4;
   options.per_cpu_class_bytes = 1024;
   PoolResource r(options, &upstream_);
-  // 64 bytes: min(4, 1024 / 64) = 4 blocks per CPU, and a TransferStack of 8: 12 kept of 14.
-  // 1024 bytes: never fewer than 2 per CPU, and 4 in the TransferStack: 6 kept of 7.
+  // 64 bytes: min(4, 1024 / 64) = 4 blocks per CPU and no TransferStack (a span class):
+  // 4 kept of 14, 10 back in their span.
+  // 8192 bytes: never fewer than 2 per CPU, and 4 in the TransferStack: 6 kept of 7, one
+  // spilled upstream.
   std::vector<Block> blocks;
   for (int i = 0; i < 14; ++i) blocks.push_back({r.allocate(64), 64, 16});
-  for (int i = 0; i < 7; ++i) blocks.push_back({r.allocate(1024), 1024, 16});
+  for (int i = 0; i < 7; ++i) blocks.push_back({r.allocate(8192), 8192, 16});
   for (const Block& b : blocks) r.deallocate(b.p, b.bytes);
-  EXPECT_EQ(r.GetStats().primary_blocks, 18u);
-  EXPECT_EQ(r.GetStats().spills, 3u);
-  EXPECT_EQ(upstream_.live_blocks(), 18u);
+  const Stats s = r.GetStats();
+  EXPECT_EQ(s.primary_blocks, 10u);
+  EXPECT_EQ(s.spills, 11u);
+  EXPECT_EQ(s.span_block_bytes - s.span_free_bytes, 4 * 64u);
+  EXPECT_EQ(upstream_.live_blocks(), 1u + 6u);  // The span and the 8 KiB blocks kept.
+}
+
+// The spans: a span goes back upstream only when every one of its blocks is free, however
+// many epochs pass while one of them is in use.
+TEST_P(PoolResourceTest, ASpanGoesUpstreamOnlyWhenAllOfItsBlocksAreFree) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  void* a = r.allocate(64);
+  void* b = r.allocate(64);
+  ASSERT_EQ(upstream_.live_blocks(), 1u);  // Both from one span.
+  r.deallocate(a, 64);
+  r.Trim();  // a goes back to its span; b keeps the span.
+  for (int i = 0; i < 3; ++i) sweeper_.SweepNow();
+  Stats s = r.GetStats();
+  EXPECT_EQ(upstream_.live_blocks(), 1u);
+  EXPECT_EQ(s.span_block_bytes - s.span_free_bytes, 64u);  // b, in use.
+  EXPECT_EQ(s.span_released_bytes, 0u);
+  r.deallocate(b, 64);
+  r.Trim();
+  s = r.GetStats();
+  EXPECT_EQ(upstream_.live_blocks(), 0u);
+  EXPECT_EQ(s.span_bytes, 0u);
+  EXPECT_GE(s.span_released_bytes, 64u * 1024);
+}
+
+// Blocks freed in a scattered order come back in address order once they are in the spans:
+// past what the (small) cache holds, each span hands out its lowest free blocks first.
+TEST_P(PoolResourceTest, BlocksFreedInAnyOrderAreHandedOutInAddressOrder) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.max_blocks_per_class = 4;
+  options.per_cpu_class_bytes = 256;
+  PoolResource r(options, &upstream_);
+  constexpr int kBlocks = 3000;  // Three spans of 64-byte blocks.
+  std::vector<void*> blocks;
+  for (int i = 0; i < kBlocks; ++i) blocks.push_back(r.allocate(64));
+  // Freed in a fixed scattered order (a stride coprime to the count).
+  for (int i = 0; i < kBlocks; ++i) r.deallocate(blocks[(static_cast<size_t>(i) * 1237) % kBlocks], 64);
+  const uint32_t cached = static_cast<uint32_t>(r.GetStats().cached_blocks());
+  ASSERT_LE(cached, 4u);
+  std::vector<void*> again;
+  for (int i = 0; i < kBlocks; ++i) again.push_back(r.allocate(64));
+  auto span_of = [](void* p) { return reinterpret_cast<uintptr_t>(p) >> 16; };
+  int ascending = 0;
+  for (size_t i = cached + 1; i < again.size(); ++i) {
+    if (span_of(again[i]) != span_of(again[i - 1])) continue;
+    EXPECT_LT(again[i - 1], again[i]) << "at " << i;
+    ++ascending;
+  }
+  EXPECT_GT(ascending, kBlocks / 2);
+  std::vector<void*> sorted = again;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  for (void* p : again) r.deallocate(p, 64);
+}
+
+// Destroying the resource gives every span back upstream, with the blocks still in use (the
+// fixture checks that the upstream holds nothing after the test).
+TEST_P(PoolResourceTest, DestructionReturnsSpansWithBlocksStillInUse) {
+  ScopedFakeCpu cpu(0);
+  {
+    PoolResource r(MakeOptions(), &upstream_);
+    for (int i = 0; i < 2000; ++i) static_cast<void>(r.allocate(48));
+    static_cast<void>(r.allocate(4096));
+    EXPECT_GE(upstream_.live_blocks(), 2u);
+  }
+  EXPECT_EQ(upstream_.live_bytes(), 0u);
 }
 
 TEST_P(PoolResourceTest, AMissNeverTakesAnotherCpusBlocks) {

@@ -265,7 +265,11 @@ TEST_P(RseqTest, CacheOfACpuNoThreadMayRunOnIsEmptied) {
   auto expect_cached = [&](uint64_t n) {
     EXPECT_EQ(f.resource->GetStats().cached_blocks(), n);
     EXPECT_EQ(f.pool->GetStats().cached_blocks(), n);
-    EXPECT_EQ(f.upstream.live_blocks(), n);
+    // The resource's 64-byte blocks live in one span, which goes upstream once all are free.
+    const Stats rs = f.resource->GetStats();
+    EXPECT_EQ(rs.span_block_bytes - rs.span_free_bytes, n * 64);
+    EXPECT_EQ(f.upstream.live_blocks(), n == 0 ? 0u : 1u);
+    EXPECT_EQ(f.upstream.live_bytes(), rs.span_bytes);
     EXPECT_EQ(ChurnObject::alive(), n);
   };
 
@@ -316,7 +320,8 @@ TEST_P(RseqTest, AMissLeavesAnotherRealCpusCacheAloneAndTheEpochsDrainIt) {
   }).join();
   for (void* b : got.blocks) EXPECT_FALSE(placed.blocks.contains(b));
   for (void* o : got.objects) EXPECT_FALSE(placed.objects.contains(o));
-  EXPECT_EQ(f.upstream.allocations(), upstream_allocations + kBlocks);
+  // The resource's blocks came from a new span, of the spans of that CPU's own shard.
+  EXPECT_EQ(f.upstream.allocations(), upstream_allocations + 1);
   EXPECT_EQ(ChurnObject::constructed(), uint64_t{2 * kBlocks});
   EXPECT_EQ(f.resource->GetStats().misses, uint64_t{2 * kBlocks});
   EXPECT_EQ(f.resource->GetStats().cached_blocks(), uint64_t{kBlocks});

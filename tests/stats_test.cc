@@ -33,6 +33,10 @@ Stats Sample() {
   s.oversized_objects = 22;
   s.oversized_bytes = 2300;
   s.discarded_bytes = 17;
+  s.span_bytes = 24;
+  s.span_block_bytes = 27;
+  s.span_free_bytes = 25;
+  s.span_released_bytes = 26;
   s.epochs = 12;
   s.caches = 20;
   s.max_cache_bytes = 2100;
@@ -54,7 +58,8 @@ TEST(StatsTest, ToStringNamesEveryField) {
             "primary_blocks=6 primary_bytes=700 victim_blocks=8 victim_bytes=900 swept_blocks=10 "
             "swept_bytes=1100 "
             "over_budget_blocks=13 over_budget_bytes=1400 pressure_blocks=15 "
-            "pressure_bytes=1600 oversized_objects=22 oversized_bytes=2300 discarded_bytes=17 epochs=12 caches=20 max_cache_bytes=2100 "
+            "pressure_bytes=1600 oversized_objects=22 oversized_bytes=2300 discarded_bytes=17 span_bytes=24 "
+            "span_block_bytes=27 span_free_bytes=25 span_released_bytes=26 epochs=12 caches=20 max_cache_bytes=2100 "
             "mode=\"per-thread\" mode_reason=\"SYNCPOOL_RSEQ=0\"");
 }
 
@@ -69,6 +74,7 @@ TEST(StatsTest, DebugStringSaysWhatIsCachedAndWhyBlocksLeft) {
             "under memory pressure (1600 bytes), 4 spilled from full caches, 22 oversized "
             "(2300 bytes)\n"
             "epochs: 12; pages given back to the system: 17 bytes\n"
+            "spans: 24 bytes held, 27 bytes of blocks in them, 25 of them free; 26 bytes given back\n"
             "caches: per-thread (SYNCPOOL_RSEQ=0): 20, the largest holding 2100 bytes\n");
 }
 

@@ -34,7 +34,12 @@ using ::syncpool::testing::TrackingResource;
 using std::chrono::microseconds;
 using TimePoint = std::chrono::steady_clock::time_point;
 
-constexpr size_t kBlockBytes = 64;
+// Above 4 KiB: PoolResource keeps its blocks of up to 4 KiB in spans (src/spans.h), and a CPU's
+// cache of one of those classes holds at most 64 KiB of them (1024 blocks of 64 bytes), so no
+// such class caches the tens of thousands of blocks these sweeps must cut into slices. Blocks
+// of the smallest class above 4 KiB are cached as the options say and go upstream one by one
+// (upstream.live_blocks() counts them), as every class did before spans.
+constexpr size_t kBlockBytes = 5120;
 constexpr int kBlocks = 20000;  // Several remote takes (4096 blocks) and many release pieces.
 
 // A clock that moves `step` each time it is read, and runs `probe` (when set) first.

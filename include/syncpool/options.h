@@ -104,9 +104,11 @@ struct Options {
   // one CPU may hold of one class, and of all classes, per generation) and
   // initial_blocks_per_class a starting point; a Put that finds the cache at its limit moves a
   // batch to the shared layer. With the defaults a CPU's cache grows to per_cpu_bytes per
-  // generation: a document tree of 100,000 nodes (15 MiB live) is served from the per-CPU
-  // stacks, while a burst larger than that goes back upstream as it is freed, so that an epoch
-  // has at most that much per CPU to give back (docs/memory.md).
+  // generation, and a burst larger than that goes back upstream as it is freed, so that an
+  // epoch has at most that much per CPU to give back (docs/memory.md). PoolResource's classes
+  // of up to 4 KiB grow to at most 64 KiB per CPU (and less where these limits say so): what
+  // overflows goes back to the resource's spans, which hand blocks out in address order
+  // (pool_resource.h).
   // The per-class limits reserve address space for each CPU's slot arrays (8 bytes per block,
   // three arrays: about 34 MiB per CPU for the default resource's classes), mapped without
   // swap accounting and touched only as far as the caches fill; pages above a shrunk capacity

@@ -16,6 +16,13 @@
 // the CPU that frees it, and any thread on any CPU may reuse it. Larger or more aligned
 // requests go straight to the upstream resource and come back to it on deallocate.
 //
+// Blocks of up to 4 KiB live in spans of 64 KiB or more that the resource takes from the
+// upstream resource: behind small per-CPU caches (64 KiB of each class per CPU), blocks are
+// handed out lowest address first, from spans of the CPU's own, so that a large structure
+// built after another was freed gets its blocks in order again. A span goes back upstream at
+// the first epoch (or Trim()) after all of its blocks are free (docs/design.md, "Spans").
+// Larger blocks are taken from upstream one by one.
+//
 // Errors:
 //   - allocate(0) returns a valid, distinct, deallocatable block (of the smallest class).
 //   - An alignment that is not a power of two throws std::invalid_argument.
@@ -31,9 +38,11 @@
 // Memory ordering: a deallocate of a block happens before the allocate that hands the same
 // block out again, on whatever thread.
 //
-// Lifetime: destroying the resource returns every cached block upstream. Blocks still
-// allocated from it must not be deallocated afterwards (they are not leaked by the resource:
-// they belong to their holder, as with std::pmr pools). The upstream resource must outlive it.
+// Lifetime: destroying the resource returns upstream every cached block and every span,
+// including the blocks of up to 4 KiB still allocated from them, as the std::pmr pools do.
+// Blocks above 4 KiB still allocated are their holders' (not given back). No block allocated
+// from the resource may be used or deallocated after its destruction. The upstream resource
+// must outlive it.
 
 #ifndef SYNCPOOL_POOL_RESOURCE_H_
 #define SYNCPOOL_POOL_RESOURCE_H_
@@ -73,6 +82,7 @@ inline constexpr size_t kMaxPooledAlignment = internal::kMaxPooledAlignment;
 
 namespace internal {
 class DebugRegistry;
+class Spans;
 
 // Whether `alignment` is 1, 2, 4, 8 or 16: the alignments every size class has already.
 constexpr bool IsSmallAlignment(size_t alignment) {
@@ -196,6 +206,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
            (alignment & (alignment - 1)) == 0;
   }
   void Release(size_t cls, void* const* blocks, size_t n) override;
+  void ReleaseIdle() override;
   void LockForFork() override;
   void UnlockAfterFork() override;
 
@@ -219,6 +230,9 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
   std::atomic<uint64_t> direct_{0};
   std::atomic<uint64_t> refilled_{0};
+  // Where the blocks of the classes up to internal::kSpanMaxClassSize come from and go back
+  // to (src/spans.h); before cache_, which gives its blocks back to it when destroyed.
+  const std::unique_ptr<internal::Spans> spans_;
   internal::BlockCache cache_;
   internal::StatsReportEntry report_;  // Last: unregisters before the rest goes.
 };

@@ -80,6 +80,16 @@ struct Stats {
   // PoolResource only: bytes of whole pages handed back to the system before blocks went
   // upstream (Options::discard_min_bytes).
   uint64_t discarded_bytes = 0;
+  // PoolResource only: the spans that hold its blocks of up to 4 KiB (docs/design.md,
+  // "Spans"): the bytes of the spans it holds from upstream now; the bytes of all the blocks
+  // in them (span_bytes less headers and tails); the bytes of the blocks free in them (neither
+  // cached nor in use: a span goes back upstream once all of its blocks are free, at the next
+  // epoch); and the bytes of spans given back upstream so far. So span_block_bytes minus
+  // span_free_bytes is what of those classes is cached or in use.
+  uint64_t span_bytes = 0;
+  uint64_t span_block_bytes = 0;
+  uint64_t span_free_bytes = 0;
+  uint64_t span_released_bytes = 0;
 
   // Epochs this pool has been swept.
   uint64_t epochs = 0;

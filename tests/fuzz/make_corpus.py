@@ -13,6 +13,7 @@
 # opcode byte (modulo the number of opcodes) followed by its argument bytes.
 
 import pathlib
+import random
 
 # Opcodes, in the order of enum Op in pool_fuzzer.cc.
 (ALLOC, ALLOC_INLINE, FREE, FREE_INLINE, GET, RESET_HANDLE, RELEASE_HANDLE, PUT_RELEASED,
@@ -191,6 +192,67 @@ def seeds():
         if k % 7 == 0:
             long_ops += [SWEEP, k % 3]
     s['long_mixed'] = program(options(caps=2, pool_caps=2), *long_ops)
+    s.update(span_seeds())
+    return s
+
+
+def span_seeds():
+    """Seeds for PoolResource's spans (src/spans.h): blocks of up to 4 KiB live in spans of
+    64 KiB or more, 31 blocks of 2048 or 4096 bytes to a span, 63 of 1024. The first three
+    fill several spans of one class, free a fragmenting part of the blocks, sweep twice
+    (wholly free spans go upstream at each epoch, partly free ones stay and are refilled
+    lowest address first), allocate into the holes, and drain (Trim); the last makes the
+    upstream fail when a span is needed."""
+    s = {}
+    # 124 blocks of 4096 bytes: four spans of 128 KiB. Blocks are freed in reverse, every other
+    # one (FREE swaps the last block into the hole: freeing the even indexes from the top down
+    # leaves the odd ones), so every span stays partly used through both sweeps.
+    n = 124
+    ops = [alloc(POW2, 12) for _ in range(n)]
+    ops += [free(i) for i in range(n - 2, -1, -2)]
+    ops += [SWEEP, RESOURCE, SWEEP, RESOURCE]
+    ops += [alloc(POW2, 12) for _ in range(20)]
+    # Then all but 7 freed (in a scattered order): a span left with no block (one of the four)
+    # goes back at the first sweep; the rest serve the next allocations.
+    ops += [TRIM, *[free(0) for _ in range(75)], SWEEP, RESOURCE, SWEEP, RESOURCE, TRIM]
+    ops += [alloc(POW2, 12) for _ in range(5)]
+    s['spans_every_other'] = program(options(caps=2), *ops)
+    # 124 blocks of 2048 bytes (four spans of 64 KiB), 90 % of them freed in a random order,
+    # on two fake CPUs (two shards: blocks go back to the shard of their span), with growth and
+    # refills of up to 32 blocks (64 KiB refill_bytes).
+    rng = random.Random(1234)
+    ops = [SET_CPU, 0] + [alloc(POW2, 11) for _ in range(n // 2)]
+    ops += [SET_CPU, 1] + [alloc(POW2, 11) for _ in range(n // 2)]
+    for k in range(n * 9 // 10):
+        if k % 10 == 0:
+            ops += [SET_CPU, k // 10 % 2]
+        ops.append(free(rng.randrange(256), inline=k % 2 == 1))
+    ops += [SWEEP, RESOURCE, SWEEP, RESOURCE, alloc(POW2, 11), alloc(POW2, 11), TRIM]
+    ops += [*[free(0) for _ in range(n)], SWEEP, RESOURCE, TRIM]
+    s['spans_random_90'] = program(options(caps=4, pool_caps=3, growth=True), *ops)
+    # The same in the locked mode with victim retention and a budget of 1 KiB (blocks over it
+    # go straight back to their spans, counted as over the budget), a smaller class (1 KiB, 63
+    # to a span) freed every other one, a pressure sweep of the resource (6: 6 % 3 == 0 is the
+    # resource alone, bit 2 the pressure), then rounds that fill the cache and sweep.
+    ops = [alloc(LARGE, 1) for _ in range(126)]
+    ops += [free(i, inline=i % 4 == 0) for i in range(124, -1, -2)]
+    ops += [SWEEP, 6]
+    for _ in range(2):
+        ops += [*[alloc(LARGE, 1) for _ in range(12)], *[free(0) for _ in range(12)], SWEEP,
+                RESOURCE]
+    ops += [SWEEP, RESOURCE, TRIM, alloc(LARGE, 1), SWEEP, RESOURCE]
+    s['spans_locked_budget'] = program(options(locked=True, victim=True, caps=8, budget=4),
+                                       *ops)
+    # A failing upstream at a span allocation: 31 blocks of 4096 bytes fill a span, so the
+    # 32nd allocation needs a new span, which fails (nothing changes but the miss); the next
+    # succeeds with a new span. A failing call served from the spans (64 bytes, a span with
+    # free blocks) or from a cache never reaches the upstream.
+    ops = [alloc(SMALL, 50)] + [alloc(POW2, 12) for _ in range(31)]
+    ops += [FAILING_ALLOC, POW2, 12, A16, FAILING_ALLOC, SMALL, 50, A16, alloc(POW2, 12),
+            free(5), FAILING_ALLOC, POW2, 12, A16, FAILING_ALLOC, POW2, 12, A16]
+    ops += [*[free(0) for _ in range(40)], SWEEP, RESOURCE, FAILING_ALLOC, POW2, 12, A16,
+            TRIM, FAILING_ALLOC, POW2, 11, A16, alloc(POW2, 11)]
+    s['spans_failing_upstream'] = program(options(caps=1), *ops)
     return s
 
 

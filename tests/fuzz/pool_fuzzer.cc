@@ -14,26 +14,46 @@
 // returns nullptr, and bursts.
 //
 // The model holds the live blocks (pointer, size, alignment, and a fill byte written over the
-// whole block) and the live objects (handles and released pointers, each stamped). After
-// every step it checks that:
+// whole block) and the live objects (handles and released pointers, each stamped). It knows
+// PoolResource's two layers behind its caches (src/spans.h): blocks of classes up to 4 KiB
+// live in spans (runs of 64 KiB or more, taken from the upstream aligned to their size, one
+// class each) and go back to their span when they leave the caches; larger blocks come from
+// the upstream one by one and go back there. A probe between the resource and the upstream
+// tells spans from other blocks. After every step it checks that:
 //   - an allocation is non-null, aligned as asked, overlaps no live block, is writable over
-//     its whole size, and is a block the upstream holds; a Get never returns a live object;
+//     its whole size, and lies where the upstream holds it: a direct block or a block above
+//     4 KiB is a live upstream block of its size, a block of a span class lies in a live span
+//     of its class's span size, past the header, in step with the span's other blocks, and a
+//     miss that takes a new span returns its first block; a Get never returns a live object;
 //   - a block's pattern, or an object's stamp, is intact when it is given back;
-//   - the upstream's live blocks and bytes are the live allocations plus what Stats says is
-//     cached, and its allocations and deallocations match Stats' misses, direct requests,
-//     spills and releases (likewise, for the pool, objects made and destroyed); hits and
-//     misses add up to the allocations (Gets) made, and a deallocate (Put) counts no hit;
-//   - a sweep releases only what it counts, keeps nothing that was a victim, keeps whatever
-//     was given back since the previous sweep (at least one epoch), leaves nothing after two
-//     sweeps in a row (at most two epochs) or a pressure sweep, and keeps the byte budget;
+//   - the upstream holds the spans (Stats' span_bytes), the direct blocks, and the blocks
+//     above 4 KiB that are in use or cached, nothing else; nothing goes upstream, a span or a
+//     block, while a block the model holds lies in it; what is not free in the spans
+//     (span_block_bytes - span_free_bytes) is exactly the span classes' blocks in use plus
+//     the rest of what Stats says is cached; span_released_bytes is what went back;
+//   - every block that entered the caches (misses and refills) has left them (spills, sweeps,
+//     budgets, pressure, trims), is cached or is in use; each allocate and deallocate moves
+//     blocks of its class only: for a span class, to and from the spans (the upstream sees at
+//     most a new span on a miss, nothing goes upstream, no shared move), for a larger class,
+//     to and from the upstream (the spans untouched); a direct request calls the upstream
+//     once; hits and misses add up to the allocations (Gets) made, and a deallocate (Put)
+//     counts no hit (likewise, for the pool, objects made and destroyed);
+//   - a sweep releases only what it counts (the bytes the upstream and the spans got back),
+//     keeps nothing that was a victim, keeps whatever was given back since the previous sweep
+//     (at least one epoch: exactly for blocks above 4 KiB, by count for span classes), leaves
+//     nothing after two sweeps in a row (at most two epochs) or a pressure sweep, and keeps
+//     the byte budget; after a sweep or Trim() every span left holds a block in use or cached
+//     (wholly free spans go upstream at each epoch and drain: after Trim(), every span holds a
+//     block in use);
 //   - the pool's bytes are what its cached objects own (each Get gives its object an owned
 //     size, OwnedBytes<Object>), a Put of an object over max_object_bytes destroys it and
 //     counts it as oversized, and a Put keeps the pool's budget;
-//   - Trim() and Clear() leave nothing cached; a failed upstream call or an invalid alignment
-//     changes nothing; a reset hook that throws destroys its object;
+//   - Trim() and Clear() leave nothing cached; a failed upstream call (a block, or a new span)
+//     or an invalid alignment changes nothing; a reset hook that throws destroys its object;
 // and at the end of the input, with everything released and the caches destroyed (trimmed
-// first, or full, as an option bit says), that the upstream holds nothing and saw no mismatch
-// and that every object is gone. A violation prints what failed and aborts.
+// first, or full, as an option bit says), that the upstream holds nothing (no span either)
+// and saw no mismatch and that every object is gone. A violation prints what failed and
+// aborts.
 //
 // Debug checks are off by default (the fuzzer never misuses the API, and they would make the
 // caches run in the locked mode only); one option bit turns them on, to check that valid use
@@ -42,6 +62,7 @@
 // Run it as tests/fuzz/BUILD.bazel says; the seed corpus is tests/fuzz/corpus.
 
 #include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -137,23 +158,119 @@ class ByteReader {
   size_t pos_ = 0;
 };
 
+// The span layer of PoolResource (src/spans.h), as the model knows it: blocks of the classes
+// up to kSpanMaxClassSize live in spans of SpanBytesOf(cls) bytes, each taken from the
+// upstream with an alignment equal to its size (64 KiB or more: no other upstream request of
+// the fuzzer is aligned that much), holding a header (at least kMinSpanHeader bytes) and then
+// blocks of one class. Larger classes take their blocks from the upstream one by one.
+constexpr size_t kSpanMaxClassSize = 4096;
+constexpr size_t kMinSpanBytes = 64 * 1024;
+constexpr size_t kMinSpanHeader = 1024;  // Colours, header and bitmap, rounded to 64 bytes.
+constexpr size_t kMaxSpanHeader = 2048;  // The same with the largest bitmap (16-byte blocks).
+
+bool IsSpanClass(size_t cls) { return internal::ClassSize(cls) <= kSpanMaxClassSize; }
+
+constexpr size_t SpanBytesOf(size_t cls) {
+  const size_t room = std::bit_ceil(internal::ClassSize(cls) * 32);
+  return room > kMinSpanBytes ? room : kMinSpanBytes;
+}
+
+// Whether an upstream request of `bytes` and `alignment` is a span.
+bool IsSpanShape(size_t bytes, size_t alignment) {
+  return alignment >= kMinSpanBytes && bytes == alignment;
+}
+
 // Forwards to another resource and remembers which blocks it handed out and has not been given
-// back, so the model can ask whether the resource still caches a block (a cached block stays
-// live upstream). Single-threaded, as the fuzzer is (its sweepers have no thread).
+// back (their sizes and alignments, spans apart), so the model can ask whether the resource
+// still holds a block, which span a block lies in, and what the resource holds upstream
+// besides the blocks the model holds. Counts spans and other blocks separately. Every
+// deallocation is checked against the blocks the model holds (extents, set by the harness):
+// the resource never gives a block, or a span with a block in it, back while it is in use.
+// Single-threaded, as the fuzzer is (its sweepers have no thread).
 class LivenessProbe final : public std::pmr::memory_resource {
  public:
+  struct Entry {
+    size_t bytes;
+    size_t alignment;
+    // For a span: the class of the blocks the model got from it (-1 until the first), and
+    // where its blocks start modulo their size (all blocks of a span are one array).
+    int cls = -1;
+    size_t phase = 0;
+  };
+
   explicit LivenessProbe(std::pmr::memory_resource* upstream) : upstream_(upstream) {}
 
-  bool IsLive(const void* p) const { return live_.count(p) != 0; }
+  // The model's live blocks, [begin, end) by begin: none may lie in what goes back upstream.
+  void set_extents(const std::map<uintptr_t, uintptr_t>* extents) { extents_ = extents; }
+
+  bool IsLive(const void* p) const { return live_.count(reinterpret_cast<uintptr_t>(p)) != 0; }
+  const Entry* Find(const void* p) const {
+    const auto it = live_.find(reinterpret_cast<uintptr_t>(p));
+    return it != live_.end() ? &it->second : nullptr;
+  }
+  // The live span that holds all of [p, p + n), and its start; nullptr when there is none.
+  Entry* SpanOf(const void* p, size_t n, uintptr_t* base) {
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    auto it = live_.upper_bound(at);
+    if (it == live_.begin()) return nullptr;
+    --it;
+    if (!IsSpanShape(it->second.bytes, it->second.alignment)) return nullptr;
+    if (at + n > it->first + it->second.bytes) return nullptr;
+    *base = it->first;
+    return &it->second;
+  }
+  const std::map<uintptr_t, Entry>& live() const { return live_; }
+
+  uint64_t span_allocations() const { return span_allocations_; }
+  uint64_t span_deallocations() const { return span_deallocations_; }
+  uint64_t span_live_bytes() const { return span_live_bytes_; }
+  uint64_t span_released_bytes() const { return span_released_bytes_; }
+  uint64_t live_spans() const { return span_allocations_ - span_deallocations_; }
+  // Blocks other than spans: direct requests and blocks of classes above kSpanMaxClassSize.
+  uint64_t other_allocations() const { return other_allocations_; }
+  uint64_t other_deallocations() const { return other_deallocations_; }
+  uint64_t other_released_bytes() const { return other_released_bytes_; }
+  uintptr_t last_span() const { return last_span_; }
 
  private:
   void* do_allocate(size_t bytes, size_t alignment) override {
     void* p = upstream_->allocate(bytes, alignment);
-    live_.insert(p);
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    FUZZ_CHECK(live_.count(at) == 0);
+    live_.emplace(at, Entry{bytes, alignment});
+    if (IsSpanShape(bytes, alignment)) {
+      // A span: of one of the sizes spans have, aligned to it.
+      FUZZ_CHECK(bytes == kMinSpanBytes || bytes == 2 * kMinSpanBytes);
+      FUZZ_CHECK_EQ(at % alignment, 0);
+      ++span_allocations_;
+      span_live_bytes_ += bytes;
+      last_span_ = at;
+    } else {
+      ++other_allocations_;
+    }
     return p;
   }
   void do_deallocate(void* p, size_t bytes, size_t alignment) override {
-    live_.erase(p);
+    const auto at = reinterpret_cast<uintptr_t>(p);
+    const auto it = live_.find(at);
+    FUZZ_CHECK(it != live_.end());
+    FUZZ_CHECK_EQ(it->second.bytes, bytes);
+    FUZZ_CHECK_EQ(it->second.alignment, alignment);
+    if (extents_ != nullptr) {
+      // No block the model holds lies in what goes back.
+      auto next = extents_->lower_bound(at);
+      if (next != extents_->end()) FUZZ_CHECK_LE(at + bytes, next->first);
+      if (next != extents_->begin()) FUZZ_CHECK_LE(std::prev(next)->second, at);
+    }
+    if (IsSpanShape(bytes, alignment)) {
+      ++span_deallocations_;
+      span_live_bytes_ -= bytes;
+      span_released_bytes_ += bytes;
+    } else {
+      ++other_deallocations_;
+      other_released_bytes_ += bytes;
+    }
+    live_.erase(it);
     upstream_->deallocate(p, bytes, alignment);
   }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
@@ -161,7 +278,16 @@ class LivenessProbe final : public std::pmr::memory_resource {
   }
 
   std::pmr::memory_resource* const upstream_;
-  std::unordered_set<const void*> live_;
+  const std::map<uintptr_t, uintptr_t>* extents_ = nullptr;
+  std::map<uintptr_t, Entry> live_;
+  uint64_t span_allocations_ = 0;
+  uint64_t span_deallocations_ = 0;
+  uint64_t span_live_bytes_ = 0;
+  uint64_t span_released_bytes_ = 0;
+  uint64_t other_allocations_ = 0;
+  uint64_t other_deallocations_ = 0;
+  uint64_t other_released_bytes_ = 0;
+  uintptr_t last_span_ = 0;
 };
 
 // The pooled type: a state word and stamps that tell who wrote it last. Every object alive is
@@ -230,8 +356,11 @@ constexpr size_t kAlignments[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 4096, 16, 
 // Alignments that are not powers of two: allocate must throw std::invalid_argument.
 constexpr size_t kBadAlignments[8] = {0, 3, 6, 24, 48, 96, 1000, 65537};
 
-// Bounds on what one input holds, so that an input cannot exhaust memory.
-constexpr size_t kMaxBlocks = 64;
+// Bounds on what one input holds, so that an input cannot exhaust memory: blocks (enough to
+// fill a few spans of the largest span classes, 31 blocks each) and the bytes of their
+// requests.
+constexpr size_t kMaxBlocks = 160;
+constexpr size_t kMaxLiveBytes = 16 << 20;
 constexpr size_t kMaxObjects = 64;
 constexpr size_t kMaxBurst = 40;
 
@@ -259,11 +388,6 @@ enum Op : int {
   kPoolBurst,          // count: Get count objects, then put them all back
   kNumOps,
 };
-
-// The upstream size of a pooled request: its class's size.
-size_t ClassBytes(size_t bytes, size_t alignment) {
-  return internal::ClassSize(internal::RequestClass(bytes, alignment));
-}
 
 // Whether the `n` bytes at `p` all read `fill`.
 bool PatternIntact(const unsigned char* p, size_t n, unsigned char fill) {
@@ -388,6 +512,7 @@ class Harness {
     objects_at_start_set_ = Object::Live();
     destroyed_at_start_ = Object::destroyed();
 
+    probe_.set_extents(&extents_);
     resource_.emplace(r, &probe_);
     pool_.emplace([this] { return New(); }, [this](Object& o) { Reset(o); }, p);
   }
@@ -413,7 +538,7 @@ class Harness {
     size_t bytes;
     size_t alignment;
     size_t upstream_bytes;  // The class size, or `bytes` for a direct request.
-    bool direct;
+    int cls;                // The class, or -1 for a direct request.
     unsigned char fill;
   };
 
@@ -539,25 +664,261 @@ class Harness {
 
   // PoolResource ------------------------------------------------------------------------------
 
+  // What the resource and its upstream have counted, at one instant: Stats, the upstream's
+  // calls (spans apart), and the model's own counts that the identities below use.
+  struct Ledger {
+    Stats stats;
+    uint64_t allocations = 0;    // The upstream's, all of them.
+    uint64_t deallocations = 0;
+    uint64_t span_allocations = 0;
+    uint64_t span_deallocations = 0;
+    uint64_t span_released_bytes = 0;   // The probe's count of span bytes gone upstream.
+    uint64_t other_released_bytes = 0;  // The same for every other upstream block.
+    uint64_t failed_misses = 0;
+    // Blocks of span classes that have left the caches so far (to their spans): every block
+    // that left, less those the upstream got back (blocks above kSpanMaxClassSize).
+    uint64_t span_blocks_left = 0;
+  };
+
+  Ledger Snapshot() const {
+    Ledger l;
+    l.stats = resource_->GetStats();
+    l.allocations = upstream_.allocations();
+    l.deallocations = upstream_.deallocations();
+    l.span_allocations = probe_.span_allocations();
+    l.span_deallocations = probe_.span_deallocations();
+    l.span_released_bytes = probe_.span_released_bytes();
+    l.other_released_bytes = probe_.other_released_bytes();
+    l.failed_misses = failed_misses_;
+    const Stats& s = l.stats;
+    const uint64_t left =
+        s.spills + s.swept_blocks + s.over_budget_blocks + s.pressure_blocks + trimmed_;
+    const uint64_t big_left = probe_.other_deallocations() - direct_deallocations_;
+    FUZZ_CHECK_LE(big_left, left);
+    l.span_blocks_left = left - big_left;
+    return l;
+  }
+
+  // Bytes of the span classes' blocks that are cached or in use: what the spans say is not
+  // free (signed, for differences).
+  static int64_t SpanUsed(const Stats& s) {
+    return static_cast<int64_t>(s.span_block_bytes) - static_cast<int64_t>(s.span_free_bytes);
+  }
+
+  // Checks what one allocate (`allocated`) or deallocate of a block did, by its class (`cls`,
+  // or -1 for a direct request). Whatever entered or left the caches in the call was of that
+  // class: a span class takes its blocks from the spans and gives them back there (the
+  // upstream sees at most a new span, on an allocation, and nothing goes upstream outside
+  // epochs and drains; no TransferStack); a larger class takes them from the upstream and
+  // gives them back there (the spans untouched); a direct request only calls the upstream.
+  void CheckClassOp(const Ledger& before, const Ledger& after, int cls, bool allocated) {
+    const Stats& b = before.stats;
+    const Stats& a = after.stats;
+    const uint64_t in = (a.misses - b.misses) + (a.refilled - b.refilled) -
+                        (after.failed_misses - before.failed_misses);
+    const uint64_t out = (a.spills - b.spills) + (a.over_budget_blocks - b.over_budget_blocks);
+    // No epoch or drain in a call: nothing swept, and no span goes upstream.
+    FUZZ_CHECK_EQ(a.swept_blocks, b.swept_blocks);
+    FUZZ_CHECK_EQ(a.pressure_blocks, b.pressure_blocks);
+    FUZZ_CHECK_EQ(a.epochs, b.epochs);
+    FUZZ_CHECK_EQ(a.span_released_bytes, b.span_released_bytes);
+    FUZZ_CHECK_EQ(after.span_deallocations, before.span_deallocations);
+    if (!allocated) {
+      FUZZ_CHECK_EQ(a.misses, b.misses);
+      FUZZ_CHECK_EQ(a.refilled, b.refilled);
+    }
+    if (cls < 0 || !IsSpanClass(static_cast<size_t>(cls))) {
+      // The spans are untouched.
+      FUZZ_CHECK_EQ(after.span_allocations, before.span_allocations);
+      FUZZ_CHECK_EQ(a.span_bytes, b.span_bytes);
+      FUZZ_CHECK_EQ(a.span_block_bytes, b.span_block_bytes);
+      FUZZ_CHECK_EQ(a.span_free_bytes, b.span_free_bytes);
+    }
+    if (cls < 0) {  // Direct: one upstream call, nothing else.
+      FUZZ_CHECK_EQ(after.allocations - before.allocations, allocated ? 1 : 0);
+      FUZZ_CHECK_EQ(after.deallocations - before.deallocations, allocated ? 0 : 1);
+      FUZZ_CHECK_EQ(a.direct - b.direct, allocated ? 1 : 0);
+      FUZZ_CHECK_EQ(in, 0);
+      FUZZ_CHECK_EQ(out, 0);
+      FUZZ_CHECK_EQ(a.cached_blocks(), b.cached_blocks());
+      return;
+    }
+    FUZZ_CHECK_EQ(a.direct, b.direct);
+    const size_t size = internal::ClassSize(static_cast<size_t>(cls));
+    if (IsSpanClass(static_cast<size_t>(cls))) {
+      FUZZ_CHECK_EQ(after.deallocations, before.deallocations);
+      const uint64_t new_spans = after.span_allocations - before.span_allocations;
+      FUZZ_CHECK_EQ(after.allocations - before.allocations, new_spans);
+      FUZZ_CHECK_LE(new_spans, allocated ? 1 : 0);
+      FUZZ_CHECK_EQ(a.span_bytes - b.span_bytes,
+                    new_spans * SpanBytesOf(static_cast<size_t>(cls)));
+      FUZZ_CHECK_EQ(a.shared_moves, b.shared_moves);  // No TransferStack for span classes.
+      // The blocks taken from the spans and given back to them, of this class's size.
+      FUZZ_CHECK_EQ(SpanUsed(a) - SpanUsed(b),
+                    (static_cast<int64_t>(in) - static_cast<int64_t>(out)) *
+                        static_cast<int64_t>(size));
+    } else {
+      FUZZ_CHECK_EQ(after.allocations - before.allocations, in);
+      FUZZ_CHECK_EQ(after.deallocations - before.deallocations, out);
+      FUZZ_CHECK_EQ(after.other_released_bytes - before.other_released_bytes, out * size);
+    }
+  }
+
+  // Checks what a sweep or a drain did: nothing entered the caches or came from upstream, the
+  // `left_bytes` that left the caches are the blocks above kSpanMaxClassSize the upstream got
+  // back plus the blocks the spans got back, and spans went upstream only whole (the probe
+  // checks that none held a block in use), as Stats counts them.
+  void CheckReleaseOp(const Ledger& before, const Ledger& after, uint64_t left_bytes) {
+    const Stats& b = before.stats;
+    const Stats& a = after.stats;
+    FUZZ_CHECK_EQ(a.misses, b.misses);
+    FUZZ_CHECK_EQ(a.refilled, b.refilled);
+    FUZZ_CHECK_EQ(a.direct, b.direct);
+    FUZZ_CHECK_EQ(after.allocations, before.allocations);
+    FUZZ_CHECK_LE(SpanUsed(a), SpanUsed(b));
+    FUZZ_CHECK_EQ(left_bytes, (after.other_released_bytes - before.other_released_bytes) +
+                                  static_cast<uint64_t>(SpanUsed(b) - SpanUsed(a)));
+    FUZZ_CHECK_EQ(a.span_released_bytes - b.span_released_bytes,
+                  after.span_released_bytes - before.span_released_bytes);
+    FUZZ_CHECK_LE(a.span_bytes, b.span_bytes);
+    FUZZ_CHECK_EQ(b.span_bytes - a.span_bytes, a.span_released_bytes - b.span_released_bytes);
+  }
+
+  // What the resource holds, as the model and the probe see it.
+  struct Held {
+    uint64_t direct_blocks = 0;  // In use (the model's), by layer.
+    uint64_t direct_bytes = 0;
+    uint64_t big_blocks = 0;  // Classes above kSpanMaxClassSize.
+    uint64_t big_bytes = 0;
+    uint64_t span_blocks = 0;  // Span classes (class sizes).
+    uint64_t span_bytes = 0;
+    // Cached blocks above kSpanMaxClassSize: the upstream blocks that are neither spans nor
+    // the model's, each of a class size.
+    uint64_t big_cached_blocks = 0;
+    uint64_t big_cached_bytes = 0;
+    // The cached blocks of span classes: the rest of what Stats says is cached.
+    uint64_t span_cached_blocks = 0;
+    uint64_t span_cached_bytes = 0;
+    // The spans that hold a block the model holds, by start.
+    std::unordered_set<uintptr_t> spans_in_use;
+  };
+
+  Held ResourceHeld(const Stats& r) {
+    Held h;
+    for (const Block& b : blocks_) {
+      if (b.cls < 0) {
+        ++h.direct_blocks;
+        h.direct_bytes += b.upstream_bytes;
+      } else if (IsSpanClass(static_cast<size_t>(b.cls))) {
+        ++h.span_blocks;
+        h.span_bytes += b.upstream_bytes;
+        uintptr_t base = 0;
+        FUZZ_CHECK(probe_.SpanOf(b.p, b.upstream_bytes, &base) != nullptr);
+        h.spans_in_use.insert(base);
+      } else {
+        ++h.big_blocks;
+        h.big_bytes += b.upstream_bytes;
+      }
+    }
+    for (const auto& [at, e] : probe_.live()) {
+      if (IsSpanShape(e.bytes, e.alignment) || extents_.count(at) != 0) continue;
+      // Neither a span nor a block in use: a cached block of a class above kSpanMaxClassSize
+      // that this resource serves, with its class's size and alignment.
+      FUZZ_CHECK_LE(e.bytes, internal::kMaxClassSize);
+      const size_t cls = internal::SizeClassOf(e.bytes);
+      FUZZ_CHECK_EQ(internal::ClassSize(cls), e.bytes);
+      FUZZ_CHECK(!IsSpanClass(cls));
+      FUZZ_CHECK_LE(e.bytes, internal::ClassSize(internal::SizeClassOf(internal::PooledSize(
+                                 resource_->max_block_size(), kMaxPooledAlignment))));
+      FUZZ_CHECK_EQ(e.alignment, internal::ClassAlignment(cls));
+      ++h.big_cached_blocks;
+      h.big_cached_bytes += e.bytes;
+    }
+    FUZZ_CHECK_LE(h.big_cached_blocks, r.cached_blocks());
+    FUZZ_CHECK_LE(h.big_cached_bytes, r.cached_bytes());
+    h.span_cached_blocks = r.cached_blocks() - h.big_cached_blocks;
+    h.span_cached_bytes = r.cached_bytes() - h.big_cached_bytes;
+    return h;
+  }
+
+  // After an epoch or a drain: every span the resource still holds has a block in it that is
+  // in use or cached (a wholly free span goes upstream at the end of every epoch and drain).
+  // The model sees which spans hold its blocks; each of the others needs a cached block of
+  // its own, of its class. So after a drain, a pressure sweep or two quiet sweeps (nothing
+  // cached) every span holds a block in use, and none is left when none is in use.
+  void CheckNoIdleSpans(const Stats& r) {
+    const Held h = ResourceHeld(r);
+    uint64_t idle = 0;
+    uint64_t idle_bytes = 0;
+    for (const auto& [at, e] : probe_.live()) {
+      if (!IsSpanShape(e.bytes, e.alignment) || h.spans_in_use.count(at) != 0) continue;
+      FUZZ_CHECK(e.cls >= 0);
+      ++idle;
+      idle_bytes += internal::ClassSize(static_cast<size_t>(e.cls));
+    }
+    FUZZ_CHECK_LE(idle, h.span_cached_blocks);
+    FUZZ_CHECK_LE(idle_bytes, h.span_cached_bytes);
+    if (h.span_blocks == 0 && h.span_cached_blocks == 0) FUZZ_CHECK_EQ(r.span_bytes, 0);
+  }
+
+  // Whether an allocation of `bytes` would take the model past its bounds.
+  bool Full(size_t bytes) const {
+    return blocks_.size() >= kMaxBlocks || live_request_bytes_ + bytes > kMaxLiveBytes;
+  }
+
   void Allocate(size_t bytes, size_t alignment, bool inline_api) {
-    if (blocks_.size() >= kMaxBlocks) {
+    if (Full(bytes)) {
       Deallocate(static_cast<uint8_t>(bytes), inline_api);
       return;
     }
+    const Ledger before = Snapshot();
     void* p = inline_api ? resource_->Allocate(bytes, alignment)
                          : resource_->allocate(bytes, alignment);
-    Record(p, bytes, alignment);
+    Record(p, bytes, alignment, before);
   }
 
-  // Checks a block just allocated and adds it to the model.
-  void Record(void* p, size_t bytes, size_t alignment) {
+  // Checks a block just allocated (`before`: the ledger before the call) and adds it to the
+  // model.
+  void Record(void* p, size_t bytes, size_t alignment, const Ledger& before) {
     const bool direct = IsDirect(bytes, alignment);
+    const int cls = direct ? -1 : static_cast<int>(internal::RequestClass(bytes, alignment));
     FUZZ_CHECK(p != nullptr);
     const auto at = reinterpret_cast<uintptr_t>(p);
     FUZZ_CHECK_EQ(at % alignment, 0);
-    // Blocks are handed out whole: a pooled block and a direct one both start a live upstream
-    // block (a block the resource released must never come back).
-    FUZZ_CHECK(probe_.IsLive(p));
+    const Ledger after = Snapshot();
+    CheckClassOp(before, after, cls, /*allocated=*/true);
+    const size_t upstream_bytes = direct ? bytes : internal::ClassSize(static_cast<size_t>(cls));
+    // A block the resource released must never come back: a direct block, or a block of a
+    // class above kSpanMaxClassSize, starts a live upstream block of its size; a block of a
+    // span class lies in a live span of its class's span size, past the span's header, in the
+    // span's array of blocks of that one class.
+    if (direct || !IsSpanClass(static_cast<size_t>(cls))) {
+      const LivenessProbe::Entry* e = probe_.Find(p);
+      FUZZ_CHECK(e != nullptr);
+      FUZZ_CHECK_EQ(e->bytes, upstream_bytes);
+      FUZZ_CHECK_EQ(e->alignment,
+                    direct ? alignment : internal::ClassAlignment(static_cast<size_t>(cls)));
+    } else {
+      uintptr_t base = 0;
+      LivenessProbe::Entry* span = probe_.SpanOf(p, upstream_bytes, &base);
+      FUZZ_CHECK(span != nullptr);
+      FUZZ_CHECK_EQ(span->bytes, SpanBytesOf(static_cast<size_t>(cls)));
+      const uintptr_t offset = at - base;
+      FUZZ_CHECK_LE(kMinSpanHeader, offset);
+      if (after.span_allocations != before.span_allocations) {
+        // A new span for this allocation: its first block, the lowest, is the one returned.
+        FUZZ_CHECK_EQ(base, probe_.last_span());
+        FUZZ_CHECK_EQ(span->cls, -1);
+        FUZZ_CHECK_LE(offset, kMaxSpanHeader);
+      }
+      if (span->cls < 0) {
+        span->cls = cls;
+        span->phase = offset % upstream_bytes;
+      } else {
+        FUZZ_CHECK_EQ(span->cls, cls);
+        FUZZ_CHECK_EQ(offset % upstream_bytes, span->phase);
+      }
+    }
     // No overlap with any live block (a zero-byte block still takes a distinct address).
     const uintptr_t end = at + std::max<size_t>(bytes, 1);
     auto next = extents_.lower_bound(at);
@@ -566,16 +927,16 @@ class Harness {
     extents_.emplace(at, end);
     const auto fill = static_cast<unsigned char>(1 + serial_++ % 255);
     std::memset(p, fill, bytes);  // Writable over its whole size (ASan checks the bounds).
-    const size_t upstream_bytes = direct ? bytes : ClassBytes(bytes, alignment);
     blocks_.push_back(Block{static_cast<unsigned char*>(p), bytes, alignment, upstream_bytes,
-                            direct, fill});
-    live_upstream_bytes_ += upstream_bytes;
+                            cls, fill});
+    live_request_bytes_ += bytes;
     if (direct) {
       ++direct_allocations_;
     } else {
       ++pooled_allocations_;
       ResourceUsed();
       put_since_resource_epoch_.erase(p);
+      span_put_since_resource_epoch_.erase(p);
     }
   }
 
@@ -587,35 +948,37 @@ class Harness {
     extents_.erase(reinterpret_cast<uintptr_t>(b.p));
     blocks_[i] = blocks_.back();
     blocks_.pop_back();
-    live_upstream_bytes_ -= b.upstream_bytes;
-    const Stats before = resource_->GetStats();
-    const uint64_t released_before = upstream_.deallocations();
+    live_request_bytes_ -= b.bytes;
+    const Ledger before = Snapshot();
     if (inline_api) {
       resource_->Deallocate(b.p, b.bytes, b.alignment);
     } else {
       resource_->deallocate(b.p, b.bytes, b.alignment);
     }
-    if (b.direct) {
-      ++direct_deallocations_;
+    if (b.cls < 0) ++direct_deallocations_;
+    const Ledger after = Snapshot();
+    // Whatever left the caches was counted (a spill, or over the budget) and went to the
+    // spans or upstream by its class.
+    CheckClassOp(before, after, b.cls, /*allocated=*/false);
+    if (b.cls < 0) {
       FUZZ_CHECK(!probe_.IsLive(b.p));  // Straight back upstream.
       return;
     }
     ResourceUsed();
-    const Stats after = resource_->GetStats();
-    if (!Skipped("hits_on_put")) FUZZ_CHECK_EQ(after.hits, before.hits);
-    // Whatever went upstream was counted: a spill, or over the budget.
-    FUZZ_CHECK_EQ(upstream_.deallocations() - released_before,
-                  (after.spills - before.spills) +
-                      (after.over_budget_blocks - before.over_budget_blocks));
-    if (probe_.IsLive(b.p)) put_since_resource_epoch_.insert(b.p);
+    if (!Skipped("hits_on_put")) FUZZ_CHECK_EQ(after.stats.hits, before.stats.hits);
+    if (IsSpanClass(static_cast<size_t>(b.cls))) {
+      span_put_since_resource_epoch_.insert(b.p);
+    } else if (probe_.IsLive(b.p)) {
+      put_since_resource_epoch_.insert(b.p);
+    }
   }
 
   void FailingAllocate(size_t bytes, size_t alignment) {
-    if (blocks_.size() >= kMaxBlocks) {
+    if (Full(bytes)) {
       Deallocate(static_cast<uint8_t>(bytes), false);
       return;
     }
-    const Stats before = resource_->GetStats();
+    const Ledger before = Snapshot();
     const size_t live_before = upstream_.live_blocks();
     upstream_.FailAfter(0);
     void* p = nullptr;
@@ -627,19 +990,28 @@ class Harness {
     }
     upstream_.FailAfter(-1);  // A hit did not call upstream: do not fail a later call.
     if (!threw) {
-      Record(p, bytes, alignment);
+      Record(p, bytes, alignment, before);
       return;
     }
-    // Nothing changed but the miss.
+    // Nothing changed but the miss (a span class: the spans had no free block, and the new
+    // span failed).
+    const Stats& b = before.stats;
     const Stats after = resource_->GetStats();
     FUZZ_CHECK_EQ(upstream_.live_blocks(), live_before);
-    FUZZ_CHECK_EQ(after.cached_blocks(), before.cached_blocks());
-    FUZZ_CHECK_EQ(after.hits, before.hits);
-    FUZZ_CHECK_EQ(after.direct, before.direct);
+    FUZZ_CHECK_EQ(upstream_.allocations(), before.allocations);
+    FUZZ_CHECK_EQ(upstream_.deallocations(), before.deallocations);
+    FUZZ_CHECK_EQ(after.cached_blocks(), b.cached_blocks());
+    FUZZ_CHECK_EQ(after.hits, b.hits);
+    FUZZ_CHECK_EQ(after.direct, b.direct);
+    FUZZ_CHECK_EQ(after.refilled, b.refilled);
+    FUZZ_CHECK_EQ(after.spills, b.spills);
+    FUZZ_CHECK_EQ(after.span_bytes, b.span_bytes);
+    FUZZ_CHECK_EQ(after.span_block_bytes, b.span_block_bytes);
+    FUZZ_CHECK_EQ(after.span_free_bytes, b.span_free_bytes);
     if (IsDirect(bytes, alignment)) {
-      FUZZ_CHECK_EQ(after.misses, before.misses);
+      FUZZ_CHECK_EQ(after.misses, b.misses);
     } else {
-      FUZZ_CHECK_EQ(after.misses, before.misses + 1);
+      FUZZ_CHECK_EQ(after.misses, b.misses + 1);
       ++pooled_allocations_;
       ++failed_misses_;
       ResourceUsed();
@@ -664,11 +1036,12 @@ class Harness {
     FUZZ_CHECK_EQ(after.misses, before.misses);
     FUZZ_CHECK_EQ(after.direct, before.direct);
     FUZZ_CHECK_EQ(after.cached_blocks(), before.cached_blocks());
+    FUZZ_CHECK_EQ(after.span_free_bytes, before.span_free_bytes);
   }
 
   void Burst(size_t count, size_t bytes, size_t alignment) {
     const size_t first = blocks_.size();
-    for (size_t k = 0; k < count && blocks_.size() < kMaxBlocks; ++k) {
+    for (size_t k = 0; k < count && !Full(bytes); ++k) {
       Allocate(bytes, alignment, (k & 1) != 0);
       CheckInvariants();
     }
@@ -679,30 +1052,60 @@ class Harness {
   }
 
   void SweepResource(bool pressure) {
-    const Stats before = resource_->GetStats();
+    const Ledger before = Snapshot();
     PruneReleasedBlocks();
+    // The blocks of span classes given back since the last sweep that are still cached: the
+    // model cannot tell which of them left for their spans since (a spill or the budget), only
+    // how many blocks of span classes did, so at least the rest are still cached.
+    const uint64_t may_have_left = before.span_blocks_left - span_left_at_resource_epoch_;
+    const uint64_t span_still_cached =
+        span_put_since_resource_epoch_.size() -
+        std::min<uint64_t>(span_put_since_resource_epoch_.size(), may_have_left);
     resource_sweeper_.SweepNow(Epoch{.pressure = pressure});
     ++resource_quiet_sweeps_;
-    const Stats after = resource_->GetStats();
-    CheckSweep(before, after, pressure, resource_quiet_sweeps_, resource_registered_,
-               resource_budget_);
+    const Ledger after = Snapshot();
+    const Stats& b = before.stats;
+    const Stats& a = after.stats;
+    CheckSweep(b, a, pressure, resource_quiet_sweeps_, resource_registered_, resource_budget_);
+    CheckReleaseOp(before, after,
+                   (a.swept_bytes - b.swept_bytes) + (a.over_budget_bytes - b.over_budget_bytes) +
+                       (a.pressure_bytes - b.pressure_bytes));
+    if (resource_registered_) CheckNoIdleSpans(a);
     if (!pressure && resource_budget_ == 0 && !Skipped("at_least_one_epoch")) {
       // At least one epoch: what was given back since the last sweep, and is still cached,
       // survives this one.
       for (const void* p : put_since_resource_epoch_) FUZZ_CHECK(probe_.IsLive(p));
+      FUZZ_CHECK_LE(span_still_cached, ResourceHeld(a).span_cached_blocks);
     }
     put_since_resource_epoch_.clear();
+    span_put_since_resource_epoch_.clear();
+    span_left_at_resource_epoch_ = after.span_blocks_left;
   }
 
   void Trim() {
-    trimmed_ += resource_->GetStats().cached_blocks();
+    const Ledger before = Snapshot();
+    trimmed_ += before.stats.cached_blocks();
     resource_->Trim();
+    const Ledger after = Snapshot();
+    const Stats& b = before.stats;
+    const Stats& a = after.stats;
+    FUZZ_CHECK_EQ(a.cached_blocks(), 0);
+    // A drain counts nothing in Stats.
+    FUZZ_CHECK_EQ(a.swept_blocks, b.swept_blocks);
+    FUZZ_CHECK_EQ(a.over_budget_blocks, b.over_budget_blocks);
+    FUZZ_CHECK_EQ(a.pressure_blocks, b.pressure_blocks);
+    FUZZ_CHECK_EQ(a.spills, b.spills);
+    CheckReleaseOp(before, after, b.cached_bytes());
+    // Every span left holds a block in use: none when no block of a span class is.
+    CheckNoIdleSpans(a);
     put_since_resource_epoch_.clear();
-    FUZZ_CHECK_EQ(resource_->GetStats().cached_blocks(), 0);
+    span_put_since_resource_epoch_.clear();
+    span_left_at_resource_epoch_ = after.span_blocks_left;
   }
 
-  // Forgets the blocks given back since the last sweep that have left the cache since (by a
-  // spill of a batch, or over the budget): only those still cached must survive the sweep.
+  // Forgets the blocks above kSpanMaxClassSize given back since the last sweep that have left
+  // the cache since (by a spill of a batch, or over the budget): only those still cached must
+  // survive the sweep.
   void PruneReleasedBlocks() {
     for (auto it = put_since_resource_epoch_.begin(); it != put_since_resource_epoch_.end();) {
       it = probe_.IsLive(*it) ? std::next(it) : put_since_resource_epoch_.erase(it);
@@ -976,16 +1379,57 @@ class Harness {
       std::fprintf(stderr, "pool_fuzzer: upstream: %s\n", errors.front().c_str());
       FUZZ_CHECK(errors.empty());
     }
-    // PoolResource: every upstream block is held by the model or cached, and every call
-    // upstream is counted.
+    // PoolResource. The upstream holds the spans, the direct blocks the model holds, and the
+    // blocks above kSpanMaxClassSize the model holds or the caches hold; the spans hold the
+    // blocks of span classes the model holds or the caches hold, and the rest of their blocks
+    // free. Every call upstream is counted, and so is every block in and out of the caches.
     const Stats r = resource_->GetStats();
-    FUZZ_CHECK_EQ(upstream_.live_blocks(), blocks_.size() + r.cached_blocks());
-    FUZZ_CHECK_EQ(upstream_.live_bytes(), live_upstream_bytes_ + r.cached_bytes());
+    const Held h = ResourceHeld(r);
+    FUZZ_CHECK_EQ(upstream_.live_blocks(), probe_.live().size());
+    FUZZ_CHECK_EQ(upstream_.live_bytes(), r.span_bytes + h.direct_bytes + h.big_bytes +
+                                              h.big_cached_bytes);
+    FUZZ_CHECK_EQ(upstream_.live_blocks(), probe_.live_spans() + h.direct_blocks +
+                                               h.big_blocks + h.big_cached_blocks);
+    FUZZ_CHECK_EQ(upstream_.allocations(), probe_.span_allocations() + probe_.other_allocations());
+    FUZZ_CHECK_EQ(upstream_.deallocations(),
+                  probe_.span_deallocations() + probe_.other_deallocations());
+    // The spans: what Stats says they hold is what the upstream lent and got back, and what
+    // is not free in them is the span classes' blocks in use or cached, exactly.
+    FUZZ_CHECK_EQ(r.span_bytes, probe_.span_live_bytes());
+    FUZZ_CHECK_EQ(r.span_released_bytes, probe_.span_released_bytes());
+    FUZZ_CHECK_LE(r.span_free_bytes, r.span_block_bytes);
+    uint64_t min_block_bytes = 0;
+    uint64_t max_block_bytes = 0;
+    for (const auto& [at, e] : probe_.live()) {
+      if (!IsSpanShape(e.bytes, e.alignment)) continue;
+      // Every span handed its first block to the model (a miss takes a new span only for the
+      // block it returns), so its class is known.
+      FUZZ_CHECK(e.cls >= 0);
+      FUZZ_CHECK_EQ(e.bytes, SpanBytesOf(static_cast<size_t>(e.cls)));
+      // Its blocks fill it but for the header and less than a block at the end.
+      min_block_bytes += e.bytes - kMaxSpanHeader - internal::ClassSize(static_cast<size_t>(e.cls));
+      max_block_bytes += e.bytes - kMinSpanHeader;
+    }
+    FUZZ_CHECK_LE(min_block_bytes, r.span_block_bytes);
+    FUZZ_CHECK_LE(r.span_block_bytes, max_block_bytes);
+    FUZZ_CHECK_EQ(r.span_block_bytes - r.span_free_bytes, h.span_bytes + h.span_cached_bytes);
+    FUZZ_CHECK_LE(h.span_cached_blocks * internal::ClassSize(0), h.span_cached_bytes);
+    FUZZ_CHECK_LE(h.span_cached_bytes, h.span_cached_blocks * kSpanMaxClassSize);
+    // Every block that entered the caches (by a miss that got one, or refilled) has left
+    // them (spilled, swept, over the budget, under pressure, trimmed), is cached, or is in
+    // use: for all pooled classes.
+    FUZZ_CHECK_EQ(r.misses - failed_misses_ + r.refilled,
+                  r.spills + r.swept_blocks + r.over_budget_blocks + r.pressure_blocks +
+                      trimmed_ + r.cached_blocks() + h.span_blocks + h.big_blocks);
+    // The classes above kSpanMaxClassSize: each block in came from upstream, each block out
+    // went back there; direct requests are counted.
     FUZZ_CHECK_EQ(r.direct, direct_allocations_);
-    FUZZ_CHECK_EQ(upstream_.allocations(), r.misses + r.refilled + r.direct - failed_misses_);
-    FUZZ_CHECK_EQ(upstream_.deallocations(), direct_deallocations_ + r.spills + r.swept_blocks +
-                                                 r.over_budget_blocks + r.pressure_blocks +
-                                                 trimmed_);
+    const uint64_t big_in = probe_.other_allocations() - direct_allocations_;
+    const uint64_t big_out = probe_.other_deallocations() - direct_deallocations_;
+    FUZZ_CHECK_LE(big_in, r.misses - failed_misses_ + r.refilled);
+    FUZZ_CHECK_LE(big_out, r.spills + r.swept_blocks + r.over_budget_blocks + r.pressure_blocks +
+                               trimmed_);
+    FUZZ_CHECK_EQ(big_in - big_out, h.big_blocks + h.big_cached_blocks);
     // Restartable sequences may count a hit twice; the locked mode counts exactly.
     FUZZ_CHECK_LE(pooled_allocations_, r.hits + r.misses);
     if (!Skipped("exact_hits")) {
@@ -1036,10 +1480,11 @@ class Harness {
       FUZZ_CHECK_EQ(upstream_.live_bytes(), 0);
       FUZZ_CHECK_EQ(Object::Live().size(), objects_at_start_);
     }
-    // Destroying a pool or a resource releases whatever it still caches.
+    // Destroying a pool or a resource releases whatever it still caches, and every span.
     pool_.reset();
     resource_.reset();
     fake_cpu_.reset();
+    FUZZ_CHECK(probe_.live().empty());
     FUZZ_CHECK_EQ(upstream_.live_blocks(), 0);
     FUZZ_CHECK_EQ(upstream_.live_bytes(), 0);
     FUZZ_CHECK(upstream_.errors().empty());
@@ -1065,7 +1510,7 @@ class Harness {
   // The resource's model.
   std::vector<Block> blocks_;
   std::map<uintptr_t, uintptr_t> extents_;  // [begin, end) of every live block.
-  uint64_t live_upstream_bytes_ = 0;        // Upstream bytes of the blocks in blocks_.
+  uint64_t live_request_bytes_ = 0;         // Requested bytes of the blocks in blocks_.
   uint64_t pooled_allocations_ = 0;         // Pooled allocate calls: hits and misses.
   uint64_t failed_misses_ = 0;              // Misses whose upstream call threw.
   uint64_t direct_allocations_ = 0;
@@ -1073,7 +1518,12 @@ class Harness {
   uint64_t trimmed_ = 0;                    // Blocks released by Trim(): uncounted by Stats.
   bool resource_registered_ = false;
   int resource_quiet_sweeps_ = 0;
+  // Blocks given back since the last sweep: above kSpanMaxClassSize (still cached while the
+  // upstream holds them), and of span classes (which the model cannot tell cached or not),
+  // with the count of span-class blocks that had left the caches at that sweep.
   std::unordered_set<const void*> put_since_resource_epoch_;
+  std::unordered_set<const void*> span_put_since_resource_epoch_;
+  uint64_t span_left_at_resource_epoch_ = 0;
 
   // The pool's model.
   std::vector<Pool<Object>::Handle> handles_;

@@ -6,12 +6,13 @@
 // The scenario (Scenario() below) runs on one thread, on fake CPUs, with a sweeper without a
 // thread, so that it makes the same calls in the same order every time. It uses a
 // PoolResource (size classes with several alignments, requests above max_block_size and above
-// the pooled alignment, spills, the TransferStack, capacity growth, SweepNow(), Trim()),
-// std::pmr containers and a std::pmr::monotonic_buffer_resource over it, and four Pool<T>: one
-// whose New allocates through the failing upstream, one whose New allocates through the
-// PoolResource, one whose New fails by itself, and one whose reset hook allocates through the
-// failing upstream. Every place where an allocation may fail (every allocation of the upstream, and
-// each call of the New that fails by itself) is a fault point.
+// the pooled alignment, spills to the spans, spans taken from and given back upstream, capacity
+// growth, SweepNow(), Trim()), std::pmr containers and a std::pmr::monotonic_buffer_resource
+// over it, and four Pool<T>: one whose New allocates through the failing upstream, one whose
+// New allocates through the PoolResource, one whose New fails by itself, and one whose reset
+// hook allocates through the failing upstream. Every place where an allocation may fail
+// (every allocation of the upstream, and each call of the New that fails by itself) is a
+// fault point.
 //
 // A first run fails nothing and counts the fault points, K; a second must count as many (every
 // run makes the same calls, so the N-th fault point names one call). Then for every N in 1..K
@@ -19,11 +20,12 @@
 // scenario catches std::bad_alloc and goes on with the next one, so the rest of the scenario
 // runs on a resource and pools that have seen the failure. Every run checks that:
 //   - exactly one exception reached the scenario (none in the first run), a std::bad_alloc;
-//   - an allocate that threw left the resource as it was (nothing cached moved, nothing new
-//     upstream);
-//   - at the end of every step, what the upstream holds is exactly what the resource and the
-//     pools cache (nothing of the scenario is held then), and the caches stay within their
-//     capacities;
+//   - an allocate that threw left the resource as it was (nothing cached moved, no span
+//     taken or freed, nothing new upstream);
+//   - at the end of every step, what the upstream holds is exactly the resource's spans and
+//     the blocks of the objects the other pools cache, the spans' blocks not free are exactly
+//     what the resource caches and resource_pool's objects hold (nothing of the scenario is
+//     held then), and the caches stay within their capacities;
 //   - afterwards the resource and every pool still work: an allocate and a deallocate, a Get
 //     and a Put, on every fake CPU used, and a freed block or object is found again;
 //   - once everything is released (Trim() and Clear(), or destruction alone, alternately)
@@ -150,8 +152,8 @@ struct Config {
 void PrintTo(const Config& config, std::ostream* os) { *os << config.name; }
 
 // The resource's options: few blocks per CPU and class, starting at half of that so that
-// capacities grow, and Puts move batches to the TransferStack and spill; small classes, so that
-// a few kilobytes already go upstream.
+// capacities grow, and Puts spill; small classes, all of them kept in spans (a span is one
+// upstream allocation for many blocks, src/spans.h).
 constexpr size_t kMaxBlockSize = 4096;
 constexpr uint32_t kMaxBlocksPerClass = 4;
 constexpr size_t kPerCpuClassBytes = 1024;
@@ -250,22 +252,40 @@ struct Env {
 // The second fake CPU (the first when there is only one).
 int OtherCpu() { return ScopedFakeCpu::NumCpus() > 1 ? 1 : 0; }
 
-// What the upstream must hold when the scenario holds nothing: the blocks the resource
-// caches, and the blocks of the objects the pools cache.
-uint64_t ExpectedUpstreamBytes(const Env& env) {
+// The largest class PoolResource keeps in spans (internal::kSpanMaxClassSize, src/spans.h):
+// every class of the resource here (kMaxBlockSize), so each of its blocks lives in a span
+// taken upstream, and only requests that go straight upstream are single blocks there.
+constexpr size_t kSpanMaxClassSize = 4096;
+static_assert(kMaxBlockSize <= kSpanMaxClassSize, "the identities below need every class in spans");
+
+// The bytes of the resource's blocks the pools hold: resource_pool's objects own one each.
+uint64_t ResourceBytesInPools(const Env& env) {
   const uint64_t payload_in_resource =
       ClassSize(RequestClass(Payload::kBytes, Payload::kAlignment));
-  return env.resource.GetStats().cached_bytes() +
+  return env.resource_pool.GetStats().cached_blocks() * payload_in_resource;
+}
+
+// What the upstream must hold when the scenario holds nothing: the resource's spans (which
+// hold every block it caches, and those of the objects resource_pool caches), and the blocks
+// of the objects the other pools cache.
+uint64_t ExpectedUpstreamBytes(const Env& env) {
+  return env.resource.GetStats().span_bytes +
          (env.upstream_pool.GetStats().cached_blocks() +
           env.reset_pool.GetStats().cached_blocks()) *
-             Payload::kBytes +
-         env.resource_pool.GetStats().cached_blocks() * payload_in_resource;
+             Payload::kBytes;
 }
 
 // Checks what holds whenever the scenario holds nothing.
 void CheckInvariants(const Env& env, const TrackingResource& tracking, const char* where) {
   SCOPED_TRACE(where);
   EXPECT_EQ(tracking.live_bytes(), ExpectedUpstreamBytes(env));
+  // The blocks of the spans that are not free are exactly those the resource caches and
+  // those resource_pool's objects hold: none is lost, none is free twice.
+  const Stats stats = env.resource.GetStats();
+  EXPECT_LE(stats.span_block_bytes, stats.span_bytes);
+  EXPECT_LE(stats.span_free_bytes, stats.span_block_bytes);
+  EXPECT_EQ(stats.span_block_bytes - stats.span_free_bytes,
+            stats.cached_bytes() + ResourceBytesInPools(env));
   EXPECT_TRUE(tracking.errors().empty()) << tracking.errors().front();
   EXPECT_LE(env.resource.GetStats().cached_blocks(), MaxCachedBlocks(ResourceCapacitySum()));
   for (uint64_t cached :
@@ -304,6 +324,9 @@ class Allocator {
       EXPECT_EQ(after.cached_bytes(), before.cached_bytes());
       EXPECT_EQ(after.hits, before.hits);
       EXPECT_EQ(after.direct, before.direct);
+      // A span that failed to come from upstream left the span layer as it was.
+      EXPECT_EQ(after.span_bytes, before.span_bytes);
+      EXPECT_EQ(after.span_free_bytes, before.span_free_bytes);
       EXPECT_EQ(tracking_.live_blocks(), live_blocks);
       throw;
     }
@@ -397,8 +420,8 @@ std::vector<Step> Scenario() {
       for (int i = 0; i < 20; ++i) a.Allocate(48, 16);
     }
     {
-      // Four fit on the other CPU, batches of two move to the TransferStack (eight per
-      // generation), the rest spill.
+      // Four fit on the other CPU, the rest spill back to their spans (the classes kept in
+      // spans have no TransferStack).
       ScopedFakeCpu cpu(OtherCpu());
       a.FreeAll();
     }

@@ -9,17 +9,28 @@
 // and one with them on (the locked mode), then a burst of 64 blocks of one class at once from
 // the first, and gets and puts objects of a Pool<T> whose objects hold a block of the first
 // resource. Then it exits, leaving whatever it freed cached: on the CPUs it ran on, or, with
-// per-thread caches, in the shared layer, where its column goes when it exits.
+// per-thread caches, in the shared layer, where its column goes when it exits (for the
+// classes PoolResource keeps in spans, which have no shared layer, back in their spans).
 //
 // After every batch (the threads joined, so the statistics are exact):
-//   - what the upstream holds is exactly what the caches hold (nothing is in use then): no
-//     block was lost with a thread;
-//   - that stays within what the caches can hold, whatever number of threads came and went:
-//     per size class used, two generations of the per-CPU capacity on every CPU plus the
-//     TransferStack's two generations of twice the per-CPU capacity (docs/design.md), and as
+//   - every block is cached or free in its span (nothing is in use then): every class here is
+//     at most kMaxBlockSize (1 KiB), so PoolResource keeps all of them in spans (src/spans.h),
+//     and the upstream holds exactly the resources' spans (the one request above
+//     max_block_size goes back at once), while what is out of the spans (span_block_bytes
+//     less span_free_bytes) is exactly what the caches hold, plus, for `fast`, the blocks of
+//     the pool's cached objects: no block was lost with a thread;
+//   - what the caches hold stays within what they can hold, whatever number of threads came
+//     and went: per size class used, two generations of the per-CPU capacity on every CPU
+//     plus the TransferStack's two generations of twice the per-CPU capacity (docs/design.md;
+//     the classes kept in spans have no TransferStack, so for them this is generous), and as
 //     many objects for the pool. The bursts make the threads of one batch hold several times
 //     what the caches of that class may keep, so the bound is met because the caches honour
-//     their capacities, not because the threads used little.
+//     their capacities, not because the threads used little;
+//   - the spans the upstream holds stay within a bound that does not grow with the threads
+//     either (MaxSpanBytes()): a shard takes a span from upstream only when all of its spans
+//     of that class are full, so per class and shard it holds at most what the most blocks
+//     ever out of the spans at once fill, plus one span per thread of the batch (each may
+//     take one while the others do).
 // Every 100 batches the test thread runs a sweep (SweepNow(), no sleeping). At the end, after
 // Clear() and Trim(), the upstream holds nothing and every pooled object was destroyed; the
 // upstream saw no deallocate with a wrong pointer, size or alignment. Under --config=asan,
@@ -30,11 +41,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <memory_resource>
 #include <set>
@@ -118,6 +131,54 @@ uint64_t MaxCachedBytes(const std::vector<std::pair<size_t, size_t>>& requests) 
     total += CapacityCopies() * per_cpu * ClassSize(c);
   }
   return total;
+}
+
+// The size of a span of the class of `bytes`-byte blocks (as internal::SpanBytes() in
+// src/spans.h): 64 KiB, or room for 32 blocks rounded up to a power of two where that is more.
+uint64_t SpanBytesOf(size_t block) {
+  return std::max<uint64_t>(64 * 1024, std::bit_ceil(uint64_t{32} * block));
+}
+
+// The most bytes of spans a resource holds from upstream when, per class, at most
+// `out_blocks[class]` blocks are out of its spans (cached or in use) at any time, and no sweep
+// gives wholly free spans back. A shard (one per CPU) decides to take a span of a class from
+// upstream only when every span it holds of that class is full (at most out / capacity of
+// them), and it takes it with its lock released, so each thread that decided so meanwhile
+// adds one: at most kBatch threads run at once, so a shard holds at most
+// out / capacity + kBatch spans of a class. A span's header, colour and bitmap take less than
+// 4 KiB of it, which bounds its capacity from below.
+uint64_t MaxSpanBytes(const std::map<size_t, uint64_t>& out_blocks) {
+  const uint64_t shards = static_cast<uint64_t>(std::max(ScopedFakeCpu::NumCpus(), 1));
+  uint64_t total = 0;
+  for (const auto& [cls, out] : out_blocks) {
+    const uint64_t span = SpanBytesOf(ClassSize(cls));
+    const uint64_t capacity = (span - 4096) / ClassSize(cls);
+    total += shards * (out / capacity + kBatch) * span;
+  }
+  return total;
+}
+
+// Per class of `requests` (those a resource with ResourceOptions() serves from its classes),
+// the most blocks out of the spans at once: what the caches may hold of that class, every CPU
+// and thread slot of the batch with two generations, and what the batch's threads hold in use,
+// `per_thread` blocks each time the class appears in `requests`.
+std::map<size_t, uint64_t> MaxOutBlocks(
+    const std::vector<std::pair<size_t, size_t>>& requests,
+    const std::vector<uint64_t>& per_thread) {
+  std::map<size_t, uint64_t> out;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const auto& [bytes, alignment] = requests[i];
+    if (bytes > kMaxBlockSize || alignment > kMaxPooledAlignment) continue;
+    out[RequestClass(bytes, alignment)] += uint64_t{kBatch} * per_thread[i];
+  }
+  const uint64_t caches =
+      2 * (static_cast<uint64_t>(ScopedFakeCpu::NumCpus()) + kBatch + 1) + 4;
+  for (auto& [cls, blocks] : out) {
+    blocks += caches * std::min<uint64_t>(
+                           kMaxBlocksPerClass,
+                           std::max<uint64_t>(2, kPerCpuClassBytes / ClassSize(cls)));
+  }
+  return out;
 }
 
 // A pooled object holding a block of a resource; counts constructions and destructions.
@@ -214,6 +275,19 @@ TEST(ThreadExitTest, ShortLivedThreadsLeaveNothingBehind) {
     const uint64_t bound = MaxCachedBytes(fast_requests) +
                            MaxCachedBytes({std::begin(kRequests), std::end(kRequests)}) +
                            CapacityCopies() * kMaxBlocksPerClass * buffer_block;
+    // What the upstream may hold: the spans of both resources. Each thread holds at once up to
+    // two blocks of each request of each resource, a burst of `fast`, and up to four of the
+    // pool's objects, each with a block of `fast`; the pool's cached objects hold theirs.
+    std::vector<uint64_t> fast_per_thread(std::size(kRequests), 2);
+    fast_per_thread.push_back(kBurstBlocks);
+    fast_per_thread.push_back(4);
+    std::map<size_t, uint64_t> fast_out = MaxOutBlocks(fast_requests, fast_per_thread);
+    fast_out[RequestClass(Buffer::kBytes, alignof(std::max_align_t))] +=
+        CapacityCopies() * kMaxBlocksPerClass;
+    const uint64_t span_bound =
+        MaxSpanBytes(fast_out) +
+        MaxSpanBytes(MaxOutBlocks({std::begin(kRequests), std::end(kRequests)},
+                                  std::vector<uint64_t>(std::size(kRequests), 2)));
     uint64_t peak = 0;
     int threads = 0;
     for (int batch = 0; threads < kThreads; ++batch) {
@@ -224,25 +298,38 @@ TEST(ThreadExitTest, ShortLivedThreadsLeaveNothingBehind) {
       for (std::thread& t : running) t.join();
       if (batch % 100 == 99) sweeper.SweepNow();
 
-      // Nothing is in use now: the upstream holds exactly what the caches hold (the pool's
-      // objects each hold one block of `fast`), and that is bounded.
+      // Nothing is in use now: the upstream holds exactly the spans of the two resources, and
+      // what is out of the spans is exactly what the caches hold (the pool's objects each hold
+      // one block of `fast`); both are bounded.
+      const Stats f = fast.GetStats();
+      const Stats c = checked.GetStats();
+      const uint64_t pool_blocks = pool.GetStats().cached_blocks();
       const uint64_t live = upstream.live_bytes();
-      const uint64_t cached = fast.GetStats().cached_bytes() + checked.GetStats().cached_bytes() +
-                              pool.GetStats().cached_blocks() * buffer_block;
-      ASSERT_EQ(live, cached) << "after " << threads << " threads";
-      ASSERT_LE(live, bound) << "after " << threads << " threads";
-      ASSERT_LE(pool.GetStats().cached_blocks(), CapacityCopies() * kMaxBlocksPerClass);
+      ASSERT_EQ(live, f.span_bytes + c.span_bytes) << "after " << threads << " threads";
+      ASSERT_EQ(f.span_block_bytes - f.span_free_bytes,
+                f.cached_bytes() + pool_blocks * buffer_block)
+          << "after " << threads << " threads\n"
+          << f.DebugString();
+      ASSERT_EQ(c.span_block_bytes - c.span_free_bytes, c.cached_bytes())
+          << "after " << threads << " threads\n"
+          << c.DebugString();
+      const uint64_t cached = f.cached_bytes() + c.cached_bytes() + pool_blocks * buffer_block;
+      ASSERT_LE(cached, bound) << "after " << threads << " threads";
+      ASSERT_LE(live, span_bound) << "after " << threads << " threads";
+      ASSERT_LE(pool_blocks, CapacityCopies() * kMaxBlocksPerClass);
       peak = std::max(peak, live);
     }
     EXPECT_EQ(threads, kThreads);
     std::cout << "threads: " << threads << " in batches of " << kBatch << ", " << kRounds
               << " rounds each; upstream peak " << peak << " bytes, bound " << bound << " bytes ("
-              << ScopedFakeCpu::NumCpus() << " CPUs); upstream allocations "
+              << ScopedFakeCpu::NumCpus() << " CPUs), spans bound " << span_bound
+              << " bytes; upstream allocations "
               << upstream.allocations() << "; debug checks off: " << fast.GetStats().mode
               << ", on: " << checked.GetStats().mode << "\n";
     RecordProperty("threads", threads);
     RecordProperty("peak_bytes", std::to_string(peak));
     RecordProperty("bound_bytes", std::to_string(bound));
+    RecordProperty("span_bound_bytes", std::to_string(span_bound));
 
     pool.Clear();
     fast.Trim();

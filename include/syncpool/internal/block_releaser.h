@@ -61,6 +61,12 @@ class BlockReleaser {
   // column's lock (so it must not take locks or allocate).
   virtual uint64_t OwnedBytes(size_t /*cls*/, const void* /*block*/) { return 0; }
 
+  // BlockReleaser::ReleaseIdle()
+  //
+  // Gives back what the releaser itself keeps and nobody uses (a PoolResource's wholly free
+  // spans), at the end of every epoch and drain. Called without any cache lock held.
+  virtual void ReleaseIdle() {}
+
   // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
   //
   // Take and release the releaser's own locks around fork() (see Sweepable::LockForFork()).

@@ -40,6 +40,10 @@ struct CachePolicy {
   // statistics use that count, and an epoch over budget releases the largest idle blocks
   // first. One class only (Pool<T>).
   bool owned_bytes = false;
+  // Classes [0, direct_release_classes) have no TransferStack: the batch a full CPU stack
+  // moves out goes straight to the BlockReleaser, which keeps their free blocks in address
+  // order and each on the CPU's side that took it (PoolResource's spans, src/spans.h).
+  size_t direct_release_classes = 0;
 };
 
 // The mode a cache runs in, and why (for Stats and reports).
