@@ -282,7 +282,7 @@ void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
   for (size_t i = 0; i < n; ++i) GiveBack(blocks[i], size, alignment);
 }
 
-void PoolResource::ReleaseIdle() { spans_->ReleaseEmpty(); }
+void PoolResource::ReleaseIdle(bool everything) { spans_->ReleaseEmpty(everything); }
 
 void PoolResource::LockForFork() {
   if (registry_ != nullptr) registry_->LockForFork();

@@ -31,6 +31,7 @@ struct Spans::Span {
   uint32_t hint;  // No bitmap word below this one has a set bit.
   uint32_t shard;  // Index into shards_: constant while the layer holds the span.
   uint8_t place;  // Spans::Place.
+  uint32_t taken_epoch;  // epoch_ when a block was last taken from the span.
   uint64_t bits[];
 };
 
@@ -179,6 +180,7 @@ Spans::Span* Spans::NewSpan(size_t cls, uint32_t shard) {
   s->hint = 0;
   s->shard = shard;
   s->place = kEmpty;
+  s->taken_epoch = epoch_.load(std::memory_order_relaxed);
   for (uint32_t w = 0; w < g.words; ++w) s->bits[w] = ~uint64_t{0};
   if (const uint32_t tail = g.capacity % 64; tail != 0) {
     s->bits[g.words - 1] = (uint64_t{1} << tail) - 1;
@@ -266,6 +268,7 @@ size_t Spans::Take(size_t cls, void** out, size_t n) {
           if (s == nullptr) break;
         }
         const size_t taken = TakeFrom(g, s, out + k, n - k);
+        s->taken_epoch = epoch_.load(std::memory_order_relaxed);
         c.free_blocks.fetch_sub(taken, std::memory_order_relaxed);
         k += taken;
       }
@@ -332,23 +335,32 @@ void Spans::Return(size_t cls, void* const* blocks, size_t n) ABSL_NO_THREAD_SAF
   unlock();
 }
 
-uint64_t Spans::ReleaseEmpty() {
+uint64_t Spans::ReleaseEmpty(bool everything) {
   uint64_t bytes = 0;
+  const uint32_t now = epoch_.load(std::memory_order_relaxed);
   ForEachShard([&](Shard& shard) {
     for (size_t cls = 0; cls < num_classes_; ++cls) {
       const Geometry& g = geometry_[cls];
       Class& c = shard.classes[cls];
-      Span* taken = nullptr;
+      // Whether `s`, wholly free, goes now: not when a block was taken from it since the
+      // previous call (a Take racing with the increment below errs towards keeping it).
+      auto goes = [everything, now](const Span* s) {
+        return everything || s->taken_epoch != now;
+      };
+      Span* taken = nullptr;  // Linked through `next`, off every list.
       {
         SpinLockHolder l(&c.lock);
-        if (c.empty.head == nullptr &&
-            (c.current == nullptr || c.current->free != g.capacity)) {
-          continue;
-        }
         // Off the lists, under the lock: the spans are this thread's from here on.
-        taken = c.empty.head;
-        c.empty.head = nullptr;
-        if (c.current != nullptr && c.current->free == g.capacity) {
+        for (Span* s = c.empty.head; s != nullptr;) {
+          Span* const next = s->next;
+          if (goes(s)) {
+            c.empty.Remove(s);
+            s->next = taken;
+            taken = s;
+          }
+          s = next;
+        }
+        if (c.current != nullptr && c.current->free == g.capacity && goes(c.current)) {
           c.current->next = taken;
           taken = c.current;
           c.current = nullptr;
@@ -366,6 +378,7 @@ uint64_t Spans::ReleaseEmpty() {
       }
     }
   });
+  epoch_.fetch_add(1, std::memory_order_relaxed);
   released_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   return bytes;
 }

@@ -113,8 +113,10 @@ class Spans {
 
   // Spans::ReleaseEmpty()
   //
-  // Gives every wholly free span back upstream; returns their bytes.
-  uint64_t ReleaseEmpty();
+  // Gives wholly free spans back upstream and returns their bytes: every one with
+  // `everything`, otherwise those no block was taken from since the previous call (the others
+  // go at the next call if they stay unused).
+  uint64_t ReleaseEmpty(bool everything);
 
   // What the layer holds now, for Stats (read without locks: approximate while it changes).
   struct Counts {
@@ -199,6 +201,8 @@ class Spans {
   SpinLock shards_lock_;  // Held while a shard is made, and around fork().
   std::array<std::atomic<Shard*>, kMaxShards> shards_{};
   std::atomic<uint64_t> released_bytes_{0};
+  // Counts ReleaseEmpty() calls; a span records it when a block is taken from it.
+  std::atomic<uint32_t> epoch_{0};
 };
 
 }  // namespace internal

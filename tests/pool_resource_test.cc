@@ -422,6 +422,49 @@ TEST_P(PoolResourceTest, ASpanGoesUpstreamOnlyWhenAllOfItsBlocksAreFree) {
   EXPECT_GE(s.span_released_bytes, 64u * 1024);
 }
 
+// A wholly free span that blocks were taken from since the previous epoch stays for one more
+// (a structure freed and rebuilt between two epochs keeps its memory); one that stays unused
+// goes at the next epoch. A pressure sweep or a Trim() gives it back at once.
+TEST_P(PoolResourceTest, AFreeSpanUsedSinceThePreviousEpochStaysForOneMore) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.max_blocks_per_class = 4;  // The cache keeps at most 4 blocks: the rest go to spans.
+  options.per_cpu_class_bytes = 256;
+  PoolResource r(options, &upstream_);
+  auto round = [&r] {
+    std::vector<void*> blocks;
+    for (int i = 0; i < 3000; ++i) blocks.push_back(r.allocate(64));  // Three spans.
+    for (void* p : blocks) r.deallocate(p, 64);
+  };
+  round();
+  const Stats before = r.GetStats();
+  ASSERT_EQ(before.span_bytes, upstream_.live_bytes());
+  ASSERT_GE(upstream_.live_blocks(), 3u);
+  sweeper_.SweepNow();  // Every span was taken from in this epoch: all stay.
+  EXPECT_EQ(r.GetStats().span_bytes, before.span_bytes);
+  EXPECT_EQ(r.GetStats().span_released_bytes, 0u);
+  sweeper_.SweepNow();  // None was taken from since: the wholly free ones go.
+  Stats s = r.GetStats();
+  EXPECT_LT(s.span_bytes, before.span_bytes);
+  EXPECT_EQ(s.span_released_bytes, before.span_bytes - s.span_bytes);
+  // Every span left holds a cached block (a free span without one went).
+  EXPECT_LE(upstream_.live_blocks(), s.cached_blocks());
+
+  round();
+  Epoch pressure;
+  pressure.pressure = true;
+  sweeper_.SweepNow(pressure);  // Everything cached goes, then every free span.
+  s = r.GetStats();
+  EXPECT_EQ(s.cached_blocks(), 0u);
+  EXPECT_EQ(s.span_bytes, 0u);
+  EXPECT_EQ(upstream_.live_blocks(), 0u);
+
+  round();
+  r.Trim();
+  EXPECT_EQ(r.GetStats().span_bytes, 0u);
+  EXPECT_EQ(upstream_.live_blocks(), 0u);
+}
+
 // Blocks freed in a scattered order come back in address order once they are in the spans:
 // past what the (small) cache holds, each span hands out its lowest free blocks first.
 TEST_P(PoolResourceTest, BlocksFreedInAnyOrderAreHandedOutInAddressOrder) {

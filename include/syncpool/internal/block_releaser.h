@@ -64,8 +64,11 @@ class BlockReleaser {
   // BlockReleaser::ReleaseIdle()
   //
   // Gives back what the releaser itself keeps and nobody uses (a PoolResource's wholly free
-  // spans), at the end of every epoch and drain. Called without any cache lock held.
-  virtual void ReleaseIdle() {}
+  // spans), at the end of every epoch and drain. `everything`: all of it (a drain, a sweep
+  // under pressure); otherwise what also went unused since the previous epoch, so that a
+  // workload that frees and rebuilds a structure between two epochs keeps its memory. Called
+  // without any cache lock held.
+  virtual void ReleaseIdle(bool /*everything*/) {}
 
   // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
   //
