@@ -53,6 +53,7 @@ def syncpool_dependencies():
         packages = {
             "absl/base": _label("//bazel:absl_base.BUILD"),
             "absl/container": _label("//bazel:absl_container.BUILD"),
+            "absl/debugging": _label("//bazel:absl_debugging.BUILD"),
             "absl/synchronization": _label("//bazel:absl_synchronization.BUILD"),
             "absl/strings": _label("//bazel:absl_strings.BUILD"),
             "absl/time": _label("//bazel:absl_time.BUILD"),

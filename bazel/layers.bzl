@@ -77,6 +77,8 @@ LAYERS = [
 FACES_SRCS = [
     "src/debug_registry.cc",
     "src/debug_registry.h",
+    "src/large_blocks.cc",
+    "src/large_blocks.h",
     "src/mimalloc_resource.cc",
     "src/pool.cc",
     "src/pool_resource.cc",
@@ -129,6 +131,7 @@ def syncpool_layers(name, suffix = "", defines = [], testonly = False, visibilit
         testonly = testonly,
         visibility = visibility,
         deps = [":" + layer_name(layer, suffix) for layer, _, _, _, _ in LAYERS] + [
+            "@com_google_absl//absl/debugging:symbolize",
             "@mimalloc//:mimalloc_headers",
         ],
     )

@@ -6,7 +6,9 @@
 #              the static library installed into a fresh prefix (from out/cmake, the build of
 #              scripts/cmake_tests.sh)
 #   pkgconfig  examples/pkgconfig_consumer: make with `pkg-config --cflags --libs syncpool`,
-#              against the shared library (-DBUILD_SHARED_LIBS=ON) installed into another
+#              against the shared library (-DBUILD_SHARED_LIBS=ON, Release) installed into
+#              another; and examples/misuse_main.cc built as a user's debug build with -Werror,
+#              whose mistakes must abort with a message naming the pool
 #   bazel      examples/bazel_consumer: local_repository + syncpool_dependencies(), a C++17
 #              workspace; also checks, from the build's actions, that syncpool's sources
 #              compile there as C++20 and without -Werror, and here with -Werror
@@ -84,16 +86,40 @@ echo "==> CMake consumer, static library"
 install_syncpool out/cmake "${tmp}/static" -DSYNCPOOL_BUILD_TESTS=ON
 cmake_consumer "${tmp}/static"
 
-echo "==> pkg-config consumer, shared library"
-install_syncpool out/cmake-shared "${tmp}/shared" -DBUILD_SHARED_LIBS=ON
-cp -r examples/consumer_main.cc examples/pkgconfig_consumer "${tmp}/"
+echo "==> pkg-config consumer, shared library (a release build)"
+install_syncpool out/cmake-shared "${tmp}/shared" -DBUILD_SHARED_LIBS=ON \
+  -DCMAKE_BUILD_TYPE=Release
+cp -r examples/consumer_main.cc examples/misuse_main.cc examples/pkgconfig_consumer "${tmp}/"
 libdir="$(dirname "$(find "${tmp}/shared" -name syncpool.pc)")/.."
-PKG_CONFIG_PATH="${libdir}/pkgconfig" make -C "${tmp}/pkgconfig_consumer"
+PKG_CONFIG_PATH="${libdir}/pkgconfig" make -C "${tmp}/pkgconfig_consumer" app misuse
 if ! ldd "${tmp}/pkgconfig_consumer/app" | grep -q 'libsyncpool\.so'; then
   echo "FAIL: the pkg-config consumer did not link the shared library" >&2
   exit 1
 fi
 LD_LIBRARY_PATH="${libdir}" check "pkg-config consumer" "${tmp}/pkgconfig_consumer/app"
+
+# A user's debug build over the release library, no SYNCPOOL_* variable: each mistake aborts
+# with a message naming syncpool, the pool and the mistake.
+echo "==> misuse in a debug build of the consumer"
+misuse() {
+  local what="$1" pattern="$2" rc=0 err
+  err="$(env -u SYNCPOOL_DEBUG LD_LIBRARY_PATH="${libdir}" \
+    "${tmp}/pkgconfig_consumer/misuse" "${what}" 2>&1 >/dev/null)" || rc=$?
+  if ((rc != 134)) || ! grep -Eq "${pattern}" <<<"${err}"; then
+    echo "FAIL: misuse ${what}: exit ${rc}, expected an abort (134) printing /${pattern}/:" >&2
+    echo "${err}" >&2
+    return 1
+  fi
+  echo "PASS: misuse ${what}: $(head -1 <<<"${err}")"
+}
+ok="$(env -u SYNCPOOL_DEBUG LD_LIBRARY_PATH="${libdir}" "${tmp}/pkgconfig_consumer/misuse" ok)"
+[[ "${ok}" == "ok: pooled" ]] || { echo "FAIL: misuse ok printed: ${ok}" >&2; exit 1; }
+misuse double_put '^syncpool: Pool "checked": double Put'
+misuse double_put_then_gets '^syncpool: Pool "checked": double Put'
+misuse wrong_size '^syncpool: PoolResource "checked": deallocate of .* with size 2000, but it was allocated with size 100'
+misuse other_resource '^syncpool: PoolResource "checked": deallocate of .*did not hand it out'
+misuse malloc_pointer '^syncpool: PoolResource "checked": deallocate of .*did not hand it out'
+misuse double_deallocate '^syncpool: PoolResource "checked": deallocate of .*double deallocate'
 
 echo "==> Bazel consumer"
 cd examples/bazel_consumer

@@ -11,6 +11,8 @@
 #define SYNCPOOL_SRC_DEBUG_REGISTRY_H_
 
 #include <cstddef>
+#include <string>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "syncpool/internal/mutex.h"
@@ -19,20 +21,34 @@
 namespace syncpool {
 namespace internal {
 
-// Whether checks are on for `options`: its own setting, else SYNCPOOL_DEBUG=1 or a build
-// without NDEBUG.
+// Whether checks are on for `options`: Options::debug_checks when set, else SYNCPOOL_DEBUG
+// when set (read once per process), else Options::checks_by_build (the build of the code that
+// made the Options).
 bool DebugChecksEnabled(const Options& options);
 
-// Prints "syncpool: <what>" and aborts.
-[[noreturn]] void DieOfMisuse(const char* format, ...) __attribute__((format(printf, 1, 2)));
+// Prints "syncpool: <pool>: <what>" and the caller's stack on stderr, then aborts.
+[[noreturn]] void DieOfMisuse(const std::string& pool, const char* format, ...)
+    __attribute__((format(printf, 2, 3)));
 
 class DebugRegistry {
  public:
+  // `pool` names the owner in the messages (PoolLabel(), internal/stats_report.h).
+  explicit DebugRegistry(std::string pool) : pool_(std::move(pool)) {}
+
   // Resource blocks: handed out by allocate, taken back by deallocate.
   void OnAllocate(void* p, size_t bytes, size_t alignment);
   // Aborts when `p` is not handed out (never was, or already deallocated) or when `bytes` or
   // `alignment` differ from the allocation's.
   void OnDeallocate(void* p, size_t bytes, size_t alignment);
+
+  // What is handed out now (resource blocks): how many, how many bytes.
+  struct Count {
+    size_t blocks = 0;
+    size_t bytes = 0;
+  };
+  Count Outstanding();
+  // Forgets every block (the resource's release()).
+  void Clear();
 
   // Pool objects: in the pool between Put and Get (or until released).
   void OnPut(void* obj);  // Aborts when `obj` is already in the pool.
@@ -48,6 +64,7 @@ class DebugRegistry {
     size_t alignment;
   };
 
+  const std::string pool_;
   Mutex mu_;
   absl::flat_hash_map<void*, Block> blocks_ ABSL_GUARDED_BY(mu_);
 };

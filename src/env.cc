@@ -48,17 +48,21 @@ double EnvNumber(const char* name, double fallback, double min, double max) {
   return fallback;
 }
 
-bool EnvBool(const char* name, bool fallback) {
+std::optional<bool> EnvOptionalBool(const char* name, const char* kept) {
   const char* value = std::getenv(name);
-  if (value == nullptr) return fallback;
+  if (value == nullptr) return std::nullopt;
   for (const char* yes : {"1", "true", "on"}) {
     if (std::strcmp(value, yes) == 0) return true;
   }
   for (const char* no : {"0", "false", "off"}) {
     if (std::strcmp(value, no) == 0) return false;
   }
-  Complain(name, value, "1, true, on, 0, false or off", fallback ? "on" : "off");
-  return fallback;
+  Complain(name, value, "1, true, on, 0, false or off", kept);
+  return std::nullopt;
+}
+
+bool EnvBool(const char* name, bool fallback) {
+  return EnvOptionalBool(name, fallback ? "on" : "off").value_or(fallback);
 }
 
 int EnvChoice(const char* name, int fallback,

@@ -89,8 +89,8 @@ constexpr OptionSpec kOptionTable[kOptionCount] = {
      "0 turns the restartable sequences off: caches at `kAuto` then run per thread"},
     {kOptDebug, "SYNCPOOL_DEBUG", "Options::debug_checks", OptionKind::kBuildBool, 0, 0, 1,
      nullptr, nullptr,
-     "misuse checks where `Options::debug_checks` is unset: a detected mistake aborts with a "
-     "message; the caches then run in the locked mode"},
+     "misuse checks where `Options::debug_checks` is unset, for the whole process: a detected "
+     "mistake aborts with a message; the caches then run in the locked mode"},
     {kOptStats, "SYNCPOOL_STATS", "the process", OptionKind::kBool, 0, 0, 1, nullptr, nullptr,
      "1 prints every live pool's and resource's `Stats` on stderr at exit"},
 };
@@ -148,14 +148,10 @@ uint64_t EnvOption(OptionId id) {
       return static_cast<uint64_t>(EnvOptionNumber(id));
     case OptionKind::kBool:
       return EnvBool(spec.variable, spec.fallback != 0) ? 1 : 0;
-    case OptionKind::kBuildBool: {
-#ifdef NDEBUG
-      constexpr bool kBuildDefault = false;
-#else
-      constexpr bool kBuildDefault = true;
-#endif
-      return EnvBool(spec.variable, kBuildDefault) ? 1 : 0;
-    }
+    case OptionKind::kBuildBool:
+      // Unset means "as the build of the code that made the Options" (DebugChecksEnabled()),
+      // which only the Options know: here, off.
+      return EnvBool(spec.variable, false) ? 1 : 0;
     case OptionKind::kChoice: {
       const std::vector<std::string> words = SplitChoices(spec.choices);
       std::vector<std::pair<const char*, int>> choices;
@@ -198,7 +194,7 @@ std::string OptionDefaultText(const OptionSpec& spec) {
     case OptionKind::kBool:
       return spec.fallback != 0 ? "1" : "0";
     case OptionKind::kBuildBool:
-      return "1 without `NDEBUG`, else 0";
+      return "unset: 1 where the code making the `Options` is built without `NDEBUG`";
     case OptionKind::kChoice:
       return SplitChoices(spec.choices)[spec.fallback];
   }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "src/debug_registry.h"
+#include "src/large_blocks.h"
 #include "src/spans.h"
 #include "syncpool/internal/option_table.h"
 #include "syncpool/internal/pages.h"
@@ -135,10 +136,17 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       discard_min_bytes_(options.discard_min_bytes),
       refill_blocks_(RefillBlocks(options, kMaxRefill)),
       debug_(internal::DebugChecksEnabled(options)),
-      registry_(debug_ ? std::make_unique<internal::DebugRegistry>() : nullptr),
+      registry_(debug_ ? std::make_unique<internal::DebugRegistry>(
+                             internal::PoolLabel("PoolResource", options.name, this))
+                       : nullptr),
       spans_(std::make_unique<internal::Spans>(
           upstream, NumClasses(options),
           // Spans go back as large blocks do: their pages discarded first (GiveBack()).
+          [](void* self, void* p, size_t bytes, size_t alignment) {
+            static_cast<PoolResource*>(self)->GiveBack(p, bytes, alignment);
+          },
+          this, internal::PoolLabel("PoolResource", options.name, this))),
+      large_(std::make_unique<internal::LargeBlocks>(
           [](void* self, void* p, size_t bytes, size_t alignment) {
             static_cast<PoolResource*>(self)->GiveBack(p, bytes, alignment);
           },
@@ -156,11 +164,31 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
   }
 }
 
-PoolResource::~PoolResource() = default;  // cache_ first: it drains into spans_.
+PoolResource::~PoolResource() {
+  if (debug_) {
+    // What was handed out and never deallocated: given back upstream below with the rest.
+    const internal::DebugRegistry::Count left = registry_->Outstanding();
+    if (left.blocks != 0) {
+      std::fprintf(stderr,
+                   "syncpool: %s destroyed with %zu blocks (%zu bytes) still allocated from it; "
+                   "they go back upstream now\n",
+                   spans_->pool().c_str(), left.blocks, left.bytes);
+    }
+  }
+  // Then the members: cache_ first, which drains into spans_ and large_; they give back what
+  // is left.
+}
+
+void PoolResource::release() {
+  cache_.Drain();
+  spans_->ReleaseAll();
+  large_->ReleaseAll();
+  if (debug_) registry_->Clear();
+}
 
 PoolResource& PoolResource::Default() {
   // Never destroyed: usable from static destructors; its cache is swept like any other.
-  static PoolResource* const instance = new PoolResource();
+  static PoolResource* const instance = new PoolResource(Options{.name = "default"});
   return *instance;
 }
 
@@ -183,13 +211,13 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateUnserved(size_t bytes, size_
   if (IsPooledRequest(bytes, alignment)) {
     return AllocateClass(internal::RequestClass(bytes, alignment), bytes, alignment);
   }
-  void* const p = upstream_->allocate(bytes, alignment);
+  void* const p = TakeLarge(bytes, alignment);
   direct_.fetch_add(1, std::memory_order_relaxed);
   if (debug_) {
     try {
       registry_->OnAllocate(p, bytes, alignment);
     } catch (...) {  // The registry could not grow: give the block back, as if never taken.
-      upstream_->deallocate(p, bytes, alignment);
+      GiveBackLarge(p, bytes, alignment);
       throw;
     }
   }
@@ -223,11 +251,11 @@ void* PoolResource::Refill(size_t cls) {
   const size_t size = ClassSize(cls);
   const size_t alignment = ClassAlignment(cls);
   // May throw: nothing has been changed yet, so the resource stays as it was.
-  blocks[0] = upstream_->allocate(size, alignment);
+  blocks[0] = TakeLarge(size, alignment);
   size_t n = 1;
   try {
     while (n < refill_blocks_[cls]) {
-      blocks[n] = upstream_->allocate(size, alignment);
+      blocks[n] = TakeLarge(size, alignment);
       ++n;
     }
   } catch (...) {
@@ -252,16 +280,45 @@ ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateUnserved(void* p, size_t by
   if (debug_) registry_->OnDeallocate(p, bytes, alignment);
   if (!IsPowerOfTwo(alignment)) {
     // allocate() never succeeded with such an alignment: this block is not ours.
-    internal::DieOfMisuse("deallocate of %p with alignment %zu, which is not a power of two", p,
+    internal::DieOfMisuse(spans_->pool(),
+                          "deallocate of %p with alignment %zu, which is not a power of two", p,
                           alignment);
   }
   if (!IsPooledRequest(bytes, alignment)) {
-    GiveBack(p, bytes, alignment);
+    GiveBackLarge(p, bytes, alignment);
     return;
   }
   // Put(), not PutSlow(): its inline part poisons the block for AddressSanitizer, which
   // DeallocateSlow() skipped in the locked mode.
   cache_.Put(internal::RequestClass(bytes, alignment), p);
+}
+
+void* PoolResource::TakeLarge(size_t bytes, size_t alignment) {
+  void* const p = upstream_->allocate(bytes, alignment);  // May throw: nothing taken.
+  try {
+    large_->Add(p, bytes, alignment);
+  } catch (...) {  // The record could not grow: as if the upstream had failed.
+    upstream_->deallocate(p, bytes, alignment);
+    throw;
+  }
+  return p;
+}
+
+void PoolResource::GiveBackLarge(void* p, size_t bytes, size_t alignment) {
+  internal::LargeBlocks::Block block;
+  if (!large_->Remove(p, &block)) {
+    internal::DieOfMisuse(spans_->pool(),
+                          "deallocate of %p (size %zu, alignment %zu): this resource did not "
+                          "hand it out, or it was already deallocated (double deallocate)",
+                          p, bytes, alignment);
+  }
+  if (block.bytes != bytes || block.alignment != alignment) {
+    internal::DieOfMisuse(spans_->pool(),
+                          "deallocate of %p with size %zu and alignment %zu, but it was "
+                          "allocated with size %zu and alignment %zu",
+                          p, bytes, alignment, block.bytes, block.alignment);
+  }
+  GiveBack(p, bytes, alignment);
 }
 
 void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {
@@ -279,7 +336,7 @@ void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
   }
   const size_t size = ClassSize(cls);
   const size_t alignment = ClassAlignment(cls);
-  for (size_t i = 0; i < n; ++i) GiveBack(blocks[i], size, alignment);
+  for (size_t i = 0; i < n; ++i) GiveBackLarge(blocks[i], size, alignment);
 }
 
 void PoolResource::ReleaseIdle(bool everything) { spans_->ReleaseEmpty(everything); }
@@ -287,9 +344,11 @@ void PoolResource::ReleaseIdle(bool everything) { spans_->ReleaseEmpty(everythin
 void PoolResource::LockForFork() {
   if (registry_ != nullptr) registry_->LockForFork();
   spans_->LockForFork();
+  large_->LockForFork();
 }
 
 void PoolResource::UnlockAfterFork() {
+  large_->UnlockAfterFork();
   spans_->UnlockAfterFork();
   if (registry_ != nullptr) registry_->UnlockAfterFork();
 }

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "absl/base/config.h"
 #include "src/debug_registry.h"
@@ -102,10 +103,11 @@ void Spans::List::Remove(Span* s) {
 }
 
 Spans::Spans(std::pmr::memory_resource* upstream, size_t num_classes, GiveBackFn give_back,
-             void* context)
+             void* context, std::string pool)
     : upstream_(upstream),
       give_back_(give_back),
       context_(context),
+      pool_(std::move(pool)),
       num_classes_(std::min(num_classes, kNumSpanClasses)),
       num_shards_(std::clamp<size_t>(static_cast<size_t>(NumCpus()), 1, kMaxShards)) {
   for (size_t cls = 0; cls < num_classes_; ++cls) {
@@ -123,21 +125,36 @@ Spans::Spans(std::pmr::memory_resource* upstream, size_t num_classes, GiveBackFn
 }
 
 Spans::~Spans() {
-  // No other thread uses the layer any more (the resource is being destroyed).
-  ForEachShard([this](Shard& shard) {
+  ReleaseAll();
+  for (std::atomic<Shard*>& shard : shards_) delete shard.load(std::memory_order_relaxed);
+}
+
+uint64_t Spans::ReleaseAll() {
+  // No other thread uses the layer meanwhile (the caller's contract): the locks only keep the
+  // analysis and a racing sweep's ReleaseEmpty() honest.
+  uint64_t bytes = 0;
+  ForEachShard([&](Shard& shard) {
     for (size_t cls = 0; cls < num_classes_; ++cls) {
       Class& c = shard.classes[cls];
       SpinLockHolder l(&c.lock);
-      if (c.current != nullptr) FreeSpan(cls, c.current);
+      auto free_span = [&](Span* s) {
+        FreeSpan(cls, s);
+        bytes += geometry_[cls].span_bytes;
+      };
+      if (c.current != nullptr) free_span(c.current);
+      c.current = nullptr;
       for (List* list : {&c.partial, &c.empty, &c.full}) {
         while (Span* s = list->head) {
           list->Remove(s);
-          FreeSpan(cls, s);
+          free_span(s);
         }
       }
+      c.spans.store(0, std::memory_order_relaxed);
+      c.free_blocks.store(0, std::memory_order_relaxed);
     }
   });
-  for (std::atomic<Shard*>& shard : shards_) delete shard.load(std::memory_order_relaxed);
+  released_bytes_.fetch_add(bytes, std::memory_order_relaxed);
+  return bytes;
 }
 
 template <typename F>
@@ -170,7 +187,7 @@ Spans::Span* Spans::NewSpan(size_t cls, uint32_t shard) {
   const Geometry& g = geometry_[cls];
   void* const memory = upstream_->allocate(g.span_bytes, g.span_bytes);  // May throw.
   if ((reinterpret_cast<uintptr_t>(memory) & (g.span_bytes - 1)) != 0) {
-    DieOfMisuse("the upstream resource returned %p for %zu bytes aligned to %zu: not aligned",
+    DieOfMisuse(pool_, "the upstream resource returned %p for %zu bytes aligned to %zu: not aligned",
                 memory, g.span_bytes, g.span_bytes);
   }
   Span* const s = HeaderAt(reinterpret_cast<uintptr_t>(memory), g);
@@ -309,6 +326,7 @@ void Spans::Return(size_t cls, void* const* blocks, size_t n) ABSL_NO_THREAD_SAF
         s->shard >= num_shards_) {
       unlock();
       DieOfMisuse(
+          pool_,
           "deallocate of %p as a block of %u bytes: it is not one (a pointer this resource did "
           "not hand out, or a size or alignment other than the allocation's)",
           blocks[i], g.size);
@@ -323,7 +341,7 @@ void Spans::Return(size_t cls, void* const* blocks, size_t n) ABSL_NO_THREAD_SAF
     const uint64_t bit = uint64_t{1} << (index % 64);
     if ((s->bits[word] & bit) != 0) {
       unlock();
-      DieOfMisuse("deallocate of %p, a block of %u bytes that is free already (a second "
+      DieOfMisuse(pool_, "deallocate of %p, a block of %u bytes that is free already (a second "
                   "deallocate)", blocks[i], g.size);
     }
     s->bits[word] |= bit;

@@ -51,6 +51,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory_resource>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "syncpool/internal/size_class.h"
@@ -80,9 +81,10 @@ class Spans {
   using GiveBackFn = void (*)(void* context, void* span, size_t bytes, size_t alignment);
 
   // Spans for the classes below `num_classes` (at most kNumSpanClasses of them), allocated
-  // from `upstream`, which must outlive the layer, and given back through `give_back`.
+  // from `upstream`, which must outlive the layer, and given back through `give_back`. `pool`
+  // names the owner in misuse reports (PoolLabel()).
   Spans(std::pmr::memory_resource* upstream, size_t num_classes, GiveBackFn give_back,
-        void* context);
+        void* context, std::string pool);
   Spans(const Spans&) = delete;
   Spans& operator=(const Spans&) = delete;
 
@@ -97,6 +99,9 @@ class Spans {
   // Whether blocks of class `cls` live in spans.
   bool Serves(size_t cls) const { return cls < num_classes_; }
 
+  // The owner's name in misuse reports.
+  const std::string& pool() const { return pool_; }
+
   // Spans::Take()
   //
   // Up to `n` (at least 1) free blocks of class `cls`, lowest address first, into `out`;
@@ -110,6 +115,13 @@ class Spans {
   // Gives `n` blocks of class `cls` back to their spans. Aborts on misuse (see above).
   // REQUIRES: Serves(cls).
   void Return(size_t cls, void* const* blocks, size_t n);
+
+  // Spans::ReleaseAll()
+  //
+  // Gives every span back upstream, with whatever blocks are still handed out from it (the
+  // std::pmr pools' release()); returns their bytes. The layer stays usable. REQUIRES: no
+  // other thread uses the layer meanwhile.
+  uint64_t ReleaseAll();
 
   // Spans::ReleaseEmpty()
   //
@@ -195,6 +207,7 @@ class Spans {
   std::pmr::memory_resource* const upstream_;
   const GiveBackFn give_back_;
   void* const context_;
+  const std::string pool_;
   const size_t num_classes_;
   std::array<Geometry, kNumSpanClasses> geometry_{};
   const size_t num_shards_;

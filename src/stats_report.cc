@@ -33,6 +33,8 @@ struct Entry {
 struct Registry {
   Mutex mu;
   std::vector<Entry> entries ABSL_GUARDED_BY(mu);
+  // Pools destroyed before the report: their label and their Stats' text at destruction.
+  std::vector<std::pair<std::string, std::string>> destroyed ABSL_GUARDED_BY(mu);
   bool handler_installed ABSL_GUARDED_BY(mu) = false;
 };
 
@@ -41,13 +43,23 @@ Registry& GetRegistry() {
   return *registry;
 }
 
+void PrintOne(const std::string& label, const std::string& text, const char* when) {
+  std::fprintf(stderr, "syncpool stats, %s%s:\n  %s\n", label.c_str(), when,
+               absl::StrReplaceAll(text.substr(0, text.size() - 1), {{"\n", "\n  "}}).c_str());
+}
+
 }  // namespace
+
+std::string PoolLabel(const char* kind, const std::string& name, const void* owner) {
+  return name.empty() ? absl::StrFormat("%s at %p", kind, owner)
+                      : absl::StrFormat("%s \"%s\"", kind, name);
+}
 
 StatsReportEntry::StatsReportEntry(std::string kind, std::string name, const void* owner,
                                    std::function<Stats()> stats) {
-  if (EnvOption(kOptStats) == 0) return;
-  std::string label =
-      name.empty() ? absl::StrFormat("%s@%p", kind, owner) : absl::StrFormat("%s %s", kind, name);
+  static const bool enabled = EnvOption(kOptStats) != 0;  // Read, and warned about, once.
+  if (!enabled) return;
+  std::string label = PoolLabel(kind.c_str(), name, owner);
   Registry& r = GetRegistry();
   MutexLock l(&r.mu);
   r.entries.push_back(Entry{this, std::move(label), std::move(stats)});
@@ -64,6 +76,8 @@ StatsReportEntry::~StatsReportEntry() {
   MutexLock l(&r.mu);
   for (auto it = r.entries.begin(); it != r.entries.end(); ++it) {
     if (it->key == this) {
+      // The owner is whole still (its entry goes first): its totals, for the report.
+      r.destroyed.emplace_back(std::move(it->label), it->stats().DebugString());
       r.entries.erase(it);
       break;
     }
@@ -77,12 +91,8 @@ void UnlockStatsReportAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry()
 void PrintStatsReport() {
   Registry& r = GetRegistry();
   MutexLock l(&r.mu);
-  for (const Entry& e : r.entries) {
-    const std::string text = e.stats().DebugString();
-    std::fprintf(stderr, "syncpool stats, %s:\n  %s", e.label.c_str(),
-                 absl::StrReplaceAll(text.substr(0, text.size() - 1), {{"\n", "\n  "}}).c_str());
-    std::fprintf(stderr, "\n");
-  }
+  for (const Entry& e : r.entries) PrintOne(e.label, e.stats().DebugString(), "");
+  for (const auto& [label, text] : r.destroyed) PrintOne(label, text, " (at its destruction)");
 }
 
 }  // namespace internal

@@ -17,7 +17,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/base/config.h"
@@ -213,9 +215,87 @@ TEST_F(MisuseDeathTest, DeallocateOfNoBlockAbortsInTheSpansWithoutDebugChecks) {
   EXPECT_TRUE(upstream.errors().empty());
 }
 
+// Blocks outside the spans (classes above 4 KiB, requests passed upstream) are recorded while
+// the resource holds them: one that goes back with another size, or that the resource did not
+// take, or a second time, aborts when it reaches the upstream, debug checks or not.
+TEST_F(MisuseDeathTest, LargeBlocksAreCheckedWhenTheyGoUpstreamWithoutDebugChecks) {
+  TrackingResource upstream;
+  Options options = DebugOptions(&sweeper_, false);
+  options.name = "large";
+  PoolResource resource(options, &upstream);
+  constexpr size_t kDirect = 1 << 20;  // Above max_block_size: straight upstream.
+  void* p = resource.allocate(kDirect);
+  EXPECT_DEATH(resource.deallocate(p, kDirect / 2),
+               "PoolResource \"large\": deallocate of 0x[0-9a-f]+ with size 524288 and "
+               "alignment 16, but it was allocated with size 1048576");
+  std::vector<char> elsewhere(kDirect);
+  EXPECT_DEATH(resource.deallocate(elsewhere.data(), kDirect), "did not hand it out");
+  resource.deallocate(p, kDirect);
+  EXPECT_DEATH(resource.deallocate(p, kDirect), "double deallocate");
+  EXPECT_TRUE(upstream.errors().empty());
+}
+
 struct Buffer {
   char bytes[256] = {};
 };
+
+// The message names the pool (its Options::name, or its kind and address) and the mistake, and
+// a stack follows it.
+TEST_F(MisuseDeathTest, TheMessageNamesThePoolAndPrintsAStack) {
+  Options options = DebugOptions(&sweeper_, true);
+  options.name = "orders";
+  PoolResource named(options);
+  void* p = named.allocate(100);
+  EXPECT_DEATH(named.deallocate(p, 2000),
+               "syncpool: PoolResource \"orders\": deallocate of 0x[0-9a-f]+ with size 2000, but "
+               "it was allocated with size 100\n    @ 0x[0-9a-f]+  ");
+  named.deallocate(p, 100);
+  PoolResource unnamed(DebugOptions(&sweeper_, true));
+  EXPECT_DEATH(unnamed.deallocate(&options, 64), "syncpool: PoolResource at 0x[0-9a-f]+: deallocate");
+  Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr, options);
+  Buffer* raw = pool.Get().release().release();
+  pool.Put(std::unique_ptr<Buffer>(raw));
+  EXPECT_DEATH(pool.Put(std::unique_ptr<Buffer>(raw)), "syncpool: Pool \"orders\": double Put");
+}
+
+// Unset, debug_checks follow Options::checks_by_build, which the header sets from the build of
+// the code that makes the Options (this test's build decides what it reads by default).
+TEST_F(MisuseDeathTest, UnsetChecksFollowTheBuildOfTheCodeThatMadeTheOptions) {
+  if (std::getenv("SYNCPOOL_DEBUG") != nullptr) GTEST_SKIP() << "SYNCPOOL_DEBUG decides";
+  Options options;
+  options.sweeper = &sweeper_;
+#ifdef NDEBUG
+  EXPECT_FALSE(options.checks_by_build);
+#else
+  EXPECT_TRUE(options.checks_by_build);
+#endif
+  options.checks_by_build = true;  // As a debug build of an application makes them.
+  PoolResource checked(options);
+  void* p = checked.allocate(100);
+  EXPECT_DEATH(checked.deallocate(p, 2000), "with size 2000, but it was allocated with size 100");
+  checked.deallocate(p, 100);
+  options.checks_by_build = false;  // As a release build makes them: the caches run unlocked.
+  PoolResource unchecked(options);
+  EXPECT_EQ(std::string(unchecked.GetStats().mode_reason).find("debug checks"), std::string::npos)
+      << unchecked.GetStats().mode_reason;
+  options.debug_checks = true;  // Set, the field wins over the build.
+  PoolResource forced(options);
+  p = forced.allocate(100);
+  EXPECT_DEATH(forced.deallocate(p, 2000), "with size 2000");
+  forced.deallocate(p, 100);
+}
+
+// Go's symmetry: Put of a handle caches its object and leaves the handle empty.
+TEST_F(MisuseTest, PutOfAHandleCachesItsObject) {
+  Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr,
+                    DebugOptions(&sweeper_, true));
+  auto handle = pool.Get();
+  Buffer* const raw = handle.get();
+  pool.Put(std::move(handle));
+  EXPECT_EQ(handle.get(), nullptr);
+  EXPECT_EQ(pool.GetStats().cached_blocks(), 1u);
+  EXPECT_EQ(pool.Get().get(), raw);
+}
 
 TEST_F(MisuseDeathTest, SecondPutOfTheSameObjectAborts) {
   Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr,

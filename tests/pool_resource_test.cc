@@ -509,6 +509,57 @@ TEST_P(PoolResourceTest, DestructionReturnsSpansWithBlocksStillInUse) {
   EXPECT_EQ(upstream_.live_bytes(), 0u);
 }
 
+// Every block still allocated goes back at destruction: those of the spans, of the larger
+// classes and those passed straight upstream (the fixture checks that the upstream holds
+// nothing after the test). With debug checks on, one line names the pool and what was left.
+TEST_P(PoolResourceTest, DestructionReturnsEveryBlockStillAllocated) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.name = "leaky";
+  ::testing::internal::CaptureStderr();
+  {
+    PoolResource r(options, &upstream_);
+    for (int i = 0; i < 1000; ++i) static_cast<void>(r.allocate(i % 3 == 0 ? 64 : i % 3 == 1 ? 5000 : 300 * 1024));
+    r.deallocate(r.allocate(6000), 6000);  // Cached, not outstanding.
+    EXPECT_GE(upstream_.live_blocks(), 667u);
+  }
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(upstream_.live_bytes(), 0u);
+  if (GetParam()) {
+    const size_t bytes = 334 * 64 + 333 * 5000 + 333 * 300 * 1024;
+    EXPECT_NE(err.find("syncpool: PoolResource \"leaky\" destroyed with 1000 blocks (" +
+                       std::to_string(bytes) + " bytes) still allocated from it"),
+              std::string::npos)
+        << err;
+  } else {
+    EXPECT_EQ(err, "");
+  }
+}
+
+// release() gives back everything, blocks in use included, and the resource stays usable.
+TEST_P(PoolResourceTest, ReleaseReturnsEverythingAndTheResourceStaysUsable) {
+  ScopedFakeCpu cpu(0);
+  PoolResource r(MakeOptions(), &upstream_);
+  for (size_t bytes : {size_t{48}, size_t{4096}, size_t{8000}, size_t{1} << 20}) {
+    static_cast<void>(r.allocate(bytes));
+    r.deallocate(r.allocate(bytes), bytes);
+  }
+  ASSERT_GT(upstream_.live_bytes(), 0u);
+  r.release();
+  EXPECT_EQ(upstream_.live_bytes(), 0u);
+  EXPECT_EQ(upstream_.live_blocks(), 0u);
+  const Stats s = r.GetStats();
+  EXPECT_EQ(s.cached_blocks(), 0u);
+  EXPECT_EQ(s.span_bytes, 0u);
+  std::vector<std::pair<void*, size_t>> again;
+  for (size_t bytes : {size_t{48}, size_t{4096}, size_t{8000}, size_t{1} << 20}) {
+    again.emplace_back(r.allocate(bytes), bytes);
+  }
+  for (auto [p, bytes] : again) r.deallocate(p, bytes);
+  r.release();
+  EXPECT_EQ(upstream_.live_bytes(), 0u);
+}
+
 TEST_P(PoolResourceTest, AMissNeverTakesAnotherCpusBlocks) {
   if (ScopedFakeCpu::NumCpus() < 2) GTEST_SKIP() << "needs two CPUs";
   Options options = MakeOptions();

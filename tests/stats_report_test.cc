@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
-// SYNCPOOL_STATS=1: every resource still alive at exit prints its statistics on stderr, and a
-// resource destroyed before exit prints nothing.
+// SYNCPOOL_STATS=1: at exit, every resource still alive prints its statistics on stderr, and
+// every resource destroyed before prints those it had at its destruction.
 
 #include <stdlib.h>
 
@@ -34,17 +34,23 @@ TEST(StatsReportTest, EveryLiveResourcePrintsItsStatsAtExit) {
         std::exit(0);
       },
       ::testing::ExitedWithCode(0),
-      "syncpool stats, PoolResource report_me:\n  cached: 1 blocks, 112 bytes");
+      "syncpool stats, PoolResource \"report_me\":\n  cached: 1 blocks, 112 bytes");
   EXPECT_EXIT(
       {
         setenv("SYNCPOOL_STATS", "1", 1);
         Options options;
         options.name = "gone_before_exit";
-        { PoolResource gone(options); }
+        options.refill_bytes = 0;
+        {
+          PoolResource gone(options);
+          gone.deallocate(gone.allocate(100), 100);
+        }
         std::fprintf(stderr, "end\n");
         std::exit(0);
       },
-      ::testing::ExitedWithCode(0), "^end\n$");
+      ::testing::ExitedWithCode(0),
+      "^end\nsyncpool stats, PoolResource \"gone_before_exit\" \\(at its destruction\\):\n"
+      "  cached: 1 blocks, 112 bytes");
 }
 
 }  // namespace

@@ -28,6 +28,14 @@
 
 #include "syncpool/version.h"
 
+// The default of Options::checks_by_build in the including translation unit. A macro, not a
+// constant: each translation unit that makes Options gets its own build's answer.
+#ifdef NDEBUG
+#define SYNCPOOL_INTERNAL_CHECKS_BY_BUILD false
+#else
+#define SYNCPOOL_INTERNAL_CHECKS_BY_BUILD true
+#endif
+
 namespace syncpool {
 
 class Sweeper;
@@ -190,10 +198,19 @@ struct Options {
   // Whether misuse is checked: a deallocate whose size or alignment differs from the
   // allocation, a deallocate of a pointer the resource did not hand out (or a second
   // deallocate), a second Put of the same object. A detected mistake aborts with a message
-  // naming it. Unset: on in builds without NDEBUG, or when SYNCPOOL_DEBUG=1; off otherwise
-  // (SYNCPOOL_DEBUG=0 turns them off in builds without NDEBUG too).
+  // naming the pool and the mistake, and a stack trace. What decides, first match wins:
+  //   1. this field, when set;
+  //   2. SYNCPOOL_DEBUG=1 (on) or SYNCPOOL_DEBUG=0 (off), for the whole process;
+  //   3. checks_by_build below: on where the code that made these Options was compiled
+  //      without NDEBUG (a debug build of your program, whatever build the library is).
   // Checks serialize operations on one lock; they are for finding bugs, not for production.
-  std::optional<bool> debug_checks;
+  std::optional<bool> debug_checks{};
+
+  // Whether the translation unit that made these Options was compiled without NDEBUG: its
+  // default is written here, in the header, so that it follows the build of the code that
+  // constructs the Options (rule 3 above), not the library's. Leave it at its default; set
+  // debug_checks to decide yourself.
+  bool checks_by_build = SYNCPOOL_INTERNAL_CHECKS_BY_BUILD;
 };
 
 // SetProcessCacheLimit()

@@ -240,6 +240,12 @@ class Pool {
     if (obj != nullptr) PutOwned(obj.release());
   }
 
+  // Pool::Put(Handle&&)
+  //
+  // Go's symmetry: `pool.Put(std::move(handle))` caches the handle's object in this pool now
+  // (what destroying the handle would do, for a handle of this pool) and leaves it empty.
+  void Put(Handle&& handle) { Put(handle.release()); }
+
   // Pool::Clear()
   //
   // Destroys every cached object now, on the calling thread.

@@ -19,9 +19,9 @@
 // Blocks of up to 4 KiB live in spans of 64 KiB or more that the resource takes from the
 // upstream resource: behind small per-CPU caches (64 KiB of each class per CPU), blocks are
 // handed out lowest address first, from spans of the CPU's own, so that a large structure
-// built after another was freed gets its blocks in order again. A span goes back upstream at
-// the first epoch (or Trim()) after all of its blocks are free (docs/design.md, "Spans").
-// Larger blocks are taken from upstream one by one.
+// built after another was freed gets its blocks in order again. A span goes back upstream
+// once all of its blocks are free (docs/design.md, "Spans"). Larger blocks are taken from
+// upstream one by one, and the resource records each while it holds it.
 //
 // Errors:
 //   - allocate(0) returns a valid, distinct, deallocatable block (of the smallest class).
@@ -30,19 +30,22 @@
 //     left as it was, holding nothing from the failed call.
 //   - With debug checks on (Options::debug_checks), a deallocate whose size or alignment
 //     differs from the allocation's, or of a pointer this resource did not hand out (including
-//     a second deallocate of the same block), aborts with a message naming the mistake.
-//     Without them, such misuse is undefined behaviour, as for any memory_resource.
+//     a second deallocate of the same block), aborts with a message naming the pool and the
+//     mistake, and a stack. Without them such misuse is undefined behaviour, as for any
+//     memory_resource, though much of it is still caught late: when the block leaves the
+//     caches for its span or upstream, a block the resource did not hand out with that size,
+//     or one already free, aborts with a message.
 //
 // Thread safety: all members are thread-safe.
 //
 // Memory ordering: a deallocate of a block happens before the allocate that hands the same
 // block out again, on whatever thread.
 //
-// Lifetime: destroying the resource returns upstream every cached block and every span,
-// including the blocks of up to 4 KiB still allocated from them, as the std::pmr pools do.
-// Blocks above 4 KiB still allocated are their holders' (not given back). No block allocated
-// from the resource may be used or deallocated after its destruction. The upstream resource
-// must outlive it.
+// Lifetime: destroying the resource (or release()) returns upstream everything it took from
+// it, including the blocks still allocated from it, as the std::pmr pools do. With debug
+// checks on, a destruction with blocks still allocated prints one line on stderr (the pool,
+// how many blocks, how many bytes). No block allocated from the resource may be used or
+// deallocated after its destruction. The upstream resource must outlive it.
 
 #ifndef SYNCPOOL_POOL_RESOURCE_H_
 #define SYNCPOOL_POOL_RESOURCE_H_
@@ -82,6 +85,7 @@ inline constexpr size_t kMaxPooledAlignment = internal::kMaxPooledAlignment;
 
 namespace internal {
 class DebugRegistry;
+class LargeBlocks;
 class Spans;
 
 // Whether `alignment` is 1, 2, 4, 8 or 16: the alignments every size class has already.
@@ -154,6 +158,14 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // Returns every cached block upstream now (blocks in use are unaffected).
   void Trim() { cache_.Drain(); }
 
+  // PoolResource::release()
+  //
+  // std::pmr's release(): gives back upstream everything the resource took from it, the
+  // blocks still allocated from it included, which become invalid. The resource stays usable.
+  // REQUIRES: no other thread uses the resource during the call, and no block it handed out
+  // before is deallocated after it (with debug checks on, such a deallocate aborts).
+  void release();
+
   // PoolResource::GetStats()
   Stats GetStats() const;
 
@@ -210,6 +222,12 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   void LockForFork() override;
   void UnlockAfterFork() override;
 
+  // Takes a block outside the spans from upstream and records it in large_ (may throw,
+  // leaving nothing taken).
+  void* TakeLarge(size_t bytes, size_t alignment);
+  // Gives back such a block: aborts when large_ has no record of it with these `bytes` and
+  // `alignment` (a pointer the resource did not take, a second deallocate, another size).
+  void GiveBackLarge(void* p, size_t bytes, size_t alignment);
   // Gives `p` (`bytes` long, obtained from upstream_ with `alignment`) back upstream, its
   // pages discarded first when it is at least discard_min_bytes_ long.
   void GiveBack(void* p, size_t bytes, size_t alignment);
@@ -231,8 +249,11 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   std::atomic<uint64_t> direct_{0};
   std::atomic<uint64_t> refilled_{0};
   // Where the blocks of the classes up to internal::kSpanMaxClassSize come from and go back
-  // to (src/spans.h); before cache_, which gives its blocks back to it when destroyed.
+  // to (src/spans.h), and the record of every other block taken from upstream
+  // (src/large_blocks.h); before cache_, which gives its blocks back to them when destroyed,
+  // after which they give back what is left, blocks still in use included.
   const std::unique_ptr<internal::Spans> spans_;
+  const std::unique_ptr<internal::LargeBlocks> large_;
   internal::BlockCache cache_;
   internal::StatsReportEntry report_;  // Last: unregisters before the rest goes.
 };

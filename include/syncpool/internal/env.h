@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -28,6 +29,10 @@ double EnvNumber(const char* name, double fallback, double min, double max);
 
 // "1", "true" or "on"; "0", "false" or "off".
 bool EnvBool(const char* name, bool fallback);
+
+// As EnvBool(), with no value when the variable is unset or invalid (`kept` says what is used
+// instead, for the warning).
+std::optional<bool> EnvOptionalBool(const char* name, const char* kept);
 
 // One of the given words, as its paired value.
 int EnvChoice(const char* name, int fallback,

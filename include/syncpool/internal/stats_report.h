@@ -4,10 +4,11 @@
 // File: syncpool/internal/stats_report.h
 // -----------------------------------------------------------------------------
 //
-// SYNCPOOL_STATS=1: every pool and resource alive at exit prints its Stats on stderr. Not part
-// of syncpool's API. Pools and resources hold a StatsReportEntry, which registers them when
-// the variable is set (checked at each construction) and unregisters them on destruction; the
-// report runs from an atexit handler installed by the first registration.
+// SYNCPOOL_STATS=1: at exit, every pool and resource alive then prints its Stats on stderr,
+// and every one destroyed before prints the Stats it had at its destruction. Not part of
+// syncpool's API. Pools and resources hold a StatsReportEntry, which registers them when the
+// variable is set (read once per process) and, on destruction, keeps their last Stats for the
+// report; the report runs from an atexit handler installed by the first registration.
 
 #ifndef SYNCPOOL_INTERNAL_STATS_REPORT_H_
 #define SYNCPOOL_INTERNAL_STATS_REPORT_H_
@@ -20,10 +21,15 @@
 namespace syncpool {
 namespace internal {
 
+// How messages and reports name a pool: `<kind> "<name>"`, or `<kind> at <address>` when it
+// has no name.
+std::string PoolLabel(const char* kind, const std::string& name, const void* owner);
+
 class StatsReportEntry {
  public:
-  // `name` labels the report (with `kind` and the address when empty); `stats` is called at
-  // exit, on the exiting thread, while the owner is alive (it unregisters in its destructor).
+  // `name` labels the report (PoolLabel()); `stats` is called at exit, on the exiting thread,
+  // while the owner is alive, or at the entry's destruction, which the owner runs first among
+  // its members so that it is still whole.
   StatsReportEntry(std::string kind, std::string name, const void* owner,
                    std::function<Stats()> stats);
   StatsReportEntry(const StatsReportEntry&) = delete;
