@@ -29,7 +29,7 @@ const char* WhyNoRseq() {
 #endif
 #else
   if (!RseqAvailable()) return "glibc did not register rseq";
-  if (EnvOption(kOptRseq) == 0) return "SYNCPOOL_RSEQ=0";
+  if (ProcessOption(kOptRseq) == 0) return "SYNCPOOL_RSEQ=0";
   return "membarrier for rseq refused";
 #endif
 }
@@ -58,13 +58,12 @@ CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested) {
   return {false, false, kLockedName, no_fence};
 }
 
-CachePolicy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes,
-                       const char* who) {
+CachePolicy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes) {
   CachePolicy policy;
   policy.mode = options.mode;
   policy.retention = options.retention;
   policy.max_cached_bytes = options.max_cached_bytes;
-  policy.max_capacities = SizingOf(options, class_bytes, who).max;
+  policy.max_capacities = SizingOf(options, class_bytes).max;
   policy.max_cpu_bytes = options.per_cpu_bytes;
   return policy;
 }
@@ -85,9 +84,7 @@ void FitToBudget(const std::vector<size_t>& class_bytes, size_t budget,
   }
 }
 
-CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes,
-                     const char* who) {
-  ValidateOptions(options, who);
+CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes) {
   CacheSizing sizing;
   sizing.max.resize(class_bytes.size());
   sizing.start.resize(class_bytes.size());

@@ -37,6 +37,36 @@ uint64_t EnvInteger(const char* name, uint64_t fallback, uint64_t min, uint64_t 
   return fallback;
 }
 
+uint64_t EnvBytes(const char* name, uint64_t fallback, uint64_t min, uint64_t max) {
+  const char* value = std::getenv(name);
+  if (value == nullptr) return fallback;
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long number = std::strtoull(value, &end, 10);
+  bool ok = end != value && errno == 0 && value[0] != '-';
+  while (ok && *end == ' ') ++end;
+  unsigned shift = 0;
+  if (ok && *end != '\0') {
+    const std::string unit(end);
+    if (unit == "K" || unit == "k" || unit == "KiB") {
+      shift = 10;
+    } else if (unit == "M" || unit == "MiB") {
+      shift = 20;
+    } else if (unit == "G" || unit == "GiB") {
+      shift = 30;
+    } else {
+      ok = false;
+    }
+  }
+  const unsigned long long bytes = number << shift;
+  if (ok && (bytes >> shift) == number && bytes >= min && bytes <= max) return bytes;
+  Complain(name, value,
+           "bytes from " + std::to_string(min) + " to " + std::to_string(max) +
+               " (an integer, optionally with K, KiB, M, MiB, G or GiB)",
+           std::to_string(fallback));
+  return fallback;
+}
+
 double EnvNumber(const char* name, double fallback, double min, double max) {
   const char* value = std::getenv(name);
   if (value == nullptr) return fallback;

@@ -5,8 +5,14 @@
 
 #include "syncpool/options.h"
 
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -141,6 +147,7 @@ uint64_t EnvOption(OptionId id) {
   const OptionSpec& spec = kOptionTable[id];
   switch (spec.kind) {
     case OptionKind::kBytes:
+      return EnvBytes(spec.variable, spec.fallback, spec.min, spec.max);
     case OptionKind::kCount:
     case OptionKind::kMillis:
       return EnvInteger(spec.variable, spec.fallback, spec.min, spec.max);
@@ -165,19 +172,78 @@ uint64_t EnvOption(OptionId id) {
   return spec.fallback;
 }
 
+namespace {
+
+// One line on stderr for each SYNCPOOL_* variable the table does not list.
+void WarnOfUnknownVariables() {
+  constexpr char kPrefix[] = "SYNCPOOL_";
+  for (char** entry = environ; entry != nullptr && *entry != nullptr; ++entry) {
+    const std::string_view text(*entry);
+    if (text.rfind(kPrefix, 0) != 0) continue;
+    const std::string_view name = text.substr(0, text.find('='));
+    bool known = false;
+    for (const OptionSpec& spec : kOptionTable) known = known || name == spec.variable;
+    if (!known) {
+      std::fprintf(stderr, "syncpool: ignoring %.*s: not a variable syncpool reads (docs/design.md "
+                   "lists them)\n", static_cast<int>(name.size()), name.data());
+    }
+  }
+}
+
+}  // namespace
+
+uint64_t ProcessOption(OptionId id) {
+  static std::once_flag warned;
+  std::call_once(warned, WarnOfUnknownVariables);
+  static std::array<std::once_flag, kOptionCount> once;
+  static std::array<uint64_t, kOptionCount> values;
+  std::call_once(once[id], [id] { values[id] = EnvOption(id); });
+  return values[id];
+}
+
 double EnvOptionNumber(OptionId id) {
   const OptionSpec& spec = kOptionTable[id];
   return EnvNumber(spec.variable, static_cast<double>(spec.fallback),
                    static_cast<double>(spec.min), static_cast<double>(spec.max));
 }
 
-void ValidateOptions(const Options& options, const char* who) {
+void ValidateOptions(const Options& options, const char* who, OptionUser user) {
+  auto fail = [who](const char* field, const std::string& value, const std::string& expected) {
+    throw std::invalid_argument(std::string(who) + ": " + field + " is " + value +
+                                "; expected " + expected);
+  };
   for (const OptionSpec& spec : kOptionTable) {
     if (spec.field == nullptr) continue;
+    const bool ignored =
+        user == OptionUser::kPool
+            ? (spec.id == kOptMaxBlockSize || spec.id == kOptDiscardMinBytes ||
+               spec.id == kOptRefillBytes)
+            : spec.id == kOptMaxObjectBytes;
+    if (ignored) continue;
     const uint64_t value = spec.field(options);
     if (value >= spec.min && value <= spec.max) continue;
-    throw std::invalid_argument(std::string(who) + ": " + spec.sets + " is " +
-                                std::to_string(value) + "; expected " + OptionRangeText(spec));
+    fail(spec.sets, std::to_string(value), OptionRangeText(spec));
+  }
+  if (const int r = static_cast<int>(options.retention); r < 0 || r > 1) {
+    fail("Options::retention", "Retention(" + std::to_string(r) + ")",
+         "Retention::kWorkingSet or Retention::kVictim");
+  }
+  if (const int m = static_cast<int>(options.mode); m < 0 || m > 2) {
+    fail("Options::mode", "CacheMode(" + std::to_string(m) + ")",
+         "CacheMode::kAuto, CacheMode::kPerCpu or CacheMode::kPerThread");
+  }
+  // The default starting point is lowered to a smaller limit; one set above it is a mistake.
+  if (options.initial_blocks_per_class > options.max_blocks_per_class &&
+      options.initial_blocks_per_class != GetOptionDefaults().initial_blocks_per_class) {
+    fail("Options::initial_blocks_per_class", std::to_string(options.initial_blocks_per_class),
+         "at most Options::max_blocks_per_class (" +
+             std::to_string(options.max_blocks_per_class) + ")");
+  }
+  if (user == OptionUser::kResource && options.max_cached_bytes != 0 &&
+      options.max_cached_bytes < ClassSize(0)) {
+    fail("Options::max_cached_bytes", std::to_string(options.max_cached_bytes),
+         "0 (no budget) or at least " + std::to_string(ClassSize(0)) +
+             " (one block of the smallest class)");
   }
 }
 
@@ -228,24 +294,24 @@ std::string OptionRangeText(const OptionSpec& spec) {
 const OptionDefaults& GetOptionDefaults() {
   static const OptionDefaults defaults = [] {
     OptionDefaults d;
-    d.max_block_size = EnvOption(kOptMaxBlockSize);
-    d.per_cpu_class_bytes = EnvOption(kOptPerCpuClassBytes);
-    d.per_cpu_bytes = EnvOption(kOptPerCpuBytes);
-    d.max_blocks_per_class = static_cast<uint32_t>(EnvOption(kOptMaxBlocksPerClass));
-    d.initial_blocks_per_class = static_cast<uint32_t>(EnvOption(kOptInitialBlocksPerClass));
-    d.discard_min_bytes = EnvOption(kOptDiscardMinBytes);
-    d.refill_bytes = EnvOption(kOptRefillBytes);
-    d.retention = static_cast<Retention>(EnvOption(kOptRetention));
-    d.max_cached_bytes = EnvOption(kOptMaxCachedBytes);
-    d.max_object_bytes = EnvOption(kOptMaxObjectBytes);
-    d.mode = static_cast<CacheMode>(EnvOption(kOptMode));
+    d.max_block_size = ProcessOption(kOptMaxBlockSize);
+    d.per_cpu_class_bytes = ProcessOption(kOptPerCpuClassBytes);
+    d.per_cpu_bytes = ProcessOption(kOptPerCpuBytes);
+    d.max_blocks_per_class = static_cast<uint32_t>(ProcessOption(kOptMaxBlocksPerClass));
+    d.initial_blocks_per_class = static_cast<uint32_t>(ProcessOption(kOptInitialBlocksPerClass));
+    d.discard_min_bytes = ProcessOption(kOptDiscardMinBytes);
+    d.refill_bytes = ProcessOption(kOptRefillBytes);
+    d.retention = static_cast<Retention>(ProcessOption(kOptRetention));
+    d.max_cached_bytes = ProcessOption(kOptMaxCachedBytes);
+    d.max_object_bytes = ProcessOption(kOptMaxObjectBytes);
+    d.mode = static_cast<CacheMode>(ProcessOption(kOptMode));
     return d;
   }();
   return defaults;
 }
 
 std::atomic<uint64_t>& ProcessLimit() {
-  static std::atomic<uint64_t> limit{EnvOption(kOptProcessMaxCachedBytes)};
+  static std::atomic<uint64_t> limit{ProcessOption(kOptProcessMaxCachedBytes)};
   return limit;
 }
 

@@ -27,7 +27,7 @@ bool DecideRseq() {
   InitRseqArea();
 #if SYNCPOOL_RSEQ_FAST_PATH
   if (!RseqRegistered()) return false;  // No area registered (glibc 2.34, tunable, valgrind).
-  if (EnvOption(kOptRseq) == 0) return false;
+  if (ProcessOption(kOptRseq) == 0) return false;
   const long supported = Membarrier(MEMBARRIER_CMD_QUERY, 0, 0);
   if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) == 0) return false;
   if (Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) return false;

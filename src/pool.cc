@@ -22,11 +22,11 @@ Options SizingOptions(const Options& options, bool owning) {
 
 // Where the per-CPU capacity starts (SizingOf()).
 std::vector<uint32_t> StartCapacity(size_t object_size, const Options& options, bool owning) {
-  return SizingOf(SizingOptions(options, owning), {object_size}, kWho).start;
+  return SizingOf(SizingOptions(options, owning), {object_size}).start;
 }
 
 BlockCache::Policy PoolPolicy(size_t object_size, const Options& options, bool owning) {
-  BlockCache::Policy policy = PolicyOf(SizingOptions(options, owning), {object_size}, kWho);
+  BlockCache::Policy policy = PolicyOf(SizingOptions(options, owning), {object_size});
   policy.max_cached_bytes = options.max_cached_bytes;
   policy.owned_bytes = owning;
   return policy;
@@ -38,7 +38,10 @@ PoolBase::PoolBase(size_t object_size, void (*destroy)(void*),
                    uint64_t (*owned_bytes)(const void*), const Options& options)
     : destroy_(destroy),
       owned_bytes_(owned_bytes),
-      max_object_bytes_(options.max_object_bytes == 0 ? ~uint64_t{0} : options.max_object_bytes),
+      // The first member made from the options: they are validated here, before the rest.
+      max_object_bytes_((ValidateOptions(options, kWho, OptionUser::kPool),
+                         options.max_object_bytes == 0 ? ~uint64_t{0}
+                                                       : options.max_object_bytes)),
       debug_(DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<DebugRegistry>(PoolLabel("Pool", options.name, this))
                        : nullptr),

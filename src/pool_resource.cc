@@ -37,7 +37,7 @@ const Options& Validated(const Options& options, std::pmr::memory_resource* upst
   if (upstream == nullptr) {
     throw std::invalid_argument("syncpool::PoolResource: upstream resource is null");
   }
-  internal::ValidateOptions(options, "syncpool::PoolResource");
+  internal::ValidateOptions(options, "syncpool::PoolResource", internal::OptionUser::kResource);
   return options;
 }
 
@@ -54,7 +54,6 @@ std::vector<size_t> ClassBytes(const Options& options) {
   return bytes;
 }
 
-constexpr char kWho[] = "syncpool::PoolResource";
 
 // The most bytes one CPU's stack of a class kept in spans grows to, per generation: the hot
 // layer in front of the spans (Policy()).
@@ -62,7 +61,7 @@ constexpr size_t kSpanHotClassBytes = 64 * 1024;
 
 // Where each class's per-CPU capacity starts (internal::SizingOf()).
 std::vector<uint32_t> Capacities(const Options& options) {
-  return internal::SizingOf(options, ClassBytes(options), kWho).start;
+  return internal::SizingOf(options, ClassBytes(options)).start;
 }
 
 // Per class, how many blocks a miss takes from upstream (Options::refill_bytes): 1 to `most`,
@@ -85,7 +84,7 @@ std::array<uint8_t, internal::kNumSizeClasses> RefillBlocks(const Options& optio
 // spans (no TransferStack): the hot layer stays small, and the rest of a large working set is
 // handed out by address (src/spans.h).
 internal::CachePolicy Policy(const Options& options) {
-  internal::CachePolicy policy = internal::PolicyOf(options, ClassBytes(options), kWho);
+  internal::CachePolicy policy = internal::PolicyOf(options, ClassBytes(options));
   const std::vector<uint32_t> start = Capacities(options);
   const size_t span_classes = std::min(policy.max_capacities.size(), internal::kNumSpanClasses);
   for (size_t cls = 0; cls < span_classes; ++cls) {

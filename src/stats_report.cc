@@ -57,7 +57,7 @@ std::string PoolLabel(const char* kind, const std::string& name, const void* own
 
 StatsReportEntry::StatsReportEntry(std::string kind, std::string name, const void* owner,
                                    std::function<Stats()> stats) {
-  static const bool enabled = EnvOption(kOptStats) != 0;  // Read, and warned about, once.
+  static const bool enabled = ProcessOption(kOptStats) != 0;
   if (!enabled) return;
   std::string label = PoolLabel(kind.c_str(), name, owner);
   Registry& r = GetRegistry();

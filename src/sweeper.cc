@@ -44,6 +44,8 @@
 #include <cstdlib>
 #include <mutex>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -153,16 +155,26 @@ void ChildAfterFork() { ReleaseAfterFork(/*child=*/true); }
 
 namespace {
 
-// A non-positive interval would make the thread spin: it is raised to 1 ms.
-Sweeper::Options Normalized(Sweeper::Options options) {
-  if (options.interval.count() <= 0) options.interval = std::chrono::milliseconds(1);
+// The accepted values are those of SYNCPOOL_SWEEP_INTERVAL_MS (internal/option_table.h).
+Sweeper::Options Validated(Sweeper::Options options) {
+  const internal::OptionSpec& spec = internal::kOptionTable[internal::kOptSweepIntervalMs];
+  auto fail = [](const char* field, long long value, const char* unit, const std::string& expected) {
+    throw std::invalid_argument("syncpool::Sweeper: Sweeper::Options::" + std::string(field) +
+                                " is " + std::to_string(value) + unit + "; expected " + expected);
+  };
+  const long long interval = options.interval.count();
+  if (interval < static_cast<long long>(spec.min) || interval > static_cast<long long>(spec.max)) {
+    fail("interval", interval, " ms", internal::OptionRangeText(spec));
+  }
+  if (options.slice.count() < 0) fail("slice", options.slice.count(), " us", "0 (no slices) or more");
+  if (options.pause.count() < 0) fail("pause", options.pause.count(), " us", "0 (a yield) or more");
   return options;
 }
 
 }  // namespace
 
 Sweeper::Sweeper(Options options)
-    : state_(std::make_unique<State>(Normalized(std::move(options)))) {
+    : state_(std::make_unique<State>(Validated(std::move(options)))) {
   static std::once_flag handlers;
   std::call_once(handlers, [] { pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork); });
   ForkList& list = GetForkList();
@@ -182,7 +194,7 @@ namespace {
 Sweeper::Options DefaultSweeperOptions() {
   Sweeper::Options options;
   options.interval =
-      std::chrono::milliseconds(internal::EnvOption(internal::kOptSweepIntervalMs));
+      std::chrono::milliseconds(internal::ProcessOption(internal::kOptSweepIntervalMs));
   return options;
 }
 

@@ -8,6 +8,7 @@
 
 #include <stdlib.h>
 
+#include <cstdint>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -54,6 +55,31 @@ TEST(EnvTest, BadValuesAreReportedAndTheDefaultKept) {
   setenv("SYNCPOOL_TEST_BOOL", "off", 1);
   EXPECT_FALSE(internal::EnvBool("SYNCPOOL_TEST_BOOL", true));
   unsetenv("SYNCPOOL_TEST_BOOL");
+}
+
+// Sizes take a unit: K, KiB, M, MiB, G, GiB (as the docs print them).
+TEST(EnvTest, SizesTakeUnits) {
+  const struct {
+    const char* text;
+    uint64_t bytes;
+  } kGood[] = {{"262144", 262144},     {"64k", 64 << 10},   {"64K", 64 << 10},
+               {"256 KiB", 256 << 10}, {"1MiB", 1 << 20},   {"2M", 2 << 20},
+               {"1G", uint64_t{1} << 30}, {"3GiB", uint64_t{3} << 30}};
+  for (const auto& [text, bytes] : kGood) {
+    setenv("SYNCPOOL_TEST_BYTES", text, 1);
+    EXPECT_EQ(internal::EnvBytes("SYNCPOOL_TEST_BYTES", 7, 0, ~uint64_t{0}), bytes)
+        << text;
+  }
+  for (const char* bad : {"1.5M", "64kb", "M", "-1K", "1T", "99999999999999999999G"}) {
+    setenv("SYNCPOOL_TEST_BYTES", bad, 1);
+    ::testing::internal::CaptureStderr();
+    EXPECT_EQ(internal::EnvBytes("SYNCPOOL_TEST_BYTES", 7, 0, ~uint64_t{0}), 7u) << bad;
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("K, KiB, M, MiB, G or GiB"), std::string::npos) << err;
+  }
+  setenv("SYNCPOOL_TEST_BYTES", "2M", 1);  // Out of range.
+  EXPECT_EQ(internal::EnvBytes("SYNCPOOL_TEST_BYTES", 7, 0, 1 << 20), 7u);
+  unsetenv("SYNCPOOL_TEST_BYTES");
 }
 
 }  // namespace

@@ -67,6 +67,9 @@ constexpr int kWorkers = 2;
 // the child's own alarm, a backstop for when the parent cannot attach.
 constexpr auto kChildTimeout = std::chrono::seconds(30);
 constexpr unsigned kChildAlarmSeconds = 45;
+// How long the parent's forks may take in all before it prints its own threads' stacks and
+// aborts (the test's timeout is 300 s).
+constexpr auto kParentTimeout = std::chrono::seconds(150);
 
 // The child's SIGALRM handler: its stack on stderr, then death by SIGALRM. backtrace() was
 // called once in the parent, so that it loads nothing (no allocation) here.
@@ -191,6 +194,25 @@ TEST(ForkTest, ChildrenUsePoolsWhileTheParentsThreadsDoAndSweepsRun) {
     void* frames[4];
     backtrace(frames, 4);  // Loads the unwinder now, not in a hung child's signal handler.
   }
+  // The parent's own watchdog: should the parent itself hang (in a fork() or a worker), every
+  // one of its threads' stacks is printed well before the test's timeout ends the process
+  // without a word. A detached thread that outlives the test only when it hangs.
+  auto parent_done = std::make_shared<std::atomic<bool>>(false);
+  std::thread([parent_done] {
+    const auto deadline = std::chrono::steady_clock::now() + kParentTimeout;
+    while (!parent_done->load()) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        std::fprintf(stderr, "parent: no progress after %llds; its threads:\n",
+                     static_cast<long long>(kParentTimeout.count()));
+        prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);  // Lets its own gdb (a child) attach.
+        const std::string gdb = "command -v gdb >/dev/null && gdb -nx -batch -p " +
+                                std::to_string(getpid()) + " -ex 'thread apply all bt' 1>&2";
+        if (std::system(gdb.c_str()) != 0) std::fprintf(stderr, "(gdb could not attach)\n");
+        std::abort();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }).detach();
   int exited_ok = 0;
   for (int i = 0; i < kForks; ++i) {
     Work(shared, 10);  // The forking thread uses them too, right up to the fork.
@@ -231,6 +253,7 @@ TEST(ForkTest, ChildrenUsePoolsWhileTheParentsThreadsDoAndSweepsRun) {
   }
   shared.stop.store(true);
   for (std::thread& w : workers) w.join();
+  parent_done->store(true);
   EXPECT_EQ(exited_ok, kForks);
   // The parent's pools still work and its sweeper still runs.
   Work(shared, 100);

@@ -16,10 +16,12 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "syncpool/internal/size_class.h"
+#include "syncpool/pool.h"
 #include "syncpool/sweeper.h"
 #include "syncpool/testing/fake_cpu.h"
 #include "pattern.h"
@@ -600,10 +602,73 @@ TEST_F(PoolResourceApiTest, InvalidOptionsThrow) {
   options.max_block_size = internal::kMaxClassSize;
   options.max_blocks_per_class = 0;
   EXPECT_THROW(PoolResource(options, &upstream_), std::invalid_argument);
-  options.max_blocks_per_class = 1;
+  options.max_blocks_per_class = 1;  // The default starting point is lowered to it.
   PoolResource r(options, &upstream_);  // 1 MiB is the largest valid block size.
   r.deallocate(r.allocate(internal::kMaxClassSize), internal::kMaxClassSize);
   EXPECT_EQ(r.GetStats().direct, 0u);
+}
+
+// Each invalid value throws std::invalid_argument naming the field, the value and what is
+// accepted; a field a kind of pool ignores is accepted by it.
+TEST_F(PoolResourceApiTest, EveryInvalidValueIsNamed) {
+  auto message = [this](const Options& options) -> std::string {
+    try {
+      PoolResource r(options, &upstream_);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "(nothing thrown)";
+  };
+  const Options valid{.sweeper = &sweeper_};
+  Options o = valid;
+  o.retention = static_cast<Retention>(7);
+  EXPECT_EQ(message(o),
+            "syncpool::PoolResource: Options::retention is Retention(7); expected "
+            "Retention::kWorkingSet or Retention::kVictim");
+  o = valid;
+  o.mode = static_cast<CacheMode>(9);
+  EXPECT_EQ(message(o),
+            "syncpool::PoolResource: Options::mode is CacheMode(9); expected CacheMode::kAuto, "
+            "CacheMode::kPerCpu or CacheMode::kPerThread");
+  o = valid;
+  o.max_blocks_per_class = 64;
+  o.initial_blocks_per_class = 100;
+  EXPECT_EQ(message(o),
+            "syncpool::PoolResource: Options::initial_blocks_per_class is 100; expected at most "
+            "Options::max_blocks_per_class (64)");
+  o = valid;
+  o.max_cached_bytes = 8;
+  EXPECT_EQ(message(o),
+            "syncpool::PoolResource: Options::max_cached_bytes is 8; expected 0 (no budget) or "
+            "at least 16 (one block of the smallest class)");
+  o = valid;
+  o.max_block_size = 2 << 20;
+  EXPECT_EQ(message(o),
+            "syncpool::PoolResource: Options::max_block_size is 2097152; expected bytes, from 0 "
+            "to 1 MiB");
+  // A Pool ignores max_block_size (and the other resource-only fields): accepted.
+  EXPECT_NO_THROW(Pool<int>(nullptr, nullptr, o));
+  o.max_blocks_per_class = 0;
+  EXPECT_THROW(Pool<int>(nullptr, nullptr, o), std::invalid_argument);
+
+  auto sweeper_message = [](Sweeper::Options options) -> std::string {
+    try {
+      Sweeper s(options);
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "(nothing thrown)";
+  };
+  EXPECT_EQ(sweeper_message(Sweeper::Options::Manual(std::chrono::milliseconds(0))),
+            "syncpool::Sweeper: Sweeper::Options::interval is 0 ms; expected 1 to 86400000 ms");
+  EXPECT_EQ(sweeper_message(Sweeper::Options::Every(std::chrono::milliseconds(-5))),
+            "syncpool::Sweeper: Sweeper::Options::interval is -5 ms; expected 1 to 86400000 ms");
+  Sweeper::Options negative_pause = Sweeper::Options::Manual();
+  negative_pause.pause = std::chrono::microseconds(-1);
+  EXPECT_EQ(sweeper_message(negative_pause),
+            "syncpool::Sweeper: Sweeper::Options::pause is -1 us; expected 0 (a yield) or more");
+  EXPECT_EQ(sweeper_message(Sweeper::Options::Manual(std::chrono::milliseconds(1))),
+            "(nothing thrown)");
 }
 
 TEST_F(PoolResourceApiTest, IsEqualOnlyToItself) {

@@ -15,7 +15,8 @@
 // reproduce.
 //
 // Options are validated when a pool or resource is constructed; an invalid value throws
-// std::invalid_argument naming the field.
+// std::invalid_argument naming the field, the value and what is accepted (docs/design.md,
+// "Options", lists the rules). A field a kind of pool does not use is accepted and ignored.
 
 #ifndef SYNCPOOL_OPTIONS_H_
 #define SYNCPOOL_OPTIONS_H_

@@ -141,6 +141,8 @@ class Sweeper final : public internal::SweepRegistry {
     }
   };
 
+  // Throws std::invalid_argument, naming the field, for an interval outside 1 ms to 24 h or a
+  // negative slice or pause.
   Sweeper() : Sweeper(Options{}) {}
   explicit Sweeper(Options options);
   Sweeper(const Sweeper&) = delete;

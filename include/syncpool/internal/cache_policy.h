@@ -64,10 +64,9 @@ CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested);
 
 // PolicyOf()
 //
-// The CachePolicy that `options` ask for, for classes of `class_bytes` bytes (see
-// SizingOf(), which it calls: the same errors).
-CachePolicy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes,
-                       const char* who);
+// The CachePolicy that `options` (validated: ValidateOptions()) ask for, for classes of
+// `class_bytes` bytes (see SizingOf(), which it calls).
+CachePolicy PolicyOf(const Options& options, const std::vector<size_t>& class_bytes);
 
 // FitToBudget()
 //
@@ -90,11 +89,10 @@ struct CacheSizing {
 // The capacities that `options` ask for, for classes of `class_bytes` bytes: a class of size
 // S grows to max(2, per_cpu_class_bytes / S) blocks, at most max_blocks_per_class, lowered to
 // fit max_cached_bytes (FitToBudget()); it starts at max(2, kStartClassBytes / S) blocks, at
-// most initial_blocks_per_class, and never above its maximum. Throws std::invalid_argument
-// (naming `who`) when max_blocks_per_class or initial_blocks_per_class is 0.
+// most initial_blocks_per_class, and never above its maximum. `options` are validated
+// (ValidateOptions()).
 inline constexpr size_t kStartClassBytes = 64 * 1024;
-CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes,
-                     const char* who);
+CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_bytes);
 
 }  // namespace internal
 }  // namespace syncpool

@@ -24,6 +24,10 @@ namespace internal {
 // An integer in [min, max].
 uint64_t EnvInteger(const char* name, uint64_t fallback, uint64_t min, uint64_t max);
 
+// A byte count in [min, max]: an integer with an optional unit, K or KiB (1024), M or MiB,
+// G or GiB ("64k", "1MiB", "256 KiB" and "262144" are all accepted).
+uint64_t EnvBytes(const char* name, uint64_t fallback, uint64_t min, uint64_t max);
+
 // A number (decimal fraction allowed) in [min, max].
 double EnvNumber(const char* name, double fallback, double min, double max);
 

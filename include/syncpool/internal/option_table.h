@@ -88,15 +88,31 @@ extern const OptionSpec kOptionTable[kOptionCount];
 //
 // The value of variable `id`: its environment variable where set and valid, else the table's
 // default (an invalid value is reported on stderr, naming the variable, what it accepts and
-// the default kept). kPercent variables are read with EnvOptionNumber().
+// the default kept). kPercent variables are read with EnvOptionNumber(). Reads the environment
+// at each call (tests); the library reads through ProcessOption().
 uint64_t EnvOption(OptionId id);
 double EnvOptionNumber(OptionId id);
 
+// ProcessOption()
+//
+// EnvOption(id) read once per process: later calls return the first call's value, and an
+// invalid value is reported once. The first call also reports, once, every SYNCPOOL_*
+// variable of the environment that the table does not list (a misspelt name).
+uint64_t ProcessOption(OptionId id);
+
 // ValidateOptions()
 //
-// Throws std::invalid_argument, naming `who` and the field, when a field of `options` that the
-// table lists lies outside the values it accepts. Called by every Pool and PoolResource.
-void ValidateOptions(const Options& options, const char* who);
+// The one validation of Options, called by every Pool and PoolResource before anything is
+// made: throws std::invalid_argument, naming `who`, the field, the value and what is accepted,
+// when a field lies outside the values the table accepts, when an enum holds no enumerator,
+// when initial_blocks_per_class was set above max_blocks_per_class (its default is lowered to
+// the limit instead), and, for a resource, when max_cached_bytes is under one block of the
+// smallest class. A field that a kind of pool ignores (a Pool's max_block_size,
+// discard_min_bytes and refill_bytes; a resource's max_object_bytes) is accepted whatever it
+// holds.
+enum class OptionUser { kPool, kResource };
+void ValidateOptions(const Options& options, const char* who,
+                     OptionUser user = OptionUser::kResource);
 
 // OptionDefaultText(), OptionRangeText()
 //
