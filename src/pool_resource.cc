@@ -362,6 +362,11 @@ Stats PoolResource::GetStats() const {
   s.span_block_bytes = spans.block_bytes;
   s.span_free_bytes = spans.free_bytes;
   s.span_released_bytes = spans.released_bytes;
+  // Read apart, without a common lock: approximate while other threads allocate.
+  const uint64_t large = large_->bytes();
+  s.upstream_bytes = spans.span_bytes + large;
+  const uint64_t held = spans.block_bytes - spans.free_bytes + large;
+  s.in_use_bytes = held > s.cached_bytes() ? held - s.cached_bytes() : 0;
   return s;
 }
 

@@ -547,6 +547,10 @@ TEST_P(PoolResourceTest, ReleaseReturnsEverythingAndTheResourceStaysUsable) {
     r.deallocate(r.allocate(bytes), bytes);
   }
   ASSERT_GT(upstream_.live_bytes(), 0u);
+  // What is held from upstream, and what of it is in use (one block of each size).
+  Stats held = r.GetStats();
+  EXPECT_EQ(held.upstream_bytes, upstream_.live_bytes());
+  EXPECT_EQ(held.in_use_bytes, BlockSize(48) + BlockSize(4096) + BlockSize(8000) + (size_t{1} << 20));
   r.release();
   EXPECT_EQ(upstream_.live_bytes(), 0u);
   EXPECT_EQ(upstream_.live_blocks(), 0u);

@@ -37,6 +37,8 @@ Stats Sample() {
   s.span_block_bytes = 27;
   s.span_free_bytes = 25;
   s.span_released_bytes = 26;
+  s.upstream_bytes = 28;
+  s.in_use_bytes = 29;
   s.epochs = 12;
   s.caches = 20;
   s.max_cache_bytes = 2100;
@@ -59,7 +61,8 @@ TEST(StatsTest, ToStringNamesEveryField) {
             "swept_bytes=1100 "
             "over_budget_blocks=13 over_budget_bytes=1400 pressure_blocks=15 "
             "pressure_bytes=1600 oversized_objects=22 oversized_bytes=2300 discarded_bytes=17 span_bytes=24 "
-            "span_block_bytes=27 span_free_bytes=25 span_released_bytes=26 epochs=12 caches=20 max_cache_bytes=2100 "
+            "span_block_bytes=27 span_free_bytes=25 span_released_bytes=26 upstream_bytes=28 "
+            "in_use_bytes=29 epochs=12 caches=20 max_cache_bytes=2100 "
             "mode=\"per-thread\" mode_reason=\"SYNCPOOL_RSEQ=0\"");
 }
 
@@ -75,6 +78,7 @@ TEST(StatsTest, DebugStringSaysWhatIsCachedAndWhyBlocksLeft) {
             "(2300 bytes)\n"
             "epochs: 12; pages given back to the system: 17 bytes\n"
             "spans: 24 bytes held, 27 bytes of blocks in them, 25 of them free; 26 bytes given back\n"
+            "upstream: 28 bytes held, 29 bytes of them in use\n"
             "caches: per-thread (SYNCPOOL_RSEQ=0): 20, the largest holding 2100 bytes\n");
 }
 

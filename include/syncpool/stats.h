@@ -90,6 +90,12 @@ struct Stats {
   uint64_t span_block_bytes = 0;
   uint64_t span_free_bytes = 0;
   uint64_t span_released_bytes = 0;
+  // PoolResource only: the bytes it holds from upstream now (its spans and every larger block,
+  // cached or in use), and of those, the bytes of blocks handed out and not deallocated yet
+  // (block sizes; requests passed straight upstream count their own size). Neither costs the
+  // allocation paths anything: both are read from the spans and the record of larger blocks.
+  uint64_t upstream_bytes = 0;
+  uint64_t in_use_bytes = 0;
 
   // Epochs this pool has been swept.
   uint64_t epochs = 0;
