@@ -54,7 +54,6 @@ std::vector<size_t> ClassBytes(const Options& options) {
   return bytes;
 }
 
-
 // The most bytes one CPU's stack of a class kept in spans grows to, per generation: the hot
 // layer in front of the spans (Policy()).
 constexpr size_t kSpanHotClassBytes = 64 * 1024;
@@ -138,18 +137,12 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>(
                              internal::PoolLabel("PoolResource", options.name, this))
                        : nullptr),
+      // Spans and the larger blocks left at the end go back as every block does: their pages
+      // discarded first (GiveBack()).
       spans_(std::make_unique<internal::Spans>(
-          upstream, NumClasses(options),
-          // Spans go back as large blocks do: their pages discarded first (GiveBack()).
-          [](void* self, void* p, size_t bytes, size_t alignment) {
-            static_cast<PoolResource*>(self)->GiveBack(p, bytes, alignment);
-          },
-          this, internal::PoolLabel("PoolResource", options.name, this))),
-      large_(std::make_unique<internal::LargeBlocks>(
-          [](void* self, void* p, size_t bytes, size_t alignment) {
-            static_cast<PoolResource*>(self)->GiveBack(p, bytes, alignment);
-          },
-          this)),
+          upstream, NumClasses(options), &GiveBackOf, this,
+          internal::PoolLabel("PoolResource", options.name, this))),
+      large_(std::make_unique<internal::LargeBlocks>(&GiveBackOf, this)),
       cache_(ClassBytes(options), Capacities(options), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
              // Debug checks run on the slow paths: the locked mode sends every call there.
@@ -318,6 +311,10 @@ void PoolResource::GiveBackLarge(void* p, size_t bytes, size_t alignment) {
                           p, bytes, alignment, block.bytes, block.alignment);
   }
   GiveBack(p, bytes, alignment);
+}
+
+void PoolResource::GiveBackOf(void* self, void* p, size_t bytes, size_t alignment) {
+  static_cast<PoolResource*>(self)->GiveBack(p, bytes, alignment);
 }
 
 void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {

@@ -229,8 +229,10 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // `alignment` (a pointer the resource did not take, a second deallocate, another size).
   void GiveBackLarge(void* p, size_t bytes, size_t alignment);
   // Gives `p` (`bytes` long, obtained from upstream_ with `alignment`) back upstream, its
-  // pages discarded first when it is at least discard_min_bytes_ long.
+  // pages discarded first when it is at least discard_min_bytes_ long; GiveBackOf() calls it
+  // for the spans and the record of larger blocks (`self` is the resource).
   void GiveBack(void* p, size_t bytes, size_t alignment);
+  static void GiveBackOf(void* self, void* p, size_t bytes, size_t alignment);
 
   // For the inline paths: min(max_block_size_, internal::kSmallSizeLimit), and the cache's
   // Row() of the class of each size up to it, by internal::SmallSizeIndex().
