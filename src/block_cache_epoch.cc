@@ -253,6 +253,7 @@ Stats BlockCache::Snapshot() const {
       cache_bytes += (primary + victim) * class_bytes_[cls];
     }
     ++s.caches;
+    s.reserved_bytes += c->ReservedBytes();
     s.max_cache_bytes = std::max(s.max_cache_bytes, cache_bytes);
   }
   s.hits += transfer_hits_.load(std::memory_order_relaxed);

@@ -25,52 +25,60 @@ void* BlockCache::GetSlow(size_t cls) {
   };
   void* block = nullptr;
   CpuCache* c = nullptr;
-  if (mode_.per_thread) {
-    // The owner's slow path: under the lock, which keeps remote operations out (its own
-    // inline operations are not running: this is the same thread).
-    if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
-      c = CacheOf(static_cast<int>(slot));
-      SpinLockHolder l(&c->lock);
-      ReopenForOwner(c);
-      block = pop_locked(c);
-    }
-  } else if (!mode_.rseq) {
-    c = CacheOf(CurrentCpu());
-    SpinLockHolder l(&c->lock);
-    block = pop_locked(c);
-  } else if (const int target = RemoteCpuOfThisThread(num_cpus_); target >= 0) {
-    // Not the CPU this thread runs on: work on its cache as a remote operation.
-    c = CacheOf(target);
-    block = Remote(target, c, pop_locked);
-  } else {
-#if SYNCPOOL_RSEQ_FAST_PATH
-    // The common miss first, read from this CPU's stack in the class's row (where the
-    // sequences look) without going through its CpuCache: open, both generations empty, and
-    // the TransferStack too. The reads are hints (the thread may move, blocks may come); the
-    // sequence that counts the miss is the authority on where it is counted.
-    // (Read again, the CPU id may be one the region has no row for: then no shortcut.)
-    if (const unsigned cpu = static_cast<unsigned>(RseqCpuId());
-        cpu < static_cast<unsigned>(num_cpus_)) {
-      const ClassStack& s =
-          *reinterpret_cast<const ClassStack*>(Row(cls) + (size_t{cpu} << kClassStackShift));
-      if (s.open_capacity.load(std::memory_order_relaxed) != 0 &&
-          s.primary_count.load(std::memory_order_relaxed) == 0 &&
-          s.victim_count.load(std::memory_order_relaxed) == 0 && transfers_[cls].LooksEmpty() &&
-          RseqCountMiss(Row(cls))) {
-        return nullptr;
+  try {
+    if (mode_.per_thread) {
+      // The owner's slow path: under the lock, which keeps remote operations out (its own
+      // inline operations are not running: this is the same thread).
+      if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
+        c = CacheOf(static_cast<int>(slot));
+        SpinLockHolder l(&c->lock);
+        ReopenForOwner(c);
+        block = pop_locked(c);
       }
-    }
-    c = CacheOf(RealCurrentCpu());
-    WaitAndOpen(c, cls);
-    // The counts are a hint (the thread may move): the sequences are the authority, and a
-    // stack that reads empty in both generations is not worth two more of them.
-    if (c->PrimaryCount(cls) != 0 || c->VictimCount(cls) != 0) {
-      block = RseqPopPrimary(Row(cls));
-      if (block == nullptr) block = RseqPopVictim(Row(cls));
-    }
+    } else if (!mode_.rseq) {
+      c = CacheOf(CurrentCpu());
+      SpinLockHolder l(&c->lock);
+      block = pop_locked(c);
+    } else if (const int target = RemoteCpuOfThisThread(num_cpus_); target >= 0) {
+      // Not the CPU this thread runs on: work on its cache as a remote operation.
+      c = CacheOf(target);
+      block = Remote(target, c, pop_locked);
+    } else {
+#if SYNCPOOL_RSEQ_FAST_PATH
+      // The common miss first, read from this CPU's stack in the class's row (where the
+      // sequences look) without going through its CpuCache: open, both generations empty, and
+      // the TransferStack too. The reads are hints (the thread may move, blocks may come); the
+      // sequence that counts the miss is the authority on where it is counted.
+      // (Read again, the CPU id may be one the region has no row for: then no shortcut.)
+      if (const unsigned cpu = static_cast<unsigned>(RseqCpuId());
+          cpu < static_cast<unsigned>(num_cpus_)) {
+        const ClassStack& s =
+            *reinterpret_cast<const ClassStack*>(Row(cls) + (size_t{cpu} << kClassStackShift));
+        if (s.open_capacity.load(std::memory_order_relaxed) != 0 &&
+            s.primary_count.load(std::memory_order_relaxed) == 0 &&
+            s.victim_count.load(std::memory_order_relaxed) == 0 && transfers_[cls].LooksEmpty() &&
+            RseqCountMiss(Row(cls))) {
+          return nullptr;
+        }
+      }
+      c = CacheOf(RealCurrentCpu());
+      WaitAndOpen(c, cls);
+      // The counts are a hint (the thread may move): the sequences are the authority, and a
+      // stack that reads empty in both generations is not worth two more of them.
+      if (c->PrimaryCount(cls) != 0 || c->VictimCount(cls) != 0) {
+        block = RseqPopPrimary(Row(cls));
+        if (block == nullptr) block = RseqPopVictim(Row(cls));
+      }
 #else
-    c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
+      c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
 #endif
+    }
+  } catch (...) {
+    // No cache could be created for this CPU or thread (no memory or address space, or the
+    // sweeper's thread failed to start): served without one, from the shared layer or as a
+    // miss, as a Put releases what it cannot cache.
+    c = nullptr;
+    block = nullptr;
   }
   if (block != nullptr) return UnpoisonCached(block, class_bytes_[cls]);
   if (!transfers_[cls].LooksEmpty()) {  // A racy probe: a miss is the worst it can cause.
@@ -125,11 +133,20 @@ bool BlockCache::GrowthAllowed(const CpuCache* c, size_t cls, uint32_t cap) cons
          !OverBudget(owned_ != nullptr ? 0 : 2 * added);
 }
 
-bool BlockCache::TryGrow(CpuCache* c, size_t cls) {
+bool BlockCache::TryGrow(int cpu, CpuCache* c, size_t cls) {
   if (!GrowthAllowed(c, cls, c->Capacity(cls))) return false;
-  SpinLockHolder l(&c->lock);
   // Again under the lock: another thread on this CPU may have grown a class since the hint.
-  return GrowthAllowed(c, cls, c->Capacity(cls)) && c->Grow(cls);
+  auto grow = [&](CpuCache* cc, bool exclusive) {
+    cc->lock.AssertHeld();  // Held by the caller (Remote() or the SpinLockHolder below).
+    return GrowthAllowed(cc, cls, cc->Capacity(cls)) && cc->Grow(cls, exclusive);
+  };
+  if (c->GrowMovesArrays(cls)) {
+    // The arrays move: sequences on `cpu` must be kept off them (a few times per class over
+    // the cache's life, as the reserve doubles).
+    return Remote(cpu, c, [&](CpuCache* cc) { return grow(cc, /*exclusive=*/true); });
+  }
+  SpinLockHolder l(&c->lock);
+  return grow(c, /*exclusive=*/false);
 }
 
 void BlockCache::PutSlow(size_t cls, void* block) {
@@ -143,7 +160,9 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     cc->lock.AssertHeld();  // Held by the caller (Remote() or a SpinLockHolder).
     if (cc->PushPrimary(cls, block)) return true;
     cc->NoteOverflow(cls);
-    if (GrowthAllowed(cc, cls, cc->Capacity(cls)) && cc->Grow(cls)) {
+    // No inline operation can be using the arrays here (a remote operation, the column's own
+    // thread, or the locked mode), so growing may move them.
+    if (GrowthAllowed(cc, cls, cc->Capacity(cls)) && cc->Grow(cls, /*exclusive=*/true)) {
       return cc->PushPrimary(cls, block);
     }
     while (n_moved < batch) {
@@ -188,7 +207,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
         kept = RseqPush(row, block);
         if (kept || c->PrimaryCount(cls) < c->Capacity(cls)) continue;
         c->NoteOverflow(cls);
-        if (TryGrow(c, cls)) continue;
+        if (TryGrow(cpu, c, cls)) continue;
         if (n_moved != 0) break;
         while (n_moved < batch) {
           void* b = RseqPopToMove(row);

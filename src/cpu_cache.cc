@@ -18,34 +18,58 @@
 namespace syncpool {
 namespace internal {
 
-// The slot arrays, for each class its primary, victim and spare slots, max_capacity each, are
-// one anonymous mapping reserved without swap accounting (MAP_NORESERVE): a stack touches the
-// pages of its arrays only as far as its counts reach, so a capacity that may grow large costs
-// address space, not memory. Sweeps rotate the three arrays of a class among its three
-// pointers, so every array stays inside the mapping.
-CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const size_t* class_bytes,
-                           const uint32_t* capacities, const uint32_t* max_capacities,
-                           size_t num_classes, bool per_thread) {
-  size_t slots = 0;
-  for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{max_capacities[c]};
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t bytes = (std::max<size_t>(slots, 1) * sizeof(void*) + page - 1) / page * page;
+namespace {
+
+// An anonymous mapping of `bytes` (whole pages) for slot arrays, reserved without swap
+// accounting (MAP_NORESERVE): a stack touches the pages of its arrays only as far as its
+// counts reach, so reserve costs address space, not memory. Null when it cannot be made.
+void** MapSlots(size_t bytes) {
   void* mapped = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (mapped == MAP_FAILED) throw std::bad_alloc();
+  if (mapped == MAP_FAILED) return nullptr;
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
   // The leak checker must see the cached blocks the slots point to as reachable.
   __lsan_register_root_region(mapped, bytes);
 #endif
-  void** slot = static_cast<void**>(mapped);
+  return static_cast<void**>(mapped);
+}
+
+void UnmapSlots(void** slots, size_t bytes) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+  __lsan_unregister_root_region(slots, bytes);
+#endif
+  munmap(slots, bytes);
+}
+
+// The bytes of a mapping of `slots` slots, in whole pages.
+size_t SlotBytes(size_t slots) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  return (std::max<size_t>(slots, 1) * sizeof(void*) + page - 1) / page * page;
+}
+
+}  // namespace
+
+// The slot arrays begin as one mapping for every class, each class's three arrays holding its
+// first reserve; a class that grows past it moves to a mapping of its own (MoveArrays()).
+// Sweeps rotate the three arrays of a class among its three pointers, so every array stays
+// inside the mapping the class has.
+CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const size_t* class_bytes,
+                           const uint32_t* capacities, const uint32_t* max_capacities,
+                           size_t num_classes, bool per_thread, uint32_t first_reserve) {
+  auto reserve_of = [&](size_t c) {
+    const uint32_t max = max_capacities[c];
+    return std::max(std::min(capacities[c], max), std::min(first_reserve, max));
+  };
+  size_t slots = 0;
+  for (size_t c = 0; c < num_classes; ++c) slots += 3 * size_t{reserve_of(c)};
+  const size_t bytes = SlotBytes(slots);
+  void** slot = MapSlots(bytes);
+  if (slot == nullptr) throw std::bad_alloc();
   CpuCache* cache;
   try {
     cache = new CpuCache();
   } catch (...) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-    __lsan_unregister_root_region(mapped, bytes);
-#endif
-    munmap(mapped, bytes);
+    UnmapSlots(slot, bytes);
     throw;
   }
   cache->num_classes = num_classes;
@@ -55,20 +79,21 @@ CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const size_t* clas
   cache->slots_ = slot;
   cache->slots_bytes_ = bytes;
   for (size_t c = 0; c < num_classes; ++c) {
-    const size_t max = max_capacities[c];
+    const uint32_t reserve = reserve_of(c);
     ClassStack* s = new (stacks + c * class_stride) ClassStack();
     s->capacity.store(std::min(capacities[c], max_capacities[c]), std::memory_order_relaxed);
     s->min_capacity = std::min(capacities[c], max_capacities[c]);
     s->max_capacity = max_capacities[c];
+    s->reserve.store(reserve, std::memory_order_relaxed);
     s->block_bytes = static_cast<uint32_t>(class_bytes[c]);
     cache->capacity_bytes.store(
         cache->capacity_bytes.load(std::memory_order_relaxed) +
             uint64_t{s->min_capacity} * s->block_bytes,
         std::memory_order_relaxed);
     s->primary = slot;
-    s->victim = slot + max;
-    s->spare = slot + 2 * max;
-    slot += 3 * max;
+    s->victim = slot + reserve;
+    s->spare = slot + 2 * size_t{reserve};
+    slot += 3 * size_t{reserve};
   }
   return cache;
 }
@@ -76,20 +101,56 @@ CpuCache* CpuCache::Create(char* stacks, size_t class_stride, const size_t* clas
 void CpuCache::Destroy(CpuCache* cache) {
   void** const slots = cache->slots_;
   const size_t bytes = cache->slots_bytes_;
-  for (size_t c = 0; c < cache->num_classes; ++c) cache->stack(c).~ClassStack();
+  for (size_t c = 0; c < cache->num_classes; ++c) {
+    ClassStack& s = cache->stack(c);
+    if (s.own_slots != nullptr) UnmapSlots(s.own_slots, SlotBytes(3 * size_t{s.reserve.load()}));
+    s.~ClassStack();
+  }
   delete cache;
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-  __lsan_unregister_root_region(slots, bytes);
-#endif
-  munmap(slots, bytes);
+  UnmapSlots(slots, bytes);
 }
 
-bool CpuCache::Grow(size_t cls) {
+bool CpuCache::MoveArrays(size_t cls, uint32_t reserve) {
+  ClassStack& s = stack(cls);
+  // Between the epoch's AgeDetach() and ReturnSpare() the epoch reads the detached array
+  // outside the lock: it must come back to the mapping it left.
+  if (s.spare == nullptr) return false;
+  const size_t bytes = SlotBytes(3 * size_t{reserve});
+  void** const moved = MapSlots(bytes);
+  if (moved == nullptr) return false;  // No address space: the class keeps its capacity.
+  const uint32_t primary = s.primary_count.load(std::memory_order_relaxed);
+  const uint32_t victims = s.victim_count.load(std::memory_order_relaxed);
+  std::memcpy(moved, s.primary, primary * sizeof(void*));
+  std::memcpy(moved + reserve, s.victim, victims * sizeof(void*));
+  uint64_t own = own_reserved_bytes_.load(std::memory_order_relaxed) + bytes;
+  if (s.own_slots != nullptr) {
+    const size_t old_bytes = SlotBytes(3 * size_t{s.reserve.load(std::memory_order_relaxed)});
+    UnmapSlots(s.own_slots, old_bytes);
+    own -= old_bytes;
+  }
+  own_reserved_bytes_.store(own, std::memory_order_relaxed);
+  s.own_slots = moved;
+  s.primary = moved;
+  s.victim = moved + reserve;
+  s.spare = moved + 2 * size_t{reserve};
+  s.reserve.store(reserve, std::memory_order_relaxed);
+  // The pages above the counts are untouched in the new mapping.
+  s.touched.store(std::max(primary, victims), std::memory_order_relaxed);
+  return true;
+}
+
+bool CpuCache::Grow(size_t cls, bool exclusive) {
   ClassStack& s = stack(cls);
   const uint32_t old = s.capacity.load(std::memory_order_relaxed);
   if (old >= s.max_capacity) return false;
   const uint32_t grown =
       static_cast<uint32_t>(std::min<uint64_t>(2 * uint64_t{old}, s.max_capacity));
+  if (const uint32_t now = s.reserve.load(std::memory_order_relaxed); grown > now) {
+    // Past the reserve: the arrays move, to twice the reserve (fewer moves) within the maximum.
+    const uint32_t reserve = static_cast<uint32_t>(
+        std::min<uint64_t>(std::max<uint64_t>(grown, 2 * uint64_t{now}), s.max_capacity));
+    if (!exclusive || !MoveArrays(cls, reserve)) return false;
+  }
   s.capacity.store(grown, std::memory_order_relaxed);
   AddCapacityBytes(s, old, grown);
   s.touched.store(std::max(s.touched.load(std::memory_order_relaxed), grown),

@@ -18,14 +18,14 @@ std::string Stats::DebugString() const {
       "epochs: %d; pages given back to the system: %d bytes\n"
       "spans: %d bytes held, %d bytes of blocks in them, %d of them free; %d bytes given back\n"
       "upstream: %d bytes held, %d bytes of them in use\n"
-      "caches: %s (%s): %d, the largest holding %d bytes\n",
+      "caches: %s (%s): %d, the largest holding %d bytes; %d bytes of address space reserved\n",
       cached_blocks(), cached_bytes(), primary_blocks, primary_bytes, victim_blocks,
       victim_bytes, hits, misses, refilled, grows, direct, shared_moves, hits, swept_blocks,
       swept_bytes,
       over_budget_blocks, over_budget_bytes, pressure_blocks, pressure_bytes, spills,
       oversized_objects, oversized_bytes, epochs, discarded_bytes, span_bytes, span_block_bytes, span_free_bytes,
       span_released_bytes, upstream_bytes, in_use_bytes, mode, mode_reason, caches,
-      max_cache_bytes);
+      max_cache_bytes, reserved_bytes);
 }
 
 std::string Stats::ToString() const {
@@ -36,14 +36,14 @@ std::string Stats::ToString() const {
       "over_budget_blocks=%d over_budget_bytes=%d pressure_blocks=%d pressure_bytes=%d "
       "oversized_objects=%d oversized_bytes=%d discarded_bytes=%d span_bytes=%d "
       "span_block_bytes=%d span_free_bytes=%d span_released_bytes=%d upstream_bytes=%d "
-      "in_use_bytes=%d epochs=%d caches=%d max_cache_bytes=%d mode=\"%s\" "
+      "in_use_bytes=%d epochs=%d caches=%d max_cache_bytes=%d reserved_bytes=%d mode=\"%s\" "
       "mode_reason=\"%s\"",
       hits, misses, grows, spills, shared_moves, direct, refilled, primary_blocks, primary_bytes,
       victim_blocks,
       victim_bytes, swept_blocks, swept_bytes, over_budget_blocks, over_budget_bytes,
       pressure_blocks, pressure_bytes, oversized_objects, oversized_bytes, discarded_bytes, span_bytes,
-      span_block_bytes, span_free_bytes, span_released_bytes, upstream_bytes, in_use_bytes, epochs, caches, max_cache_bytes, mode,
-      mode_reason);
+      span_block_bytes, span_free_bytes, span_released_bytes, upstream_bytes, in_use_bytes, epochs, caches, max_cache_bytes, reserved_bytes,
+      mode, mode_reason);
 }
 
 }  // namespace syncpool

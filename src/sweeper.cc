@@ -219,9 +219,13 @@ namespace {
 template <typename Visit>
 void VisitCaches(Sweeper::State& s, Visit visit, internal::SweepPacer* pacer = nullptr) {
   std::vector<Sweepable*> snapshot;
-  {
+  try {
     internal::MutexLock l(&s.mu);
     snapshot.assign(s.caches.begin(), s.caches.end());
+  } catch (const std::bad_alloc&) {
+    // No memory for the list (the process is at its limit): no cache is visited this time;
+    // what they cache stays until an epoch finds the memory.
+    return;
   }
   for (Sweepable* cache : snapshot) {
     {
@@ -345,7 +349,13 @@ void Sweeper::State::StartThreadLocked(Sweeper* owner) {
         break;
       }
       mu.Unlock();
-      const bool parked = owner->Tick() && owner->ParkIfIdle();
+      bool parked = false;
+      try {
+        parked = owner->Tick() && owner->ParkIfIdle();
+      } catch (const std::bad_alloc&) {
+        // Out of memory in this wake-up (every lock it took is released by now): try again at
+        // the next one, rather than end the process from a thread the user never made.
+      }
       mu.Lock();
       if (parked) {
         mu.Await(changed, [this, owner] {

@@ -117,15 +117,15 @@ TEST_F(CpuCacheTest, OpenAndCloseToSequences) {
 TEST_F(CpuCacheTest, GrowDoublesUpToTheMaximumAndAnOpenCacheFollows) {
   SpinLockHolder l(&cache_->lock);
   cache_->OpenToSequences();
-  EXPECT_TRUE(cache_->Grow(0));
+  EXPECT_TRUE(cache_->Grow(0, /*exclusive=*/true));
   EXPECT_EQ(cache_->Capacity(0), 16u);
   EXPECT_EQ(cache_->stack(0).open_capacity.load(), 16u);
   EXPECT_EQ(cache_->CapacityBytes(), kStartBytes + 8 * 64);
-  EXPECT_TRUE(cache_->Grow(0));
-  EXPECT_FALSE(cache_->Grow(0));  // At 32, its maximum.
+  EXPECT_TRUE(cache_->Grow(0, /*exclusive=*/true));
+  EXPECT_FALSE(cache_->Grow(0, /*exclusive=*/true));  // At 32, its maximum.
   EXPECT_EQ(cache_->Capacity(0), 32u);
   EXPECT_EQ(cache_->grows.load(), 2u);
-  EXPECT_FALSE(cache_->Grow(1));  // Starts at its maximum.
+  EXPECT_FALSE(cache_->Grow(1, /*exclusive=*/true));  // Starts at its maximum.
   EXPECT_EQ(cache_->CapacityBytes(), kStartBytes + 24 * 64);
   EXPECT_TRUE(cache_->CanShrink());
   for (size_t i = 0; i < 32; ++i) ASSERT_TRUE(cache_->PushPrimary(0, b_[i]));
@@ -133,10 +133,74 @@ TEST_F(CpuCacheTest, GrowDoublesUpToTheMaximumAndAnOpenCacheFollows) {
   EXPECT_EQ(cache_->PrimaryCount(0), 32u);
 }
 
+// A class reserves slots for what it uses: past its first reserve, growing moves its arrays
+// to a mapping of their own, keeping both generations in their order. It needs `exclusive`
+// (no inline operation on the arrays) and the spare array in place; otherwise the capacity
+// stays.
+TEST(CpuCacheReserveTest, GrowingPastTheReserveMovesTheArraysAndKeepsTheirBlocks) {
+  alignas(kCacheLineSize) static char region[kClasses * kStride];
+  std::fill(std::begin(region), std::end(region), 0);
+  const size_t class_bytes[kClasses] = {64, 1024};
+  const uint32_t capacities[kClasses] = {4, 2};
+  const uint32_t max_capacities[kClasses] = {64, 2};
+  CpuCache* cache = CpuCache::Create(region, kStride, class_bytes, capacities, max_capacities,
+                                     kClasses, /*per_thread=*/false, /*first_reserve=*/4);
+  FakeBlocks b(128);
+  {
+    SpinLockHolder l(&cache->lock);
+    const size_t first_bytes = cache->ReservedBytes();
+    EXPECT_EQ(cache->stack(0).reserve.load(), 4u);
+    EXPECT_TRUE(cache->GrowMovesArrays(0));
+    EXPECT_FALSE(cache->GrowMovesArrays(1));  // At its maximum.
+    // Victims b[0..4), primary b[4..8).
+    for (size_t i = 0; i < 4; ++i) ASSERT_TRUE(cache->PushPrimary(0, b[i]));
+    uint32_t detached = 0;
+    cache->ReturnSpare(0, cache->AgeDetach(0, /*whole_primary=*/true, &detached));
+    for (size_t i = 4; i < 8; ++i) ASSERT_TRUE(cache->PushPrimary(0, b[i]));
+    void** const first_primary = cache->stack(0).primary;
+
+    EXPECT_FALSE(cache->Grow(0, /*exclusive=*/false));  // Sequences might use the arrays.
+    EXPECT_EQ(cache->Capacity(0), 4u);
+    EXPECT_EQ(cache->stack(0).primary, first_primary);
+
+    ASSERT_TRUE(cache->Grow(0, /*exclusive=*/true));
+    EXPECT_EQ(cache->Capacity(0), 8u);
+    EXPECT_EQ(cache->stack(0).reserve.load(), 8u);
+    EXPECT_NE(cache->stack(0).primary, first_primary);
+    EXPECT_GT(cache->ReservedBytes(), first_bytes);
+    for (size_t i = 8; i < 12; ++i) ASSERT_TRUE(cache->PushPrimary(0, b[i]));
+    ASSERT_TRUE(cache->Grow(0, /*exclusive=*/true));  // Moves again: reserve 16.
+    EXPECT_EQ(cache->stack(0).reserve.load(), 16u);
+    // Within the reserve nothing moves, and no exclusivity is needed.
+    cache->stack(0).capacity.store(8);  // As if an epoch had halved it.
+    void** const second = cache->stack(0).primary;
+    ASSERT_TRUE(cache->Grow(0, /*exclusive=*/false));
+    EXPECT_EQ(cache->stack(0).primary, second);
+
+    // With the spare detached (the epoch releasing a generation), the arrays cannot move.
+    void** const retired = cache->AgeDetach(0, /*whole_primary=*/true, &detached);
+    EXPECT_EQ(detached, 4u);  // b[0..4).
+    cache->stack(0).capacity.store(16);  // The epoch's Shrink() halved it.
+    EXPECT_FALSE(cache->Grow(0, /*exclusive=*/true));
+    EXPECT_EQ(cache->stack(0).reserve.load(), 16u);
+    cache->ReturnSpare(0, retired);
+    ASSERT_TRUE(cache->Grow(0, /*exclusive=*/true));
+    EXPECT_EQ(cache->stack(0).reserve.load(), 32u);
+
+    // The former primary b[4..12) is the victim generation now, in its order.
+    for (size_t i = 12; i-- > 4;) EXPECT_EQ(cache->PopVictim(0), b[i]);
+    EXPECT_EQ(cache->PopVictim(0), nullptr);
+    EXPECT_EQ(cache->PopPrimary(0), nullptr);
+    for (size_t i = 0; i < 32; ++i) ASSERT_TRUE(cache->PushPrimary(0, b[i]));
+    for (size_t i = 32; i-- > 0;) EXPECT_EQ(cache->PopPrimary(0), b[i]);
+  }
+  CpuCache::Destroy(cache);
+}
+
 TEST_F(CpuCacheTest, ShrinkHalvesAfterAnEpochWithoutOverflowButNotBelowWhatIsHeld) {
   SpinLockHolder l(&cache_->lock);
-  ASSERT_TRUE(cache_->Grow(0));
-  ASSERT_TRUE(cache_->Grow(0));  // 32.
+  ASSERT_TRUE(cache_->Grow(0, /*exclusive=*/true));
+  ASSERT_TRUE(cache_->Grow(0, /*exclusive=*/true));  // 32.
   cache_->NoteOverflow(0);
   cache_->Shrink(0, /*to_start=*/false);  // An overflow since the last epoch: kept.
   EXPECT_EQ(cache_->Capacity(0), 32u);
@@ -290,7 +354,7 @@ TEST_F(CpuCacheTest, ThreadsSharingTheLockedCacheLoseAndDuplicateNothing) {
         if (!hand.empty() && rng() % 2 == 0) {
           if (!cache_->PushPrimary(0, hand.back())) {
             cache_->NoteOverflow(0);
-            if (!cache_->Grow(0)) continue;  // At its maximum: keep the block.
+            if (!cache_->Grow(0, /*exclusive=*/true)) continue;  // At its maximum: keep the block.
             ASSERT_TRUE(cache_->PushPrimary(0, hand.back()));
           }
           hand.pop_back();

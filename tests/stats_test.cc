@@ -42,6 +42,7 @@ Stats Sample() {
   s.epochs = 12;
   s.caches = 20;
   s.max_cache_bytes = 2100;
+  s.reserved_bytes = 30;
   s.mode = "per-thread";
   s.mode_reason = "SYNCPOOL_RSEQ=0";
   return s;
@@ -62,7 +63,7 @@ TEST(StatsTest, ToStringNamesEveryField) {
             "over_budget_blocks=13 over_budget_bytes=1400 pressure_blocks=15 "
             "pressure_bytes=1600 oversized_objects=22 oversized_bytes=2300 discarded_bytes=17 span_bytes=24 "
             "span_block_bytes=27 span_free_bytes=25 span_released_bytes=26 upstream_bytes=28 "
-            "in_use_bytes=29 epochs=12 caches=20 max_cache_bytes=2100 "
+            "in_use_bytes=29 epochs=12 caches=20 max_cache_bytes=2100 reserved_bytes=30 "
             "mode=\"per-thread\" mode_reason=\"SYNCPOOL_RSEQ=0\"");
 }
 
@@ -79,7 +80,8 @@ TEST(StatsTest, DebugStringSaysWhatIsCachedAndWhyBlocksLeft) {
             "epochs: 12; pages given back to the system: 17 bytes\n"
             "spans: 24 bytes held, 27 bytes of blocks in them, 25 of them free; 26 bytes given back\n"
             "upstream: 28 bytes held, 29 bytes of them in use\n"
-            "caches: per-thread (SYNCPOOL_RSEQ=0): 20, the largest holding 2100 bytes\n");
+            "caches: per-thread (SYNCPOOL_RSEQ=0): 20, the largest holding 2100 bytes; 30 bytes of "
+            "address space reserved\n");
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 // end every object and block is accounted for, and the upstream holds nothing once the pool and
 // the resource are gone.
 //
-// Iterations per thread: SYNCPOOL_STRESS_ITERATIONS when set, else a fixed default, smaller
+// Iterations per thread: STRESS_TEST_ITERATIONS when set, else a fixed default, smaller
 // under sanitizers.
 
 #include <algorithm>
@@ -40,7 +40,7 @@ using ::syncpool::testing::ScopedFakeCpu;
 using ::syncpool::testing::TrackingResource;
 
 int IterationsPerThread() {
-  if (const char* env = std::getenv("SYNCPOOL_STRESS_ITERATIONS"); env != nullptr) {
+  if (const char* env = std::getenv("STRESS_TEST_ITERATIONS"); env != nullptr) {
     return std::max(1, std::atoi(env));
   }
 #ifdef SYNCPOOL_SANITIZER

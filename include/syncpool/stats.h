@@ -106,6 +106,10 @@ struct Stats {
   uint64_t caches = 0;
   uint64_t max_cache_bytes = 0;
 
+  // The address space the caches' arrays of block pointers reserve: what each class uses,
+  // growing as it grows (pages are touched only as far as the caches fill them).
+  uint64_t reserved_bytes = 0;
+
   // The mode of the caches: "rseq per-CPU", "per-thread" or "locked per-CPU", and why it was
   // chosen ("glibc registered rseq", "glibc did not register rseq", "ThreadSanitizer",
   // "SYNCPOOL_RSEQ=0", ...). Static strings; empty in a default-constructed Stats.

@@ -338,9 +338,10 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // In a fork child, once: starts the sweeper's thread again (sweeper.h).
   void AfterFork();
   void* FromTransfer(size_t cls);
-  // A Put found class `cls` of `c` full: grows its capacity, under its lock, unless it is at
-  // its maximum or the budgets forbid. Returns whether it grew.
-  bool TryGrow(CpuCache* c, size_t cls);
+  // The rseq mode: a Put on `cpu` found class `cls` of `c` full. Grows its capacity, under
+  // its lock (inside a remote operation when the arrays must move: cpu_cache.h), unless it is
+  // at its maximum or the budgets forbid. Returns whether it grew.
+  bool TryGrow(int cpu, CpuCache* c, size_t cls);
   // Whether a full stack of class `cls` of `c` with capacity `cap` may grow: below its
   // maximum, the CPU's capacities with `cap` more blocks within policy_.max_cpu_bytes, and the
   // budgets leave room for the stack full at twice that. Exact under `c`'s lock (the

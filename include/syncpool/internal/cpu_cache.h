@@ -63,13 +63,21 @@ inline constexpr size_t kCacheLineSize = 64;
 // sizing bookkeeping in the next (both this CPU's own). Standard layout: the restartable
 // sequences (percpu_rseq.h) address its fields by offset.
 //
-// Dynamic capacity. The three slot arrays are reserved for `max_capacity` slots each when the
-// CPU's cache is created (address space only: pages are touched as the stack reaches them),
-// so the capacity changes without moving any array:
-//   - it grows (doubling, up to max_capacity) when a Put finds the primary stack full
-//     (CpuCache::Grow(), under `lock`). Raising open_capacity while sequences run is safe: a
-//     sequence that read the old value is merely stricter, and every slot below the new one
-//     exists;
+// Dynamic capacity. The three slot arrays of a class hold `reserve` slots each: address space
+// only (pages are touched as the stack reaches them), reserved for what the class uses and
+// growing with it, so that a process with many pools used a little reserves a little:
+//   - the capacity grows (doubling, up to max_capacity) when a Put finds the primary stack
+//     full (CpuCache::Grow(), under `lock`). Within the reserve no array moves, and raising
+//     open_capacity while sequences run is safe: a sequence that read the old value is merely
+//     stricter, and every slot below the new one exists;
+//   - beyond the reserve, Grow() moves the class's three arrays to a larger mapping of their
+//     own (CpuCache::Grow() with `exclusive`), copying what the generations hold. That needs
+//     what a remote operation gives: no inline operation can be using the old arrays (closed
+//     and fenced in the rseq mode; the column's owner itself, or closed and waited for, in the
+//     per-thread mode; the lock in the locked mode). Without it, or while the epoch has the
+//     spare array detached, or when the mapping cannot be made, the class keeps its capacity
+//     (the Put moves a batch out or spills, as at the maximum). The old own mapping is
+//     unmapped at once: nothing else holds a pointer into it;
 //   - it shrinks (halving, never below min_capacity nor below what either generation holds)
 //     at an epoch that saw no overflow, inside the epoch's remote operation
 //     (CpuCache::AgeDetach()), with the cache closed.
@@ -82,7 +90,7 @@ struct alignas(kCacheLineSize) ClassStack {
   // every pop (count - 1 < 0 never holds) and every push. Local operations only read it; it
   // changes under `lock` only (CpuCache::OpenToSequences(), CloseToSequences()).
   std::atomic<uint32_t> open_capacity{0};
-  void** primary = nullptr;  // max_capacity slots; sweeps rotate it with `victim`, `spare`.
+  void** primary = nullptr;  // `reserve` slots; sweeps rotate it with `victim`, `spare`.
   std::atomic<uint32_t> victim_count{0};
   // How many blocks each generation may hold now. Changed under `lock` only (Grow(), and the
   // epoch's AgeDetach() with the cache closed); read without it by probes (relaxed).
@@ -95,8 +103,8 @@ struct alignas(kCacheLineSize) ClassStack {
   // operations may fill the primary generation to, 0 while a remote operation holds the
   // column. open_capacity stays 0 in that mode, so that no sequence ever succeeds on it.
   std::atomic<uint32_t> owner_open{0};
-  void** victim = nullptr;  // max_capacity slots.
-  // A third array of max_capacity slots that no sequence reads: the epoch makes it the new
+  void** victim = nullptr;  // `reserve` slots.
+  // A third array of `reserve` slots that no sequence reads: the epoch makes it the new
   // primary and detaches the old victim array, so that what the epoch does while the cache is
   // closed does not grow with what it caches (see CpuCache::AgeDetach()). Changed under
   // `lock` only; null between AgeDetach() and the matching ReturnSpare().
@@ -127,10 +135,17 @@ struct alignas(kCacheLineSize) ClassStack {
   // The highest capacity since the slot arrays' pages above the capacity were last given back
   // (CpuCache::ReleaseSlotPages()). Written under `lock`; read without it by CanShrink().
   std::atomic<uint32_t> touched{0};
+  // How many slots each of the three arrays has (capacity <= reserve <= max_capacity).
+  // Changed under `lock` by a Grow() that moves the arrays, with no inline operation able to
+  // use them (see above); read without it as a hint (GrowMovesArrays()).
+  std::atomic<uint32_t> reserve{0};
   // Gets of this class on this CPU that found every cache empty: in the rseq mode added by a
   // restartable sequence on this CPU (RseqCountMiss(): exact, no atomic read-modify-write);
   // where that cannot run, CpuCache::misses counts instead.
   std::atomic<uint64_t> misses{0};
+  // The mapping of this class's arrays once a Grow() moved them out of the cache's first
+  // mapping (3 * reserve slots, whole pages); null before. Under `lock`, as `reserve`.
+  void** own_slots = nullptr;
 };
 
 // log2 of the distance between two CPUs' stacks of one class: two cache lines, because x86
@@ -141,10 +156,15 @@ static_assert(sizeof(ClassStack) <= size_t{1} << kClassStackShift);
 
 class alignas(kCacheLineSize) CpuCache {
  public:
+  // The slots per array a class reserves at first (or its capacity, or its maximum, if that
+  // is smaller): 2 KiB per array.
+  static constexpr uint32_t kFirstReserveSlots = 256;
+
   // CpuCache::Create()
   //
   // Builds a cache with one stack per class, class `c` holding capacities[c] blocks per
   // generation to begin with and able to grow to max_capacities[c] (>= capacities[c]), its
+  // arrays reserving max(capacities[c], min(`first_reserve`, max_capacities[c])) slots, its
   // stack of class `c` at `stacks` + c * `class_stride` (in the BlockCache's
   // region: kCacheLineSize-aligned, zero-filled), closed to sequences. Throws std::bad_alloc,
   // building nothing, when it cannot allocate. CpuCache::Destroy() frees it (its blocks must
@@ -152,7 +172,8 @@ class alignas(kCacheLineSize) CpuCache {
   // `class_bytes[c]` is the size of a block of class c (for capacity_bytes).
   static CpuCache* Create(char* stacks, size_t class_stride, const size_t* class_bytes,
                           const uint32_t* capacities, const uint32_t* max_capacities,
-                          size_t num_classes, bool per_thread = false);
+                          size_t num_classes, bool per_thread = false,
+                          uint32_t first_reserve = kFirstReserveSlots);
   static void Destroy(CpuCache* cache);
 
   // CpuCache::OpenToSequences(), CpuCache::CloseToSequences()
@@ -194,8 +215,28 @@ class alignas(kCacheLineSize) CpuCache {
   // CpuCache::Grow()
   //
   // Doubles the capacity of class `cls` (up to its max_capacity) and, when the cache is open
-  // to sequences, lets them use it at once. Returns false when it is at its maximum already.
-  bool Grow(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  // to sequences, lets them use it at once. Returns false when it is at its maximum already,
+  // or when the doubling needs the arrays moved (GrowMovesArrays()) and that cannot be done:
+  // `exclusive` false (an inline operation may be using the arrays), the spare array
+  // detached, or no mapping to be had.
+  bool Grow(size_t cls, bool exclusive) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+
+  // CpuCache::GrowMovesArrays()
+  //
+  // Whether the next doubling of class `cls` goes past its reserve (racy: a hint for the slow
+  // path, which then grows inside a remote operation).
+  bool GrowMovesArrays(size_t cls) const {
+    const ClassStack& s = stack(cls);
+    const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
+    return cap < s.max_capacity && cap >= s.reserve.load(std::memory_order_relaxed);
+  }
+
+  // CpuCache::ReservedBytes()
+  //
+  // The address space this cache's slot arrays hold, in bytes (racy, as statistics are).
+  uint64_t ReservedBytes() const {
+    return slots_bytes_ + own_reserved_bytes_.load(std::memory_order_relaxed);
+  }
 
   // CpuCache::Shrink()
   //
@@ -416,11 +457,18 @@ class alignas(kCacheLineSize) CpuCache {
   // Moves capacity_bytes by what class stack `s`'s capacity going `from` -> `to` changes.
   void AddCapacityBytes(const ClassStack& s, uint32_t from, uint32_t to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
+  // Moves class `cls`'s arrays to a mapping of its own of `reserve` slots each; false (and
+  // nothing changed) when the spare is detached or the mapping cannot be made. REQUIRES: no
+  // inline operation can be using the arrays (see Grow()).
+  bool MoveArrays(size_t cls, uint32_t reserve) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock);
 
   char* stacks_ = nullptr;     // This CPU's stack of class 0, in the region.
   size_t class_stride_ = 0;    // From one class's stack to the next one's.
-  void** slots_ = nullptr;     // The one mapping of every class's three slot arrays.
+  void** slots_ = nullptr;     // The first mapping: every class's arrays until they move.
   size_t slots_bytes_ = 0;     // Its size.
+  // The sizes of the classes' own mappings (ClassStack::own_slots), summed. Written under
+  // `lock`; read without it by statistics.
+  std::atomic<uint64_t> own_reserved_bytes_{0};
 };
 
 static_assert(std::is_standard_layout_v<ClassStack>);
