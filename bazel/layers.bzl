@@ -84,6 +84,7 @@ FACES_SRCS = [
     "src/pool_resource.cc",
     "src/spans.cc",
     "src/spans.h",
+    "src/upstream_meter.h",
 ]
 
 FACES_HDRS = [

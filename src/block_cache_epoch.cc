@@ -235,6 +235,10 @@ void BlockCache::DrainOneByOne() {
 
 Stats BlockCache::Snapshot() const {
   Stats s;
+  s.classes.resize(class_bytes_.size());
+  for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+    s.classes[cls].block_bytes = class_bytes_[cls];
+  }
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
     const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c == nullptr) continue;
@@ -251,6 +255,8 @@ Stats BlockCache::Snapshot() const {
       s.victim_blocks += victim;
       s.victim_bytes += victim * class_bytes_[cls];
       cache_bytes += (primary + victim) * class_bytes_[cls];
+      s.classes[cls].cached_blocks += primary + victim;
+      s.classes[cls].hits += c->stack(cls).hits.load(std::memory_order_relaxed);
     }
     ++s.caches;
     s.reserved_bytes += c->ReservedBytes();
@@ -269,6 +275,7 @@ Stats BlockCache::Snapshot() const {
   for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
     const uint64_t primary = transfers_[cls].PrimaryCount();
     const uint64_t victim = transfers_[cls].VictimCount();
+    s.classes[cls].cached_blocks += primary + victim;
     s.primary_blocks += primary;
     s.primary_bytes += primary * class_bytes_[cls];
     s.victim_blocks += victim;

@@ -66,6 +66,7 @@ uint64_t PoolBase::OwnedBytes(size_t /*cls*/, const void* block) {
 
 Stats PoolBase::GetStats() const {
   Stats s = cache_.Snapshot();
+  s.label = report_.label();
   s.oversized_objects = oversized_objects_.load(std::memory_order_relaxed);
   s.oversized_bytes = oversized_bytes_.load(std::memory_order_relaxed);
   return s;

@@ -17,6 +17,7 @@
 #include "src/debug_registry.h"
 #include "src/large_blocks.h"
 #include "src/spans.h"
+#include "src/upstream_meter.h"
 #include "syncpool/internal/option_table.h"
 #include "syncpool/internal/pages.h"
 #include "syncpool/mimalloc_resource.h"
@@ -130,6 +131,7 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
     : inline_limit_(std::min(Validated(options, upstream).max_block_size,
                              internal::kSmallSizeLimit)),
       upstream_(upstream),
+      meter_(std::make_unique<internal::UpstreamMeter>(upstream)),
       max_block_size_(options.max_block_size),
       discard_min_bytes_(options.discard_min_bytes),
       refill_blocks_(RefillBlocks(options, kMaxRefill)),
@@ -140,7 +142,7 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       // Spans and the larger blocks left at the end go back as every block does: their pages
       // discarded first (GiveBack()).
       spans_(std::make_unique<internal::Spans>(
-          upstream, NumClasses(options), &GiveBackOf, this,
+          meter_.get(), NumClasses(options), &GiveBackOf, this,
           internal::PoolLabel("PoolResource", options.name, this))),
       large_(std::make_unique<internal::LargeBlocks>(&GiveBackOf, this)),
       cache_(ClassBytes(options), Capacities(options), this,
@@ -286,11 +288,11 @@ ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateUnserved(void* p, size_t by
 }
 
 void* PoolResource::TakeLarge(size_t bytes, size_t alignment) {
-  void* const p = upstream_->allocate(bytes, alignment);  // May throw: nothing taken.
+  void* const p = meter_->allocate(bytes, alignment);  // May throw: nothing taken.
   try {
     large_->Add(p, bytes, alignment);
   } catch (...) {  // The record could not grow: as if the upstream had failed.
-    upstream_->deallocate(p, bytes, alignment);
+    meter_->deallocate(p, bytes, alignment);
     throw;
   }
   return p;
@@ -322,7 +324,7 @@ void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {
     discarded_bytes_.fetch_add(internal::DiscardInteriorPages(p, bytes),
                                std::memory_order_relaxed);
   }
-  upstream_->deallocate(p, bytes, alignment);
+  meter_->deallocate(p, bytes, alignment);
 }
 
 void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
@@ -354,14 +356,16 @@ Stats PoolResource::GetStats() const {
   s.direct = direct_.load(std::memory_order_relaxed);
   s.refilled = refilled_.load(std::memory_order_relaxed);
   s.discarded_bytes = discarded_bytes_.load(std::memory_order_relaxed);
-  const internal::Spans::Counts spans = spans_->GetCounts();
+  s.label = report_.label();
+  const internal::Spans::Counts spans = spans_->GetCounts(&s.classes);
   s.span_bytes = spans.span_bytes;
   s.span_block_bytes = spans.block_bytes;
   s.span_free_bytes = spans.free_bytes;
   s.span_released_bytes = spans.released_bytes;
   // Read apart, without a common lock: approximate while other threads allocate.
   const uint64_t large = large_->bytes();
-  s.upstream_bytes = spans.span_bytes + large;
+  s.upstream_bytes = meter_->bytes();
+  s.peak_upstream_bytes = meter_->peak();
   const uint64_t held = spans.block_bytes - spans.free_bytes + large;
   s.in_use_bytes = held > s.cached_bytes() ? held - s.cached_bytes() : 0;
   return s;

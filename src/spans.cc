@@ -401,17 +401,29 @@ uint64_t Spans::ReleaseEmpty(bool everything) {
   return bytes;
 }
 
-Spans::Counts Spans::GetCounts() const {
+Spans::Counts Spans::GetCounts(std::vector<ClassStats>* classes) const {
   Counts counts;
+  std::vector<uint64_t> taken(classes != nullptr ? num_classes_ : 0);
   ForEachShard([&](const Shard& shard) {
     for (size_t cls = 0; cls < num_classes_; ++cls) {
       const Class& c = shard.classes[cls];
       const uint64_t spans = c.spans.load(std::memory_order_relaxed);
+      const uint64_t free = c.free_blocks.load(std::memory_order_relaxed);
       counts.span_bytes += spans * geometry_[cls].span_bytes;
       counts.block_bytes += spans * geometry_[cls].capacity * geometry_[cls].size;
-      counts.free_bytes += c.free_blocks.load(std::memory_order_relaxed) * geometry_[cls].size;
+      counts.free_bytes += free * geometry_[cls].size;
+      if (classes != nullptr && cls < classes->size()) {
+        (*classes)[cls].span_bytes += spans * geometry_[cls].span_bytes;
+        (*classes)[cls].span_free_blocks += free;
+        const uint64_t blocks = spans * geometry_[cls].capacity;
+        taken[cls] += blocks > free ? blocks - free : 0;
+      }
     }
   });
+  for (size_t cls = 0; cls < taken.size() && cls < classes->size(); ++cls) {
+    ClassStats& c = (*classes)[cls];
+    c.in_use_blocks = taken[cls] > c.cached_blocks ? taken[cls] - c.cached_blocks : 0;
+  }
   counts.released_bytes = released_bytes_.load(std::memory_order_relaxed);
   return counts;
 }

@@ -52,10 +52,12 @@
 #include <cstdint>
 #include <memory_resource>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "syncpool/internal/size_class.h"
 #include "syncpool/internal/spinlock.h"
+#include "syncpool/stats.h"
 
 namespace syncpool {
 namespace internal {
@@ -137,7 +139,9 @@ class Spans {
     uint64_t free_bytes = 0;  // Blocks free in them.
     uint64_t released_bytes = 0;  // Spans given back upstream so far.
   };
-  Counts GetCounts() const;
+  // With `classes` (one entry per class, as Stats::classes), also each class's spans, free
+  // blocks and in-use blocks (taken from its spans, less its `cached_blocks`, already there).
+  Counts GetCounts(std::vector<ClassStats>* classes = nullptr) const;
 
   // Around fork(): the shards' lock, then every class's lock of every shard (see
   // Sweepable::LockForFork()).

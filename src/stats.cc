@@ -2,12 +2,14 @@
 
 #include "syncpool/stats.h"
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 
 namespace syncpool {
 
 std::string Stats::DebugString() const {
-  return absl::StrFormat(
+  std::string text = label.empty() ? std::string() : label + "\n";
+  absl::StrAppendFormat(&text,
       "cached: %d blocks, %d bytes (primary %d blocks, %d bytes; victim %d blocks, %d bytes)\n"
       "gets: %d from the caches, %d misses (%d more blocks refilled with them); "
       "per-CPU capacities grew %d times; "
@@ -17,32 +19,50 @@ std::string Stats::DebugString() const {
       "%d oversized (%d bytes)\n"
       "epochs: %d; pages given back to the system: %d bytes\n"
       "spans: %d bytes held, %d bytes of blocks in them, %d of them free; %d bytes given back\n"
-      "upstream: %d bytes held, %d bytes of them in use\n"
+      "upstream: %d bytes held (at most %d at once), %d bytes of them in use\n"
       "caches: %s (%s): %d, the largest holding %d bytes; %d bytes of address space reserved\n",
       cached_blocks(), cached_bytes(), primary_blocks, primary_bytes, victim_blocks,
       victim_bytes, hits, misses, refilled, grows, direct, shared_moves, hits, swept_blocks,
       swept_bytes,
       over_budget_blocks, over_budget_bytes, pressure_blocks, pressure_bytes, spills,
       oversized_objects, oversized_bytes, epochs, discarded_bytes, span_bytes, span_block_bytes, span_free_bytes,
-      span_released_bytes, upstream_bytes, in_use_bytes, mode, mode_reason, caches,
-      max_cache_bytes, reserved_bytes);
+      span_released_bytes, upstream_bytes, peak_upstream_bytes, in_use_bytes, mode, mode_reason,
+      caches, max_cache_bytes, reserved_bytes);
+  bool header = false;
+  for (const ClassStats& c : classes) {
+    if (c.hits == 0 && c.cached_blocks == 0 && c.span_bytes == 0 && c.in_use_blocks == 0) {
+      continue;
+    }
+    if (!header) {
+      text += "classes used (block size: hits, cached blocks; spans):\n";
+      header = true;
+    }
+    absl::StrAppendFormat(&text, "  %d: %d, %d", c.block_bytes, c.hits, c.cached_blocks);
+    if (c.span_bytes != 0 || c.in_use_blocks != 0) {
+      absl::StrAppendFormat(&text, "; %d bytes of spans, %d blocks free, %d in use",
+                            c.span_bytes, c.span_free_blocks, c.in_use_blocks);
+    }
+    text += "\n";
+  }
+  return text;
 }
 
 std::string Stats::ToString() const {
   return absl::StrFormat(
-      "hits=%d misses=%d grows=%d spills=%d shared_moves=%d direct=%d refilled=%d "
+      "label=\"%s\" hits=%d misses=%d grows=%d spills=%d shared_moves=%d direct=%d refilled=%d "
       "primary_blocks=%d "
       "primary_bytes=%d victim_blocks=%d victim_bytes=%d swept_blocks=%d swept_bytes=%d "
       "over_budget_blocks=%d over_budget_bytes=%d pressure_blocks=%d pressure_bytes=%d "
       "oversized_objects=%d oversized_bytes=%d discarded_bytes=%d span_bytes=%d "
       "span_block_bytes=%d span_free_bytes=%d span_released_bytes=%d upstream_bytes=%d "
-      "in_use_bytes=%d epochs=%d caches=%d max_cache_bytes=%d reserved_bytes=%d mode=\"%s\" "
+      "peak_upstream_bytes=%d in_use_bytes=%d epochs=%d caches=%d max_cache_bytes=%d reserved_bytes=%d mode=\"%s\" "
       "mode_reason=\"%s\"",
-      hits, misses, grows, spills, shared_moves, direct, refilled, primary_blocks, primary_bytes,
+      absl::CEscape(label), hits, misses, grows, spills, shared_moves, direct, refilled, primary_blocks, primary_bytes,
       victim_blocks,
       victim_bytes, swept_blocks, swept_bytes, over_budget_blocks, over_budget_bytes,
       pressure_blocks, pressure_bytes, oversized_objects, oversized_bytes, discarded_bytes, span_bytes,
-      span_block_bytes, span_free_bytes, span_released_bytes, upstream_bytes, in_use_bytes, epochs, caches, max_cache_bytes, reserved_bytes,
+      span_block_bytes, span_free_bytes, span_released_bytes, upstream_bytes, peak_upstream_bytes,
+      in_use_bytes, epochs, caches, max_cache_bytes, reserved_bytes,
       mode, mode_reason);
 }
 

@@ -3,8 +3,9 @@
 // The SYNCPOOL_STATS=1 report (internal/stats_report.h).
 //
 // Protocol: `Registry::mu` guards the list. Entries add themselves on construction and remove
-// themselves on destruction, so the exit handler, which walks the list under `mu`, only calls
-// the stats functions of live owners. The registry is never destroyed, so entries destroyed
+// themselves on destruction, so the exit handler and LiveStats(), which walk the list under
+// `mu`, only call the stats functions of live owners (an owner being destroyed waits in its
+// entry's destructor, its first, until the walk is done). The registry is never destroyed, so entries destroyed
 // during static destruction, after the handler ran, still find it.
 
 #include "syncpool/internal/stats_report.h"
@@ -26,26 +27,37 @@ namespace {
 
 struct Entry {
   const StatsReportEntry* key;
-  std::string label;
   std::function<Stats()> stats;
 };
 
 struct Registry {
   Mutex mu;
   std::vector<Entry> entries ABSL_GUARDED_BY(mu);
-  // Pools destroyed before the report: their label and their Stats' text at destruction.
-  std::vector<std::pair<std::string, std::string>> destroyed ABSL_GUARDED_BY(mu);
+  // With SYNCPOOL_STATS=1, the pools destroyed before the report: their Stats' text at
+  // destruction.
+  std::vector<std::string> destroyed ABSL_GUARDED_BY(mu);
   bool handler_installed ABSL_GUARDED_BY(mu) = false;
 };
+
+bool ReportEnabled() {
+  static const bool enabled = ProcessOption(kOptStats) != 0;
+  return enabled;
+}
 
 Registry& GetRegistry() {
   static Registry* const registry = new Registry();  // Never destroyed (see above).
   return *registry;
 }
 
-void PrintOne(const std::string& label, const std::string& text, const char* when) {
-  std::fprintf(stderr, "syncpool stats, %s%s:\n  %s\n", label.c_str(), when,
-               absl::StrReplaceAll(text.substr(0, text.size() - 1), {{"\n", "\n  "}}).c_str());
+// `text` is a DebugString(): its first line is the label.
+void PrintOne(std::FILE* out, const std::string& text, const char* when) {
+  const size_t eol = text.find('\n');
+  const std::string label = text.substr(0, eol);
+  const std::string rest = eol == std::string::npos ? "" : text.substr(eol + 1);
+  std::fprintf(out, "syncpool stats, %s%s:\n  %s\n", label.c_str(), when,
+               absl::StrReplaceAll(rest.substr(0, rest.empty() ? 0 : rest.size() - 1),
+                                   {{"\n", "\n  "}})
+                   .c_str());
 }
 
 }  // namespace
@@ -56,28 +68,24 @@ std::string PoolLabel(const char* kind, const std::string& name, const void* own
 }
 
 StatsReportEntry::StatsReportEntry(std::string kind, std::string name, const void* owner,
-                                   std::function<Stats()> stats) {
-  static const bool enabled = ProcessOption(kOptStats) != 0;
-  if (!enabled) return;
-  std::string label = PoolLabel(kind.c_str(), name, owner);
+                                   std::function<Stats()> stats)
+    : label_(PoolLabel(kind.c_str(), name, owner)) {
   Registry& r = GetRegistry();
   MutexLock l(&r.mu);
-  r.entries.push_back(Entry{this, std::move(label), std::move(stats)});
-  registered_ = true;
-  if (!r.handler_installed) {
+  r.entries.push_back(Entry{this, std::move(stats)});
+  if (ReportEnabled() && !r.handler_installed) {
     r.handler_installed = true;
     std::atexit(&PrintStatsReport);
   }
 }
 
 StatsReportEntry::~StatsReportEntry() {
-  if (!registered_) return;
   Registry& r = GetRegistry();
   MutexLock l(&r.mu);
   for (auto it = r.entries.begin(); it != r.entries.end(); ++it) {
     if (it->key == this) {
       // The owner is whole still (its entry goes first): its totals, for the report.
-      r.destroyed.emplace_back(std::move(it->label), it->stats().DebugString());
+      if (ReportEnabled()) r.destroyed.push_back(it->stats().DebugString());
       r.entries.erase(it);
       break;
     }
@@ -91,9 +99,23 @@ void UnlockStatsReportAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry()
 void PrintStatsReport() {
   Registry& r = GetRegistry();
   MutexLock l(&r.mu);
-  for (const Entry& e : r.entries) PrintOne(e.label, e.stats().DebugString(), "");
-  for (const auto& [label, text] : r.destroyed) PrintOne(label, text, " (at its destruction)");
+  for (const Entry& e : r.entries) PrintOne(stderr, e.stats().DebugString(), "");
+  for (const std::string& text : r.destroyed) PrintOne(stderr, text, " (at its destruction)");
 }
 
 }  // namespace internal
+
+std::vector<Stats> LiveStats() {
+  internal::Registry& r = internal::GetRegistry();
+  std::vector<Stats> all;
+  internal::MutexLock l(&r.mu);
+  all.reserve(r.entries.size());
+  for (const internal::Entry& e : r.entries) all.push_back(e.stats());
+  return all;
+}
+
+void PrintStats(std::FILE* out) {
+  for (const Stats& s : LiveStats()) internal::PrintOne(out, s.DebugString(), "");
+}
+
 }  // namespace syncpool

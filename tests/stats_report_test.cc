@@ -1,17 +1,23 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // SYNCPOOL_STATS=1: at exit, every resource still alive prints its statistics on stderr, and
-// every resource destroyed before prints those it had at its destruction.
+// every resource destroyed before prints those it had at its destruction. LiveStats() and
+// PrintStats(): every pool alive now, while the program runs. The statistics a pool keeps for
+// them: its label, the peak of what it held upstream, each class's part.
 
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "syncpool/options.h"
+#include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/sweeper.h"
 
@@ -86,6 +92,92 @@ TEST(StatsReportTest, VariablesAreReadAndWarnedAboutOncePerProcess) {
                   count("ignoring SYNCPOOL_STATS=\"maybe\""));
       },
       ::testing::ExitedWithCode(11), "");
+}
+
+// Whether `all` holds a Stats labelled `label`.
+bool Lists(const std::vector<Stats>& all, const std::string& label) {
+  return std::any_of(all.begin(), all.end(), [&](const Stats& s) { return s.label == label; });
+}
+
+TEST(LiveStatsTest, EveryLivePoolIsListedWithItsLabelUntilItIsDestroyed) {
+  Sweeper sweeper(Sweeper::Options::Manual());
+  Options options;
+  options.sweeper = &sweeper;
+  options.name = "live_resource";
+  auto resource = std::make_unique<PoolResource>(options);
+  options.name = "live_pool";
+  auto pool = std::make_unique<Pool<int>>([] { return std::make_unique<int>(7); }, nullptr,
+                                          options);
+  options.name.clear();
+  PoolResource unnamed(options);
+  EXPECT_EQ(resource->GetStats().label, "PoolResource \"live_resource\"");
+  EXPECT_EQ(pool->GetStats().label, "Pool \"live_pool\"");
+  EXPECT_EQ(unnamed.GetStats().label.rfind("PoolResource at 0x", 0), 0u)
+      << unnamed.GetStats().label;
+  EXPECT_EQ(PoolResource::Default().GetStats().label, "PoolResource \"default\"");
+  EXPECT_EQ(resource->GetStats().DebugString().rfind("PoolResource \"live_resource\"\n", 0), 0u);
+
+  std::vector<Stats> all = LiveStats();
+  EXPECT_TRUE(Lists(all, "PoolResource \"live_resource\""));
+  EXPECT_TRUE(Lists(all, "Pool \"live_pool\""));
+  EXPECT_TRUE(Lists(all, unnamed.GetStats().label));
+
+  // PrintStats(): the same, as text.
+  std::FILE* out = std::tmpfile();
+  ASSERT_NE(out, nullptr);
+  PrintStats(out);
+  std::rewind(out);
+  std::string text;
+  char buffer[4096];
+  for (size_t n; (n = std::fread(buffer, 1, sizeof(buffer), out)) > 0;) text.append(buffer, n);
+  std::fclose(out);
+  EXPECT_NE(text.find("syncpool stats, PoolResource \"live_resource\":\n  cached: "),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("syncpool stats, Pool \"live_pool\":\n  cached: "), std::string::npos);
+
+  resource.reset();
+  pool.reset();
+  all = LiveStats();
+  EXPECT_FALSE(Lists(all, "PoolResource \"live_resource\""));
+  EXPECT_FALSE(Lists(all, "Pool \"live_pool\""));
+  EXPECT_TRUE(Lists(all, unnamed.GetStats().label));
+}
+
+// The peak of what a resource held upstream stays after the blocks go back; each class
+// counts its spans and the blocks in use from them.
+TEST(LiveStatsTest, APeakOfUpstreamBytesAndAPartPerClass) {
+  Sweeper sweeper(Sweeper::Options::Manual());
+  Options options;
+  options.sweeper = &sweeper;
+  options.refill_bytes = 0;
+  PoolResource resource(options);
+  constexpr int kBlocks = 1000;
+  std::vector<void*> blocks;
+  for (int i = 0; i < kBlocks; ++i) blocks.push_back(resource.allocate(100));
+  void* large = resource.allocate(100000);
+  const Stats busy = resource.GetStats();
+  EXPECT_GE(busy.upstream_bytes, kBlocks * 100u + 100000u);
+  EXPECT_EQ(busy.peak_upstream_bytes, busy.upstream_bytes);
+  const auto cls = std::find_if(busy.classes.begin(), busy.classes.end(),
+                                [](const ClassStats& c) { return c.block_bytes >= 100; });
+  ASSERT_NE(cls, busy.classes.end());
+  EXPECT_EQ(cls->in_use_blocks, uint64_t{kBlocks}) << busy.DebugString();
+  EXPECT_GT(cls->span_bytes, 0u);
+  EXPECT_EQ(cls->cached_blocks, 0u);
+  for (const ClassStats& c : busy.classes) {
+    if (&c != &*cls) {
+      EXPECT_EQ(c.in_use_blocks, 0u) << c.block_bytes;
+    }
+  }
+
+  for (void* b : blocks) resource.deallocate(b, 100);
+  resource.deallocate(large, 100000);
+  resource.release();
+  const Stats idle = resource.GetStats();
+  EXPECT_EQ(idle.upstream_bytes, 0u) << idle.DebugString();
+  EXPECT_EQ(idle.peak_upstream_bytes, busy.peak_upstream_bytes);
+  for (const ClassStats& c : idle.classes) EXPECT_EQ(c.in_use_blocks, 0u) << c.block_bytes;
 }
 
 }  // namespace

@@ -87,6 +87,7 @@ namespace internal {
 class DebugRegistry;
 class LargeBlocks;
 class Spans;
+class UpstreamMeter;
 
 // Whether `alignment` is 1, 2, 4, 8 or 16: the alignments every size class has already.
 constexpr bool IsSmallAlignment(size_t alignment) {
@@ -239,6 +240,8 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   const size_t inline_limit_;
   std::array<char*, internal::kSmallSizeClasses.size()> small_rows_;
   std::pmr::memory_resource* const upstream_;
+  // upstream_, counted (src/upstream_meter.h): every span and larger block goes through it.
+  const std::unique_ptr<internal::UpstreamMeter> meter_;
   const size_t max_block_size_;
   const size_t discard_min_bytes_;  // 0: never.
   // Per class, how many blocks a miss takes from upstream (Options::refill_bytes), 1 to

@@ -17,11 +17,29 @@
 #define SYNCPOOL_STATS_H_
 
 #include <cstdint>
+#include <cstdio>
 #include <string>
+#include <vector>
 
 namespace syncpool {
 
+// One size class of a pool (Stats::classes): a PoolResource's classes, or a Pool<T>'s one.
+struct ClassStats {
+  uint64_t block_bytes = 0;    // The size of a block of the class.
+  uint64_t hits = 0;           // Requests the CPUs' caches served (as Stats::hits).
+  uint64_t cached_blocks = 0;  // In the caches: both generations, every CPU, the shared layer.
+  // PoolResource only, classes up to 4 KiB: the spans held for the class, the blocks free in
+  // them, and the blocks handed out and not returned (taken from the spans, less the cached).
+  uint64_t span_bytes = 0;
+  uint64_t span_free_blocks = 0;
+  uint64_t in_use_blocks = 0;
+};
+
 struct Stats {
+  // Which pool: `PoolResource "name"`, `Pool "name"` (Options::name; PoolResource::Default()
+  // is "default"), or the kind and its address when it has no name. DebugString() starts
+  // with it.
+  std::string label;
   // Gets and allocations served from a cache (of any CPU, either generation). Where the
   // per-CPU caches run as restartable sequences, a pop that the kernel restarts at its last
   // instruction counts twice, so this is an upper bound there (exact on the locked path).
@@ -96,6 +114,10 @@ struct Stats {
   // allocation paths anything: both are read from the spans and the record of larger blocks.
   uint64_t upstream_bytes = 0;
   uint64_t in_use_bytes = 0;
+  // PoolResource only: the most bytes it held from upstream at once since it was created
+  // (exact: counted where spans and larger blocks are taken and given back, on the slow
+  // paths). Bytes in use never exceed what is held, so this bounds their peak too.
+  uint64_t peak_upstream_bytes = 0;
 
   // Epochs this pool has been swept.
   uint64_t epochs = 0;
@@ -116,6 +138,10 @@ struct Stats {
   const char* mode = "";
   const char* mode_reason = "";
 
+  // Per size class, smallest first (a Pool<T> has one): every class the pool has, used or
+  // not; DebugString() lists those with any activity.
+  std::vector<ClassStats> classes;
+
   // Stats::cached_blocks(), Stats::cached_bytes()
   uint64_t cached_blocks() const { return primary_blocks + victim_blocks; }
   uint64_t cached_bytes() const { return primary_bytes + victim_bytes; }
@@ -127,9 +153,25 @@ struct Stats {
 
   // Stats::ToString()
   //
-  // One line of `name=value` pairs, every field, for logs and machines.
+  // One line of `name=value` pairs, every scalar field, for logs and machines.
   std::string ToString() const;
 };
+
+// syncpool::LiveStats()
+//
+// The statistics of every Pool<T> and PoolResource alive now, in the order they were made:
+// what a running program can read to see every pool at once (mimalloc's mi_stats_print,
+// tcmalloc's GetStats). Safe from any thread, while pools are made and destroyed: a pool
+// being destroyed waits until the call is done with it. Not from a signal handler (it takes
+// locks and allocates): call it from a thread of the program's own, an admin endpoint, or a
+// thread that waits for a signal.
+std::vector<Stats> LiveStats();
+
+// syncpool::PrintStats()
+//
+// Writes every live pool's DebugString() to `out` (what SYNCPOOL_STATS=1 prints at exit), with
+// the same rules as LiveStats().
+void PrintStats(std::FILE* out = stderr);
 
 }  // namespace syncpool
 

@@ -4,11 +4,12 @@
 // File: syncpool/internal/stats_report.h
 // -----------------------------------------------------------------------------
 //
-// SYNCPOOL_STATS=1: at exit, every pool and resource alive then prints its Stats on stderr,
-// and every one destroyed before prints the Stats it had at its destruction. Not part of
-// syncpool's API. Pools and resources hold a StatsReportEntry, which registers them when the
-// variable is set (read once per process) and, on destruction, keeps their last Stats for the
-// report; the report runs from an atexit handler installed by the first registration.
+// The list of live pools behind LiveStats() and PrintStats() (stats.h), and SYNCPOOL_STATS=1:
+// at exit, every pool and resource alive then prints its Stats on stderr, and every one
+// destroyed before prints the Stats it had at its destruction. Not part of syncpool's API.
+// Pools and resources hold a StatsReportEntry, which registers them for their lifetime and,
+// when the variable is set (read once per process), keeps their last Stats at destruction for
+// the report; the report runs from an atexit handler installed by the first registration.
 
 #ifndef SYNCPOOL_INTERNAL_STATS_REPORT_H_
 #define SYNCPOOL_INTERNAL_STATS_REPORT_H_
@@ -36,8 +37,11 @@ class StatsReportEntry {
   StatsReportEntry& operator=(const StatsReportEntry&) = delete;
   ~StatsReportEntry();
 
+  // The owner's label (PoolLabel()), for its Stats.
+  const std::string& label() const { return label_; }
+
  private:
-  bool registered_ = false;
+  const std::string label_;
 };
 
 // Prints the report now (what the exit handler does); for tests.
