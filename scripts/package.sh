@@ -4,7 +4,8 @@
 #   - its control fields: name, the version of include/syncpool/version.h, the Abseil it was
 #     built against (Depends), mimalloc (Recommends);
 #   - its file list (dpkg-deb -c): exactly the public headers of include/syncpool, the static
-#     library, the CMake package and syncpool.pc, and the license, changelog and README;
+#     library, the CMake package and syncpool.pc, the license, changelog and README, and docs/
+#     (so that the README's links work in the installed copy);
 #   - that the CMake consumer (scripts/consumers.sh cmake) builds and runs against its
 #     unpacked tree (dpkg-deb -x).
 set -euo pipefail
@@ -51,6 +52,7 @@ expected="$( (
     echo "${lib}/cmake/syncpool/${f}"
   done
   for f in CHANGELOG.md LICENSE README.md; do echo "usr/share/doc/libsyncpool-dev/${f}"; done
+  git ls-files docs | sed 's|^|usr/share/doc/libsyncpool-dev/|'
 ) | sort)"
 actual="$(dpkg-deb -c "${deb}" | awk '$1 !~ /^d/ { sub(/^\.\//, "", $6); print $6 }' | sort)"
 if [[ "${actual}" != "${expected}" ]]; then
