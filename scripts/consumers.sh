@@ -7,8 +7,10 @@
 #              scripts/cmake_tests.sh)
 #   pkgconfig  examples/pkgconfig_consumer: make with `pkg-config --cflags --libs syncpool`,
 #              against the shared library (-DBUILD_SHARED_LIBS=ON, Release) installed into
-#              another; and examples/misuse_main.cc built as a user's debug build with -Werror,
-#              whose mistakes must abort with a message naming the pool
+#              another; examples/misuse_main.cc built as a user's debug build with -Werror,
+#              whose mistakes must abort with a message naming the pool; and the five
+#              realistic programs of examples/programs (-O2 -Wall -Wextra -Werror), each of
+#              which checks its own result
 #   bazel      examples/bazel_consumer: local_repository + syncpool_dependencies(), a C++17
 #              workspace; also checks, from the build's actions, that syncpool's sources
 #              compile there as C++20 and without -Werror, and here with -Werror
@@ -89,14 +91,29 @@ cmake_consumer "${tmp}/static"
 echo "==> pkg-config consumer, shared library (a release build)"
 install_syncpool out/cmake-shared "${tmp}/shared" -DBUILD_SHARED_LIBS=ON \
   -DCMAKE_BUILD_TYPE=Release
-cp -r examples/consumer_main.cc examples/misuse_main.cc examples/pkgconfig_consumer "${tmp}/"
+cp -r examples/consumer_main.cc examples/misuse_main.cc examples/pkgconfig_consumer \
+  examples/programs "${tmp}/"
 libdir="$(dirname "$(find "${tmp}/shared" -name syncpool.pc)")/.."
-PKG_CONFIG_PATH="${libdir}/pkgconfig" make -C "${tmp}/pkgconfig_consumer" app misuse
+PKG_CONFIG_PATH="${libdir}/pkgconfig" make -C "${tmp}/pkgconfig_consumer" app misuse examples
 if ! ldd "${tmp}/pkgconfig_consumer/app" | grep -q 'libsyncpool\.so'; then
   echo "FAIL: the pkg-config consumer did not link the shared library" >&2
   exit 1
 fi
 LD_LIBRARY_PATH="${libdir}" check "pkg-config consumer" "${tmp}/pkgconfig_consumer/app"
+
+# The realistic programs of examples/programs: each checks its own result (exit status 0) and
+# prints one line.
+echo "==> examples/programs"
+for program in buffer_pool request_handler monotonic_arena third_party_container \
+  reading_stats; do
+  rc=0
+  out="$(LD_LIBRARY_PATH="${libdir}" "${tmp}/pkgconfig_consumer/${program}" 2>/dev/null)" || rc=$?
+  if ((rc != 0)); then
+    echo "FAIL: examples/programs/${program}: exit ${rc}: ${out}" >&2
+    exit 1
+  fi
+  echo "PASS: ${out}"
+done
 
 # A user's debug build over the release library, no SYNCPOOL_* variable: each mistake aborts
 # with a message naming syncpool, the pool and the mistake.
