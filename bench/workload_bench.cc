@@ -54,6 +54,9 @@
 //   std                 std::allocator (glibc malloc)
 //   syncpool_allocator  syncpool::PoolAllocator<T> over PoolResource::Default() (no virtual call)
 //   syncpool            std::pmr containers on PoolResource::Default()
+//   monotonic_syncpool  BM_Request only: std::pmr containers on a per-thread
+//                       std::pmr::monotonic_buffer_resource over PoolResource::Default(),
+//                       released before every iteration (request-scoped memory)
 //   new_delete          std::pmr containers on std::pmr::new_delete_resource()
 //   mimalloc            std::pmr containers on syncpool::MimallocResource::Get() (mimalloc loaded
 //                       locally; skipped with an error when libmimalloc.so.2 cannot be loaded)
@@ -542,6 +545,25 @@ struct PmrPolicy {
   static std::string Unavailable() { return "libmimalloc.so.2 not loaded"; }
 };
 
+// Request-scoped memory: a std::pmr::monotonic_buffer_resource per thread over
+// PoolResource::Default(), emptied (release()) before every iteration, so that its chunks go
+// back to the pool and the next iteration's come from the caches (docs/guide.md). Nothing is
+// freed one by one: deallocations are no-ops. Registered for BM_Request only (a tree or map of
+// a million entries is not request-scoped work).
+struct MonotonicPolicy {
+  using CharAlloc = std::pmr::polymorphic_allocator<char>;
+  static constexpr bool kSyncpoolStats = true;
+  static std::pmr::monotonic_buffer_resource& Arena() {
+    thread_local std::pmr::monotonic_buffer_resource arena(64 * 1024,
+                                                           &syncpool::PoolResource::Default());
+    return arena;
+  }
+  static std::optional<CharAlloc> Make() { return CharAlloc(&Arena()); }
+  static std::string Unavailable() { return {}; }
+  static void Reset() { Arena().release(); }
+  static void Release() { Arena().release(); }
+};
+
 // A DirectAllocator (bench/direct_allocators.h): a library's functions called from the
 // allocator's inline allocate and deallocate, or the bump arena.
 template <typename Library>
@@ -679,12 +701,19 @@ constexpr NamedAllocator Named(const char* name) {
   return {name, &Tree<Policy>, &Request<Policy>, &Map<Policy>};
 }
 
+// An allocator for BM_Request alone (tree and map null).
+template <typename Policy>
+constexpr NamedAllocator RequestOnly(const char* name) {
+  return {name, nullptr, &Request<Policy>, nullptr};
+}
+
 namespace direct = syncpool::bench;
 
 constexpr NamedAllocator kAllocators[] = {
     Named<StdPolicy>("std"),
     Named<PoolAllocatorPolicy>("syncpool_allocator"),
     Named<PmrPolicy<&SyncPool, /*kStats=*/true>>("syncpool"),
+    RequestOnly<MonotonicPolicy>("monotonic_syncpool"),
     Named<PmrPolicy<&NewDelete>>("new_delete"),
     Named<PmrPolicy<&Mimalloc>>("mimalloc"),
     Named<PmrPolicy<&SynchronizedPool>>("synchronized_pool"),
@@ -702,6 +731,7 @@ constexpr size_t kMapEntries[] = {1000, 100000, 1000000};
 
 void RegisterWorkloads() {
   for (const NamedAllocator& allocator : kAllocators) {
+    if (allocator.tree == nullptr) continue;
     for (size_t nodes : kTreeNodes) {
       const std::string name =
           std::string("BM_Tree/") + allocator.name + "/" + std::to_string(nodes);
@@ -719,6 +749,7 @@ void RegisterWorkloads() {
     }
   }
   for (const NamedAllocator& allocator : kAllocators) {
+    if (allocator.map == nullptr) continue;
     for (size_t entries : kMapEntries) {
       const std::string name =
           std::string("BM_Map/") + allocator.name + "/" + std::to_string(entries);
