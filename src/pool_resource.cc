@@ -128,8 +128,12 @@ std::pmr::memory_resource* DefaultUpstream() {
 }
 
 PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
-    : inline_limit_(std::min(Validated(options, upstream).max_block_size,
-                             internal::kSmallSizeLimit)),
+    : // With debug checks every call goes to the slow paths (the locked mode) anyway; an
+      // inline limit of 0 sends them there without touching the cache, which lets a call into
+      // a destroyed resource reach the check in DeallocateUnserved().
+      inline_limit_(internal::DebugChecksEnabled(Validated(options, upstream))
+                        ? 0
+                        : std::min(options.max_block_size, internal::kSmallSizeLimit)),
       upstream_(upstream),
       meter_(std::make_unique<internal::UpstreamMeter>(upstream)),
       max_block_size_(options.max_block_size),
@@ -170,7 +174,10 @@ PoolResource::~PoolResource() {
     }
   }
   // Then the members: cache_ first, which drains into spans_ and large_; they give back what
-  // is left.
+  // is left. The mark stays in the object's memory: a later deallocate through the inline
+  // path of a checked resource (PoolAllocator's, for a container that outlived it) finds it
+  // while that memory is not reused (an atomic store: not removed as a dead store).
+  destroyed_.store(true, std::memory_order_release);
 }
 
 void PoolResource::release() {
@@ -271,7 +278,15 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
 
 ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateUnserved(void* p, size_t bytes,
                                                            size_t alignment) {
-  if (debug_) registry_->OnDeallocate(p, bytes, alignment);
+  if (debug_) {
+    if (destroyed_.load(std::memory_order_acquire)) {
+      internal::DieOfMisuse(internal::PoolLabel("PoolResource", "", this),
+                            "deallocate of %p (size %zu) into a resource already destroyed (a "
+                            "container outlived its resource)",
+                            p, bytes);
+    }
+    registry_->OnDeallocate(p, bytes, alignment);
+  }
   if (!IsPowerOfTwo(alignment)) {
     // allocate() never succeeded with such an alignment: this block is not ours.
     internal::DieOfMisuse(spans_->pool(),

@@ -66,6 +66,24 @@ TEST_F(MisuseDeathTest, DeallocateWithAnotherSizeAborts) {
   EXPECT_TRUE(upstream.errors().empty());
 }
 
+// A container that outlives its resource: with debug checks, a deallocate through
+// PoolAllocator's (non-virtual) path into the destroyed resource aborts with a message, while
+// the resource's memory is not reused (here it is storage the test keeps). (Through
+// std::pmr's virtual call the C++ runtime stops it first: "pure virtual method called".)
+TEST_F(MisuseDeathTest, DeallocateIntoADestroyedResourceAborts) {
+  EXPECT_DEATH(
+      {
+        alignas(PoolResource) static unsigned char storage[sizeof(PoolResource)];
+        Options options;
+        options.debug_checks = true;
+        PoolResource* resource = new (storage) PoolResource(options);
+        void* p = resource->Allocate(100);
+        resource->~PoolResource();
+        resource->Deallocate(p, 100);
+      },
+      "deallocate of 0x[0-9a-f]+ \\(size 100\\) into a resource already destroyed");
+}
+
 TEST_F(MisuseDeathTest, DeallocateLargeBlockWithAnotherSizeAborts) {
   TrackingResource upstream;
   PoolResource resource(DebugOptions(&sweeper_, true), &upstream);

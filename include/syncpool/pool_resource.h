@@ -251,6 +251,8 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   std::atomic<uint64_t> discarded_bytes_{0};
   const bool debug_;
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
+  // Set by the destructor, read by a checked deallocate (see ~PoolResource()).
+  std::atomic<bool> destroyed_{false};
   std::atomic<uint64_t> direct_{0};
   std::atomic<uint64_t> refilled_{0};
   // Where the blocks of the classes up to internal::kSpanMaxClassSize come from and go back
