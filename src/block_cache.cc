@@ -241,8 +241,22 @@ bool BlockCache::Park() {
     const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c != nullptr && !c->LooksEmpty()) return false;
   }
-  // The locked mode's operations all take the slow path already.
-  if (!mode_.rseq && !mode_.per_thread) return true;
+  if (!mode_.rseq && !mode_.per_thread) {
+    // The locked mode: look again under each lock. Its Puts read `parked_` once their blocks
+    // are in (PutSlow(), after the push and any move to the TransferStack), so a Put either
+    // finished under a lock before this look took it (and is seen), or took it after (and
+    // then reads `parked_`, set before this look, and wakes the sweeper).
+    for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
+      if (!transfers_[cls].Empty()) return false;
+    }
+    for (int cpu = 0; cpu < num_cpus_; ++cpu) {
+      CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
+      if (c == nullptr) continue;
+      SpinLockHolder l(&c->lock);
+      if (!c->LooksEmpty()) return false;
+    }
+    return true;
+  }
   // Close every column for good, as a remote operation (so that no inline operation that read
   // it open is still running), and look again: what an operation left before the close is
   // seen; an operation after it takes the slow path, which reopens the column and wakes the

@@ -227,6 +227,9 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     if (c != nullptr) c->changes.fetch_add(1, std::memory_order_relaxed);
     ToTransfer(cls, c, moved, n_moved);
   }
+  // The locked mode has no closed column to send a Put that raced with a park to a reopening
+  // that reads `parked_`: it reads it here, with its blocks in (see BlockCache::Park()).
+  if (!mode_.rseq && !mode_.per_thread) sweeper_->WakeIfParked();
   if (kept) return;
   // Spill: the block found no room. Release it now, outside any lock.
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(1, std::memory_order_relaxed);

@@ -102,6 +102,13 @@ class TransferStack {
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Lock(); }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Unlock(); }
 
+  // Whether it holds nothing, read under its lock: exact when it is read, and ordered with the
+  // operations before and after (the locked mode's park, BlockCache::Park()).
+  bool Empty() {
+    SpinLockHolder l(&lock_);
+    return LooksEmpty();
+  }
+
   // Racy reads for statistics and probes.
   uint32_t PrimaryCount() const { return primary_count_.load(std::memory_order_relaxed); }
   uint32_t VictimCount() const { return victim_count_.load(std::memory_order_relaxed); }
