@@ -16,6 +16,7 @@ set(SYNCPOOL_TESTS_DIR "${PROJECT_SOURCE_DIR}/tests")
 # Tests that Bazel also runs as `<name>_perthread`, every cache per thread (syncpool_cc_test's
 # both_modes, bazel/test_defs.bzl).
 set(SYNCPOOL_BOTH_MODES_TESTS
+  address_space_test
   fault_injection_test
   fork_test
   growth_test
