@@ -95,7 +95,9 @@ cp -r examples/consumer_main.cc examples/misuse_main.cc examples/pkgconfig_consu
   examples/programs "${tmp}/"
 libdir="$(dirname "$(find "${tmp}/shared" -name syncpool.pc)")/.."
 PKG_CONFIG_PATH="${libdir}/pkgconfig" make -C "${tmp}/pkgconfig_consumer" app misuse examples
-if ! ldd "${tmp}/pkgconfig_consumer/app" | grep -q 'libsyncpool\.so'; then
+# ldd's whole output first: `ldd | grep -q` under pipefail fails when grep exits at its match
+# before ldd has written the rest (SIGPIPE).
+if ! grep -q 'libsyncpool\.so' <<<"$(ldd "${tmp}/pkgconfig_consumer/app")"; then
   echo "FAIL: the pkg-config consumer did not link the shared library" >&2
   exit 1
 fi
