@@ -58,7 +58,7 @@ LAYERS = [
     ], ["base"], []),
     ("sweeper", ["src/pressure.cc", "src/sweeper.cc"], [
         "include/syncpool/sweeper.h",
-    ], ["thread_slots"], ["@com_google_absl//absl/container:flat_hash_map"]),
+    ], ["thread_slots"], []),
     ("cache", [
         "src/block_cache.cc",
         "src/block_cache_budget.cc",

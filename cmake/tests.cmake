@@ -17,6 +17,7 @@ set(SYNCPOOL_TESTS_DIR "${PROJECT_SOURCE_DIR}/tests")
 # both_modes, bazel/test_defs.bzl).
 set(SYNCPOOL_BOTH_MODES_TESTS
   address_space_test
+  allocation_failure_test
   fault_injection_test
   fork_test
   growth_test

@@ -176,10 +176,17 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   if (c != nullptr) return c;
   // First use of this CPU's cache. Join the sweeper (once per BlockCache) so the thread starts
   // only when a cache is actually used.
-  std::call_once(registered_, [this] {
-    sweeper_->Register(this);
-    registered_flag_.store(true, std::memory_order_release);
-  });
+  // Not std::call_once: when Register() throws (std::bad_alloc), the next caller must try
+  // again, and call_once does not allow that everywhere (with ThreadSanitizer's pthread_once
+  // the next caller waited forever). register_mu_ is taken before the sweeper's lock, never
+  // after it.
+  if (ABSL_PREDICT_FALSE(!registered_flag_.load(std::memory_order_acquire))) {
+    std::lock_guard<std::mutex> l(register_mu_);
+    if (!registered_flag_.load(std::memory_order_relaxed)) {
+      sweeper_->Register(this);  // May throw: nothing registered, the flag stays clear.
+      registered_flag_.store(true, std::memory_order_release);
+    }
+  }
   // Racing creators: the first to take create_mu_ builds the cache in the region and
   // publishes it (release); the others find it there.
   std::lock_guard<std::mutex> l(create_mu_);
@@ -224,6 +231,9 @@ void BlockCache::FlushSlot(uint32_t slot) {
       ToTransfer(cls, c, blocks, n);
     }
   }
+  // Blocks that left the column for a TransferStack: a park may have looked at the stack
+  // before they arrived and at the column after they left (Park()), so read `parked_` now.
+  sweeper_->WakeIfParked();
 }
 
 void BlockCache::ResetBusyAfterFork() {
@@ -241,14 +251,19 @@ bool BlockCache::Park() {
     const CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
     if (c != nullptr && !c->LooksEmpty()) return false;
   }
-  if (!mode_.rseq && !mode_.per_thread) {
-    // The locked mode: look again under each lock. Its Puts read `parked_` once their blocks
-    // are in (PutSlow(), after the push and any move to the TransferStack), so a Put either
-    // finished under a lock before this look took it (and is seen), or took it after (and
-    // then reads `parked_`, set before this look, and wakes the sweeper).
+  if (!mode_.rseq) {
+    // The TransferStacks again, each under its lock. A Put that leaves a block there with no
+    // column holding anything (the per-thread mode's thread without a slot, and the locked
+    // mode) reads `parked_` once the block is in (PutSlow()), so it either finished under the
+    // lock before this look took it (and is seen), or took it after (and then reads
+    // `parked_`, set before this look, and wakes the sweeper).
     for (size_t cls = 0; cls < class_bytes_.size(); ++cls) {
       if (!transfers_[cls].Empty()) return false;
     }
+  }
+  if (!mode_.rseq && !mode_.per_thread) {
+    // The locked mode: each cache again under its lock, by the same argument (its Puts read
+    // `parked_` after the push and any move to the TransferStack).
     for (int cpu = 0; cpu < num_cpus_; ++cpu) {
       CpuCache* c = cpus_[cpu].load(std::memory_order_acquire);
       if (c == nullptr) continue;

@@ -183,6 +183,9 @@ void BlockCache::PutSlow(size_t cls, void* block) {
         kept = push_locked(c);
       } else {
         ToTransfer(cls, nullptr, &block, 1);  // No slot: the shared layer, or a spill.
+        // No column holds the block, so a park that ran since this slow path read `parked_`
+        // may have missed it: read it again now that the block is in (BlockCache::Park()).
+        sweeper_->WakeIfParked();
         return;
       }
     } else if (!mode_.rseq) {

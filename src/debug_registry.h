@@ -12,9 +12,9 @@
 
 #include <cstddef>
 #include <string>
+#include <unordered_map>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
 #include "syncpool/internal/mutex.h"
 #include "syncpool/options.h"
 
@@ -66,7 +66,10 @@ class DebugRegistry {
 
   const std::string pool_;
   Mutex mu_;
-  absl::flat_hash_map<void*, Block> blocks_ ABSL_GUARDED_BY(mu_);
+  // A node-based map: a single insertion that throws (std::bad_alloc) leaves it unchanged.
+  // Abseil's flat maps of the packaged version do not give that guarantee (a failed growth
+  // leaves the table inconsistent), and these maps grow on paths that must survive it.
+  std::unordered_map<void*, Block> blocks_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace internal

@@ -35,7 +35,7 @@ bool LargeBlocks::Remove(void* p, Block* block) {
 uint64_t LargeBlocks::ReleaseAll() {
   uint64_t bytes = 0;
   for (Shard& shard : shards_) {
-    absl::flat_hash_map<void*, Block> taken;
+    std::unordered_map<void*, Block> taken;
     {
       SpinLockHolder l(&shard.lock);
       taken.swap(shard.blocks);

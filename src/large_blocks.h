@@ -17,9 +17,9 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_map.h"
 #include "syncpool/internal/spinlock.h"
 
 namespace syncpool {
@@ -65,7 +65,10 @@ class LargeBlocks {
   static constexpr size_t kShards = 16;
   struct alignas(64) Shard {
     mutable SpinLock lock;
-    absl::flat_hash_map<void*, Block> blocks ABSL_GUARDED_BY(lock);
+    // A node-based map: a single insertion that throws (std::bad_alloc) leaves it unchanged.
+    // Abseil's flat maps of the packaged version do not give that guarantee (a failed growth
+    // leaves the table inconsistent), and these maps grow on paths that must survive it.
+    std::unordered_map<void*, Block> blocks ABSL_GUARDED_BY(lock);
     uint64_t bytes ABSL_GUARDED_BY(lock) = 0;
   };
   Shard& ShardOf(const void* p);

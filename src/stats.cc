@@ -6,10 +6,31 @@
 #include "absl/strings/str_format.h"
 
 namespace syncpool {
+namespace {
+
+// Appends to `*text` what absl::StrAppendFormat would, formatted through a buffer: an
+// exception (std::bad_alloc) from a string grown inside absl's formatting cannot leave its
+// frames (the packaged version terminates instead), so the string grows here, outside them.
+template <typename... Args>
+void AppendFormat(std::string* text, const absl::FormatSpec<Args...>& format,
+                  const Args&... args) {
+  char small[1024];
+  const int n = absl::SNPrintF(small, sizeof(small), format, args...);
+  if (n < 0) return;
+  if (static_cast<size_t>(n) < sizeof(small)) {
+    text->append(small, static_cast<size_t>(n));
+    return;
+  }
+  std::string large(static_cast<size_t>(n) + 1, '\0');  // May throw, here.
+  absl::SNPrintF(large.data(), large.size(), format, args...);
+  text->append(large.data(), static_cast<size_t>(n));
+}
+
+}  // namespace
 
 std::string Stats::DebugString() const {
   std::string text = label.empty() ? std::string() : label + "\n";
-  absl::StrAppendFormat(&text,
+  AppendFormat(&text,
       "cached: %d blocks, %d bytes (primary %d blocks, %d bytes; victim %d blocks, %d bytes)\n"
       "gets: %d from the caches, %d misses (%d more blocks refilled with them); "
       "per-CPU capacities grew %d times; "
@@ -37,9 +58,9 @@ std::string Stats::DebugString() const {
       text += "classes used (block size: hits, cached blocks; spans):\n";
       header = true;
     }
-    absl::StrAppendFormat(&text, "  %d: %d, %d", c.block_bytes, c.hits, c.cached_blocks);
+    AppendFormat(&text, "  %d: %d, %d", c.block_bytes, c.hits, c.cached_blocks);
     if (c.span_bytes != 0 || c.in_use_blocks != 0) {
-      absl::StrAppendFormat(&text, "; %d bytes of spans, %d blocks free, %d in use",
+      AppendFormat(&text, "; %d bytes of spans, %d blocks free, %d in use",
                             c.span_bytes, c.span_free_blocks, c.in_use_blocks);
     }
     text += "\n";
@@ -48,7 +69,8 @@ std::string Stats::DebugString() const {
 }
 
 std::string Stats::ToString() const {
-  return absl::StrFormat(
+  std::string text;
+  AppendFormat(&text,
       "label=\"%s\" hits=%d misses=%d grows=%d spills=%d shared_moves=%d direct=%d refilled=%d "
       "primary_blocks=%d "
       "primary_bytes=%d victim_blocks=%d victim_bytes=%d swept_blocks=%d swept_bytes=%d "
@@ -64,6 +86,7 @@ std::string Stats::ToString() const {
       span_block_bytes, span_free_bytes, span_released_bytes, upstream_bytes, peak_upstream_bytes,
       in_use_bytes, epochs, caches, max_cache_bytes, reserved_bytes,
       mode, mode_reason);
+  return text;
 }
 
 }  // namespace syncpool

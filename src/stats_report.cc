@@ -63,8 +63,13 @@ void PrintOne(std::FILE* out, const std::string& text, const char* when) {
 }  // namespace
 
 std::string PoolLabel(const char* kind, const std::string& name, const void* owner) {
-  return name.empty() ? absl::StrFormat("%s at %p", kind, owner)
-                      : absl::StrFormat("%s \"%s\"", kind, name);
+  // Not absl::StrFormat: an exception (std::bad_alloc) from the string it grows cannot leave
+  // its frames (the packaged version terminates instead), and pools are made under memory
+  // limits too (tests/allocation_failure_test.cc).
+  if (!name.empty()) return std::string(kind) + " \"" + name + "\"";
+  char at[40];
+  std::snprintf(at, sizeof(at), " at %p", owner);
+  return std::string(kind) + at;
 }
 
 StatsReportEntry::StatsReportEntry(std::string kind, std::string name, const void* owner,

@@ -47,10 +47,10 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "syncpool/internal/option_table.h"
 #include "syncpool/internal/mutex.h"
 #include "syncpool/internal/stats_report.h"
@@ -76,7 +76,10 @@ struct Sweeper::State {
 
   internal::Mutex mu;
   std::condition_variable changed;  // Signalled when `stopped` or `visiting` changes.
-  absl::flat_hash_set<Sweepable*> caches ABSL_GUARDED_BY(mu);
+  // A node-based set: a single insertion that throws (std::bad_alloc) leaves it unchanged.
+  // Abseil's flat sets of the packaged version do not give that guarantee (a failed growth
+  // leaves the table inconsistent), and these sets grow on paths that must survive it.
+  std::unordered_set<Sweepable*> caches ABSL_GUARDED_BY(mu);
   Sweepable* visiting ABSL_GUARDED_BY(mu) = nullptr;
   bool thread_running ABSL_GUARDED_BY(mu) = false;
   bool stopped ABSL_GUARDED_BY(mu) = false;  // Stop() was called: never start the thread again.
