@@ -105,6 +105,13 @@
 // UseRealTime(): with several threads a time is the wall time divided by the iterations of all
 // threads.
 //
+// --workload_context=0 (before the Google Benchmark flags) skips the output's "per tree",
+// "per request" and "per map" lines, which build every workload once at startup over
+// new/delete (seconds, and up to hundreds of MB that glibc keeps): for profiles and for the
+// peak resident set. The program prints its peak resident set (getrusage's ru_maxrss) on
+// stderr at exit, as "peak_rss_kib=N"; run one benchmark per process to compare allocators
+// by it (docs/memory.md, "A large tree's peak").
+//
 // The names are stable: results are compared across versions by name.
 
 #include <algorithm>
@@ -126,6 +133,8 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include <sys/resource.h>
 
 #include "bench/bench_util.h"
 #include "bench/direct_allocators.h"
@@ -833,12 +842,30 @@ int main(int argc, char** argv) {
   // First: it may run the program again (jemalloc's static TLS, bench/direct_allocators.h).
   syncpool::bench::LoadDirectAllocators(argv);
   if (!syncpool::bench::ParseThreadCounts("workload_bench", argc, argv)) return 2;
+  bool context = true;
+  {
+    int kept = 1;
+    for (int i = 1; i < argc; ++i) {
+      const std::string_view arg = argv[i];
+      if (arg == "--workload_context=0" || arg == "--workload_context=1") {
+        context = arg.back() == '1';
+      } else if (arg.starts_with("--workload_context")) {
+        std::fprintf(stderr, "workload_bench: --workload_context takes 0 or 1, not \"%s\"\n", argv[i]);
+        return 2;
+      } else {
+        argv[kept++] = argv[i];
+      }
+    }
+    argc = kept;
+  }
   RegisterWorkloads();
   syncpool::bench::AddBuildContext();
-  AddWorkloadContext();
+  if (context) AddWorkloadContext();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) == 0) std::fprintf(stderr, "peak_rss_kib=%ld\n", usage.ru_maxrss);
   return 0;
 }
