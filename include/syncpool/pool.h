@@ -40,6 +40,10 @@
 // already in the pool aborts with a message saying so. Using an object after Put is a bug the
 // pool cannot see in general.
 //
+// Out of memory: construction and Get() may throw std::bad_alloc (from New, or from the pool's
+// own bookkeeping), leaving the pool usable; Put() never throws: an object it cannot cache is
+// destroyed.
+//
 // Thread safety: all members are thread-safe. The pool must outlive every Handle it returned.
 
 #ifndef SYNCPOOL_POOL_H_

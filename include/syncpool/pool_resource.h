@@ -27,7 +27,9 @@
 //   - allocate(0) returns a valid, distinct, deallocatable block (of the smallest class).
 //   - An alignment that is not a power of two throws std::invalid_argument.
 //   - std::bad_alloc (or any exception) from the upstream resource propagates; the resource is
-//     left as it was, holding nothing from the failed call.
+//     left as it was, holding nothing from the failed call. So does std::bad_alloc from the
+//     resource's own bookkeeping (its first cache, the records of larger blocks, the debug
+//     registry): the next call works when memory allows (tests/allocation_failure_test.cc).
 //   - With debug checks on (Options::debug_checks), a deallocate whose size or alignment
 //     differs from the allocation's, or of a pointer this resource did not hand out (including
 //     a second deallocate of the same block), aborts with a message naming the pool and the
