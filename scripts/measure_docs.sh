@@ -7,7 +7,7 @@
 # and runs (docs/reliability.md), and the two fuzzer tests
 # as CI runs them (the runs, seconds and coverage that README and docs/reliability.md quote).
 #
-#   bash scripts/measure_docs.sh OUT_DIR      # about 25 minutes on 2 vCPUs (10 the fuzzer)
+#   bash scripts/measure_docs.sh OUT_DIR      # about 40 minutes on 2 vCPUs (10 the fuzzer)
 #
 # The binaries are built once (`bazel build -c opt //bench/...`) and copied to OUT_DIR/bin, so
 # that every step runs the same build. OUT_DIR/commands.txt lists each step: its command, when
@@ -68,6 +68,12 @@ step perthread_buffer.txt "${no_rseq}" "${bin}/pool_bench" --benchmark_filter=BM
 step perthread_workload.txt "${no_rseq}" "${bin}/workload_bench" --benchmark_min_time=0.3
 step perthread_sweep_latency.txt "${no_rseq}" "${bin}/sweep_latency" --seconds=4
 step sweep_latency.txt "${bin}/sweep_latency" --seconds=4
+# Large temporaries against the direct peers, up to 1,000,000 (and the charts' data).
+step large.csv "${bin}/workload_bench" --workload_context=0 --benchmark_min_time=0.2 \
+  --benchmark_repetitions=3 --benchmark_report_aggregates_only=true --benchmark_format=csv \
+  --benchmark_filter='BM_(Tree|Map)/(std|syncpool_allocator|mimalloc_allocator|tcmalloc_allocator|jemalloc_allocator|bump)/'
+# The workloads under LD_PRELOAD peers (its own rounds and summary).
+step preload.txt bash scripts/bench_preload.sh "${out}/preload" 3
 
 # docs/memory.md
 step burst.txt "${bin}/burst" --csv="${out}/memory.csv"
@@ -81,6 +87,13 @@ for t in 1 2; do
   step "retention${t}_refill0.txt" SYNCPOOL_REFILL_BYTES=0 "${bin}/retention" --threads="${t}"
 done
 step idle.txt "${bin}/idle"
+# The peak resident set of a 1,000,000-node tree, one process per allocator and round.
+for r in 1 2 3; do
+  for alloc in syncpool_allocator mimalloc_allocator tcmalloc_allocator jemalloc_allocator std; do
+    step "tree_rss_${alloc}_${r}.txt" "${bin}/workload_bench" --workload_context=0 \
+      --benchmark_min_time=0.3 --benchmark_filter="BM_Tree/${alloc}/1000000/real_time/threads:1\$"
+  done
+done
 # The investigation of what returns mimalloc's memory (docs/memory.md's table, row by row).
 both=--resources=syncpool,mimalloc
 step inv_default.txt "${bin}/burst" "${both}"
