@@ -7,6 +7,7 @@
 // std::bad_alloc, leaves the pool consistent, and loses nothing: every block stays accounted
 // for, and the upstream gets back everything at destruction.
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
