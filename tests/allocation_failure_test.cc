@@ -14,6 +14,7 @@
 #include <memory_resource>
 #include <new>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -204,6 +205,38 @@ TEST(AllocationFailureTest, ConstructionAndFirstUseFailCleanlyAtEveryPoint) {
   }
   EXPECT_TRUE(completed);
   EXPECT_GT(failed, 10);
+}
+
+// Statistics as text (DebugString(), ToString()): a failure at any allocation throws
+// std::bad_alloc, and a try that completes gives the same text as without failures.
+TEST(AllocationFailureTest, StatsTextThrowsOrIsWhole) {
+  CountingUpstream upstream;
+  Options options;
+  options.name = "stats under failures";
+  PoolResource r(options, &upstream);
+  void* p = r.allocate(100);
+  r.deallocate(p, 100);
+  const Stats stats = r.GetStats();
+  const std::string debug = stats.DebugString();
+  const std::string line = stats.ToString();
+  int failed = 0;
+  bool completed = false;
+  for (int point = 0; point < 1000 && !completed; ++point) {
+    fail_after = point;
+    try {
+      const std::string a = stats.DebugString();
+      const std::string b = stats.ToString();
+      completed = fail_after > 0;
+      fail_after = -1;
+      EXPECT_EQ(a, debug);
+      EXPECT_EQ(b, line);
+    } catch (const std::bad_alloc&) {
+      ++failed;
+    }
+    fail_after = -1;
+  }
+  EXPECT_TRUE(completed);
+  EXPECT_GT(failed, 0);
 }
 
 }  // namespace

@@ -29,12 +29,14 @@
 #include "syncpool/pool_resource.h"
 #include "syncpool/sweeper.h"
 #include "syncpool/testing/fake_cpu.h"
+#include "cpu_affinity.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
 namespace {
 
 using ::syncpool::testing::TrackingResource;
+using ::syncpool::testing::ScopedAffinity;
 
 Options DebugOptions(Sweeper* sweeper, bool debug_checks) {
   Options options;
@@ -342,6 +344,12 @@ TEST_F(MisuseDeathTest, PutAfterReleaseThroughAHandleAborts) {
 }
 
 TEST_F(MisuseTest, DebugChecksKeepCorrectResourceUseWorking) {
+  // The counts below are of one CPU's cache and one CPU's spans: a move to another CPU in the
+  // middle (seen on a busy machine) would miss in its cache and take spans of its own.
+  ScopedAffinity restore;
+  const std::vector<int> cpus = testing::AllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  ASSERT_TRUE(testing::PinTo(cpus.front()));
   TrackingResource upstream;
   {
     Options options = DebugOptions(&sweeper_, true);
