@@ -13,12 +13,15 @@ def syncpool_cc_test(
         main = GTEST_MAIN,
         copts = [],
         both_modes = False,
+        both_indexes = False,
         env = {},
         **kwargs):
     """A cc_test of syncpool; with both_modes, also `<name>_perthread`, run with SYNCPOOL_MODE=perthread.
 
     The plain test runs the caches in the mode the process picks (rseq per-CPU where glibc
     registered its area), the twin in the per-thread mode, so both run in every configuration.
+    With both_indexes, also `<name>_cpuid`, run with SYNCPOOL_CPU_ID=cpu: the rseq caches'
+    columns by CPU id where the plain test has them by concurrency id (on kernels with mm_cid).
 
     Args:
       name: the test; its source is `<name>.cc` unless `srcs` says otherwise.
@@ -29,6 +32,7 @@ def syncpool_cc_test(
       main: GoogleTest's main(), or None for a test that has its own.
       copts: added to SYNCPOOL_COPTS.
       both_modes: also declare the per-thread twin.
+      both_indexes: also declare the CPU-id twin.
       env: the test's environment (the twin adds SYNCPOOL_MODE=perthread to it).
       **kwargs: anything else cc_test takes (size, tags, linkopts, shard_count, timeout, ...).
     """
@@ -43,6 +47,10 @@ def syncpool_cc_test(
         twin_env = dict(env)
         twin_env["SYNCPOOL_MODE"] = "perthread"
         native.cc_test(name = name + "_perthread", env = twin_env, **args)
+    if both_indexes:
+        cpu_env = dict(env)
+        cpu_env["SYNCPOOL_CPU_ID"] = "cpu"
+        native.cc_test(name = name + "_cpuid", env = cpu_env, **args)
 
 def syncpool_cc_library(name, copts = [], **kwargs):
     """A test-only cc_library of helpers, compiled with SYNCPOOL_COPTS."""

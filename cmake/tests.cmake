@@ -31,6 +31,16 @@ set(SYNCPOOL_BOTH_MODES_TESTS
   sweep_slices_test
   thread_exit_test)
 
+# Tests that Bazel also runs as `<name>_cpuid`, the rseq caches' columns by CPU id
+# (SYNCPOOL_CPU_ID=cpu; syncpool_cc_test's both_indexes).
+set(SYNCPOOL_BOTH_INDEXES_TESTS
+  cpu_index_test
+  fork_test
+  rseq_test
+  rseq_window_test
+  stress_test
+  thread_exit_test)
+
 # Tests that link the test-seam variant (SYNCPOOL_RSEQ_TEST_WINDOW, //:syncpool_rseq_window_for_test).
 set(SYNCPOOL_RSEQ_WINDOW_TESTS rseq_window_test thread_window_test)
 
@@ -70,8 +80,8 @@ function(syncpool_test_binary name source)
     GTest::gtest_main absl::flat_hash_map absl::inlined_vector ${CMAKE_DL_LIBS})
 endfunction()
 
-# syncpool_add_test(NAME COMMAND... [ENV VAR=VALUE...]): NAME, and its per-thread twin where
-# Bazel has one.
+# syncpool_add_test(NAME COMMAND... [ENV VAR=VALUE...]): NAME, and its per-thread and CPU-id
+# twins where Bazel has them.
 function(syncpool_add_test name)
   cmake_parse_arguments(PARSE_ARGV 1 arg "" "" "COMMAND;ENV")
   set(timeout 60)
@@ -87,6 +97,11 @@ function(syncpool_add_test name)
     add_test(NAME ${name}_perthread COMMAND ${arg_COMMAND})
     set_tests_properties(${name}_perthread PROPERTIES
       TIMEOUT ${timeout} ENVIRONMENT "${arg_ENV};SYNCPOOL_MODE=perthread")
+  endif()
+  if(name IN_LIST SYNCPOOL_BOTH_INDEXES_TESTS)
+    add_test(NAME ${name}_cpuid COMMAND ${arg_COMMAND})
+    set_tests_properties(${name}_cpuid PROPERTIES
+      TIMEOUT ${timeout} ENVIRONMENT "${arg_ENV};SYNCPOOL_CPU_ID=cpu")
   endif()
 endfunction()
 

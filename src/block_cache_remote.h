@@ -17,10 +17,10 @@ template <typename Op>
 auto BlockCache::Remote(int cpu, CpuCache* c, Op op, bool reopen) {
   SpinLockHolder l(&c->lock);
   if (mode_.rseq) {
-    // Close, then fence: once FenceCpu() returns, no sequence that read an open capacity
+    // Close, then fence: once FenceColumn() returns, no sequence that read an open capacity
     // before the close is still running on `cpu`, so the cache is ours until it is reopened.
     c->CloseToSequences();
-    FenceCpu(cpu);
+    FenceColumn(cpu);
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
     if (g_remote_after_fence_for_test != nullptr) g_remote_after_fence_for_test(cpu);
 #endif

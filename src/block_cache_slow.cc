@@ -49,11 +49,10 @@ void* BlockCache::GetSlow(size_t cls) {
       // sequences look) without going through its CpuCache: open, both generations empty, and
       // the TransferStack too. The reads are hints (the thread may move, blocks may come); the
       // sequence that counts the miss is the authority on where it is counted.
-      // (Read again, the CPU id may be one the region has no row for: then no shortcut.)
-      if (const unsigned cpu = static_cast<unsigned>(RseqCpuId());
-          cpu < static_cast<unsigned>(num_cpus_)) {
+      // (Read again, the column id may be one the region has no row for: then no shortcut.)
+      if (const uint32_t column = RseqColumnId(); column < static_cast<uint32_t>(num_cpus_)) {
         const ClassStack& s =
-            *reinterpret_cast<const ClassStack*>(Row(cls) + (size_t{cpu} << kClassStackShift));
+            *reinterpret_cast<const ClassStack*>(Row(cls) + (size_t{column} << kClassStackShift));
         if (s.open_capacity.load(std::memory_order_relaxed) != 0 &&
             s.primary_count.load(std::memory_order_relaxed) == 0 &&
             s.victim_count.load(std::memory_order_relaxed) == 0 && transfers_[cls].LooksEmpty() &&
@@ -61,7 +60,7 @@ void* BlockCache::GetSlow(size_t cls) {
           return nullptr;
         }
       }
-      c = CacheOf(RealCurrentCpu());
+      c = CacheOf(static_cast<int>(RseqColumnId() % static_cast<uint32_t>(num_cpus_)));
       WaitAndOpen(c, cls);
       // The counts are a hint (the thread may move): the sequences are the authority, and a
       // stack that reads empty in both generations is not worth two more of them.
@@ -204,7 +203,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
       // retry; a second full stack means a spill.
       char* const row = Row(cls);
       for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
-        const int cpu = RealCurrentCpu();
+        const int cpu = static_cast<int>(RseqColumnId() % static_cast<uint32_t>(num_cpus_));
         c = CacheOf(cpu);
         WaitAndOpen(c, cls);
         kept = RseqPush(row, block);

@@ -52,7 +52,7 @@ CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested) {
     }
     return {false, false, kLockedName, no_fence};
   }
-  if (RseqUsable()) return {true, false, kRseqName, "glibc registered rseq"};
+  if (RseqUsable()) return {true, false, kRseqName, RseqIndexReason()};
   if (requested == CacheMode::kPerCpu) return {false, false, kLockedName, WhyNoRseq()};
   if (ThreadFenceUsable(&no_fence)) return {false, true, kPerThreadName, WhyNoRseq()};
   return {false, false, kLockedName, no_fence};

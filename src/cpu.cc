@@ -7,6 +7,7 @@
 
 #include <dlfcn.h>
 #include <sched.h>
+#include <sys/auxv.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -79,6 +80,13 @@ std::atomic<bool> g_rseq_registered{false};
 
 #if SYNCPOOL_HAVE_GLIBC_RSEQ
 ptrdiff_t g_rseq_area_offset = 0;
+ptrdiff_t g_rseq_id_offset = kRseqCpuIdOffset;
+namespace {
+// Set once by IndexRseqByConcurrencyId(), before any sequence can pass its bound.
+std::atomic<bool> g_rseq_by_cid{false};
+// Whether g_rseq_area_offset is glibc's area and glibc registered it (InitRseqArea()).
+bool g_glibc_area_registered = false;
+}  // namespace
 
 // syncpool's own rseq area, for a glibc without one (see g_rseq_area_offset in cpu.h). The
 // layout of the kernel's struct rseq, 32-byte aligned as the ABI wants; the kernel never sees
@@ -122,6 +130,8 @@ void InitRseqArea() {
     const unsigned int glibc_size = rseq_size != nullptr ? *rseq_size : 0;
     if (glibc_offset != 0) {
       g_rseq_area_offset = glibc_offset;
+      g_rseq_id_offset = glibc_offset + kRseqCpuIdOffset;
+      g_glibc_area_registered = glibc_size != 0;
       g_rseq_registered.store(glibc_size != 0, std::memory_order_release);
     } else {
       // The area the offset leads to must be syncpool's own (see above): a wrong offset would
@@ -137,12 +147,36 @@ void InitRseqArea() {
         std::abort();
       }
       g_rseq_area_offset = own;
+      g_rseq_id_offset = own + kRseqCpuIdOffset;
       g_rseq_registered.store(false, std::memory_order_release);
     }
 #endif
     return true;
   }();
 }
+
+#if SYNCPOOL_HAVE_GLIBC_RSEQ
+bool KernelPublishesMmCid() {
+  InitRseqArea();
+  // AT_RSEQ_FEATURE_SIZE (27; Linux 6.3): the size of the part of struct rseq the kernel
+  // writes. glibc's area has room for mm_cid from 2.35 on (it registers 32 bytes), whatever
+  // its __rseq_size says (2.35 to 2.39 publish 20).
+  constexpr unsigned long kAtRseqFeatureSize = 27;
+  return g_glibc_area_registered &&
+         getauxval(kAtRseqFeatureSize) >= static_cast<unsigned long>(kRseqMmCidOffset) + 4;
+}
+
+void IndexRseqByConcurrencyId() {
+  g_rseq_id_offset = g_rseq_area_offset + kRseqMmCidOffset;
+  g_rseq_by_cid.store(true, std::memory_order_release);
+}
+
+bool RseqIndexedByConcurrencyId() { return g_rseq_by_cid.load(std::memory_order_acquire); }
+#else
+bool KernelPublishesMmCid() { return false; }
+void IndexRseqByConcurrencyId() {}
+bool RseqIndexedByConcurrencyId() { return false; }
+#endif
 
 bool RseqAvailable() {
   InitRseqArea();

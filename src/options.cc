@@ -93,6 +93,12 @@ constexpr OptionSpec kOptionTable[kOptionCount] = {
      "(`/proc/meminfo`)"},
     {kOptRseq, "SYNCPOOL_RSEQ", "the process", OptionKind::kBool, 1, 0, 1, nullptr, nullptr,
      "0 turns the restartable sequences off: caches at `kAuto` then run per thread"},
+    {kOptCpuId, "SYNCPOOL_CPU_ID", "the process", OptionKind::kChoice, 0, 0, 0,
+     "auto|cpu|concurrency", nullptr,
+     "what the rseq per-CPU caches index their columns by: the process's concurrency id "
+     "(the kernel's `mm_cid`, Linux 6.3 and later), so that caches follow the threads, or the "
+     "CPU id; `auto` and `concurrency` take `mm_cid` where the kernel publishes it, else the CPU "
+     "id"},
     {kOptDebug, "SYNCPOOL_DEBUG", "Options::debug_checks", OptionKind::kBuildBool, 0, 0, 1,
      nullptr, nullptr,
      "misuse checks where `Options::debug_checks` is unset, for the whole process: a detected "

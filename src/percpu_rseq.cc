@@ -31,6 +31,10 @@ bool DecideRseq() {
   const long supported = Membarrier(MEMBARRIER_CMD_QUERY, 0, 0);
   if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) == 0) return false;
   if (Membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_RSEQ, 0, 0) != 0) return false;
+  // The columns' index, chosen before AllowRseqCpus() lets any sequence pass its bound.
+  if (ProcessOption(kOptCpuId) != kCpuIdCpu && KernelPublishesMmCid()) {
+    IndexRseqByConcurrencyId();
+  }
   AllowRseqCpus();
   return true;
 #else
@@ -54,12 +58,23 @@ bool RseqUsable() {
   return usable;
 }
 
-void FenceCpu(int cpu) {
+const char* RseqIndexReason() {
+  if (RseqIndexedByConcurrencyId()) {
+    return "glibc registered rseq; columns by concurrency id (mm_cid)";
+  }
+  if (ProcessOption(kOptCpuId) == kCpuIdCpu) {
+    return "glibc registered rseq; columns by CPU id (SYNCPOOL_CPU_ID=cpu)";
+  }
+  return "glibc registered rseq; columns by CPU id (the kernel publishes no mm_cid)";
+}
+
+// Restarts the sequences of this process on `cpu`, or on every CPU for -1 (see FenceColumn()).
+static void FenceCpu(int cpu) {
   // A fence that cannot be made would leave sequences running against a remote operation:
   // there is no safe way on, so it is fatal. Registration is inherited across fork(), but a
   // registration lost anyway (EPERM) is renewed once.
   for (int attempt = 0; attempt < 2; ++attempt) {
-    if (g_cpu_flag_works.load(std::memory_order_relaxed)) {
+    if (cpu >= 0 && g_cpu_flag_works.load(std::memory_order_relaxed)) {
       if (Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, MEMBARRIER_CMD_FLAG_CPU, cpu) == 0) {
         return;
       }
@@ -69,7 +84,7 @@ void FenceCpu(int cpu) {
         g_cpu_flag_works.store(false, std::memory_order_relaxed);
       }
     }
-    if (!g_cpu_flag_works.load(std::memory_order_relaxed) &&
+    if ((cpu < 0 || !g_cpu_flag_works.load(std::memory_order_relaxed)) &&
         Membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ, 0, 0) == 0) {
       return;
     }
@@ -81,6 +96,12 @@ void FenceCpu(int cpu) {
   std::fprintf(stderr, "syncpool: membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) failed: %s\n",
                std::strerror(errno));
   std::abort();
+}
+
+void FenceColumn(int column) {
+  // Indexed by mm_cid, the thread that holds `column` may run on any CPU: fence them all (the
+  // kernel interrupts only the CPUs that run a thread of this process).
+  FenceCpu(RseqIndexedByConcurrencyId() ? -1 : column);
 }
 
 }  // namespace internal

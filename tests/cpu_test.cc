@@ -170,11 +170,14 @@ TEST(RseqAreaTest, SequencesOnTheUnregisteredAreaFailWithoutTouchingTheRow) {
   const size_t row_bytes = static_cast<size_t>(NumCpus()) << kClassStackShift;
   std::vector<char> row(row_bytes, 0);
   int block = 0;
+  const ptrdiff_t saved_id = g_rseq_id_offset;
   g_rseq_area_offset = own;
+  g_rseq_id_offset = own + kRseqCpuIdOffset;
   const bool pushed = RseqPush(row.data(), &block);
   void* const popped = RseqPopPrimary(row.data());
   const bool counted = RseqCountMiss(row.data());
   g_rseq_area_offset = saved;
+  g_rseq_id_offset = saved_id;
   EXPECT_FALSE(pushed);
   EXPECT_EQ(popped, nullptr);
   EXPECT_FALSE(counted);

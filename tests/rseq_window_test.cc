@@ -57,14 +57,14 @@ bool PinTo(int cpu) {
   return pthread_setaffinity_np(pthread_self(), sizeof(set), &set) == 0 && sched_getcpu() == cpu;
 }
 
-// The remote-operation hook: on the operation on `g_target` while `g_hook_armed`, lets the
+// The remote-operation hook: on the operation on column `g_target` while `g_hook_armed`, lets the
 // thread under test start its sequence and waits until it stalls in the window.
 std::atomic<int> g_target{-1};
 std::atomic<bool> g_hook_armed{false};
 std::atomic<bool> g_start{false};
 
-void AfterFence(int cpu) {
-  if (cpu != g_target.load() || !g_hook_armed.exchange(false)) return;
+void AfterFence(int column) {
+  if (column != g_target.load() || !g_hook_armed.exchange(false)) return;
   g_rseq_window_armed.store(1);
   g_start.store(true);
   while (g_rseq_window_entered.load() == 0) {
@@ -81,7 +81,7 @@ class RseqWindowTest : public ::testing::Test {
     g_rseq_window_entered.store(0);
     g_rseq_window_go.store(0);
     g_start.store(false);
-    g_target.store(cpus_.first);
+    g_target.store(-1);
     g_remote_after_fence_for_test = &AfterFence;
   }
   void TearDown() override {
@@ -108,6 +108,9 @@ class RseqWindowTest : public ::testing::Test {
         cache_.Put(0, blocks_.back());
       }
       EXPECT_EQ(cache_.Snapshot().primary_blocks, uint64_t{kCachedBlocks});
+      // The column its sequences use: its CPU, or its concurrency id (SYNCPOOL_CPU_ID). Both
+      // stay put while it spins here, pinned, beside one other running thread.
+      g_target.store(static_cast<int>(RseqColumnId()));
       filled.store(true);
       while (!g_start.load()) {
       }

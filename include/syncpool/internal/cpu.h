@@ -105,6 +105,11 @@ bool RseqAvailable();
 // area for the thread) and `rseq_cs` (64 bits, the armed critical-section descriptor).
 inline constexpr int kRseqCpuIdOffset = 4;
 inline constexpr int kRseqCsOffset = 8;
+// `mm_cid` (32 bits, Linux 6.3 and later): the thread's concurrency id in its process, which
+// the kernel keeps below the number of the process's threads that run at once and below the
+// number of CPUs it may run on. The auxiliary vector's AT_RSEQ_FEATURE_SIZE is at least 28
+// where the kernel writes it.
+inline constexpr int kRseqMmCidOffset = 24;
 
 // g_rseq_area_offset
 //
@@ -133,6 +138,20 @@ extern ptrdiff_t g_rseq_area_offset;
 extern const ptrdiff_t g_rseq_area_offset;
 #endif
 
+// g_rseq_id_offset
+//
+// The offset from the thread pointer of the field the restartable sequences index the caches'
+// columns by (percpu_rseq.h): the area's `cpu_id`, or its `mm_cid` once
+// IndexRseqByConcurrencyId() chose it. Set by InitRseqArea() to the `cpu_id` of the area at
+// g_rseq_area_offset, and changed at most once after, before any sequence can pass its CPU
+// bound (the choice is made before AllowRseqCpus(), and no cache runs sequences before that).
+// Declared const outside src/cpu.cc for the same reason as g_rseq_area_offset.
+#ifdef SYNCPOOL_RSEQ_AREA_OFFSET_WRITABLE
+extern ptrdiff_t g_rseq_id_offset;
+#else
+extern const ptrdiff_t g_rseq_id_offset;
+#endif
+
 // UnregisteredRseqAreaOffset()
 //
 // The offset from the thread pointer of syncpool's own area (see g_rseq_area_offset), computed
@@ -151,7 +170,34 @@ inline int RseqCpuId() {
   return static_cast<int>(*reinterpret_cast<const volatile uint32_t*>(
       tp + g_rseq_area_offset + kRseqCpuIdOffset));
 }
+
+// RseqColumnId()
+//
+// The column the calling thread's sequences use (its `cpu_id` or its `mm_cid`: see
+// g_rseq_id_offset), or 0xFFFFFFFF when the kernel did not register its area (cpu_id
+// negative), which the sequences refuse whatever the other field holds (glibc leaves mm_cid
+// of an area it could not register at whatever the memory held). REQUIRES: InitRseqArea() ran.
+inline uint32_t RseqColumnId() {
+  char* tp;
+  asm("mov %%fs:0, %0" : "=r"(tp));
+  if (RseqCpuId() < 0) return 0xFFFFFFFFu;
+  return *reinterpret_cast<const volatile uint32_t*>(tp + g_rseq_id_offset);
+}
 #endif
+
+// KernelPublishesMmCid()
+//
+// Whether glibc registered its rseq area and the kernel writes `mm_cid` into it
+// (AT_RSEQ_FEATURE_SIZE >= 28). REQUIRES: InitRseqArea() ran.
+bool KernelPublishesMmCid();
+
+// IndexRseqByConcurrencyId(), RseqIndexedByConcurrencyId()
+//
+// Makes the sequences index columns by `mm_cid` instead of `cpu_id`, and says whether they do.
+// REQUIRES: KernelPublishesMmCid(), and no sequence can pass its bound yet (RseqUsable()
+// calls it while deciding, before AllowRseqCpus()).
+void IndexRseqByConcurrencyId();
+bool RseqIndexedByConcurrencyId();
 
 // RealCurrentCpu()
 //

@@ -54,10 +54,16 @@ enum OptionId : int {
   kOptPressureStallPct,
   kOptPressureAvailablePct,
   kOptRseq,
+  kOptCpuId,
   kOptDebug,
   kOptStats,
   kOptionCount,
 };
+
+// The values of SYNCPOOL_CPU_ID (kOptCpuId): the positions of its words.
+inline constexpr uint64_t kCpuIdAuto = 0;
+inline constexpr uint64_t kCpuIdCpu = 1;
+inline constexpr uint64_t kCpuIdConcurrency = 2;
 
 // One row of the table.
 struct OptionSpec {

@@ -8,12 +8,29 @@
 // area glibc (2.35 and later) registers for every thread. Not part of syncpool's API.
 //
 // A pop or push of one block on the current CPU's stack is one critical section that reads
-// the CPU id, finds that CPU's stack in its class's row of the BlockCache's region (at row +
-// (cpu << kClassStackShift): a shift, no load), and commits with a single store of the count
+// the column id, finds that column's stack in its class's row of the BlockCache's region (at
+// row + (column << kClassStackShift): a shift, no load), and commits with a single store of the count
 // (the slot of a push is written before the commit, where a restart makes the write harmless).
 // If the thread is preempted, migrated or signalled inside the section, the kernel moves it to
 // the abort handler, which restarts the section from the top. No lock, no atomic
 // read-modify-write.
+//
+// The column id: the rseq area's `mm_cid` where the kernel publishes it (Linux 6.3 and later;
+// SYNCPOOL_CPU_ID=auto or concurrency), else its `cpu_id` (g_rseq_id_offset in cpu.h). Either
+// serves because of what the kernel guarantees of both (Documentation/userspace-api/rseq and
+// include/uapi/linux/rseq.h): at any moment no two running threads of the process hold the
+// same value; a thread's value changes only while the thread is off its CPU (a preemption, a
+// migration, a block), and the kernel writes the new value into the area on the way back to
+// user space, the same step that moves a thread interrupted inside a critical section to its
+// abort handler. So a sequence that commits ran, from its read of the id to its commit, as
+// the only running thread holding that id, and every other thread that held it before or
+// holds it after is outside the section of that column (restarted, or not yet there): the
+// column is the sequence's own, as a CPU's stack is with `cpu_id`. What differs is only who
+// may run on a column at other times, which the remote operation covers (below). The
+// sequences also fail when `cpu_id` is negative, whatever `mm_cid` holds: glibc leaves
+// `mm_cid` of an area the kernel did not register at whatever the memory held, so `cpu_id` is
+// the only sign of an unregistered thread. mm_cid ids stay below the CPUs the process may use,
+// which NumCpus() bounds; the CPU bound still applies.
 //
 // Protocol between local and remote operations. Each class's stack carries an
 // `open_capacity` (cpu_cache.h) that local operations only read: a pop succeeds only when
@@ -28,7 +45,9 @@
 //   - Remote operations (sweeps, drains, and fake-CPU operations in tests) never run
 //     these sequences on another CPU's cache. They take the cache's lock, set every class's
 //     open_capacity to 0, and fence with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on
-//     that CPU: when the fence returns, every sequence that read an open capacity before the
+//     that CPU (indexed by `cpu_id`), or on every CPU that runs a thread of the process
+//     (indexed by `mm_cid`: the thread holding the column may run anywhere; FenceColumn()):
+//     when the fence returns, every sequence that read an open capacity before the
 //     stores has committed or been restarted, and a restarted or new one reads 0. So the
 //     remote operation owns the cache until it stores the capacities back (release, under the
 //     lock). A thread whose sequence fails on a closed class waits for the remote operation by
@@ -97,28 +116,35 @@ bool RseqUsable();
 // RemoteCpuOfThisThread()
 //
 // For a cache in the rseq mode with `num_cpus` columns: the column the calling thread must
-// work on as a remote operation, or -1 when the sequences serve it on its own CPU. That is
-// its fake CPU in a test (syncpool/testing/fake_cpu.h); or, when the sequences would refuse
-// this thread (a CPU id at or beyond g_rseq_cpu_limit, which is 0 while a test fakes CPU ids,
-// or an rseq area the kernel did not register for it), the column its CPU id wraps to.
+// work on as a remote operation, or -1 when the sequences serve it on its own column
+// (RseqColumnId()). That is its fake CPU in a test (syncpool/testing/fake_cpu.h); or, when
+// the sequences would refuse this thread (a column id at or beyond g_rseq_cpu_limit, which is
+// 0 while a test fakes CPU ids, or an rseq area the kernel did not register for it), the
+// column its CPU id wraps to.
 // Inline: every slow path of the rseq mode asks it first.
 inline int RemoteCpuOfThisThread(int num_cpus) {
   if (g_fake_cpu_users.load(std::memory_order_relaxed) != 0) {
     if (const int fake = FakeCpuOfThisThread(); fake >= 0) return fake;
   }
 #if SYNCPOOL_RSEQ_FAST_PATH
-  if (static_cast<uint32_t>(RseqCpuId()) < g_rseq_cpu_limit.load(std::memory_order_relaxed)) {
-    return -1;
-  }
+  if (RseqColumnId() < g_rseq_cpu_limit.load(std::memory_order_relaxed)) return -1;
 #endif
   return RealCurrentCpu() % num_cpus;
 }
 
-// FenceCpu()
+// FenceColumn()
 //
-// Restarts every restartable sequence of this process running on `cpu`, and orders this
-// thread's earlier stores before whatever that CPU runs next. REQUIRES: RseqUsable().
-void FenceCpu(int cpu);
+// Restarts every restartable sequence of this process that may be running on column `column`
+// (those on that CPU when columns are CPU ids, all of them when they are concurrency ids), and
+// orders this thread's earlier stores before whatever those CPUs run next.
+// REQUIRES: RseqUsable().
+void FenceColumn(int column);
+
+// RseqIndexReason()
+//
+// What the sequences index columns by, and why, for Stats::mode_reason ("glibc registered
+// rseq; columns by concurrency id (mm_cid)"). A string with static storage.
+const char* RseqIndexReason();
 
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
 // A test seam, compiled in only for tests/rseq_window_test.cc (the target
@@ -158,8 +184,10 @@ extern std::atomic<uint32_t> g_rseq_window_go;
 // to the commit label 83, abort handler 84; in the __rseq_cs section, in the same COMDAT group
 // as the function so that a discarded copy takes its descriptor along), arms it in this
 // thread's rseq area at 80 (where the abort handler restarts), then, inside the section, reads
-// the CPU id, leaves for the `fail` label unless it is below g_rseq_cpu_limit, and leaves in
-// %[cpu] the offset of that CPU's ClassStack from the row (%[row]) of the class.
+// the column id (at g_rseq_id_offset: `cpu_id` or `mm_cid`), leaves for the `fail` label unless
+// it is below g_rseq_cpu_limit and the area's `cpu_id` says the kernel registered it (not
+// negative), and leaves in %[cpu] the offset of that column's ClassStack from the row (%[row])
+// of the class.
 #define SYNCPOOL_RSEQ_ENTER                                  \
   ".pushsection __rseq_cs, \"aw?\"\n\t"                      \
   ".balign 32\n\t"                                           \
@@ -171,9 +199,11 @@ extern std::atomic<uint32_t> g_rseq_window_go;
   "leaq 81b(%%rip), %[cpu]\n\t"                              \
   "movq %[cpu], %%fs:%c[cs_off](%[area])\n\t"                \
   "82:\n\t"                                                  \
-  "movl %%fs:%c[cpu_off](%[area]), %k[cpu]\n\t"              \
+  "movl %%fs:(%[id]), %k[cpu]\n\t"                           \
   "cmpl %[limit], %k[cpu]\n\t"                               \
   "jae %l[fail]\n\t"                                         \
+  "cmpl $0, %%fs:%c[cpu_off](%[area])\n\t"                   \
+  "js %l[fail]\n\t"                                          \
   "shlq %[stack_shift], %[cpu]\n\t"
 
 // The abort handler, preceded by the signature glibc registered the area with: restarts.
@@ -188,7 +218,8 @@ extern std::atomic<uint32_t> g_rseq_window_go;
 
 // The operands SYNCPOOL_RSEQ_ENTER uses.
 #define SYNCPOOL_RSEQ_OPERANDS                                                          \
-  [area] "r"(g_rseq_area_offset), [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),        \
+  [area] "r"(g_rseq_area_offset), [id] "r"(g_rseq_id_offset),                          \
+      [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),                                      \
       [stack_shift] "i"(kClassStackShift), [cs_off] "i"(kRseqCsOffset),                 \
       [cpu_off] "i"(kRseqCpuIdOffset), [count] "i"(offsetof(ClassStack, primary_count)), \
       [open] "i"(offsetof(ClassStack, open_capacity)) SYNCPOOL_RSEQ_WINDOW_OPERANDS
