@@ -124,6 +124,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // PoolResource::Allocate()
   //
   // allocate() without the virtual call: PoolAllocator uses it. Same contract.
+  template <internal::RseqOffsets kOffsets = internal::RseqOffsets::kInRegisters>
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* Allocate(size_t bytes,
                                               size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_TRUE(IsInlineRequest(bytes, alignment))) {
@@ -131,7 +132,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
       // The sequence failed: straight to the class's slow path (another try at the same
       // sequence would fail again but for a preemption). The class is looked up there only,
       // not on the hit path.
-      return cache_.GetOr(internal::kSmallSizeClasses[index], small_rows_[index],
+      return cache_.GetOr<kOffsets>(internal::kSmallSizeClasses[index], small_rows_[index],
                           [this, index, bytes, alignment] {
                             return AllocateClass(internal::kSmallSizeClasses[index], bytes,
                                                  alignment);
@@ -144,12 +145,14 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   //
   // deallocate() without the virtual call. REQUIRES: `bytes` and `alignment` are those the
   // block was allocated with.
+  template <internal::RseqOffsets kOffsets = internal::RseqOffsets::kInRegisters>
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Deallocate(void* p, size_t bytes,
                                                size_t alignment = alignof(std::max_align_t)) {
     if (ABSL_PREDICT_TRUE(IsInlineRequest(bytes, alignment))) {
       const size_t index = internal::SmallSizeIndex(bytes);
       if (ABSL_PREDICT_TRUE(
-              cache_.TryPutAt(internal::kSmallSizeClasses[index], small_rows_[index], p))) {
+              cache_.TryPutAt<kOffsets>(internal::kSmallSizeClasses[index], small_rows_[index],
+                                        p))) {
         return;
       }
     }
@@ -184,9 +187,13 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   size_t max_block_size() const { return max_block_size_; }
 
  private:
-  void* do_allocate(size_t bytes, size_t alignment) override { return Allocate(bytes, alignment); }
+  // The virtual entry points run one sequence each before a tail call that needs every
+  // argument: their sequences load the rseq area's offset inside (internal::RseqOffsets).
+  void* do_allocate(size_t bytes, size_t alignment) override {
+    return Allocate<internal::RseqOffsets::kAreaInSequence>(bytes, alignment);
+  }
   void do_deallocate(void* p, size_t bytes, size_t alignment) override {
-    Deallocate(p, bytes, alignment);
+    Deallocate<internal::RseqOffsets::kAreaInSequence>(p, bytes, alignment);
   }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
     return this == &other;

@@ -132,8 +132,9 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // BlockCache::GetOr()
   //
   // `on_hit(TryGetAt(cls, row))` where that returns a block, else `otherwise()` (the caller's
-  // slow path, in tail position): success costs no test of the block.
-  template <typename OnHit, typename Otherwise>
+  // slow path, in tail position): success costs no test of the block. kOffsets: see
+  // RseqOffsets (percpu_rseq.h).
+  template <RseqOffsets kOffsets = RseqOffsets::kInRegisters, typename OnHit, typename Otherwise>
   ABSL_ATTRIBUTE_ALWAYS_INLINE auto GetOr(size_t cls, char* row, OnHit on_hit,
                                           Otherwise otherwise) {
 #if SYNCPOOL_RSEQ_FAST_PATH && !defined(ABSL_HAVE_ADDRESS_SANITIZER)
@@ -142,7 +143,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     // at once in the other modes.
     // (The fallback captures by value: captured by reference, the caller's lambdas would be
     // stored to the stack on every call, hit or not.)
-    return RseqPopPrimaryOr(row, on_hit, [this, row, on_hit, otherwise] {
+    return RseqPopPrimaryOr<kOffsets>(row, on_hit, [this, row, on_hit, otherwise] {
       if (mode_.per_thread) {
         if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
           return on_hit(block);
@@ -155,9 +156,9 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     return otherwise();
 #endif
   }
-  template <typename Otherwise>
+  template <RseqOffsets kOffsets = RseqOffsets::kInRegisters, typename Otherwise>
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* GetOr(size_t cls, char* row, Otherwise otherwise) {
-    return GetOr(cls, row, [](void* block) { return block; }, otherwise);
+    return GetOr<kOffsets>(cls, row, [](void* block) { return block; }, otherwise);
   }
 
   // BlockCache::GetSlow()
@@ -185,14 +186,15 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
 
   // BlockCache::TryPutAt()
   //
-  // TryPut() for a caller that knows the class's Row() already.
+  // TryPut() for a caller that knows the class's Row() already. kOffsets: see RseqOffsets.
+  template <RseqOffsets kOffsets = RseqOffsets::kInRegisters>
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryPutAt(size_t cls, char* row, void* block) {
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
     PoisonCached(block, class_bytes_[cls]);  // Also for PutSlow(), which callers call next.
 #endif
     static_cast<void>(cls);
 #if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(RseqPush(row, block))) return true;
+    if (ABSL_PREDICT_TRUE(RseqPush<kOffsets>(row, block))) return true;
 #endif
     return mode_.per_thread && ThreadPush(row, block);
   }

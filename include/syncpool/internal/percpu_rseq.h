@@ -146,6 +146,19 @@ void FenceColumn(int column);
 // rseq; columns by concurrency id (mm_cid)"). A string with static storage.
 const char* RseqIndexReason();
 
+// RseqOffsets
+//
+// Where a sequence finds the offsets of the thread's rseq area and of its column id. Both are
+// constants once a sequence can run, so the compiler keeps them in registers across a loop of
+// sequences (kInRegisters, the default). A caller that runs one sequence between a function's
+// entry and a tail call that needs every argument register (the virtual do_allocate() and
+// do_deallocate() of PoolResource) has one register too few for that, and would save one on
+// the stack on every call: kAreaInSequence loads the area's offset inside the sequence instead,
+// into a register the sequence needs only later. (Loaded inside, it costs a loop of sequences
+// about 8 % of an allocator round trip on the 2-vCPU machine; saved on the stack, the virtual
+// round trip 12 %: docs/benchmarks.md.)
+enum class RseqOffsets { kInRegisters, kAreaInSequence };
+
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
 // A test seam, compiled in only for tests/rseq_window_test.cc (the target
 // //:syncpool_rseq_window_for_test): while g_rseq_window_armed is nonzero, every sequence,
@@ -180,15 +193,16 @@ extern std::atomic<uint32_t> g_rseq_window_go;
 #define SYNCPOOL_RSEQ_STR_(x) #x
 #define SYNCPOOL_RSEQ_STR(x) SYNCPOOL_RSEQ_STR_(x)
 
-// The common head of both sequences. Emits the critical-section descriptor (start 82, length up
+// The common head of the sequences. Emits the critical-section descriptor (start 82, length up
 // to the commit label 83, abort handler 84; in the __rseq_cs section, in the same COMDAT group
 // as the function so that a discarded copy takes its descriptor along), arms it in this
 // thread's rseq area at 80 (where the abort handler restarts), then, inside the section, reads
 // the column id (at g_rseq_id_offset: `cpu_id` or `mm_cid`), leaves for the `fail` label unless
 // it is below g_rseq_cpu_limit and the area's `cpu_id` says the kernel registered it (not
 // negative), and leaves in %[cpu] the offset of that column's ClassStack from the row (%[row])
-// of the class.
-#define SYNCPOOL_RSEQ_ENTER                                  \
+// of the class. `AREA` names where the area's offset is: the %[area] register, or %[n], into
+// which the variant that loads it inside the sequence (RseqOffsets) first loads it.
+#define SYNCPOOL_RSEQ_ENTER_AT(LOAD_AREA, AREA)              \
   ".pushsection __rseq_cs, \"aw?\"\n\t"                      \
   ".balign 32\n\t"                                           \
   "81:\n\t"                                                  \
@@ -196,15 +210,18 @@ extern std::atomic<uint32_t> g_rseq_window_go;
   ".quad 82f, (83f - 82f), 84f\n\t"                          \
   ".popsection\n\t"                                          \
   "80:\n\t"                                                  \
+  LOAD_AREA                                                  \
   "leaq 81b(%%rip), %[cpu]\n\t"                              \
-  "movq %[cpu], %%fs:%c[cs_off](%[area])\n\t"                \
+  "movq %[cpu], %%fs:%c[cs_off](" AREA ")\n\t"               \
   "82:\n\t"                                                  \
   "movl %%fs:(%[id]), %k[cpu]\n\t"                           \
   "cmpl %[limit], %k[cpu]\n\t"                               \
   "jae %l[fail]\n\t"                                         \
-  "cmpl $0, %%fs:%c[cpu_off](%[area])\n\t"                   \
+  "cmpl $0, %%fs:%c[cpu_off](" AREA ")\n\t"                  \
   "js %l[fail]\n\t"                                          \
   "shlq %[stack_shift], %[cpu]\n\t"
+#define SYNCPOOL_RSEQ_ENTER SYNCPOOL_RSEQ_ENTER_AT("", "%[area]")
+#define SYNCPOOL_RSEQ_ENTER_LOADING_AREA SYNCPOOL_RSEQ_ENTER_AT("movq %[area], %[n]\n\t", "%[n]")
 
 // The abort handler, preceded by the signature glibc registered the area with: restarts.
 // (kRseqCpuIdOffset, kRseqCsOffset and SYNCPOOL_RSEQ_SIG come from cpu.h.)
@@ -216,13 +233,55 @@ extern std::atomic<uint32_t> g_rseq_window_go;
   "jmp 80b\n\t"                                              \
   ".popsection\n\t"
 
-// The operands SYNCPOOL_RSEQ_ENTER uses.
-#define SYNCPOOL_RSEQ_OPERANDS                                                          \
-  [area] "r"(g_rseq_area_offset), [id] "r"(g_rseq_id_offset),                          \
+// The operands SYNCPOOL_RSEQ_ENTER uses; AREA_CONSTRAINT is "r" (SYNCPOOL_RSEQ_ENTER) or "m"
+// (SYNCPOOL_RSEQ_ENTER_LOADING_AREA).
+#define SYNCPOOL_RSEQ_OPERANDS_WITH(AREA_CONSTRAINT)                                     \
+  [area] AREA_CONSTRAINT(g_rseq_area_offset), [id] "r"(g_rseq_id_offset),              \
       [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),                                      \
       [stack_shift] "i"(kClassStackShift), [cs_off] "i"(kRseqCsOffset),                 \
       [cpu_off] "i"(kRseqCpuIdOffset), [count] "i"(offsetof(ClassStack, primary_count)), \
       [open] "i"(offsetof(ClassStack, open_capacity)) SYNCPOOL_RSEQ_WINDOW_OPERANDS
+#define SYNCPOOL_RSEQ_OPERANDS SYNCPOOL_RSEQ_OPERANDS_WITH("r")
+
+// The body of a pop, after SYNCPOOL_RSEQ_ENTER.
+#define SYNCPOOL_RSEQ_POP_BODY                                                      \
+  "movl %c[open](%[row], %[cpu]), %k[result]\n\t" /* open_capacity first: above. */ \
+  SYNCPOOL_RSEQ_WINDOW                                                              \
+  "movl %c[gen_count](%[row], %[cpu]), %k[n]\n\t"                                   \
+  "subl $1, %k[n]\n\t"                                                              \
+  "cmpl %k[result], %k[n]\n\t"                                                      \
+  "jae %l[fail]\n\t"                                                                \
+  "movq %c[slots](%[row], %[cpu]), %[result]\n\t"                                   \
+  "movq (%[result], %[n], 8), %[result]\n\t"                                        \
+  ".if %c[track]\n\t"                                                               \
+  "cmpl %c[lwm](%[row], %[cpu]), %k[n]\n\t"                                         \
+  "jae 87f\n\t"                                                                     \
+  "movl %k[n], %c[lwm](%[row], %[cpu])\n\t"                                         \
+  "87:\n\t"                                                                         \
+  ".endif\n\t"                                                                      \
+  ".if %c[count_hit]\n\t"                                                           \
+  "addq $1, %c[hits](%[row], %[cpu])\n\t"                                           \
+  ".endif\n\t"                                                                      \
+  "movl %k[n], %c[gen_count](%[row], %[cpu])\n\t" /* Commit. */                     \
+  "83:\n\t" SYNCPOOL_RSEQ_ABORT_HANDLER
+#define SYNCPOOL_RSEQ_POP_OPERANDS                                                        \
+  [hits] "i"(offsetof(ClassStack, hits)), [gen_count] "i"(kCountOffset),                 \
+      [slots] "i"(kSlotsOffset), [lwm] "i"(offsetof(ClassStack, low_water)),             \
+      [track] "i"(kLowWater ? 1 : 0), [count_hit] "i"(kCountHit ? 1 : 0)
+
+// The body of a push, after SYNCPOOL_RSEQ_ENTER.
+#define SYNCPOOL_RSEQ_PUSH_BODY                                                    \
+  "movl %c[open](%[row], %[cpu]), %k[slots_ptr]\n\t" /* open_capacity first. */    \
+  SYNCPOOL_RSEQ_WINDOW                                                             \
+  "movl %c[count](%[row], %[cpu]), %k[n]\n\t"                                      \
+  "cmpl %k[slots_ptr], %k[n]\n\t"                                                  \
+  "jae %l[fail]\n\t"                                                               \
+  "movq %c[slots](%[row], %[cpu]), %[slots_ptr]\n\t"                               \
+  "movq %[block], (%[slots_ptr], %[n], 8)\n\t" /* Harmless if restarted. */        \
+  "addl $1, %k[n]\n\t"                                                             \
+  "movl %k[n], %c[count](%[row], %[cpu])\n\t" /* Commit. */                        \
+  "83:\n\t" SYNCPOOL_RSEQ_ABORT_HANDLER
+
 
 // RseqPop()
 //
@@ -237,39 +296,24 @@ extern std::atomic<uint32_t> g_rseq_window_go;
 // straight to that call (asm goto), so that a caller whose fallback is its slow path tests
 // nothing on success.
 template <size_t kCountOffset, size_t kSlotsOffset, bool kLowWater, bool kCountHit,
-          typename OnHit, typename Otherwise>
+          RseqOffsets kOffsets = RseqOffsets::kInRegisters, typename OnHit, typename Otherwise>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto RseqPopOr(char* row, OnHit on_hit, Otherwise otherwise) {
   void* result;
   uint64_t n;
   uint64_t cpu;
-  asm volatile goto(SYNCPOOL_RSEQ_ENTER
-           "movl %c[open](%[row], %[cpu]), %k[result]\n\t"  // open_capacity first: see above.
-           SYNCPOOL_RSEQ_WINDOW
-           "movl %c[gen_count](%[row], %[cpu]), %k[n]\n\t"
-           "subl $1, %k[n]\n\t"
-           "cmpl %k[result], %k[n]\n\t"
-           "jae %l[fail]\n\t"
-           "movq %c[slots](%[row], %[cpu]), %[result]\n\t"
-           "movq (%[result], %[n], 8), %[result]\n\t"
-           ".if %c[track]\n\t"
-           "cmpl %c[lwm](%[row], %[cpu]), %k[n]\n\t"
-           "jae 87f\n\t"
-           "movl %k[n], %c[lwm](%[row], %[cpu])\n\t"
-           "87:\n\t"
-           ".endif\n\t"
-           ".if %c[count_hit]\n\t"
-           "addq $1, %c[hits](%[row], %[cpu])\n\t"
-           ".endif\n\t"
-           "movl %k[n], %c[gen_count](%[row], %[cpu])\n\t"  // Commit.
-           "83:\n\t"
-           SYNCPOOL_RSEQ_ABORT_HANDLER
-           : [result] "=&r"(result), [n] "=&r"(n), [cpu] "=&r"(cpu)
-           : SYNCPOOL_RSEQ_OPERANDS, [hits] "i"(offsetof(ClassStack, hits)),
-             [gen_count] "i"(kCountOffset), [slots] "i"(kSlotsOffset),
-             [lwm] "i"(offsetof(ClassStack, low_water)), [track] "i"(kLowWater ? 1 : 0),
-             [count_hit] "i"(kCountHit ? 1 : 0)
-           : "memory", "cc"
-           : fail);
+  if constexpr (kOffsets == RseqOffsets::kInRegisters) {
+    asm volatile goto(SYNCPOOL_RSEQ_ENTER SYNCPOOL_RSEQ_POP_BODY
+                      : [result] "=&r"(result), [n] "=&r"(n), [cpu] "=&r"(cpu)
+                      : SYNCPOOL_RSEQ_OPERANDS, SYNCPOOL_RSEQ_POP_OPERANDS
+                      : "memory", "cc"
+                      : fail);
+  } else {
+    asm volatile goto(SYNCPOOL_RSEQ_ENTER_LOADING_AREA SYNCPOOL_RSEQ_POP_BODY
+                      : [result] "=&r"(result), [n] "=&r"(n), [cpu] "=&r"(cpu)
+                      : SYNCPOOL_RSEQ_OPERANDS_WITH("m"), SYNCPOOL_RSEQ_POP_OPERANDS
+                      : "memory", "cc"
+                      : fail);
+  }
   return on_hit(result);
 fail:
   return otherwise();
@@ -286,27 +330,26 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPop(char* row) {
 // Pushes `block` onto the primary generation of the current CPU's stack in the class row
 // `row`. Returns false (keeping nothing) when the cache is closed or the stack is full.
 // REQUIRES: as RseqPop().
+template <RseqOffsets kOffsets = RseqOffsets::kInRegisters>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool RseqPush(char* row, void* block) {
   uint64_t slots;
   uint64_t n;
   uint64_t cpu;
-  asm volatile goto(SYNCPOOL_RSEQ_ENTER
-           "movl %c[open](%[row], %[cpu]), %k[slots_ptr]\n\t"  // open_capacity first.
-           SYNCPOOL_RSEQ_WINDOW
-           "movl %c[count](%[row], %[cpu]), %k[n]\n\t"
-           "cmpl %k[slots_ptr], %k[n]\n\t"
-           "jae %l[fail]\n\t"
-           "movq %c[slots](%[row], %[cpu]), %[slots_ptr]\n\t"
-           "movq %[block], (%[slots_ptr], %[n], 8)\n\t"  // Harmless if restarted.
-           "addl $1, %k[n]\n\t"
-           "movl %k[n], %c[count](%[row], %[cpu])\n\t"  // Commit.
-           "83:\n\t"
-           SYNCPOOL_RSEQ_ABORT_HANDLER
-           : [slots_ptr] "=&r"(slots), [n] "=&r"(n), [cpu] "=&r"(cpu)
-           : SYNCPOOL_RSEQ_OPERANDS, [block] "r"(block),
-             [slots] "i"(offsetof(ClassStack, primary))
-           : "memory", "cc"
-           : fail);
+  if constexpr (kOffsets == RseqOffsets::kInRegisters) {
+    asm volatile goto(SYNCPOOL_RSEQ_ENTER SYNCPOOL_RSEQ_PUSH_BODY
+                      : [slots_ptr] "=&r"(slots), [n] "=&r"(n), [cpu] "=&r"(cpu)
+                      : SYNCPOOL_RSEQ_OPERANDS, [block] "r"(block),
+                        [slots] "i"(offsetof(ClassStack, primary))
+                      : "memory", "cc"
+                      : fail);
+  } else {
+    asm volatile goto(SYNCPOOL_RSEQ_ENTER_LOADING_AREA SYNCPOOL_RSEQ_PUSH_BODY
+                      : [slots_ptr] "=&r"(slots), [n] "=&r"(n), [cpu] "=&r"(cpu)
+                      : SYNCPOOL_RSEQ_OPERANDS_WITH("m"), [block] "r"(block),
+                        [slots] "i"(offsetof(ClassStack, primary))
+                      : "memory", "cc"
+                      : fail);
+  }
   return true;
 fail:
   return false;
@@ -342,11 +385,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline void* RseqPopPrimary(char* row) {
   return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true>(row);
 }
 
-template <typename OnHit, typename Otherwise>
+template <RseqOffsets kOffsets = RseqOffsets::kInRegisters, typename OnHit, typename Otherwise>
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto RseqPopPrimaryOr(char* row, OnHit on_hit,
                                                           Otherwise otherwise) {
   return RseqPopOr<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), true,
-                   true>(row, on_hit, otherwise);
+                   true, kOffsets>(row, on_hit, otherwise);
 }
 
 // RseqPopToMove()
