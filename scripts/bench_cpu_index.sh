@@ -5,6 +5,7 @@
 #   cpu    this build, SYNCPOOL_CPU_ID=cpu
 #   base   (optional) another build's bazel-bin, for the fast path before the change
 # Then the cached bytes of T threads hopping over every CPU (bench/cpu_index), both indexes.
+# Copies the binaries first (OUT_DIR/bin), so that the run measures one build throughout.
 # Prints a table per benchmark: fastest and median over the processes (each process reports
 # the median of its 3 repetitions). Raw output goes to OUT_DIR.
 #   bash scripts/bench_cpu_index.sh OUT_DIR [BASE_BAZEL_BIN] [ROUNDS]
@@ -41,10 +42,14 @@ for ((r = 1; r <= rounds; ++r)); do
   done
 done
 
+# 1 KiB blocks (spans behind small caches) and 16 KiB blocks (no spans: the caches grow to
+# the working set), 1 and 2 threads.
 for v in cid cpu; do
-  for t in 1 2; do
-    env SYNCPOOL_CPU_ID="$([[ ${v} == cid ]] && echo auto || echo cpu)" \
-      "${out}/bin/cpu_index" "${t}" >>"${out}/hop_${v}.txt"
+  for bytes in 1024 16384; do
+    for t in 1 2; do
+      env SYNCPOOL_CPU_ID="$([[ ${v} == cid ]] && echo auto || echo cpu)" \
+        "${out}/bin/cpu_index" "${t}" 256 "${bytes}" >>"${out}/hop_${v}.txt"
+    done
   done
 done
 

@@ -75,6 +75,10 @@ step large.csv "${bin}/workload_bench" --workload_context=0 --benchmark_min_time
 # The workloads under LD_PRELOAD peers (its own rounds and summary).
 step preload.txt bash scripts/bench_preload.sh "${out}/preload" 3
 
+# The caches by concurrency id and by CPU id: fast path, trees and cached bytes (without a
+# base build: pass one to scripts/bench_cpu_index.sh by hand to compare two commits).
+step cpu_index.txt bash scripts/bench_cpu_index.sh "${out}/cpu_index" "" 6
+
 # docs/memory.md
 step burst.txt "${bin}/burst" --csv="${out}/memory.csv"
 for i in 1 2 3; do step "burst_syncpool_${i}.txt" "${bin}/burst" --resources=syncpool; done
