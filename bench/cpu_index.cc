@@ -6,20 +6,24 @@
 //
 // What the rseq caches hold when threads hop over the CPUs, by the index of their columns
 // (SYNCPOOL_CPU_ID): T threads, each pinned to every CPU it may use in turn, `rounds` times
-// over, and at each stop allocating a working set of W blocks and giving them back. No sweep
-// runs (the sweeper has no thread), so the caches keep what they were given. Prints the index
+// over, and at each stop allocating a working set of W blocks and giving them back; the main
+// thread is one of the T. No sweep runs (the sweeper has no thread), so the caches keep what
+// they were given. Prints the index
 // in use (Stats::mode_reason), the columns made (Stats::caches) and the bytes cached.
 //
 //   bazel run -c opt //bench:cpu_index -- [threads [working_set [bytes [rounds]]]]
 //   SYNCPOOL_CPU_ID=cpu bazel-bin/bench/cpu_index ...   # the columns by CPU id
 //
-// Defaults: 1 thread, 256 blocks of 1 KiB, 10 rounds. One line of key=value pairs.
+// Defaults: 1 thread, 256 blocks of 1 KiB, 10 rounds. One line of key=value pairs. A fifth
+// argument `default` uses the default options instead, whose sweeper (Sweeper::Default()) has
+// a thread of its own: then the process has one thread more than the workers.
 
 #include <sched.h>
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -67,9 +71,10 @@ int main(int argc, char** argv) {
   const int rounds = static_cast<int>(Arg(argc, argv, 4, 10));
   const std::vector<int> cpus = AllowedCpus();
 
+  const bool default_options = argc > 5 && std::string(argv[5]) == "default";
   syncpool::Sweeper sweeper(syncpool::Sweeper::Options::Manual());
   syncpool::Options options;
-  options.sweeper = &sweeper;
+  if (!default_options) options.sweeper = &sweeper;
   syncpool::PoolResource resource(options);
   int pin_failures = 0;
   auto hop = [&](std::vector<void*>& blocks) {
@@ -85,19 +90,23 @@ int main(int argc, char** argv) {
   };
   std::vector<std::thread> workers;
   std::vector<int> failures(static_cast<size_t>(threads), 0);
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      std::vector<void*> blocks(working_set);
-      failures[static_cast<size_t>(t)] = hop(blocks);
-    });
-  }
+  // The main thread is worker 0: with the manual sweeper, the process runs exactly `threads`
+  // threads (the kernel keeps concurrency ids below the number of threads of the process,
+  // sleeping ones included while they hold an id).
+  auto work = [&](int t) {
+    std::vector<void*> blocks(working_set);
+    failures[static_cast<size_t>(t)] = hop(blocks);
+  };
+  for (int t = 1; t < threads; ++t) workers.emplace_back(work, t);
+  work(0);
   for (std::thread& w : workers) w.join();
   for (int f : failures) pin_failures += f;
   const syncpool::Stats s = resource.GetStats();
   std::printf(
-      "cpus=%zu threads=%d working_set=%zu bytes=%zu rounds=%d pin_failures=%d caches=%llu "
-      "cached_bytes=%llu upstream_bytes=%llu index=\"%s\"\n",
-      cpus.size(), threads, working_set, bytes, rounds, pin_failures,
+      "cpus=%zu threads=%d sweeper=%s working_set=%zu bytes=%zu rounds=%d pin_failures=%d "
+      "caches=%llu cached_bytes=%llu upstream_bytes=%llu index=\"%s\"\n",
+      cpus.size(), threads, default_options ? "default" : "manual", working_set, bytes, rounds,
+      pin_failures,
       static_cast<unsigned long long>(s.caches),
       static_cast<unsigned long long>(s.cached_bytes()),
       static_cast<unsigned long long>(s.upstream_bytes), s.mode_reason);

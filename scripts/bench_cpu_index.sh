@@ -51,6 +51,9 @@ for v in cid cpu; do
         "${out}/bin/cpu_index" "${t}" 256 "${bytes}" >>"${out}/hop_${v}.txt"
     done
   done
+  # The default options: the default sweeper's thread is a thread of the process too.
+  env SYNCPOOL_CPU_ID="$([[ ${v} == cid ]] && echo auto || echo cpu)" \
+    "${out}/bin/cpu_index" 1 256 1024 10 default >>"${out}/hop_${v}.txt"
 done
 
 python3 - "${out}" "${variants[@]}" <<'EOF'
