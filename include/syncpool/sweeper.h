@@ -185,8 +185,12 @@ class Sweeper final : public internal::SweepRegistry {
   //
   // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since;
   // not while a ParkIfIdle() is still looking at the caches).
+  // parked_ is read first: ParkIfIdle() clears settled_ before it sets parked_, so a parked_
+  // read true from a park still looking is followed by a settled_ read false (read the other
+  // way round, a settled_ left true by an earlier park, a wake since, and a new park's parked_
+  // read true made a park still looking read as parked: seen under qemu).
   bool parked() const {
-    return settled_.load(std::memory_order_seq_cst) && parked_.load(std::memory_order_seq_cst);
+    return parked_.load(std::memory_order_seq_cst) && settled_.load(std::memory_order_seq_cst);
   }
 
   // Sweeper::Register() (SweepRegistry)
