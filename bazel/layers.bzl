@@ -6,8 +6,8 @@ sandbox holds the headers of a target's dependencies only) and fails to build. d
 draws the graph (scripts/layers_graph.sh).
 
 syncpool_layers() declares every layer once per variant: the library itself (suffix ""), and
-the test-seam variant (`_rseq_window_for_test`, compiled with SYNCPOOL_RSEQ_TEST_WINDOW, which
-propagates from its lowest layer to every layer above it).
+the test-seam variant (`_rseq_window_for_test`), every source of which force-includes
+src/test_seams.h (SEAM_COPTS), as the tests that link it must too.
 """
 
 load("//bazel:copts.bzl", "SYNCPOOL_COPTS")
@@ -42,13 +42,14 @@ LAYERS = [
     ]),
     ("cpu", ["src/cpu.cc"], [
         "include/syncpool/internal/cpu.h",
-        "include/syncpool/testing/fake_cpu.h",
+        "src/fake_cpu.h",
     ], ["base"], []),
     ("percpu", ["src/cpu_cache.cc"], [
         "include/syncpool/internal/cpu_cache.h",
     ], ["base"], []),
     ("rseq", ["src/percpu_rseq.cc"], [
         "include/syncpool/internal/percpu_rseq.h",
+        "src/current_cpu.h",
     ], ["cpu", "percpu"], []),
     ("thread_slots", ["src/thread_slots.cc"], [
         "include/syncpool/internal/thread_slots.h",
@@ -95,16 +96,21 @@ FACES_HDRS = [
     "include/syncpool/pool_resource.h",
 ]
 
+# What every source of the test-seam variant, and every test that links it, is compiled with:
+# src/test_seams.h first, which defines the hook points the installed headers leave empty.
+SEAM_COPTS = ["-include", "src/test_seams.h"]
+
 def layer_name(layer, suffix):
     return "syncpool_" + layer + suffix
 
-def syncpool_layers(name, suffix = "", defines = [], testonly = False, visibility = None):
+def syncpool_layers(name, suffix = "", seams = False, testonly = False, visibility = None):
     """Declares the layers and `name`, the public faces over them.
 
     Args:
       name: the target of the public faces (the one to depend on).
       suffix: appended to every layer's name (syncpool_<layer><suffix>).
-      defines: compiled into the lowest layer, and so into every layer above it.
+      seams: the test-seam variant: SEAM_COPTS everywhere, src/test_seams.h a header of the
+        lowest layer (so an input of every compile above it).
       testonly: for the test-seam variant.
       visibility: of `name`; the layers are visible to this package, tests and benchmarks.
     """
@@ -113,9 +119,8 @@ def syncpool_layers(name, suffix = "", defines = [], testonly = False, visibilit
         native.cc_library(
             name = layer_name(layer, suffix),
             srcs = srcs,
-            hdrs = hdrs,
-            copts = SYNCPOOL_COPTS,
-            defines = defines if layer == "base" else [],
+            hdrs = hdrs + (["src/test_seams.h"] if seams and layer == "base" else []),
+            copts = SYNCPOOL_COPTS + (SEAM_COPTS if seams else []),
             includes = ["include"],
             linkopts = ["-pthread"],
             testonly = testonly,
@@ -126,7 +131,7 @@ def syncpool_layers(name, suffix = "", defines = [], testonly = False, visibilit
         name = name,
         srcs = FACES_SRCS,
         hdrs = FACES_HDRS,
-        copts = SYNCPOOL_COPTS,
+        copts = SYNCPOOL_COPTS + (SEAM_COPTS if seams else []),
         includes = ["include"],
         linkopts = ["-pthread"],
         testonly = testonly,

@@ -41,7 +41,7 @@ set(SYNCPOOL_BOTH_INDEXES_TESTS
   stress_test
   thread_exit_test)
 
-# Tests that link the test-seam variant (SYNCPOOL_RSEQ_TEST_WINDOW, //:syncpool_rseq_window_for_test).
+# Tests that link the test-seam variant (src/test_seams.h, //:syncpool_rseq_window_for_test).
 set(SYNCPOOL_RSEQ_WINDOW_TESTS rseq_window_test thread_window_test)
 
 # Sources that Bazel builds into tests of other names, each run with one environment:
@@ -53,8 +53,11 @@ set(SYNCPOOL_RENAMED_TESTS
 # Tests that Bazel declares as medium (300 s); the others are small (60 s).
 set(SYNCPOOL_MEDIUM_TESTS fork_test rseq_test stress_test)
 
-# The test-seam variant of the library, built only for the tests that need it.
-syncpool_add_library(syncpool_rseq_window_for_test STATIC SYNCPOOL_RSEQ_TEST_WINDOW=1)
+# The test-seam variant of the library, built only for the tests that need it: its sources,
+# and the tests that link it (PUBLIC), include src/test_seams.h first (Bazel's SEAM_COPTS).
+syncpool_add_library(syncpool_rseq_window_for_test STATIC)
+target_compile_options(syncpool_rseq_window_for_test
+  PUBLIC -include ${PROJECT_SOURCE_DIR}/src/test_seams.h)
 set_target_properties(syncpool_rseq_window_for_test PROPERTIES EXCLUDE_FROM_ALL ON)
 
 # The tests' shared helpers with sources of their own (tests/*.cc that are neither a test nor

@@ -65,6 +65,25 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "${tmp}"' EXIT
 dpkg-deb -x "${deb}" "${tmp}/root"
+
+# No installed file carries a test seam: the fake CPU (src/fake_cpu.h) and the hooks of the
+# window tests (src/test_seams.h) stay in src/, and the installed headers only leave hook
+# points empty.
+seams="$(grep -rlniE 'fake|_for_test|window|test_seams|testing/' "${tmp}/root/usr/include" || true)"
+if [[ -n "${seams}" ]]; then
+  fail "installed headers that mention a test seam:"
+  sed "s|^${tmp}/root/||" <<<"${seams}" >&2
+else
+  echo "PASS: no installed header mentions a test seam"
+fi
+
+# How many syncpool headers a program that includes the three public headers reads (the
+# structure issue's figure; printed, not checked).
+printf '#include <syncpool/pool.h>\n#include <syncpool/pool_resource.h>\n#include <syncpool/pool_allocator.h>\n' >"${tmp}/faces.cc"
+read_headers="$(${CXX:-c++} -std=c++20 -fsyntax-only -H -I"${tmp}/root/usr/include" "${tmp}/faces.cc" 2>&1 |
+  sed -n 's|^\.* \(.*/include/syncpool/.*\)|\1|p' | sort -u | wc -l)"
+echo "syncpool headers read by a program that includes the three public headers: ${read_headers}"
+
 bash scripts/consumers.sh cmake "${tmp}/root/usr" || status=1
 
 ((status == 0)) && echo "PASS: ${deb}"

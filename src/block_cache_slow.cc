@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "block_cache_remote.h"
+#include "src/current_cpu.h"
 #include "syncpool/internal/block_cache.h"
 
 namespace syncpool {

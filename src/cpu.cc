@@ -20,7 +20,7 @@
 #include <string>
 
 #include "syncpool/internal/cpu.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/fake_cpu.h"
 
 #if SYNCPOOL_HAVE_GLIBC_RSEQ && __has_include(<sys/rseq.h>)
 // Only to check the ABI constants of cpu.h against glibc's (2.35 and later), where it has them.

@@ -13,6 +13,7 @@
 
 #include "absl/base/config.h"
 #include "src/debug_registry.h"
+#include "src/current_cpu.h"
 #include "syncpool/internal/cpu.h"
 
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER

@@ -15,7 +15,7 @@
 #include "recording_releaser.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/fake_cpu.h"
 
 namespace syncpool {
 namespace internal {

@@ -25,7 +25,8 @@
 
 #include "gtest/gtest.h"
 #include "syncpool/internal/percpu_rseq.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/current_cpu.h"
+#include "src/fake_cpu.h"
 #include "cpu_affinity.h"
 
 namespace syncpool {

@@ -28,7 +28,7 @@
 #include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"
 #include "syncpool/sweeper.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/fake_cpu.h"
 #include "cpu_affinity.h"
 #include "tracking_resource.h"
 

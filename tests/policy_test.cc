@@ -27,7 +27,7 @@
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/fake_cpu.h"
 
 namespace syncpool {
 namespace {

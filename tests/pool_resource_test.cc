@@ -23,7 +23,7 @@
 #include "syncpool/internal/size_class.h"
 #include "syncpool/pool.h"
 #include "syncpool/sweeper.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/fake_cpu.h"
 #include "pattern.h"
 #include "tracking_resource.h"
 

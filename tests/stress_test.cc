@@ -25,7 +25,7 @@
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/fake_cpu.h"
 #include "churn.h"
 
 namespace syncpool {

@@ -86,7 +86,7 @@
 #include "syncpool/pool_resource.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
-#include "syncpool/testing/fake_cpu.h"
+#include "src/fake_cpu.h"
 #include "tests/tracking_resource.h"
 
 namespace syncpool {

@@ -18,7 +18,7 @@
 //   - locked per-CPU: every operation takes the CPU cache's lock (cpu_cache.h) and the inline
 //     paths always fail over to the slow ones. Used only where asked for: with debug checks
 //     on (they run on the slow paths), when Options::allow_rseq is false (tests of the
-//     per-CPU policy with fake CPU ids), or where neither fence can be made.
+//     per-CPU policy), or where neither fence can be made.
 // In every mode the inline paths try the sequence first (it fails at once outside the rseq
 // mode: no open_capacity is ever nonzero there), then, in the per-thread mode only, the
 // thread's column.
@@ -110,8 +110,8 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   //
   // The inline fast path of Get(): one restartable sequence on the caller's CPU's primary
   // generation. Returns nullptr whenever the sequence cannot serve the call (an empty stack,
-  // the locked mode, a cache not created yet or closed by a remote operation, a fake CPU);
-  // the caller then calls GetSlow(), which counts the miss, if any.
+  // the locked mode, a cache not created yet or closed by a remote operation, the sequences
+  // held closed); the caller then calls GetSlow(), which counts the miss, if any.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGet(size_t cls) {
     return TryGetAt(cls, Row(cls));
   }
@@ -122,7 +122,7 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGetAt(size_t cls, char* row) {
     void* block = nullptr;
 #if SYNCPOOL_RSEQ_FAST_PATH
-    // Outside the rseq mode, or with fake CPU ids, the sequence fails at once (percpu_rseq.h).
+    // Outside the rseq mode, or with the sequences held closed, it fails at once (percpu_rseq.h).
     block = RseqPopPrimary(row);
 #endif
     if (block == nullptr && mode_.per_thread) block = ThreadPop(row);
@@ -491,15 +491,6 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   std::atomic<uint64_t> swept_bytes_{0};
 };
 
-#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
-// A test seam (see SYNCPOOL_RSEQ_TEST_WINDOW in percpu_rseq.h): called by every remote
-// operation in the rseq mode right after it closed and fenced `cpu`'s cache, before its work.
-extern void (*g_remote_after_fence_for_test)(int cpu);
-// Per-thread mode only: called while the remote operation waits for the column's owner to
-// leave an inline operation (each spin), and once it may work, before its work.
-extern void (*g_remote_waiting_for_test)(int cpu);
-extern void (*g_remote_before_op_for_test)(int cpu);
-#endif
 
 }  // namespace internal
 }  // namespace syncpool

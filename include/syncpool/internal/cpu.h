@@ -5,10 +5,9 @@
 // -----------------------------------------------------------------------------
 //
 // CPU identity: which CPU the calling thread runs on, and how many CPU ids can occur. This is
-// the bottom layer of the per-CPU caches. Not part of syncpool's API; tests reach the fake-CPU
-// seam through syncpool/testing/fake_cpu.h.
+// the bottom layer of the per-CPU caches. Not part of syncpool's API.
 //
-// CurrentCpu() reads `cpu_id` from the restartable-sequences area glibc (2.35 and later)
+// RealCurrentCpu() reads `cpu_id` from the restartable-sequences area glibc (2.35 and later)
 // registers for every thread: one load from the thread pointer. Where glibc registered no area
 // (RseqRegistered() is false: glibc 2.34, GLIBC_TUNABLES=glibc.pthread.rseq=0, valgrind, qemu)
 // it falls back to sched_getcpu(). syncpool never registers an area of its own.
@@ -52,29 +51,22 @@ namespace internal {
 // NumCpus()
 //
 // The number of CPU ids that can occur (the configured CPUs, not the online ones), at least 1.
-// Every id that CurrentCpu() returns is below it.
+// Every id that RealCurrentCpu() returns is below it.
 int NumCpus();
-
-// Nonzero while some thread uses a fake CPU id (see syncpool/testing/fake_cpu.h). Read with a
-// relaxed load on every CurrentCpu(); it stays zero outside tests.
-extern std::atomic<int> g_fake_cpu_users;
-
-// The fake CPU id of this thread, or -1.
-int FakeCpuOfThisThread();
 
 // The CPU ids the restartable sequences serve are those below g_rseq_cpu_limit (see
 // percpu_rseq.h): NumCpus() once AllowRseqCpus() ran (RseqUsable() calls it when it decides
-// for the sequences), 0 before, and 0 while any thread uses a fake CPU id, so that every
-// sequence fails over to the slow paths, which know the fake ids. Read by every sequence
-// (a plain load: it changes only around tests' ScopedFakeCpu); written under a mutex in cpu.cc.
-// It belongs to the sequences but lives in this layer, below them, because the fake-CPU seam
-// here must close it in the same step that counts a fake CPU user (cpu.cc).
+// for the sequences), 0 before, and 0 while src/cpu.cc closes the sequences to send every
+// operation to the slow paths. Read by every sequence (a plain load: it changes only when
+// the sequences open or close); written under a mutex in cpu.cc. It belongs to the sequences
+// but lives in this layer, below them, because cpu.cc closes it in the same step that decides
+// why.
 extern std::atomic<uint32_t> g_rseq_cpu_limit;
 
 // AllowRseqCpus()
 //
-// Opens the CPU ids to the sequences (g_rseq_cpu_limit = NumCpus() unless a fake CPU id is in
-// use). REQUIRES: RseqUsable() decided for them.
+// Opens the CPU ids to the sequences (g_rseq_cpu_limit = NumCpus() unless cpu.cc holds them
+// closed). REQUIRES: RseqUsable() decided for them.
 void AllowRseqCpus();
 
 // The CPU id from sched_getcpu(), for threads without a registered rseq area.
@@ -210,17 +202,6 @@ inline int RealCurrentCpu() {
   }
 #endif
   return SchedCurrentCpu();
-}
-
-// CurrentCpu()
-//
-// The CPU the caller is running on (or its fake CPU in a test), in [0, NumCpus()).
-inline int CurrentCpu() {
-  if (ABSL_PREDICT_FALSE(g_fake_cpu_users.load(std::memory_order_relaxed) != 0)) {
-    const int fake = FakeCpuOfThisThread();
-    if (fake >= 0) return fake;
-  }
-  return RealCurrentCpu();
 }
 
 }  // namespace internal

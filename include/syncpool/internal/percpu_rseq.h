@@ -38,11 +38,11 @@
 // while the cache is open to sequences and 0 while it is closed, which fails both.
 //   - A cache is closed before it exists (the region is zero-filled), always in the locked
 //     mode, and while a remote operation works on it. A sequence also fails on a CPU id at or
-//     above g_rseq_cpu_limit (cpu.h): 0 until the rseq mode is decided and while a test fakes
-//     CPU ids, and above any id when glibc could not register the thread's area (cpu_id is
+//     above g_rseq_cpu_limit (cpu.h): 0 until the rseq mode is decided and while the
+//     sequences are held closed, and above any id when glibc could not register the thread's area (cpu_id is
 //     then RSEQ_CPU_ID_REGISTRATION_FAILED, -2) or has none (syncpool's own area, whose
 //     cpu_id is always -2: g_rseq_area_offset in cpu.h).
-//   - Remote operations (sweeps, drains, and fake-CPU operations in tests) never run
+//   - Remote operations (sweeps, drains, and slow paths sent to another column) never run
 //     these sequences on another CPU's cache. They take the cache's lock, set every class's
 //     open_capacity to 0, and fence with membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_RSEQ) on
 //     that CPU (indexed by `cpu_id`), or on every CPU that runs a thread of the process
@@ -62,7 +62,7 @@
 //     such a sequence unless the cache had reopened already, and then everything it loads
 //     after is what the remote operation left. Loaded after the count, it could read the
 //     reopened capacity beside a count from before the operation, and commit that stale count
-//     over an emptied stack (tests/rseq_window_test.cc).
+//     over an emptied stack.
 //
 // glibc owns the registration of the rseq area; syncpool never registers one. It only writes
 // the area's `rseq_cs` field, as the rseq ABI intends. The area is the one at
@@ -113,25 +113,6 @@ namespace internal {
 // the sequences (AllowRseqCpus()).
 bool RseqUsable();
 
-// RemoteCpuOfThisThread()
-//
-// For a cache in the rseq mode with `num_cpus` columns: the column the calling thread must
-// work on as a remote operation, or -1 when the sequences serve it on its own column
-// (RseqColumnId()). That is its fake CPU in a test (syncpool/testing/fake_cpu.h); or, when
-// the sequences would refuse this thread (a column id at or beyond g_rseq_cpu_limit, which is
-// 0 while a test fakes CPU ids, or an rseq area the kernel did not register for it), the
-// column its CPU id wraps to.
-// Inline: every slow path of the rseq mode asks it first.
-inline int RemoteCpuOfThisThread(int num_cpus) {
-  if (g_fake_cpu_users.load(std::memory_order_relaxed) != 0) {
-    if (const int fake = FakeCpuOfThisThread(); fake >= 0) return fake;
-  }
-#if SYNCPOOL_RSEQ_FAST_PATH
-  if (RseqColumnId() < g_rseq_cpu_limit.load(std::memory_order_relaxed)) return -1;
-#endif
-  return RealCurrentCpu() % num_cpus;
-}
-
 // FenceColumn()
 //
 // Restarts every restartable sequence of this process that may be running on column `column`
@@ -159,35 +140,13 @@ const char* RseqIndexReason();
 // round trip 12 %: docs/benchmarks.md.)
 enum class RseqOffsets { kInRegisters, kAreaInSequence };
 
-#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
-// A test seam, compiled in only for tests/rseq_window_test.cc (the target
-// //:syncpool_rseq_window_for_test): while g_rseq_window_armed is nonzero, every sequence,
-// right after its first load of the stack, adds 1 to g_rseq_window_entered and spins inside its
-// critical section until g_rseq_window_go is nonzero. It stands for a thread that stalls there
-// without being rescheduled (an interrupt), which restarts nothing.
-extern std::atomic<uint32_t> g_rseq_window_armed;
-extern std::atomic<uint32_t> g_rseq_window_entered;
-extern std::atomic<uint32_t> g_rseq_window_go;
-#endif
-
 #if SYNCPOOL_RSEQ_FAST_PATH
 
-#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
-#define SYNCPOOL_RSEQ_WINDOW           \
-  "cmpl $0, %[w_armed]\n\t"            \
-  "je 89f\n\t"                         \
-  "addl $1, %[w_entered]\n\t"          \
-  "88:\n\t"                            \
-  "pause\n\t"                          \
-  "cmpl $0, %[w_go]\n\t"               \
-  "je 88b\n\t"                         \
-  "89:\n\t"
-#define SYNCPOOL_RSEQ_WINDOW_OPERANDS                                          \
-  , [w_armed] "m"(g_rseq_window_armed), [w_entered] "m"(g_rseq_window_entered), \
-      [w_go] "m"(g_rseq_window_go)
-#else
-#define SYNCPOOL_RSEQ_WINDOW ""
-#define SYNCPOOL_RSEQ_WINDOW_OPERANDS
+// A hook point inside the critical section, right after the first load of the stack, with
+// its asm operands: empty unless the build defines both before this header.
+#ifndef SYNCPOOL_RSEQ_HOOK
+#define SYNCPOOL_RSEQ_HOOK ""
+#define SYNCPOOL_RSEQ_HOOK_OPERANDS
 #endif
 
 #define SYNCPOOL_RSEQ_STR_(x) #x
@@ -240,13 +199,13 @@ extern std::atomic<uint32_t> g_rseq_window_go;
       [limit] "m"(g_rseq_cpu_limit), [row] "r"(row),                                      \
       [stack_shift] "i"(kClassStackShift), [cs_off] "i"(kRseqCsOffset),                 \
       [cpu_off] "i"(kRseqCpuIdOffset), [count] "i"(offsetof(ClassStack, primary_count)), \
-      [open] "i"(offsetof(ClassStack, open_capacity)) SYNCPOOL_RSEQ_WINDOW_OPERANDS
+      [open] "i"(offsetof(ClassStack, open_capacity)) SYNCPOOL_RSEQ_HOOK_OPERANDS
 #define SYNCPOOL_RSEQ_OPERANDS SYNCPOOL_RSEQ_OPERANDS_WITH("r")
 
 // The body of a pop, after SYNCPOOL_RSEQ_ENTER.
 #define SYNCPOOL_RSEQ_POP_BODY                                                      \
   "movl %c[open](%[row], %[cpu]), %k[result]\n\t" /* open_capacity first: above. */ \
-  SYNCPOOL_RSEQ_WINDOW                                                              \
+  SYNCPOOL_RSEQ_HOOK                                                                \
   "movl %c[gen_count](%[row], %[cpu]), %k[n]\n\t"                                   \
   "subl $1, %k[n]\n\t"                                                              \
   "cmpl %k[result], %k[n]\n\t"                                                      \
@@ -272,7 +231,7 @@ extern std::atomic<uint32_t> g_rseq_window_go;
 // The body of a push, after SYNCPOOL_RSEQ_ENTER.
 #define SYNCPOOL_RSEQ_PUSH_BODY                                                    \
   "movl %c[open](%[row], %[cpu]), %k[slots_ptr]\n\t" /* open_capacity first. */    \
-  SYNCPOOL_RSEQ_WINDOW                                                             \
+  SYNCPOOL_RSEQ_HOOK                                                               \
   "movl %c[count](%[row], %[cpu]), %k[n]\n\t"                                      \
   "cmpl %k[slots_ptr], %k[n]\n\t"                                                  \
   "jae %l[fail]\n\t"                                                               \

@@ -122,41 +122,16 @@ bool ThreadFenceUsable(const char** why);
 // ThreadFenceUsable() said yes (there is no safe way on).
 void FenceAllThreads();
 
-#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
-// A test seam (tests/thread_window_test.cc, against //:syncpool_rseq_window_for_test): while
-// g_thread_window_point is 0 or 1, the owner's next inline operation stalls at that point
-// (0: before step 1; 1: after step 3, before the count is read) after adding 1 to
-// g_thread_window_entered, until g_thread_window_go is nonzero; the point is then disarmed,
-// and g_thread_window_left counts the operation's step 5.
-extern std::atomic<int> g_thread_window_point;
-extern std::atomic<uint32_t> g_thread_window_entered;
-extern std::atomic<uint32_t> g_thread_window_go;
-extern std::atomic<uint32_t> g_thread_window_left;
-inline void ThreadWindow(int point) {
-  int armed = point;
-  if (!g_thread_window_point.compare_exchange_strong(armed, -1)) return;
-  g_thread_window_entered.fetch_add(1);
-  while (g_thread_window_go.load() == 0) {
-  }
-  g_thread_window_left.store(0);
-  g_thread_window_point.store(-2);  // Counts this operation's step 5 (below).
-}
-#define SYNCPOOL_THREAD_WINDOW(point) ThreadWindow(point)
-#define SYNCPOOL_THREAD_LEFT()                                  \
-  do {                                                          \
-    int counting = -2;                                          \
-    if (g_thread_window_point.compare_exchange_strong(counting, -1)) { \
-      g_thread_window_left.store(1);                            \
-    }                                                           \
-  } while (0)
-#else
-#define SYNCPOOL_THREAD_WINDOW(point) static_cast<void>(0)
-#define SYNCPOOL_THREAD_LEFT() static_cast<void>(0)
+// Hook points of the owner's operations (at 0: before step 1; 1: after step 3, before the
+// count is read; and after step 5): empty unless the build defines them before this header.
+#ifndef SYNCPOOL_SLOT_HOOK
+#define SYNCPOOL_SLOT_HOOK(point) static_cast<void>(0)
+#define SYNCPOOL_SLOT_LEFT_HOOK() static_cast<void>(0)
 #endif
 
 // The owner's steps 1 and 2, and 5.
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ThreadEnter(ClassStack& s) {
-  SYNCPOOL_THREAD_WINDOW(0);
+  SYNCPOOL_SLOT_HOOK(0);
 #if SYNCPOOL_THREAD_FULL_FENCE
   s.busy.store(1, std::memory_order_seq_cst);
 #else
@@ -170,11 +145,11 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline uint32_t ThreadOpenCapacity(const ClassStack
 #else
   const uint32_t open = s.owner_open.load(std::memory_order_acquire);
 #endif
-  SYNCPOOL_THREAD_WINDOW(1);
+  SYNCPOOL_SLOT_HOOK(1);
   return open;
 }
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void ThreadLeave(ClassStack& s) {
-  SYNCPOOL_THREAD_LEFT();  // First: a remote operation may start once busy reads 0.
+  SYNCPOOL_SLOT_LEFT_HOOK();  // First: a remote operation may start once busy reads 0.
   s.busy.store(0, std::memory_order_release);
 }
 
