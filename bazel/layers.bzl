@@ -59,6 +59,7 @@ LAYERS = [
     ], ["base"], []),
     ("sweeper", ["src/pressure.cc", "src/sweeper.cc"], [
         "include/syncpool/sweeper.h",
+        "src/sweeper_access.h",
     ], ["thread_slots"], []),
     ("cache", [
         "src/block_cache.cc",

@@ -27,6 +27,7 @@
 
 #include "syncpool/pool_resource.h"
 #include "syncpool/sweeper.h"
+#include "src/sweeper_access.h"
 
 namespace {
 
@@ -70,7 +71,9 @@ int main() {
   std::printf("after 3 intervals of %lld ms: %llu bytes cached, sweeper %s\n",
               static_cast<long long>(interval.count()),
               static_cast<unsigned long long>(pool.GetStats().cached_bytes()),
-              syncpool::Sweeper::Default().parked() ? "parked" : "not parked");
+              syncpool::internal::SweeperAccess::parked(syncpool::Sweeper::Default())
+                  ? "parked"
+                  : "not parked");
   const std::map<std::string, Task> before = Tasks();
   std::this_thread::sleep_for(std::chrono::seconds(10));
   const std::map<std::string, Task> after = Tasks();

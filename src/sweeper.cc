@@ -57,9 +57,12 @@
 #include "syncpool/internal/thread_slots.h"
 
 namespace syncpool {
+namespace internal {
 
-struct Sweeper::State {
-  explicit State(Options o)
+struct SweeperState {
+  using Options = Sweeper::Options;
+
+  explicit SweeperState(Options o)
       : options(std::move(o)),
         pressure(options.pressure != nullptr ? options.pressure : &SystemMemoryPressure()),
         last_epoch(Now()) {}
@@ -79,8 +82,8 @@ struct Sweeper::State {
   // A node-based set: a single insertion that throws (std::bad_alloc) leaves it unchanged.
   // Abseil's flat sets of the packaged version do not give that guarantee (a failed growth
   // leaves the table inconsistent), and these sets grow on paths that must survive it.
-  std::unordered_set<Sweepable*> caches ABSL_GUARDED_BY(mu);
-  Sweepable* visiting ABSL_GUARDED_BY(mu) = nullptr;
+  std::unordered_set<internal::Sweepable*> caches ABSL_GUARDED_BY(mu);
+  internal::Sweepable* visiting ABSL_GUARDED_BY(mu) = nullptr;
   bool thread_running ABSL_GUARDED_BY(mu) = false;
   bool stopped ABSL_GUARDED_BY(mu) = false;  // Stop() was called: never start the thread again.
   std::thread thread ABSL_GUARDED_BY(mu);
@@ -98,12 +101,14 @@ struct Sweeper::State {
   void StartThreadLocked(Sweeper* owner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
 
+}  // namespace internal
+
 namespace {
 
 // Every live sweeper, for the fork handlers.
 struct ForkList {
   internal::Mutex mu;
-  std::vector<Sweeper::State*> sweepers ABSL_GUARDED_BY(mu);
+  std::vector<internal::SweeperState*> sweepers ABSL_GUARDED_BY(mu);
 };
 
 ForkList& GetForkList() {
@@ -119,18 +124,18 @@ void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ForkList& list = GetForkList();
   list.mu.Lock();
   internal::LockStatsReportForFork();
-  for (Sweeper::State* st : list.sweepers) {
+  for (internal::SweeperState* st : list.sweepers) {
     st->sweep_mu.Lock();
     st->mu.Lock();
-    for (Sweepable* cache : st->caches) cache->LockForFork();
+    for (internal::Sweepable* cache : st->caches) cache->LockForFork();
   }
 }
 
 void ReleaseAfterFork(bool child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
   ForkList& list = GetForkList();
   for (auto it = list.sweepers.rbegin(); it != list.sweepers.rend(); ++it) {
-    Sweeper::State* st = *it;
-    for (Sweepable* cache : st->caches) cache->UnlockAfterFork();
+    internal::SweeperState* st = *it;
+    for (internal::Sweepable* cache : st->caches) cache->UnlockAfterFork();
     if (child) {
       // The parent's thread may have been waiting on `changed`: in the child the condition
       // variable would wait for that waiter forever. Make it anew (the old one is not
@@ -220,8 +225,8 @@ namespace {
 // between two visits, with only `sweep_mu` held, `pacer` may let the CPU go.
 // REQUIRES: `s.sweep_mu` held.
 template <typename Visit>
-void VisitCaches(Sweeper::State& s, Visit visit, internal::SweepPacer* pacer = nullptr) {
-  std::vector<Sweepable*> snapshot;
+void VisitCaches(internal::SweeperState& s, Visit visit, internal::SweepPacer* pacer = nullptr) {
+  std::vector<internal::Sweepable*> snapshot;
   try {
     internal::MutexLock l(&s.mu);
     snapshot.assign(s.caches.begin(), s.caches.end());
@@ -230,7 +235,7 @@ void VisitCaches(Sweeper::State& s, Visit visit, internal::SweepPacer* pacer = n
     // what they cache stays until an epoch finds the memory.
     return;
   }
-  for (Sweepable* cache : snapshot) {
+  for (internal::Sweepable* cache : snapshot) {
     {
       internal::MutexLock l(&s.mu);
       if (!s.caches.contains(cache)) continue;  // Unregistered since the snapshot.
@@ -248,7 +253,9 @@ void VisitCaches(Sweeper::State& s, Visit visit, internal::SweepPacer* pacer = n
 
 }  // namespace
 
-void Sweeper::SweepNow(const Epoch& epoch) {
+void Sweeper::SweepNow(bool pressure) { Sweep(internal::Epoch{.pressure = pressure}); }
+
+void Sweeper::Sweep(const internal::Epoch& epoch) {
   internal::MutexLock serial(&state_->sweep_mu);
   state_->last_epoch = state_->Now();
   // The epoch in slices (SweepPacer): the caches pause between pieces of their work, this
@@ -256,10 +263,10 @@ void Sweeper::SweepNow(const Epoch& epoch) {
   // unsliced one) and marks the cache `visiting` (an Unregister() of it waits too), and
   // nothing else: no cache lock, no cache closed.
   internal::SweepPacer pacer(state_->options.slice, state_->options.pause, state_->options.clock);
-  Epoch paced = epoch;
+  internal::Epoch paced = epoch;
   if (paced.pacer == nullptr) paced.pacer = &pacer;
   VisitCaches(
-      *state_, [&paced](Sweepable* cache) { cache->SweepEpoch(paced); }, paced.pacer);
+      *state_, [&paced](internal::Sweepable* cache) { cache->SweepEpoch(paced); }, paced.pacer);
   state_->pauses.fetch_add(pacer.pauses(), std::memory_order_relaxed);
   state_->epochs.fetch_add(1, std::memory_order_relaxed);
   // An epoch's remote operations reopen the columns a park closed: a parked thread must then
@@ -273,7 +280,7 @@ bool Sweeper::ParkIfIdle() {
   settled_.store(false, std::memory_order_seq_cst);
   parked_.store(true, std::memory_order_seq_cst);
   bool idle = true;
-  VisitCaches(*state_, [&idle](Sweepable* cache) {
+  VisitCaches(*state_, [&idle](internal::Sweepable* cache) {
     if (idle && !cache->Park()) idle = false;
   });
   if (!idle) {
@@ -303,9 +310,7 @@ bool Sweeper::Tick() {
   // Pressure is only asked once a pressure epoch could run: reading it costs a file read.
   if (since_last < s.options.interval / 4) return false;
   if (s.pressure->UnderPressure()) {
-    Epoch epoch;
-    epoch.pressure = true;
-    SweepNow(epoch);
+    SweepNow(/*pressure=*/true);
     return true;
   }
   if (since_last < s.options.interval) return false;
@@ -313,7 +318,7 @@ bool Sweeper::Tick() {
   return true;
 }
 
-void Sweeper::Register(Sweepable* cache) {
+void Sweeper::Register(internal::Sweepable* cache) {
   State& s = *state_;
   internal::MutexLock l(&s.mu);
   s.caches.insert(cache);
@@ -331,7 +336,7 @@ void Sweeper::RestartAfterFork() {
   if (!s.caches.empty()) s.StartThreadLocked(this);
 }
 
-void Sweeper::State::StartThreadLocked(Sweeper* owner) {
+void internal::SweeperState::StartThreadLocked(Sweeper* owner) {
   if (!options.background || thread_running || stopped) return;
   // If the thread cannot be created, std::thread throws and a later Register() tries again.
   // The schedule (sweeper.h): while anything is cached the thread wakes four times per
@@ -372,7 +377,7 @@ void Sweeper::State::StartThreadLocked(Sweeper* owner) {
   thread_running = true;
 }
 
-void Sweeper::Unregister(Sweepable* cache) {
+void Sweeper::Unregister(internal::Sweepable* cache) {
   State& s = *state_;
   internal::MutexLock l(&s.mu);
   s.caches.erase(cache);

@@ -25,6 +25,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "gtest/gtest.h"
+#include "src/sweeper_access.h"
 #include "syncpool/internal/mutex.h"
 #include "syncpool/internal/sweepable.h"
 #include "syncpool/options.h"
@@ -34,6 +35,10 @@
 
 namespace syncpool {
 namespace {
+
+using internal::Epoch;
+using internal::Sweepable;
+using internal::SweeperAccess;
 
 struct Buf {
   char bytes[256];
@@ -58,32 +63,32 @@ std::unique_ptr<Buf> NewBuf() { return std::make_unique<Buf>(); }
 TEST_P(IdleSweeperTest, ParksOnlyWhenNothingIsCached) {
   Pool<Buf> pool(&NewBuf, nullptr, PoolOptions(&sweeper_));
   { auto h = pool.Get(); }  // Cached now.
-  EXPECT_FALSE(sweeper_.ParkIfIdle());
-  EXPECT_FALSE(sweeper_.parked());
+  EXPECT_FALSE(SweeperAccess::ParkIfIdle(sweeper_));
+  EXPECT_FALSE(SweeperAccess::parked(sweeper_));
   pool.Clear();
-  EXPECT_TRUE(sweeper_.ParkIfIdle());
-  EXPECT_TRUE(sweeper_.parked());
+  EXPECT_TRUE(SweeperAccess::ParkIfIdle(sweeper_));
+  EXPECT_TRUE(SweeperAccess::parked(sweeper_));
   // Use after idleness begins with a miss: its slow path wakes the sweeper.
   auto h = pool.Get();
   ASSERT_TRUE(h);
-  EXPECT_FALSE(sweeper_.parked());
+  EXPECT_FALSE(SweeperAccess::parked(sweeper_));
 }
 
 TEST_P(IdleSweeperTest, TheFirstPutIntoAParkedCacheWakesIt) {
   Pool<Buf> pool(&NewBuf, nullptr, PoolOptions(&sweeper_));
   { auto h = pool.Get(); }
   pool.Clear();  // The caches exist and are open, and hold nothing.
-  ASSERT_TRUE(sweeper_.ParkIfIdle());
+  ASSERT_TRUE(SweeperAccess::ParkIfIdle(sweeper_));
   // An object made elsewhere: where the inline push would have room, the park made it take
   // the slow path anyway.
   pool.Put(std::make_unique<Buf>());
-  EXPECT_FALSE(sweeper_.parked());
+  EXPECT_FALSE(SweeperAccess::parked(sweeper_));
   EXPECT_EQ(pool.GetStats().cached_blocks(), 1u);
   // Then the epochs release it as usual.
   sweeper_.SweepNow();
   sweeper_.SweepNow();
   EXPECT_EQ(pool.GetStats().cached_blocks(), 0u);
-  EXPECT_TRUE(sweeper_.ParkIfIdle());
+  EXPECT_TRUE(SweeperAccess::ParkIfIdle(sweeper_));
 }
 
 TEST_P(IdleSweeperTest, AnyCacheHoldingSomethingKeepsItAwake) {
@@ -93,16 +98,16 @@ TEST_P(IdleSweeperTest, AnyCacheHoldingSomethingKeepsItAwake) {
   empty.Clear();
   void* p = resource.allocate(100);
   resource.deallocate(p, 100);
-  EXPECT_FALSE(sweeper_.ParkIfIdle());
+  EXPECT_FALSE(SweeperAccess::ParkIfIdle(sweeper_));
   // Two epochs release the resource's block (it was not used since).
   sweeper_.SweepNow();
   sweeper_.SweepNow();
   ASSERT_EQ(resource.GetStats().cached_blocks(), 0u);
-  EXPECT_TRUE(sweeper_.ParkIfIdle());
+  EXPECT_TRUE(SweeperAccess::ParkIfIdle(sweeper_));
   p = resource.allocate(100);  // A miss.
-  EXPECT_FALSE(sweeper_.parked());
+  EXPECT_FALSE(SweeperAccess::parked(sweeper_));
   resource.deallocate(p, 100);
-  EXPECT_FALSE(sweeper_.ParkIfIdle());
+  EXPECT_FALSE(SweeperAccess::ParkIfIdle(sweeper_));
 }
 
 // An epoch reopens the columns it visits: it ends a park, so that a Put into a reopened
@@ -111,18 +116,18 @@ TEST_P(IdleSweeperTest, AnEpochEndsAPark) {
   Pool<Buf> pool(&NewBuf, nullptr, PoolOptions(&sweeper_));
   { auto h = pool.Get(); }
   pool.Clear();
-  ASSERT_TRUE(sweeper_.ParkIfIdle());
+  ASSERT_TRUE(SweeperAccess::ParkIfIdle(sweeper_));
   sweeper_.SweepNow();
-  EXPECT_FALSE(sweeper_.parked());
-  EXPECT_TRUE(sweeper_.ParkIfIdle());
+  EXPECT_FALSE(SweeperAccess::parked(sweeper_));
+  EXPECT_TRUE(SweeperAccess::ParkIfIdle(sweeper_));
 }
 
 TEST_P(IdleSweeperTest, ANewCacheWakesIt) {
-  ASSERT_TRUE(sweeper_.ParkIfIdle());  // No cache at all.
+  ASSERT_TRUE(SweeperAccess::ParkIfIdle(sweeper_));  // No cache at all.
   Pool<Buf> pool(&NewBuf, nullptr, PoolOptions(&sweeper_));
-  EXPECT_TRUE(sweeper_.parked());  // Not registered before its first use.
+  EXPECT_TRUE(SweeperAccess::parked(sweeper_));  // Not registered before its first use.
   { auto h = pool.Get(); }
-  EXPECT_FALSE(sweeper_.parked());
+  EXPECT_FALSE(SweeperAccess::parked(sweeper_));
 }
 
 // After use resumes, the background thread's next wake-up (within a quarter interval) runs an
@@ -138,10 +143,10 @@ TEST_P(IdleSweeperTest, TheFirstEpochAfterUseResumesIsDueAtOnce) {
   now += std::chrono::milliseconds(100);
   ASSERT_TRUE(sweeper.Tick());
   pool.Clear();
-  ASSERT_TRUE(sweeper.ParkIfIdle());
+  ASSERT_TRUE(SweeperAccess::ParkIfIdle(sweeper));
   now += std::chrono::seconds(60);  // Parked for a minute.
   { auto h = pool.Get(); }
-  EXPECT_FALSE(sweeper.parked());
+  EXPECT_FALSE(SweeperAccess::parked(sweeper));
   now += std::chrono::milliseconds(25);
   EXPECT_TRUE(sweeper.Tick());
 }
@@ -242,10 +247,10 @@ class NoPressure final : public PressureSource {
 // it where the sweeper's thread is. Registered from construction to destruction.
 class ProbeCache final : public Sweepable {
  public:
-  explicit ProbeCache(Sweeper* sweeper) : sweeper_(sweeper) { sweeper_->Register(this); }
+  explicit ProbeCache(Sweeper* sweeper) : sweeper_(sweeper) { SweeperAccess::Register(*sweeper_, this); }
   ProbeCache(const ProbeCache&) = delete;
   ProbeCache& operator=(const ProbeCache&) = delete;
-  ~ProbeCache() { sweeper_->Unregister(this); }
+  ~ProbeCache() { SweeperAccess::Unregister(*sweeper_, this); }
 
   void SweepEpoch(const Epoch& /*epoch*/) override { epochs.Add(); }
   bool Park() override {
@@ -268,7 +273,7 @@ bool WaitUntilParked(Sweeper& sweeper, ProbeCache& probe) {
   for (;;) {
     const uint64_t parks = probe.parks.Get();
     EXPECT_FALSE(sweeper.Tick());
-    if (sweeper.parked()) return true;
+    if (SweeperAccess::parked(sweeper)) return true;
     if (!probe.parks.AwaitAbove(parks)) return false;
   }
 }
@@ -321,11 +326,11 @@ TEST_P(IdleSweeperThreadTest, AParkedThreadDoesNotWakeUp) {
   EXPECT_EQ(clock.reads(), reads);
   EXPECT_LE(VoluntarySwitches(thread) - switches, 1);
   EXPECT_EQ(sweeper.epochs(), epochs);
-  EXPECT_TRUE(sweeper.parked());
+  EXPECT_TRUE(SweeperAccess::parked(sweeper));
   // Use resumes: a miss wakes it (it reads its clock again), the epochs go on, and once they
   // have released the object it parks again.
   { auto h = pool.Get(); }
-  EXPECT_FALSE(sweeper.parked());
+  EXPECT_FALSE(SweeperAccess::parked(sweeper));
   ASSERT_TRUE(clock.AwaitReadsAbove(reads));
   ASSERT_TRUE(probe.epochs.AwaitAbove(probe_epochs));
   ASSERT_TRUE(WaitUntilParked(sweeper, probe));

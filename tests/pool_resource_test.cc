@@ -453,9 +453,7 @@ TEST_P(PoolResourceTest, AFreeSpanUsedSinceThePreviousEpochStaysForOneMore) {
   EXPECT_LE(upstream_.live_blocks(), s.cached_blocks());
 
   round();
-  Epoch pressure;
-  pressure.pressure = true;
-  sweeper_.SweepNow(pressure);  // Everything cached goes, then every free span.
+  sweeper_.SweepNow(/*pressure=*/true);  // Everything cached goes, then every free span.
   s = r.GetStats();
   EXPECT_EQ(s.cached_blocks(), 0u);
   EXPECT_EQ(s.span_bytes, 0u);

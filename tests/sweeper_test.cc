@@ -18,12 +18,17 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "src/sweeper_access.h"
 #include "syncpool/options.h"
 #include "syncpool/pool.h"
 #include "tests/notification.h"
 
 namespace syncpool {
 namespace {
+
+using internal::Epoch;
+using internal::Sweepable;
+using internal::SweeperAccess;
 
 using std::chrono::milliseconds;
 
@@ -100,7 +105,7 @@ TEST(SweeperTest, ForegroundSweeperNeverStartsAThread) {
   Sweeper sweeper(Foreground());
   EXPECT_FALSE(sweeper.thread_running());
   CountingSweepable cache;
-  sweeper.Register(&cache);
+  SweeperAccess::Register(sweeper, &cache);
   EXPECT_FALSE(sweeper.thread_running());
   {
     Options options;
@@ -113,7 +118,7 @@ TEST(SweeperTest, ForegroundSweeperNeverStartsAThread) {
   }
   EXPECT_FALSE(sweeper.thread_running());
   EXPECT_EQ(cache.count(), 1);
-  sweeper.Unregister(&cache);
+  SweeperAccess::Unregister(sweeper, &cache);
 }
 
 TEST(SweeperTest, SweepNowVisitsEveryRegisteredCache) {
@@ -124,30 +129,30 @@ TEST(SweeperTest, SweepNowVisitsEveryRegisteredCache) {
 
   CountingSweepable a;
   CountingSweepable b;
-  sweeper.Register(&a);
-  sweeper.Register(&b);
+  SweeperAccess::Register(sweeper, &a);
+  SweeperAccess::Register(sweeper, &b);
   sweeper.SweepNow();
   sweeper.SweepNow();
   EXPECT_EQ(sweeper.epochs(), 3u);
   EXPECT_EQ(a.count(), 2);
   EXPECT_EQ(b.count(), 2);
-  sweeper.Unregister(&a);
-  sweeper.Unregister(&b);
+  SweeperAccess::Unregister(sweeper, &a);
+  SweeperAccess::Unregister(sweeper, &b);
 }
 
 TEST(SweeperTest, UnregisterStopsVisits) {
   Sweeper sweeper(Foreground());
   CountingSweepable kept;
   CountingSweepable removed;
-  sweeper.Register(&kept);
-  sweeper.Register(&removed);
+  SweeperAccess::Register(sweeper, &kept);
+  SweeperAccess::Register(sweeper, &removed);
   sweeper.SweepNow();
-  sweeper.Unregister(&removed);
+  SweeperAccess::Unregister(sweeper, &removed);
   sweeper.SweepNow();
   sweeper.SweepNow();
   EXPECT_EQ(removed.count(), 1);
   EXPECT_EQ(kept.count(), 3);
-  sweeper.Unregister(&kept);
+  SweeperAccess::Unregister(sweeper, &kept);
 }
 
 TEST(SweeperTest, IntervalReflectsOptions) {
@@ -171,7 +176,7 @@ TEST(SweeperTest, BackgroundThreadStartsOnFirstRegisterAndStopJoinsIt) {
   Sweeper sweeper(Sweeper::Options::Every(milliseconds(1)));
   EXPECT_FALSE(sweeper.thread_running());
   ExitWatchingSweepable cache;
-  sweeper.Register(&cache);
+  SweeperAccess::Register(sweeper, &cache);
   EXPECT_TRUE(sweeper.thread_running());
   cache.WaitForVisit();  // The thread runs epochs on its own.
 
@@ -182,12 +187,12 @@ TEST(SweeperTest, BackgroundThreadStartsOnFirstRegisterAndStopJoinsIt) {
 
   // After Stop() the thread is not started again, and SweepNow() still works.
   CountingSweepable late;
-  sweeper.Register(&late);
+  SweeperAccess::Register(sweeper, &late);
   EXPECT_FALSE(sweeper.thread_running());
   sweeper.SweepNow();
   EXPECT_EQ(late.count(), 1);
-  sweeper.Unregister(&late);
-  sweeper.Unregister(&cache);
+  SweeperAccess::Unregister(sweeper, &late);
+  SweeperAccess::Unregister(sweeper, &cache);
 }
 
 TEST(SweeperTest, StopWithoutThreadIsHarmless) {
@@ -202,10 +207,10 @@ TEST(SweeperTest, StopWithoutThreadIsHarmless) {
 TEST(SweeperTest, DestroyingABackgroundSweeperJoinsItsThread) {
   ExitWatchingSweepable cache;
   auto sweeper = std::make_unique<Sweeper>(Sweeper::Options::Every(milliseconds(1)));
-  sweeper->Register(&cache);
+  SweeperAccess::Register(*sweeper, &cache);
   EXPECT_TRUE(sweeper->thread_running());
   cache.WaitForVisit();
-  sweeper->Unregister(&cache);
+  SweeperAccess::Unregister(*sweeper, &cache);
   sweeper.reset();
   EXPECT_TRUE(cache.thread_exited());
 }
@@ -220,7 +225,7 @@ TEST(SweeperTest, RegisteringFromInsideASweepDoesNotDeadlock) {
    public:
     RegisteringSweepable(Sweeper* sweeper, Sweepable* inner) : sweeper_(sweeper), inner_(inner) {}
     void SweepEpoch(const Epoch& /*epoch*/) override {
-      if (!done_) sweeper_->Register(inner_);
+      if (!done_) SweeperAccess::Register(*sweeper_, inner_);
       done_ = true;
     }
 
@@ -230,7 +235,7 @@ TEST(SweeperTest, RegisteringFromInsideASweepDoesNotDeadlock) {
     bool done_ = false;
   } outer(&sweeper, &inner);
 
-  sweeper.Register(&outer);
+  SweeperAccess::Register(sweeper, &outer);
   std::thread t([&] { sweeper.SweepNow(); });
   t.join();
   const int after_first = inner.count();  // Visited in that epoch or not: both are allowed.
@@ -238,18 +243,18 @@ TEST(SweeperTest, RegisteringFromInsideASweepDoesNotDeadlock) {
   sweeper.SweepNow();
   EXPECT_EQ(inner.count(), after_first + 1);
   EXPECT_EQ(sweeper.epochs(), 2u);
-  sweeper.Unregister(&inner);
-  sweeper.Unregister(&outer);
+  SweeperAccess::Unregister(sweeper, &inner);
+  SweeperAccess::Unregister(sweeper, &outer);
 }
 
 TEST(SweeperTest, RegisterFromAnotherThreadDuringASweepDoesNotWait) {
   Sweeper sweeper(Foreground());
   BlockingSweepable blocker;
   CountingSweepable newcomer;
-  sweeper.Register(&blocker);
+  SweeperAccess::Register(sweeper, &blocker);
   std::thread sweeping([&] { sweeper.SweepNow(); });
   blocker.WaitUntilEntered();
-  sweeper.Register(&newcomer);  // Must return while the sweep is blocked.
+  SweeperAccess::Register(sweeper, &newcomer);  // Must return while the sweep is blocked.
   EXPECT_FALSE(blocker.finished());
   blocker.Release();
   sweeping.join();
@@ -258,14 +263,14 @@ TEST(SweeperTest, RegisterFromAnotherThreadDuringASweepDoesNotWait) {
   const int before = newcomer.count();
   sweeper.SweepNow();
   EXPECT_EQ(newcomer.count(), before + 1);
-  sweeper.Unregister(&newcomer);
-  sweeper.Unregister(&blocker);
+  SweeperAccess::Unregister(sweeper, &newcomer);
+  SweeperAccess::Unregister(sweeper, &blocker);
 }
 
 TEST(SweeperTest, UnregisterWaitsForTheVisitInProgress) {
   Sweeper sweeper(Foreground());
   BlockingSweepable blocker;
-  sweeper.Register(&blocker);
+  SweeperAccess::Register(sweeper, &blocker);
   std::thread sweeping([&] { sweeper.SweepNow(); });
   blocker.WaitUntilEntered();
 
@@ -274,7 +279,7 @@ TEST(SweeperTest, UnregisterWaitsForTheVisitInProgress) {
   bool finished_when_unregistered = false;
   std::thread unregistering([&] {
     unregistering_tid.store(gettid());
-    sweeper.Unregister(&blocker);
+    SweeperAccess::Unregister(sweeper, &blocker);
     finished_when_unregistered = blocker.finished();
     unregistered.store(true);
   });
@@ -293,11 +298,11 @@ TEST(SweeperTest, UnregisterWaitsForTheVisitInProgress) {
   EXPECT_TRUE(finished_when_unregistered);
 
   CountingSweepable other;
-  sweeper.Register(&other);
+  SweeperAccess::Register(sweeper, &other);
   sweeper.SweepNow();
   EXPECT_EQ(other.count(), 1);
   EXPECT_EQ(blocker.visits(), 1);
-  sweeper.Unregister(&other);
+  SweeperAccess::Unregister(sweeper, &other);
 }
 
 }  // namespace

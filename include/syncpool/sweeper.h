@@ -32,8 +32,8 @@
 // Schedule: while anything is cached the background thread wakes four times per interval: one
 // wake-up in four runs the epoch, the others only read the PressureSource (so that pressure is
 // answered within a quarter interval). After an epoch that leaves nothing cached in any of its
-// caches, the thread parks: ParkIfIdle() closes the caches so that their next operation takes
-// a slow path, and the thread waits without a timeout, so that an idle process pays nothing
+// caches, the thread parks: it closes the caches so that their next operation takes a slow
+// path, and the thread waits without a timeout, so that an idle process pays nothing
 // for it (no wake-up at all). The next slow path of any of its caches (a miss: use after
 // idleness begins with misses, the caches being empty; or the first Put into a closed cache)
 // or a newly registered cache wakes it, and the first epoch follows within a quarter interval.
@@ -99,6 +99,16 @@ class PressureSource {
 // False when neither can be read.
 PressureSource& SystemMemoryPressure();
 
+namespace internal {
+struct SweeperState;  // src/sweeper.cc.
+struct SweeperAccess;  // src/sweeper_access.h: the library's and its tests' way in.
+}  // namespace internal
+
+// Sweeper
+//
+// Its public members are what a program calls: construction, Default(), SweepNow(), Tick()
+// (the background thread's step, for tests), Stop(), and counters. How caches join it and how
+// it parks is the library's business (internal::SweepRegistry, src/sweeper.cc).
 class Sweeper final : public internal::SweepRegistry {
  public:
   struct Options {
@@ -161,8 +171,9 @@ class Sweeper final : public internal::SweepRegistry {
   // Sweeper::SweepNow()
   //
   // Runs one epoch over every registered cache on the calling thread and returns when it is
-  // done. Tests use it instead of waiting for the background thread.
-  void SweepNow(const Epoch& epoch = {});
+  // done; with `pressure`, a pressure epoch, which releases everything cached (both
+  // generations). Tests use it instead of waiting for the background thread.
+  void SweepNow(bool pressure = false);
 
   // Sweeper::Tick()
   //
@@ -171,40 +182,6 @@ class Sweeper final : public internal::SweepRegistry {
   // quarter of it has (a pressure epoch). Returns whether it ran one. The first Tick() only
   // starts the clock.
   bool Tick();
-
-  // Sweeper::ParkIfIdle()
-  //
-  // The background thread's step after an epoch, callable directly: when no registered cache
-  // holds anything, parks them all (Sweepable::Park()) and marks the sweeper parked, and
-  // returns true; the thread then waits, without a timeout, until a cache's slow path calls
-  // WakeIfParked() (or a cache registers, or Stop()). Returns false, and leaves the sweeper
-  // unparked, when some cache holds something.
-  bool ParkIfIdle();
-
-  // Sweeper::parked()
-  //
-  // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since;
-  // not while a ParkIfIdle() is still looking at the caches).
-  // parked_ is read first: ParkIfIdle() clears settled_ before it sets parked_, so a parked_
-  // read true from a park still looking is followed by a settled_ read false (read the other
-  // way round, a settled_ left true by an earlier park, a wake since, and a new park's parked_
-  // read true made a park still looking read as parked: seen under qemu).
-  bool parked() const {
-    return parked_.load(std::memory_order_seq_cst) && settled_.load(std::memory_order_seq_cst);
-  }
-
-  // Sweeper::Register() (SweepRegistry)
-  //
-  // Adds a cache to the epochs and starts the background thread if it is not running.
-  // Called by the library's caches on first use. Throws std::system_error when the thread
-  // cannot be started; the cache stays registered and a later Register() tries again.
-  void Register(Sweepable* cache) override;
-
-  // Sweeper::Unregister() (SweepRegistry)
-  //
-  // Removes a cache; when a sweep is visiting it on another thread, waits until that visit
-  // ends. After it returns the sweeper never touches `cache` again.
-  void Unregister(Sweepable* cache) override;
 
   // Sweeper::Stop()
   //
@@ -229,6 +206,45 @@ class Sweeper final : public internal::SweepRegistry {
   // Whether the background thread is running now.
   bool thread_running() const;
 
+ private:
+  friend struct internal::SweeperState;
+  friend struct internal::SweeperAccess;
+  using State = internal::SweeperState;
+
+  // Sweeper::ParkIfIdle()
+  //
+  // The background thread's step after an epoch (tests call it through SweeperAccess): when no registered cache
+  // holds anything, parks them all (Sweepable::Park()) and marks the sweeper parked, and
+  // returns true; the thread then waits, without a timeout, until a cache's slow path calls
+  // WakeIfParked() (or a cache registers, or Stop()). Returns false, and leaves the sweeper
+  // unparked, when some cache holds something.
+  bool ParkIfIdle();
+
+  // Sweeper::parked()
+  //
+  // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since;
+  // not while a ParkIfIdle() is still looking at the caches).
+  // parked_ is read first: ParkIfIdle() clears settled_ before it sets parked_, so a parked_
+  // read true from a park still looking is followed by a settled_ read false (read the other
+  // way round, a settled_ left true by an earlier park, a wake since, and a new park's parked_
+  // read true made a park still looking read as parked: seen under qemu).
+  bool parked() const {
+    return parked_.load(std::memory_order_seq_cst) && settled_.load(std::memory_order_seq_cst);
+  }
+
+  // Sweeper::Register() (SweepRegistry)
+  //
+  // Adds a cache to the epochs and starts the background thread if it is not running.
+  // Called by the library's caches on first use. Throws std::system_error when the thread
+  // cannot be started; the cache stays registered and a later Register() tries again.
+  void Register(internal::Sweepable* cache) override;
+
+  // Sweeper::Unregister() (SweepRegistry)
+  //
+  // Removes a cache; when a sweep is visiting it on another thread, waits until that visit
+  // ends. After it returns the sweeper never touches `cache` again.
+  void Unregister(internal::Sweepable* cache) override;
+
   // Sweeper::RestartAfterFork() (SweepRegistry)
   //
   // In a child process, starts the background thread again if the sweeper had one (and some
@@ -236,10 +252,10 @@ class Sweeper final : public internal::SweepRegistry {
   // or more than once, does nothing.
   void RestartAfterFork() override;
 
-  // The sweeper's state, defined in sweeper.cc (named here for its fork handlers).
-  struct State;
+  // SweepNow()'s epoch, as `epoch` asks (its pacer, when set, instead of one made from
+  // Options::slice and Options::pause).
+  void Sweep(const internal::Epoch& epoch);
 
- private:
   // SweepRegistry::Wake(): clears parked_ (SweepRegistry; set by ParkIfIdle() before it parks
   // the caches, so that a park never misses the use that ends it) and wakes the thread.
   void Wake() override;

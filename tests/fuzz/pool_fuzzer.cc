@@ -1063,7 +1063,7 @@ class Harness {
     const uint64_t span_still_cached =
         span_put_since_resource_epoch_.size() -
         std::min<uint64_t>(span_put_since_resource_epoch_.size(), may_have_left);
-    resource_sweeper_.SweepNow(Epoch{.pressure = pressure});
+    resource_sweeper_.SweepNow(pressure);
     ++resource_quiet_sweeps_;
     const Ledger after = Snapshot();
     const Stats& b = before.stats;
@@ -1353,7 +1353,7 @@ class Harness {
     for (auto it = put_since_pool_epoch_.begin(); it != put_since_pool_epoch_.end();) {
       it = Object::Live().count(*it) != 0 ? std::next(it) : put_since_pool_epoch_.erase(it);
     }
-    pool_sweeper_.SweepNow(Epoch{.pressure = pressure});
+    pool_sweeper_.SweepNow(pressure);
     ++pool_quiet_sweeps_;
     const Stats after = pool_->GetStats();
     CheckSweep(before, after, pressure, pool_quiet_sweeps_, pool_registered_, pool_budget_);

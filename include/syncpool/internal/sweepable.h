@@ -72,8 +72,6 @@ class SweepPacer {
 // How many times this process is a fork() child of a process that had sweepers (0 in the
 // first process): caches compare it with what they saw last to restart their sweeper.
 extern std::atomic<uint64_t> g_fork_generation;
-}  // namespace internal
-
 // Epoch
 //
 // What one epoch asks of the caches it visits.
@@ -82,7 +80,7 @@ struct Epoch {
   bool pressure = false;
   // Where the epoch pauses between slices of its work (nullptr: it runs without pausing).
   // Sweeper::SweepNow() supplies one made from its Options::slice and Options::pause.
-  internal::SweepPacer* pacer = nullptr;
+  SweepPacer* pacer = nullptr;
 };
 
 // Sweepable
@@ -114,8 +112,6 @@ class Sweepable {
  protected:
   ~Sweepable() = default;
 };
-
-namespace internal {
 
 // SweepRegistry
 //
