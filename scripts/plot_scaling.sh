@@ -2,7 +2,7 @@
 # Draws the scaling chart of docs/benchmarks.md from a pool_bench CSV run with several thread
 # counts (pool_bench --syncpool_threads=1,2,4,8,16 --benchmark_format=csv ...):
 #
-#   bash scripts/plot_scaling.sh docs/data/scaling_16cpu.csv docs/scaling.png
+#   bash scripts/plot_scaling.sh docs/data/scaling_16cpu_c1516d1.csv docs/scaling.png
 #
 # For each benchmark, the fastest of its repetitions at each thread count; the chart shows
 # aggregate throughput relative to one thread (1-thread time / n-thread time, since every

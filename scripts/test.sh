@@ -24,6 +24,8 @@
 #                                        not installable
 #  12. scripts/layers_graph.sh --check   docs/layers.dot (the picture of the layers in
 #                                        docs/design.md) still matches the build graph
+#  13. scripts/check_docs_data.sh        every file of docs/data is listed in its README and
+#                                        quoted by a document
 # Every step runs even when an earlier one fails; a summary follows and the exit status is
 # nonzero when any step failed. Extra arguments are passed to every Bazel command (steps 1-7),
 # e.g.
@@ -75,6 +77,7 @@ step "consumers" bash scripts/consumers.sh
 step "package" bash scripts/package.sh
 step "aarch64" bash scripts/aarch64.sh
 step "layers graph" bash scripts/layers_graph.sh --check
+step "docs data" bash scripts/check_docs_data.sh
 
 echo
 echo "==> summary ($((SECONDS - total_start))s)"
