@@ -59,18 +59,12 @@ std::vector<size_t> ClassBytes(const Options& options) {
 // layer in front of the spans (Policy()).
 constexpr size_t kSpanHotClassBytes = 64 * 1024;
 
-// Where each class's per-CPU capacity starts (internal::SizingOf()).
-std::vector<uint32_t> Capacities(const Options& options) {
-  return internal::SizingOf(options, ClassBytes(options)).start;
-}
-
 // Per class, how many blocks a miss takes from upstream (Options::refill_bytes): 1 to `most`,
 // and at most what an empty CPU stack of the class starts with room for besides the block the
 // miss returns, so that the refilled blocks fit it.
-std::array<uint8_t, internal::kNumSizeClasses> RefillBlocks(const Options& options,
-                                                            size_t most) {
+std::array<uint8_t, internal::kNumSizeClasses> RefillBlocks(
+    const Options& options, const std::vector<uint32_t>& capacities, size_t most) {
   std::array<uint8_t, internal::kNumSizeClasses> blocks{};
-  const std::vector<uint32_t> capacities = Capacities(options);
   for (size_t cls = 0; cls < capacities.size(); ++cls) {
     const size_t fit = std::min<size_t>(options.refill_bytes / ClassSize(cls),
                                         size_t{capacities[cls]} + 1);
@@ -83,9 +77,9 @@ std::array<uint8_t, internal::kNumSizeClasses> RefillBlocks(const Options& optio
 // stacks grow to at most kSpanHotClassBytes each and send what overflows straight back to the
 // spans (no TransferStack): the hot layer stays small, and the rest of a large working set is
 // handed out by address (src/spans.h).
-internal::CachePolicy Policy(const Options& options) {
-  internal::CachePolicy policy = internal::PolicyOf(options, ClassBytes(options));
-  const std::vector<uint32_t> start = Capacities(options);
+internal::CachePolicy Policy(const Options& options, const std::vector<size_t>& class_bytes,
+                             const std::vector<uint32_t>& start) {
+  internal::CachePolicy policy = internal::PolicyOf(options, class_bytes);
   const size_t span_classes = std::min(policy.max_capacities.size(), internal::kNumSpanClasses);
   for (size_t cls = 0; cls < span_classes; ++cls) {
     const uint32_t cap = static_cast<uint32_t>(std::max<size_t>(2, kSpanHotClassBytes / ClassSize(cls)));
@@ -96,6 +90,26 @@ internal::CachePolicy Policy(const Options& options) {
 }
 
 bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
+
+}  // namespace
+
+// What the constructor derives from the options, each once: the classes' sizes, where each
+// class's per-CPU capacity starts (internal::SizingOf()), the cache's policy and the refill
+// sizes.
+struct PoolResource::Plan {
+  explicit Plan(const Options& options)
+      : class_bytes(ClassBytes(options)),
+        start(internal::SizingOf(options, class_bytes).start),
+        policy(Policy(options, class_bytes, start)),
+        refill_blocks(RefillBlocks(options, start, kMaxRefill)) {}
+
+  std::vector<size_t> class_bytes;
+  std::vector<uint32_t> start;
+  internal::CachePolicy policy;
+  std::array<uint8_t, internal::kNumSizeClasses> refill_blocks;
+};
+
+namespace {
 
 #if !defined(SYNCPOOL_SANITIZER)
 // Whether the process runs under valgrind: its client request where the header is there when
@@ -128,17 +142,21 @@ std::pmr::memory_resource* DefaultUpstream() {
 }
 
 PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
+    : PoolResource(options, upstream, Plan(Validated(options, upstream))) {}
+
+PoolResource::PoolResource(const Options& options, std::pmr::memory_resource* upstream,
+                           Plan plan)
     : // With debug checks every call goes to the slow paths (the locked mode) anyway; an
       // inline limit of 0 sends them there without touching the cache, which lets a call into
-      // a destroyed resource reach the check in DeallocateUnserved().
-      inline_limit_(internal::DebugChecksEnabled(Validated(options, upstream))
+      // a destroyed resource reach the check in CheckDeallocate().
+      inline_limit_(internal::DebugChecksEnabled(options)
                         ? 0
                         : std::min(options.max_block_size, internal::kSmallSizeLimit)),
       upstream_(upstream),
       meter_(std::make_unique<internal::UpstreamMeter>(upstream)),
       max_block_size_(options.max_block_size),
       discard_min_bytes_(options.discard_min_bytes),
-      refill_blocks_(RefillBlocks(options, kMaxRefill)),
+      refill_blocks_(plan.refill_blocks),
       debug_(internal::DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<internal::DebugRegistry>(
                              internal::PoolLabel("PoolResource", options.name, this))
@@ -146,13 +164,13 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
       // Spans and the larger blocks left at the end go back as every block does: their pages
       // discarded first (GiveBack()).
       spans_(std::make_unique<internal::Spans>(
-          meter_.get(), NumClasses(options), &GiveBackOf, this,
+          meter_.get(), plan.class_bytes.size(), &GiveBackOf, this,
           internal::PoolLabel("PoolResource", options.name, this))),
       large_(std::make_unique<internal::LargeBlocks>(&GiveBackOf, this)),
-      cache_(ClassBytes(options), Capacities(options), this,
+      cache_(std::move(plan.class_bytes), std::move(plan.start), this,
              options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
              // Debug checks run on the slow paths: the locked mode sends every call there.
-             options.allow_rseq && !debug_, Policy(options)),
+             options.allow_rseq && !debug_, std::move(plan.policy)),
       report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
   // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
   // inline paths never reach them (inline_limit_).
@@ -193,24 +211,27 @@ PoolResource& PoolResource::Default() {
   return *instance;
 }
 
+// The slow paths decide once per tier: inside the classes or not; then, for a class, its
+// cache's sequence (the rseq mode) or its slow path (AllocateClass()); outside them, an
+// invalid alignment or a block of its own upstream (AllocateUnpooled()).
 void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
-  // In the locked mode the sequence would fail again: straight to the rest.
-  if (ABSL_PREDICT_TRUE(IsPooledRequest(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq())) {
-    const size_t cls = internal::RequestClass(bytes, alignment);
+  if (ABSL_PREDICT_FALSE(!IsPooledRequest(bytes, alignment))) {
+    return AllocateUnpooled(bytes, alignment);
+  }
+  const size_t cls = internal::RequestClass(bytes, alignment);
+  // In the locked and per-thread modes the sequence would fail: straight to the slow path.
+  if (ABSL_PREDICT_TRUE(cache_.uses_rseq())) {
     return cache_.GetOr(cls, cache_.Row(cls), [this, cls, bytes, alignment] {
       return AllocateClass(cls, bytes, alignment);
     });
   }
-  return AllocateUnserved(bytes, alignment);
+  return AllocateClass(cls, bytes, alignment);
 }
 
-ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateUnserved(size_t bytes, size_t alignment) {
+ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateUnpooled(size_t bytes, size_t alignment) {
   if (!IsPowerOfTwo(alignment)) {
     throw std::invalid_argument("syncpool::PoolResource::allocate: alignment " +
                                 std::to_string(alignment) + " is not a power of two");
-  }
-  if (IsPooledRequest(bytes, alignment)) {
-    return AllocateClass(internal::RequestClass(bytes, alignment), bytes, alignment);
   }
   void* const p = TakeLarge(bytes, alignment);
   direct_.fetch_add(1, std::memory_order_relaxed);
@@ -268,38 +289,45 @@ void* PoolResource::Refill(size_t cls) {
   return blocks[0];
 }
 
+// As AllocateSlow(): inside the classes or not, then the sequence or the slow path.
 void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
-  if (ABSL_PREDICT_TRUE(IsPooledRequest(bytes, alignment)) && ABSL_PREDICT_TRUE(cache_.uses_rseq()) &&
-      ABSL_PREDICT_TRUE(cache_.TryPut(internal::RequestClass(bytes, alignment), p))) {
+  if (ABSL_PREDICT_FALSE(!IsPooledRequest(bytes, alignment))) {
+    DeallocateUnpooled(p, bytes, alignment);
     return;
   }
-  DeallocateUnserved(p, bytes, alignment);
+  const size_t cls = internal::RequestClass(bytes, alignment);
+  if (ABSL_PREDICT_TRUE(cache_.uses_rseq()) && ABSL_PREDICT_TRUE(cache_.TryPut(cls, p))) return;
+  DeallocateClass(p, cls, bytes, alignment);
 }
 
-ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateUnserved(void* p, size_t bytes,
+ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateClass(void* p, size_t cls, size_t bytes,
+                                                          size_t alignment) {
+  if (debug_) CheckDeallocate(p, bytes, alignment);
+  // Put(), not PutSlow(): its inline part poisons the block for AddressSanitizer, which
+  // DeallocateSlow() skipped in the locked mode.
+  cache_.Put(cls, p);
+}
+
+ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateUnpooled(void* p, size_t bytes,
                                                            size_t alignment) {
-  if (debug_) {
-    if (destroyed_.load(std::memory_order_acquire)) {
-      internal::DieOfMisuse(internal::PoolLabel("PoolResource", "", this),
-                            "deallocate of %p (size %zu) into a resource already destroyed (a "
-                            "container outlived its resource)",
-                            p, bytes);
-    }
-    registry_->OnDeallocate(p, bytes, alignment);
-  }
+  if (debug_) CheckDeallocate(p, bytes, alignment);
   if (!IsPowerOfTwo(alignment)) {
     // allocate() never succeeded with such an alignment: this block is not ours.
     internal::DieOfMisuse(spans_->pool(),
                           "deallocate of %p with alignment %zu, which is not a power of two", p,
                           alignment);
   }
-  if (!IsPooledRequest(bytes, alignment)) {
-    GiveBackLarge(p, bytes, alignment);
-    return;
+  GiveBackLarge(p, bytes, alignment);
+}
+
+void PoolResource::CheckDeallocate(void* p, size_t bytes, size_t alignment) {
+  if (destroyed_.load(std::memory_order_acquire)) {
+    internal::DieOfMisuse(internal::PoolLabel("PoolResource", "", this),
+                          "deallocate of %p (size %zu) into a resource already destroyed (a "
+                          "container outlived its resource)",
+                          p, bytes);
   }
-  // Put(), not PutSlow(): its inline part poisons the block for AddressSanitizer, which
-  // DeallocateSlow() skipped in the locked mode.
-  cache_.Put(internal::RequestClass(bytes, alignment), p);
+  registry_->OnDeallocate(p, bytes, alignment);
 }
 
 void* PoolResource::TakeLarge(size_t bytes, size_t alignment) {

@@ -17,7 +17,8 @@
 //   #2 SizeClassAllocator64<__asan::AP64<...>>::GetFromAllocator
 //   #3 SizeClassAllocator64LocalCache<...>::Refill  #4 CombinedAllocator<...>::Allocate
 //   #5 __asan::Allocator::Allocate  #6 __asan::asan_memalign  #7 operator new(size_t, align_val_t)
-//   #8 syncpool::PoolResource::AllocateUnserved  #9 PoolResource::AllocateSlow  #10 do_allocate
+//   #8 syncpool::PoolResource::AllocateUnserved (AllocateUnpooled now)
+//   #9 PoolResource::AllocateSlow  #10 do_allocate
 //   #11 Work (the child, after fork())
 // The region mutex of ASan's size-class allocator was held by a parent's worker at the fork.
 // No lock of syncpool's is involved (the fork handlers take all of them), and syncpool cannot

@@ -199,6 +199,11 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
     return this == &other;
   }
 
+  // What the constructor derives from the options, once (src/pool_resource.cc); the public
+  // constructor validates the options, makes it and delegates here.
+  struct Plan;
+  PoolResource(const Options& options, std::pmr::memory_resource* upstream, Plan plan);
+
   // True for a request the inline paths serve: at most inline_limit_ bytes, alignment a power
   // of two up to 16, so that the class is one table lookup without rounding. Debug checks need
   // no test here: with them on, the cache runs in the locked mode, whose sequences always fail
@@ -206,14 +211,16 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   bool IsInlineRequest(size_t bytes, size_t alignment) const {
     return bytes <= inline_limit_ && internal::IsSmallAlignment(alignment);
   }
-  // The rest of allocate() and deallocate(), out of line: first the caches' inline paths for
-  // the classes the inline paths above do not serve (larger blocks, alignments 32 and 64),
-  // then AllocateUnserved() and DeallocateUnserved().
+  // The rest of allocate() and deallocate(), out of line, each decision taken once: a request
+  // inside the classes gets its class, then the cache's sequence for it (the classes the
+  // inline paths above do not serve: larger blocks, alignments 32 and 64) or, where that
+  // failed or cannot run, AllocateClass() and DeallocateClass(); one outside them goes to
+  // AllocateUnpooled() and DeallocateUnpooled().
   void* AllocateSlow(size_t bytes, size_t alignment);
   void DeallocateSlow(void* p, size_t bytes, size_t alignment);
-  // What no cache's inline path served: requests outside the classes (upstream), invalid
-  // alignments (an exception), and pooled requests whose sequence failed (AllocateClass()).
-  void* AllocateUnserved(size_t bytes, size_t alignment);
+  // A request outside the classes: an invalid alignment (an exception), else a block of its
+  // own from upstream.
+  void* AllocateUnpooled(size_t bytes, size_t alignment);
   // A request of class `cls` (`bytes`, `alignment` valid and pooled) whose inline sequence
   // failed: the cache's slow path (other generations, the TransferStack, other CPUs, the
   // locked mode), else a miss served upstream; then the debug checks.
@@ -221,7 +228,13 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // A miss of class `cls`: refill_blocks_[cls] blocks from upstream; returns the first and
   // caches the others (Options::refill_bytes). Throws only when the first cannot be had.
   void* Refill(size_t cls);
-  void DeallocateUnserved(void* p, size_t bytes, size_t alignment);
+  // The debug checks, then the cache's slow path (DeallocateClass()), or the record of blocks
+  // outside the classes (DeallocateUnpooled(), which aborts on an invalid alignment).
+  void DeallocateClass(void* p, size_t cls, size_t bytes, size_t alignment);
+  void DeallocateUnpooled(void* p, size_t bytes, size_t alignment);
+  // The debug checks of a deallocate: a resource already destroyed, a block not handed out
+  // with these `bytes` and `alignment` (aborts). REQUIRES: debug_.
+  void CheckDeallocate(void* p, size_t bytes, size_t alignment);
   // Whether the classes serve a request of `bytes` with `alignment`.
   bool IsPooledRequest(size_t bytes, size_t alignment) const {
     return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
