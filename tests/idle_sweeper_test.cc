@@ -299,8 +299,8 @@ using IdleSweeperThreadTest = IdleSweeperTest;
 // does not read its clock once (every wake-up would: Tick()) nor run an epoch; over the
 // second it makes at most one voluntary context switch (a thread that woke each interval
 // would make 100). The first window lets it reach its wait: it may still be on its way when
-// parked() first says so, and on the way it may block more than once under emulation
-// (qemu-user's own locks, for code it translates: two switches were seen in CI's aarch64 step).
+// parked() first says so, and on the way it may block more than once under emulation (two
+// switches were seen in CI's aarch64 step under qemu-user, likely on the emulator's own locks).
 // Counted in wake-ups, not time, so a loaded machine changes nothing; the windows are the only
 // real time that passes, and nothing waits for the parked thread.
 TEST_P(IdleSweeperThreadTest, AParkedThreadDoesNotWakeUp) {
