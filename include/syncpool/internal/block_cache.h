@@ -43,14 +43,11 @@
 // Why this shape: blocks move between CPUs (a producer thread feeding a consumer thread, a
 // thread that migrated) through the TransferStack, under one short lock per batch, and never
 // by taking another CPU's working set: a remote operation costs an interprocessor interrupt
-// (the membarrier fence), which is microseconds in a virtual machine, and taking the primary
-// generation of a busy CPU made that CPU steal back, a cascade measured at 16 threads. An
-// earlier version still took other CPUs' victim generations on a miss: with two threads each
-// missing on a large working set, that fenced the other thread's CPU on most misses and made
-// it wait for its own cache (docs/benchmarks.md, BM_Tree). Blocks a CPU no longer uses leave
-// with the epochs instead (a CPU nobody used during an epoch is drained). Everything stays
-// bounded: per class, 2 * max_capacity blocks per CPU and 2 * TransferCapacity(cls) in the
-// TransferStack.
+// (the membarrier fence), which is microseconds in a virtual machine, and a CPU whose working
+// set is taken takes it back (what the versions that did so measured: docs/design.md, "Both
+// modes"). Blocks a CPU no longer uses leave with the epochs instead (a CPU nobody used
+// during an epoch is drained). Everything stays bounded: per class, 2 * max_capacity blocks
+// per CPU and 2 * TransferCapacity(cls) in the TransferStack.
 // Blocks are released (returned upstream or destroyed) by the BlockReleaser, never with a
 // per-CPU lock held or a cache closed to sequences.
 //
