@@ -23,8 +23,6 @@ LAYERS = [
         "src/stats_report.cc",
         "src/sweepable.cc",
     ], [
-        "include/syncpool/internal/env.h",
-        "include/syncpool/internal/mutex.h",
         "include/syncpool/internal/option_table.h",
         "include/syncpool/internal/pages.h",
         "include/syncpool/internal/size_class.h",
@@ -35,6 +33,8 @@ LAYERS = [
         "include/syncpool/options.h",
         "include/syncpool/stats.h",
         "include/syncpool/version.h",
+        "src/env.h",
+        "src/mutex.h",
     ], [], [
         "@com_google_absl//absl/base",
         "@com_google_absl//absl/strings",

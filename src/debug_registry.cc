@@ -12,7 +12,7 @@
 #include <string>
 
 #include "absl/debugging/symbolize.h"
-#include "syncpool/internal/env.h"
+#include "src/env.h"
 #include "syncpool/internal/option_table.h"
 
 namespace syncpool {

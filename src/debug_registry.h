@@ -15,7 +15,7 @@
 #include <unordered_map>
 #include <utility>
 
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 #include "syncpool/options.h"
 
 namespace syncpool {

@@ -1,6 +1,6 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 
-#include "syncpool/internal/env.h"
+#include "src/env.h"
 
 #include <cerrno>
 #include <cinttypes>

@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "syncpool/internal/env.h"
+#include "src/env.h"
 #include "syncpool/internal/option_table.h"
 #include "syncpool/internal/size_class.h"
 

@@ -19,7 +19,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
 #include "syncpool/internal/option_table.h"
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 
 namespace syncpool {
 namespace internal {

@@ -52,7 +52,7 @@
 #include <vector>
 
 #include "syncpool/internal/option_table.h"
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 #include "syncpool/internal/stats_report.h"
 #include "syncpool/internal/thread_slots.h"
 

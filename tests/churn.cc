@@ -8,7 +8,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "gtest/gtest.h"
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 #include "syncpool/stats.h"
 #include "pattern.h"
 

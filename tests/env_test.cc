@@ -4,7 +4,7 @@
 // is reported on stderr, naming the variable, what it accepts and the default kept; a good one
 // is taken; an unset one gives the default.
 
-#include "syncpool/internal/env.h"
+#include "src/env.h"
 
 #include <stdlib.h>
 

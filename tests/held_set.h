@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "absl/container/flat_hash_map.h"
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 
 namespace syncpool {
 namespace testing {

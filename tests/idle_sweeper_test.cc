@@ -26,7 +26,7 @@
 #include "absl/base/thread_annotations.h"
 #include "gtest/gtest.h"
 #include "src/sweeper_access.h"
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 #include "syncpool/internal/sweepable.h"
 #include "syncpool/options.h"
 #include "syncpool/pool.h"

@@ -8,7 +8,7 @@
 
 #include <condition_variable>
 
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 
 namespace syncpool {
 namespace testing {

@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "syncpool/internal/mutex.h"
+#include "src/mutex.h"
 
 namespace syncpool {
 namespace testing {

@@ -1,19 +1,19 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/mutex.h
+// File: src/mutex.h
 // -----------------------------------------------------------------------------
 //
 // A mutex for syncpool's slow paths (the sweeper's registry, the debug registry), with the
-// thread-safety annotations clang checks. Not part of syncpool's API.
+// thread-safety annotations clang checks. Not installed: the inline paths do not use it.
 //
 // It wraps std::mutex rather than using absl::Mutex because the Abseil that syncpool links is
 // a prebuilt system library: ThreadSanitizer cannot see its lock operations and would report
 // every access it guards as a race, while std::mutex goes through pthread, which every
 // sanitizer intercepts.
 
-#ifndef SYNCPOOL_INTERNAL_MUTEX_H_
-#define SYNCPOOL_INTERNAL_MUTEX_H_
+#ifndef SYNCPOOL_SRC_MUTEX_H_
+#define SYNCPOOL_SRC_MUTEX_H_
 
 #include <chrono>
 #include <condition_variable>
@@ -81,4 +81,4 @@ class ABSL_SCOPED_LOCKABLE MutexLock {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_MUTEX_H_
+#endif  // SYNCPOOL_SRC_MUTEX_H_

@@ -1,16 +1,16 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/env.h
+// File: src/env.h
 // -----------------------------------------------------------------------------
 //
-// Reading syncpool's SYNCPOOL_* environment variables. Not part of syncpool's API. Each reader
+// Reading syncpool's SYNCPOOL_* environment variables. Not installed: the inline paths do not use it. Each reader
 // returns the variable's value when it is set and valid; when it is set but invalid it prints
 // one line on stderr naming the variable, the value and what was expected, and returns the
 // default. docs/design.md lists every variable.
 
-#ifndef SYNCPOOL_INTERNAL_ENV_H_
-#define SYNCPOOL_INTERNAL_ENV_H_
+#ifndef SYNCPOOL_SRC_ENV_H_
+#define SYNCPOOL_SRC_ENV_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -45,4 +45,4 @@ int EnvChoice(const char* name, int fallback,
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_ENV_H_
+#endif  // SYNCPOOL_SRC_ENV_H_
