@@ -7,15 +7,12 @@
 // The caching policy shared by Pool<T> and PoolResource: per-CPU caches of opaque blocks in
 // size classes, two generations each, aged by a Sweeper. Not part of syncpool's API.
 //
-// Three modes, fixed per cache at construction (all serve the same API and policy):
-//   - rseq per-CPU: local operations are restartable sequences (percpu_rseq.h); remote
-//     operations close the target CPU's cache to sequences, fence that CPU, and work under its
-//     lock. Chosen where RseqUsable().
-//   - per-thread: the same structure with one column per thread slot instead of per CPU; the
-//     owning thread's local operations are the busy-flag protocol of thread_slots.h, remote
-//     operations close the column, fence every thread, wait for the owner to leave, and work
-//     under its lock. Chosen where the sequences are not usable (ChooseCacheMode()).
-//   - locked per-CPU: every operation takes the CPU cache's lock (cpu_cache.h) and the inline
+// Three modes, fixed per cache at construction (all serve the same API and policy); this is
+// where a mode is chosen, and each mode's protocol is stated once, where it is carried out:
+//   - rseq per-CPU (percpu_rseq.h): chosen where RseqUsable().
+//   - per-thread (thread_slots.h): one column per thread slot instead of per CPU. Chosen where
+//     the sequences are not usable (ChooseCacheMode()).
+//   - locked per-CPU (cpu_cache.h): every operation takes the CPU cache's lock and the inline
 //     paths always fail over to the slow ones. Used only where asked for: with debug checks
 //     on (they run on the slow paths), when Options::allow_rseq is false (tests of the
 //     per-CPU policy), or where neither fence can be made.

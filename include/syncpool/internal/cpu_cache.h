@@ -8,24 +8,16 @@
 // behind one short lock. Not part of syncpool's API. The caching policy that decides what goes
 // where lives one layer up, in block_cache.h.
 //
-// Protocol, locked mode:
-//   - Every change of a stack (its count, its slots, which array is primary and which victim)
-//     is made with `lock` held. Local operations (pop and push by threads that believe they run
-//     on this CPU) and remote ones (stealing, sweeping, draining) take the same lock, so a
-//     thread that migrated after reading its CPU id is harmless: it merely uses another CPU's
-//     cache under that cache's lock.
-//
-// Protocol, rseq mode (percpu_rseq.h has the details):
-//   - Local operations are restartable sequences on this CPU and never take `lock`.
-//   - A remote operation takes `lock`, closes the cache to sequences (CloseToSequences(): every
-//     class's `open_capacity` becomes 0, which fails every pop and push), fences the CPU, works
-//     through the methods below, reopens it (OpenToSequences()), and unlocks. While the cache is
-//     closed no sequence commits on it.
-//
-// Protocol, per-thread mode (thread_slots.h has the details): the cache is one thread's
-// column. Its owner's inline operations never take `lock` and use owner_open and busy; its
-// owner's slow path and every remote operation take `lock`; a remote operation also closes
-// the column (owner_open = 0), fences every thread and waits for busy to read 0 in every class.
+// Who may change a stack (its count, its slots, which array is primary and which victim), by
+// mode (the modes: block_cache.h; each protocol is stated where it is carried out):
+//   - locked: whoever holds `lock`, local and remote operations alike (a thread that migrated
+//     after reading its CPU id merely uses another CPU's cache under that cache's lock).
+//   - rseq: the CPU's restartable sequences, never under `lock`; or a remote operation that
+//     holds `lock` and has closed the cache to them (CloseToSequences() to OpenToSequences()):
+//     percpu_rseq.h.
+//   - per-thread: the column's owner inside an inline operation (owner_open, busy); or whoever
+//     holds `lock`, a remote operation once the column is closed and its owner out:
+//     thread_slots.h.
 //
 // All modes:
 //   - Nothing slow happens while a cache is locked or closed: blocks to release are copied
