@@ -253,9 +253,7 @@ void VisitCaches(internal::SweeperState& s, Visit visit, internal::SweepPacer* p
 
 }  // namespace
 
-void Sweeper::SweepNow(bool pressure) { Sweep(internal::Epoch{.pressure = pressure}); }
-
-void Sweeper::Sweep(const internal::Epoch& epoch) {
+void Sweeper::SweepNow(bool pressure) {
   internal::MutexLock serial(&state_->sweep_mu);
   state_->last_epoch = state_->Now();
   // The epoch in slices (SweepPacer): the caches pause between pieces of their work, this
@@ -263,8 +261,7 @@ void Sweeper::Sweep(const internal::Epoch& epoch) {
   // unsliced one) and marks the cache `visiting` (an Unregister() of it waits too), and
   // nothing else: no cache lock, no cache closed.
   internal::SweepPacer pacer(state_->options.slice, state_->options.pause, state_->options.clock);
-  internal::Epoch paced = epoch;
-  if (paced.pacer == nullptr) paced.pacer = &pacer;
+  const internal::Epoch paced{.pressure = pressure, .pacer = &pacer};
   VisitCaches(
       *state_, [&paced](internal::Sweepable* cache) { cache->SweepEpoch(paced); }, paced.pacer);
   state_->pauses.fetch_add(pacer.pauses(), std::memory_order_relaxed);

@@ -252,10 +252,6 @@ class Sweeper final : public internal::SweepRegistry {
   // or more than once, does nothing.
   void RestartAfterFork() override;
 
-  // SweepNow()'s epoch, as `epoch` asks (its pacer, when set, instead of one made from
-  // Options::slice and Options::pause).
-  void Sweep(const internal::Epoch& epoch);
-
   // SweepRegistry::Wake(): clears parked_ (SweepRegistry; set by ParkIfIdle() before it parks
   // the caches, so that a park never misses the use that ends it) and wakes the thread.
   void Wake() override;
