@@ -105,7 +105,7 @@ void* BlockCache::FromTransfer(size_t cls) {
   // They go to a CPU or the caller (for owned bytes, the caller counts them).
   if (owned_ == nullptr) AddEstimate(-static_cast<int64_t>(n * class_bytes_[cls]));
   transfer_hits_.fetch_add(1, std::memory_order_relaxed);
-  for (size_t k = 1; k < n; ++k) Put(cls, taken[k]);
+  PutBatch(cls, taken + 1, n - 1);
   return taken[0];
 }
 
@@ -199,9 +199,9 @@ void BlockCache::PutSlow(size_t cls, void* block) {
 #if SYNCPOOL_RSEQ_FAST_PATH
       // A sequence also fails when a remote operation closed the cache or the thread moved to
       // a CPU without a cache: retry a few times. When the stack reads full, grow the CPU's
-      // capacity and retry; at its maximum, make room once by moving a batch out (each pop
-      // its own sequence, on whatever CPU the thread is then on: all local operations), then
-      // retry; a second full stack means a spill.
+      // capacity and retry; at its maximum, make room once by moving a batch out (one
+      // sequence, RseqPopBatchToMove(), on whatever CPU the thread is then on: a local
+      // operation), then retry; a second full stack means a spill.
       char* const row = Row(cls);
       for (int attempt = 0; attempt < 4 && !kept; ++attempt) {
         const int cpu = static_cast<int>(RseqColumnId() % static_cast<uint32_t>(num_cpus_));
@@ -212,11 +212,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
         c->NoteOverflow(cls);
         if (TryGrow(cpu, c, cls)) continue;
         if (n_moved != 0) break;
-        while (n_moved < batch) {
-          void* b = RseqPopToMove(row);
-          if (b == nullptr) break;
-          moved[n_moved++] = b;
-        }
+        n_moved = RseqPopBatchToMove(row, moved, static_cast<uint32_t>(batch));
       }
 #else
       c = CacheOf(CurrentCpu());  // Not reached: the rseq mode needs SYNCPOOL_RSEQ_FAST_PATH.
@@ -237,6 +233,20 @@ void BlockCache::PutSlow(size_t cls, void* block) {
   // Spill: the block found no room. Release it now, outside any lock.
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(1, std::memory_order_relaxed);
   Release(cls, &block, 1);
+}
+
+void BlockCache::PutBatch(size_t cls, void* const* blocks, size_t n) {
+  size_t pushed = 0;
+#if SYNCPOOL_RSEQ_FAST_PATH
+  if (mode_.rseq && n != 0) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+    for (size_t i = 0; i < n; ++i) PoisonCached(blocks[i], class_bytes_[cls]);
+#endif
+    pushed = RseqPushBatch(Row(cls), blocks,
+                           static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)));
+  }
+#endif
+  for (size_t i = pushed; i < n; ++i) Put(cls, blocks[i]);
 }
 
 

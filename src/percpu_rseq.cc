@@ -48,9 +48,7 @@ std::atomic<bool> g_cpu_flag_works{true};
 }  // namespace
 
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
-std::atomic<uint32_t> g_rseq_window_armed{0};
-std::atomic<uint32_t> g_rseq_window_entered{0};
-std::atomic<uint32_t> g_rseq_window_go{0};
+RseqWindow g_rseq_window;
 #endif
 
 bool RseqUsable() {

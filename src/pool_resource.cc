@@ -266,9 +266,7 @@ void* PoolResource::Refill(size_t cls) {
   if (spans_->Serves(cls)) {
     // Lowest address first, and cached so that the next allocations pop them in that order.
     const size_t n = spans_->Take(cls, blocks, refill_blocks_[cls]);  // May throw.
-    refilled_.fetch_add(n - 1, std::memory_order_relaxed);
-    for (size_t i = n; i-- > 1;) cache_.Put(cls, blocks[i]);
-    return blocks[0];
+    return Cache(cls, blocks, n);
   }
   const size_t size = ClassSize(cls);
   const size_t alignment = ClassAlignment(cls);
@@ -283,9 +281,15 @@ void* PoolResource::Refill(size_t cls) {
   } catch (...) {
     // The request has its block: the refill stops where the upstream did.
   }
-  // Cached last first, so that the next allocations pop them in the order upstream gave them.
+  return Cache(cls, blocks, n);
+}
+
+void* PoolResource::Cache(size_t cls, void* const* blocks, size_t n) {
+  // Pushed last first (one batch), so that the next allocations pop them in the given order.
+  void* reversed[kMaxRefill];
+  for (size_t i = 1; i < n; ++i) reversed[n - 1 - i] = blocks[i];
   refilled_.fetch_add(n - 1, std::memory_order_relaxed);
-  for (size_t i = n; i-- > 1;) cache_.Put(cls, blocks[i]);
+  cache_.PutBatch(cls, reversed, n - 1);
   return blocks[0];
 }
 

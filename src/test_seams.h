@@ -16,6 +16,7 @@
 #define SYNCPOOL_SRC_TEST_SEAMS_H_
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 
 #define SYNCPOOL_RSEQ_TEST_WINDOW 1
@@ -27,9 +28,17 @@ namespace internal {
 // after its first load of the stack, adds 1 to g_rseq_window_entered and spins inside its
 // critical section until g_rseq_window_go is nonzero. It stands for a thread that stalls there
 // without being rescheduled (an interrupt), which restarts nothing.
-extern std::atomic<uint32_t> g_rseq_window_armed;
-extern std::atomic<uint32_t> g_rseq_window_entered;
-extern std::atomic<uint32_t> g_rseq_window_go;
+// One object, so that the hook needs one register for all three (the batch sequences need
+// most of the others).
+struct RseqWindow {
+  std::atomic<uint32_t> armed{0};
+  std::atomic<uint32_t> entered{0};
+  std::atomic<uint32_t> go{0};
+};
+extern RseqWindow g_rseq_window;
+inline std::atomic<uint32_t>& g_rseq_window_armed = g_rseq_window.armed;
+inline std::atomic<uint32_t>& g_rseq_window_entered = g_rseq_window.entered;
+inline std::atomic<uint32_t>& g_rseq_window_go = g_rseq_window.go;
 
 // The per-thread mode's owner (thread_slots.h): while g_thread_window_point is 0 or 1, the
 // owner's next inline operation stalls at that point (0: before step 1; 1: after step 3,
@@ -68,20 +77,20 @@ extern void (*g_remote_before_op_for_test)(int cpu);
 }  // namespace syncpool
 
 // The sequences' hook: inside the critical section, right after its first load of the stack.
-#define SYNCPOOL_RSEQ_HOOK           \
-  "cmpl $0, %[w_armed]\n\t"          \
-  "je 89f\n\t"                       \
-  "addl $1, %[w_entered]\n\t"        \
-  "88:\n\t"                          \
-  "pause\n\t"                        \
-  "cmpl $0, %[w_go]\n\t"             \
-  "je 88b\n\t"                       \
+#define SYNCPOOL_RSEQ_HOOK                  \
+  "cmpl $0, %c[w_armed](%[w])\n\t"          \
+  "je 89f\n\t"                              \
+  "addl $1, %c[w_entered](%[w])\n\t"        \
+  "88:\n\t"                                 \
+  "pause\n\t"                               \
+  "cmpl $0, %c[w_go](%[w])\n\t"             \
+  "je 88b\n\t"                              \
   "89:\n\t"
-#define SYNCPOOL_RSEQ_HOOK_OPERANDS                                     \
-  , [w_armed] "m"(::syncpool::internal::g_rseq_window_armed),           \
-      [w_entered] "m"(::syncpool::internal::g_rseq_window_entered),     \
-      [w_go] "m"(::syncpool::internal::g_rseq_window_go)
-
+#define SYNCPOOL_RSEQ_HOOK_OPERANDS                                                   \
+  , [w] "r"(&::syncpool::internal::g_rseq_window),                                    \
+      [w_armed] "i"(offsetof(::syncpool::internal::RseqWindow, armed)),               \
+      [w_entered] "i"(offsetof(::syncpool::internal::RseqWindow, entered)),           \
+      [w_go] "i"(offsetof(::syncpool::internal::RseqWindow, go))
 // The per-thread owner's hooks.
 #define SYNCPOOL_SLOT_HOOK(point) ::syncpool::internal::ThreadWindow(point)
 #define SYNCPOOL_SLOT_LEFT_HOOK() ::syncpool::internal::ThreadLeft()

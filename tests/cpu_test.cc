@@ -177,11 +177,17 @@ TEST(RseqAreaTest, SequencesOnTheUnregisteredAreaFailWithoutTouchingTheRow) {
   const bool pushed = RseqPush(row.data(), &block);
   void* const popped = RseqPopPrimary(row.data());
   const bool counted = RseqCountMiss(row.data());
+  void* batch[2] = {&block, &block};
+  const uint32_t pushed_batch = RseqPushBatch(row.data(), batch, 2);
+  const uint32_t popped_batch = RseqPopBatchToMove(row.data(), batch, 2);
   g_rseq_area_offset = saved;
   g_rseq_id_offset = saved_id;
   EXPECT_FALSE(pushed);
   EXPECT_EQ(popped, nullptr);
   EXPECT_FALSE(counted);
+  EXPECT_EQ(pushed_batch, 0u);
+  EXPECT_EQ(popped_batch, 0u);
+  EXPECT_EQ(batch[0], &block);
   EXPECT_NE(*rseq_cs, 0u);  // The sequences armed their descriptor there.
   EXPECT_EQ(CpuIdAt(own), -2);
   EXPECT_EQ(std::count(row.begin(), row.end(), 0), static_cast<ptrdiff_t>(row_bytes));

@@ -35,6 +35,8 @@
 #include "syncpool/sweeper.h"
 #include "churn.h"
 #include "cpu_affinity.h"
+#include "recording_releaser.h"
+#include "syncpool/internal/block_cache.h"
 
 namespace syncpool {
 namespace {
@@ -341,6 +343,55 @@ TEST_P(RseqTest, AMissLeavesAnotherRealCpusCacheAloneAndTheEpochsDrainIt) {
   for (void* b : got.blocks) f.resource->deallocate(b, 64);
   objects.clear();
   f.ExpectUpstreamEmptyAfterDestruction();
+}
+
+// The batch sequences on a real CPU (RseqPushBatch() and RseqPopBatchToMove(), percpu_rseq.h).
+// A thread pinned to one CPU hands the cache a batch (BlockCache::PutBatch()): as many as fit
+// go on the stack in one sequence, in order (the last one on top), and Put() takes the rest
+// (here, a stack that cannot grow and no TransferStack: the rest spill); a Put to the full
+// stack then moves a batch off the top in one sequence and releases it. Every block ends up
+// cached or released, exactly once.
+TEST(RseqBatchTest, ABatchGoesOnInOrderAndAFullStackMovesOneOff) {
+  if (!internal::RseqUsable()) GTEST_SKIP() << "restartable sequences are not in use here";
+  constexpr uint32_t kCapacity = 8;
+  Sweeper sweeper{Sweeper::Options::Manual()};
+  testing::RecordingReleaser releaser;
+  internal::CachePolicy policy;
+  policy.mode = CacheMode::kPerCpu;
+  policy.direct_release_classes = 1;  // No TransferStack: a full stack's batch is released.
+  internal::BlockCache cache({64}, {kCapacity}, &releaser, &sweeper, /*allow_rseq=*/true,
+                             policy);
+  ASSERT_TRUE(cache.uses_rseq());
+  std::vector<uint64_t> storage(8 * 20);
+  std::vector<void*> blocks;
+  for (size_t i = 0; i < 20; ++i) blocks.push_back(&storage[8 * i]);
+  std::vector<void*> got;
+  std::thread pinned([&] {
+    if (!PinTo(AllowedCpus().front())) return;
+    // The CPU's cache is made (and opened) by the first slow path: one Put and its Get.
+    cache.Put(0, blocks[19]);
+    ASSERT_EQ(cache.TryGet(0), blocks[19]);
+    // Blocks 0 to 2 fit; of blocks 3 to 10, 3 to 7 fit and Put() takes 8, 9 and 10: the full
+    // stack moves a batch (half its capacity) off its top, 7 to 4, before 8 goes on.
+    cache.PutBatch(0, blocks.data(), 3);
+    EXPECT_EQ(cache.Snapshot().primary_blocks, 3u);
+    cache.PutBatch(0, blocks.data() + 3, 8);
+    EXPECT_EQ(cache.Snapshot().primary_blocks, 7u);
+    // Block 11 fills the stack; block 12 moves 11 to 8 off.
+    cache.Put(0, blocks[11]);
+    EXPECT_EQ(cache.Snapshot().primary_blocks, kCapacity);
+    cache.Put(0, blocks[12]);
+    for (void* b = cache.TryGet(0); b != nullptr; b = cache.TryGet(0)) got.push_back(b);
+  });
+  pinned.join();
+  if (got.empty() && releaser.released().empty()) GTEST_SKIP() << "could not pin the thread";
+  const std::vector<void*> expected = {blocks[12], blocks[3], blocks[2], blocks[1], blocks[0]};
+  EXPECT_EQ(got, expected);
+  for (size_t i = 4; i <= 11; ++i) {
+    EXPECT_EQ(releaser.TimesReleased(0, blocks[i]), 1) << "block " << i;
+  }
+  EXPECT_EQ(releaser.released().size(), 8u);
+  EXPECT_EQ(releaser.calls(), 2) << "each full stack moved its batch off in one piece";
 }
 
 INSTANTIATE_TEST_SUITE_P(BothPaths, RseqTest, ::testing::Values(true, false),

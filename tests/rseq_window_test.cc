@@ -177,6 +177,38 @@ TEST_F(RseqWindowTest, PushStalledAcrossADrainCommitsNothing) {
   ::operator delete(mine);
 }
 
+// The batch sequences (RseqPushBatch(), RseqPopBatchToMove()) load open_capacity first too:
+// stalled across the drain, the push of a batch commits no count onto the emptied stack
+// (unless restarted after the reopening, as above: then the stack holds exactly what it
+// pushed), and the pop of a batch takes nothing.
+TEST_F(RseqWindowTest, BatchPushStalledAcrossADrainCommitsNothing) {
+  void* mine[3] = {::operator new(kBlockBytes), ::operator new(kBlockBytes),
+                   ::operator new(kBlockBytes)};
+  uint32_t pushed = 99;
+  RunAcrossDrain([&] { pushed = RseqPushBatch(cache_.Row(0), mine, 3); });
+  ASSERT_EQ(g_rseq_window_entered.load() >= 1, true) << "the push never reached the window";
+  ASSERT_LE(pushed, 3u);
+  for (void* b : blocks_) EXPECT_EQ(TimesReleased(b), 1);
+  EXPECT_EQ(cache_.Snapshot().cached_blocks(), pushed)
+      << "the batch committed a stale count onto the stack the drain had emptied";
+  cache_.Drain();
+  for (void* b : blocks_) EXPECT_EQ(TimesReleased(b), 1) << "released again: a stale count";
+  for (uint32_t i = 0; i < 3; ++i) EXPECT_EQ(TimesReleased(mine[i]), i < pushed ? 1 : 0);
+  for (void* b : blocks_) ::operator delete(b);
+  for (void* b : mine) ::operator delete(b);
+}
+
+TEST_F(RseqWindowTest, BatchPopStalledAcrossADrainTakesNothing) {
+  void* out[kCachedBlocks] = {};
+  uint32_t popped = 99;
+  RunAcrossDrain([&] { popped = RseqPopBatchToMove(cache_.Row(0), out, kCachedBlocks); });
+  ASSERT_EQ(g_rseq_window_entered.load() >= 1, true) << "the pop never reached the window";
+  EXPECT_EQ(popped, 0u) << "the pop took blocks from a stack the drain had emptied";
+  for (void* b : blocks_) EXPECT_EQ(TimesReleased(b), 1);
+  EXPECT_EQ(cache_.Snapshot().cached_blocks(), 0u) << "a stale count was committed";
+  for (void* b : blocks_) ::operator delete(b);
+}
+
 }  // namespace
 }  // namespace internal
 }  // namespace syncpool

@@ -228,6 +228,9 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // A miss of class `cls`: refill_blocks_[cls] blocks from upstream; returns the first and
   // caches the others (Options::refill_bytes). Throws only when the first cannot be had.
   void* Refill(size_t cls);
+  // The end of a refill: caches blocks[1..n) of class `cls` as one batch, so that the next
+  // allocations pop them in that order, and returns blocks[0]. REQUIRES: 1 <= n <= kMaxRefill.
+  void* Cache(size_t cls, void* const* blocks, size_t n);
   // The debug checks, then the cache's slow path (DeallocateClass()), or the record of blocks
   // outside the classes (DeallocateUnpooled(), which aborts on an invalid alignment).
   void DeallocateClass(void* p, size_t cls, size_t bytes, size_t alignment);

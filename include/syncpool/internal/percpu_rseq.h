@@ -13,7 +13,8 @@
 // (the slot of a push is written before the commit, where a restart makes the write harmless).
 // If the thread is preempted, migrated or signalled inside the section, the kernel moves it to
 // the abort handler, which restarts the section from the top. No lock, no atomic
-// read-modify-write.
+// read-modify-write. The slow paths move a batch the same way (RseqPushBatch(),
+// RseqPopBatchToMove()): the same head, a loop of copies, one store of the count.
 //
 // The column id: the rseq area's `mm_cid` where the kernel publishes it (Linux 6.3 and later;
 // SYNCPOOL_CPU_ID=auto or concurrency), else its `cpu_id` (g_rseq_id_offset in cpu.h). Either
@@ -351,17 +352,107 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline auto RseqPopPrimaryOr(char* row, OnHit on_hi
                    true, kOffsets>(row, on_hit, otherwise);
 }
 
-// RseqPopToMove()
-//
-// A pop of the primary generation that hands nobody a block: the slow path of a Put moving a
-// batch to the TransferStack. It counts no hit and leaves the low-water mark alone.
-inline void* RseqPopToMove(char* row) {
-  return RseqPop<offsetof(ClassStack, primary_count), offsetof(ClassStack, primary), false,
-                 false>(row);
-}
-
 inline void* RseqPopVictim(char* row) {
   return RseqPop<offsetof(ClassStack, victim_count), offsetof(ClassStack, victim), false>(row);
+}
+
+// RseqPushBatch()
+//
+// Pushes `blocks[0]`, then `blocks[1]`, ... (so the last one pushed ends on top) onto the
+// primary generation of the current CPU's stack in the class row `row`, as many as fit below
+// open_capacity and at most `n`, in one critical section: the slots are written first (a
+// restart makes those writes harmless, as a push's), then one store of the count commits them
+// all. Returns how many it pushed: 0, keeping nothing, when the cache is closed or the stack
+// full. For slow paths that hand a CPU a batch (a refill, the TransferStack's blocks): one
+// sequence instead of one per block. Not for the inline paths (a loop inside).
+// REQUIRES: n >= 1; as RseqPop().
+inline uint32_t RseqPushBatch(char* row, void* const* blocks, uint32_t n) {
+  // Few registers, so that the test seam's hook (its operands) fits in every build: `n` and
+  // the count pushed stay in memory, the copy counts down, and the commit reads the stack's
+  // count again (no other sequence can have changed it since: that would have restarted this
+  // one).
+  uint32_t pushed = 0;
+  uint64_t room;
+  uint64_t slots;
+  uint64_t tmp;
+  uint64_t cpu;
+  asm volatile goto(SYNCPOOL_RSEQ_ENTER
+                    "movl %c[open](%[row], %[cpu]), %k[room]\n\t" /* open_capacity first. */
+                    SYNCPOOL_RSEQ_HOOK
+                    "movl %c[count](%[row], %[cpu]), %k[tmp]\n\t"
+                    "subl %k[tmp], %k[room]\n\t" /* room = open - count, */
+                    "jbe %l[fail]\n\t"            /* failing when count >= open. */
+                    "cmpl %[want], %k[room]\n\t"
+                    "cmoval %[want], %k[room]\n\t" /* room = min(room, n) */
+                    "movl %k[room], %[pushed]\n\t"
+                    "movq %c[slots](%[row], %[cpu]), %[slots_ptr]\n\t"
+                    "leaq (%[slots_ptr], %[tmp], 8), %[slots_ptr]\n\t"
+                    "85:\n\t"
+                    "subl $1, %k[room]\n\t"
+                    "movq (%[blocks], %[room], 8), %[tmp]\n\t"
+                    "movq %[tmp], (%[slots_ptr], %[room], 8)\n\t" /* Harmless if restarted. */
+                    "jnz 85b\n\t"
+                    "movl %c[count](%[row], %[cpu]), %k[tmp]\n\t"
+                    "addl %[pushed], %k[tmp]\n\t"
+                    "movl %k[tmp], %c[count](%[row], %[cpu])\n\t" /* Commit. */
+                    "83:\n\t" SYNCPOOL_RSEQ_ABORT_HANDLER
+                    : [room] "=&r"(room), [slots_ptr] "=&r"(slots), [tmp] "=&r"(tmp),
+                      [cpu] "=&r"(cpu), [pushed] "+m"(pushed)
+                    : SYNCPOOL_RSEQ_OPERANDS, [blocks] "r"(blocks), [want] "m"(n),
+                      [slots] "i"(offsetof(ClassStack, primary))
+                    : "memory", "cc"
+                    : fail);
+  return pushed;
+fail:
+  return 0;
+}
+// RseqPopBatchToMove()
+//
+// Pops up to `n` blocks off the top of the primary generation of the current CPU's stack in
+// the class row `row` into `out` (the topmost last), in one critical section committed by one
+// store of the count; `out` is written before the commit (a restart writes it again). Returns
+// how many: 0 when the cache is closed or the stack empty. It counts no hit and leaves the
+// low-water mark alone: the slow path of a Put making room. Not for the
+// inline paths (a loop inside). REQUIRES: n >= 1; as RseqPop().
+inline uint32_t RseqPopBatchToMove(char* row, void** out, uint32_t n) {
+  // Few registers, as RseqPushBatch().
+  uint32_t popped = 0;
+  uint64_t src;
+  uint64_t k;
+  uint64_t tmp;
+  uint64_t cpu;
+  asm volatile goto(SYNCPOOL_RSEQ_ENTER
+                    "movl %c[open](%[row], %[cpu]), %k[src]\n\t" /* open_capacity first. */
+                    SYNCPOOL_RSEQ_HOOK
+                    "movl %c[count](%[row], %[cpu]), %k[k]\n\t"
+                    "leal -1(%q[k]), %k[tmp]\n\t" /* As a pop: count - 1 < open. */
+                    "cmpl %k[src], %k[tmp]\n\t"
+                    "jae %l[fail]\n\t"
+                    "movl %k[k], %k[tmp]\n\t"      /* The count, */
+                    "cmpl %[want], %k[k]\n\t"
+                    "cmoval %[want], %k[k]\n\t"    /* k = min(count, n), */
+                    "subl %k[k], %k[tmp]\n\t"      /* the new count. */
+                    "movl %k[k], %[popped]\n\t"
+                    "movq %c[slots](%[row], %[cpu]), %[src]\n\t"
+                    "leaq (%[src], %[tmp], 8), %[src]\n\t"
+                    "85:\n\t"
+                    "subl $1, %k[k]\n\t"
+                    "movq (%[src], %[k], 8), %[tmp]\n\t"
+                    "movq %[tmp], (%[out], %[k], 8)\n\t"
+                    "jnz 85b\n\t"
+                    "movl %c[count](%[row], %[cpu]), %k[tmp]\n\t"
+                    "subl %[popped], %k[tmp]\n\t"
+                    "movl %k[tmp], %c[count](%[row], %[cpu])\n\t" /* Commit. */
+                    "83:\n\t" SYNCPOOL_RSEQ_ABORT_HANDLER
+                    : [src] "=&r"(src), [k] "=&r"(k), [tmp] "=&r"(tmp), [cpu] "=&r"(cpu),
+                      [popped] "+m"(popped)
+                    : SYNCPOOL_RSEQ_OPERANDS, [out] "r"(out), [want] "m"(n),
+                      [slots] "i"(offsetof(ClassStack, primary))
+                    : "memory", "cc"
+                    : fail);
+  return popped;
+fail:
+  return 0;
 }
 
 #endif  // SYNCPOOL_RSEQ_FAST_PATH
