@@ -116,8 +116,12 @@ void BlockCache::ToTransfer(size_t cls, CpuCache* c, void* const* blocks, size_t
     return;
   }
   const size_t stored = transfers_[cls].capacity() != 0 ? transfers_[cls].Insert(blocks, n) : 0;
-  if (owned_ == nullptr) AddEstimate(static_cast<int64_t>(stored * class_bytes_[cls]));
-  shared_moves_.fetch_add(stored, std::memory_order_relaxed);
+  if (stored != 0) {
+    // (Not when nothing was stored: the classes without a TransferStack spill every batch,
+    // and the process-wide estimate's line is shared by every thread.)
+    if (owned_ == nullptr) AddEstimate(static_cast<int64_t>(stored * class_bytes_[cls]));
+    shared_moves_.fetch_add(stored, std::memory_order_relaxed);
+  }
   if (stored == n) return;
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(n - stored, std::memory_order_relaxed);
   Release(cls, blocks + stored, n - stored);

@@ -244,7 +244,9 @@ Spans::Span* Spans::NextSpan(Class& c) {
   return nullptr;
 }
 
-void Spans::Place(Class& c, const Geometry& g, Span* s) {
+// Inlined into Return(), which calls it for every block that comes back to a span other than
+// the current one (only this file calls it).
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Spans::Place(Class& c, const Geometry& g, Span* s) {
   const uint8_t to = s->free == 0 ? kFull : s->free == g.capacity ? kEmpty : kPartial;
   if (to == s->place) return;
   List* const lists[] = {nullptr, &c.partial, &c.empty, &c.full};
@@ -300,6 +302,13 @@ size_t Spans::Take(size_t cls, void** out, size_t n) {
   return k;
 }
 
+void Spans::NotABlock(void* block, uint32_t size) const {
+  DieOfMisuse(pool_,
+              "deallocate of %p as a block of %u bytes: it is not one (a pointer this resource "
+              "did not hand out, or a size or alignment other than the allocation's)",
+              block, size);
+}
+
 // The class locks are taken and released as the blocks' shards change (one held at a time):
 // beyond what the analysis follows.
 void Spans::Return(size_t cls, void* const* blocks, size_t n) ABSL_NO_THREAD_SAFETY_ANALYSIS {
@@ -316,27 +325,35 @@ void Spans::Return(size_t cls, void* const* blocks, size_t n) ABSL_NO_THREAD_SAF
     locked = nullptr;
     returned = 0;
   };
+  // The span of the previous block, checked and with its class's lock held: the blocks of a
+  // batch mostly come from a few spans, and a span's tag and shard do not change while the
+  // layer holds it (a block of it is being returned, and the lock keeps ReleaseEmpty() away).
+  uintptr_t checked_base = ~uintptr_t{0};  // No span starts there.
+  Span* s = nullptr;
+  Class* c = nullptr;
   for (size_t i = 0; i < n; ++i) {
     const uintptr_t p = reinterpret_cast<uintptr_t>(blocks[i]);
     const uintptr_t base = p & ~(uintptr_t{g.span_bytes} - 1);
-    Span* const s = HeaderAt(base, g);
     const uintptr_t offset = p - base - g.offset;
     const uint64_t index = (uint64_t{offset} * g.reciprocal) >> 32;
-    // The tag and shard are constant while the span is the layer's (see spans.h).
-    if (s->tag != tag || offset >= uint64_t{g.capacity} * g.size || index * g.size != offset ||
-        s->shard >= num_shards_) {
-      unlock();
-      DieOfMisuse(
-          pool_,
-          "deallocate of %p as a block of %u bytes: it is not one (a pointer this resource did "
-          "not hand out, or a size or alignment other than the allocation's)",
-          blocks[i], g.size);
+    if (base != checked_base) {
+      s = HeaderAt(base, g);
+      // The tag and shard are constant while the span is the layer's (see spans.h).
+      if (s->tag != tag || s->shard >= num_shards_) {
+        unlock();
+        NotABlock(blocks[i], g.size);
+      }
+      c = &shards_[s->shard].load(std::memory_order_relaxed)->classes[cls];
+      if (c != locked) {
+        unlock();
+        c->lock.Lock();
+        locked = c;
+      }
+      checked_base = base;
     }
-    Class& c = shards_[s->shard].load(std::memory_order_relaxed)->classes[cls];
-    if (&c != locked) {
+    if (offset >= uint64_t{g.capacity} * g.size || index * g.size != offset) {
       unlock();
-      c.lock.Lock();
-      locked = &c;
+      NotABlock(blocks[i], g.size);
     }
     const uint32_t word = static_cast<uint32_t>(index / 64);
     const uint64_t bit = uint64_t{1} << (index % 64);
@@ -349,7 +366,7 @@ void Spans::Return(size_t cls, void* const* blocks, size_t n) ABSL_NO_THREAD_SAF
     s->hint = std::min(s->hint, word);
     ++s->free;
     ++returned;
-    if (s->place != kCurrent) Place(c, g, s);
+    if (s->place != kCurrent) Place(*c, g, s);
   }
   unlock();
 }

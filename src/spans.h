@@ -205,6 +205,8 @@ class Spans {
   // A new span of class `cls` for shard `shard` from upstream, its blocks all free, on no list.
   Span* NewSpan(size_t cls, uint32_t shard);
   void FreeSpan(size_t cls, Span* s);
+  // Aborts: `block` is not a block of `size` bytes of this layer.
+  [[noreturn]] void NotABlock(void* block, uint32_t size) const;
   // The tag a span of class `cls` of this layer carries.
   uint64_t TagOf(size_t cls) const;
 
