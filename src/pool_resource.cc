@@ -234,7 +234,7 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateUnpooled(size_t bytes, size_
                                 std::to_string(alignment) + " is not a power of two");
   }
   void* const p = TakeLarge(bytes, alignment);
-  direct_.fetch_add(1, std::memory_order_relaxed);
+  counters_.direct.fetch_add(1, std::memory_order_relaxed);
   if (debug_) {
     try {
       registry_->OnAllocate(p, bytes, alignment);
@@ -281,6 +281,8 @@ void* PoolResource::Refill(size_t cls) {
   } catch (...) {
     // The request has its block: the refill stops where the upstream did.
   }
+  // (Spans::Take() counts its own refills.)
+  counters_.refilled.fetch_add(n - 1, std::memory_order_relaxed);
   return Cache(cls, blocks, n);
 }
 
@@ -288,7 +290,6 @@ void* PoolResource::Cache(size_t cls, void* const* blocks, size_t n) {
   // Pushed last first (one batch), so that the next allocations pop them in the given order.
   void* reversed[kMaxRefill];
   for (size_t i = 1; i < n; ++i) reversed[n - 1 - i] = blocks[i];
-  refilled_.fetch_add(n - 1, std::memory_order_relaxed);
   cache_.PutBatch(cls, reversed, n - 1);
   return blocks[0];
 }
@@ -368,7 +369,7 @@ void PoolResource::GiveBackOf(void* self, void* p, size_t bytes, size_t alignmen
 
 void PoolResource::GiveBack(void* p, size_t bytes, size_t alignment) {
   if (discard_min_bytes_ != 0 && bytes >= discard_min_bytes_) {
-    discarded_bytes_.fetch_add(internal::DiscardInteriorPages(p, bytes),
+    counters_.discarded_bytes.fetch_add(internal::DiscardInteriorPages(p, bytes),
                                std::memory_order_relaxed);
   }
   meter_->deallocate(p, bytes, alignment);
@@ -400,15 +401,16 @@ void PoolResource::UnlockAfterFork() {
 
 Stats PoolResource::GetStats() const {
   Stats s = cache_.Snapshot();
-  s.direct = direct_.load(std::memory_order_relaxed);
-  s.refilled = refilled_.load(std::memory_order_relaxed);
-  s.discarded_bytes = discarded_bytes_.load(std::memory_order_relaxed);
+  s.direct = counters_.direct.load(std::memory_order_relaxed);
+
+  s.discarded_bytes = counters_.discarded_bytes.load(std::memory_order_relaxed);
   s.label = report_.label();
   const internal::Spans::Counts spans = spans_->GetCounts(&s.classes);
   s.span_bytes = spans.span_bytes;
   s.span_block_bytes = spans.block_bytes;
   s.span_free_bytes = spans.free_bytes;
   s.span_released_bytes = spans.released_bytes;
+  s.refilled = counters_.refilled.load(std::memory_order_relaxed) + spans.refilled;
   // Read apart, without a common lock: approximate while other threads allocate.
   const uint64_t large = large_->bytes();
   s.upstream_bytes = meter_->bytes();

@@ -277,6 +277,7 @@ size_t Spans::Take(size_t cls, void** out, size_t n) {
         c.free_blocks.fetch_add(g.capacity, std::memory_order_relaxed);
         fresh = nullptr;
       }
+      const size_t before = k;
       while (k < n) {
         Span* s = c.current;
         if (s == nullptr || s->free == 0) {
@@ -292,12 +293,19 @@ size_t Spans::Take(size_t cls, void** out, size_t n) {
         c.free_blocks.fetch_sub(taken, std::memory_order_relaxed);
         k += taken;
       }
+      // All but the refill's first block; written only under this lock: a relaxed load and
+      // store, no read-modify-write.
+      if (const size_t refilled = k - before - (before == 0 && k != 0 ? 1 : 0); refilled != 0) {
+        c.refilled.store(c.refilled.load(std::memory_order_relaxed) + refilled,
+                         std::memory_order_relaxed);
+      }
     }
     if (k == n) break;
     // No span has a free block: a new one, with no lock held (upstream may be slow).
     if (k != 0) break;  // The caller has blocks; the next refill takes a span.
     fresh = NewSpan(cls, index);  // Throws with nothing changed.
   }
+
   for (size_t i = 0; i < k; ++i) Unpoison(out[i], g.size);
   return k;
 }
@@ -430,6 +438,7 @@ Spans::Counts Spans::GetCounts(std::vector<ClassStats>* classes) const {
       counts.span_bytes += spans * geometry_[cls].span_bytes;
       counts.block_bytes += spans * geometry_[cls].capacity * geometry_[cls].size;
       counts.free_bytes += free * geometry_[cls].size;
+      counts.refilled += c.refilled.load(std::memory_order_relaxed);
       if (classes != nullptr && cls < classes->size()) {
         (*classes)[cls].span_bytes += spans * geometry_[cls].span_bytes;
         (*classes)[cls].span_free_blocks += free;

@@ -109,7 +109,9 @@ class Spans {
   // Up to `n` (at least 1) free blocks of class `cls`, lowest address first, into `out`;
   // returns how many. Takes a span from upstream when none has a free block: an exception
   // from upstream propagates when not even one block could be had (nothing changed then).
-  // REQUIRES: Serves(cls).
+  // A refill: all but the first of the blocks are counted as refilled (Counts::refilled), in
+  // the shard, under the lock it holds anyway (a counter of the resource's, written by every
+  // CPU's refills, would be a line they all write). REQUIRES: Serves(cls).
   size_t Take(size_t cls, void** out, size_t n);
 
   // Spans::Return()
@@ -138,6 +140,7 @@ class Spans {
     uint64_t block_bytes = 0;  // All the blocks in them.
     uint64_t free_bytes = 0;  // Blocks free in them.
     uint64_t released_bytes = 0;  // Spans given back upstream so far.
+    uint64_t refilled = 0;  // Blocks counted by Take().
   };
   // With `classes` (one entry per class, as Stats::classes), also each class's spans, free
   // blocks and in-use blocks (taken from its spans, less its `cached_blocks`, already there).
@@ -177,6 +180,7 @@ class Spans {
     // For GetCounts(): written under the lock, read without it.
     std::atomic<uint64_t> spans{0};
     std::atomic<uint64_t> free_blocks{0};
+    std::atomic<uint64_t> refilled{0};
   };
   struct Shard {
     std::array<Class, kNumSpanClasses> classes;

@@ -273,13 +273,19 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // kMaxRefill.
   static constexpr size_t kMaxRefill = 32;
   const std::array<uint8_t, internal::kNumSizeClasses> refill_blocks_;
-  std::atomic<uint64_t> discarded_bytes_{0};
   const bool debug_;
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.
   // Set by the destructor, read by a checked deallocate (see ~PoolResource()).
   std::atomic<bool> destroyed_{false};
-  std::atomic<uint64_t> direct_{0};
-  std::atomic<uint64_t> refilled_{0};
+  // Counters that slow paths on every CPU add to: a line of their own, away from what the
+  // inline paths and every slow path read. (The span classes' refills count in their shard of
+  // the spans instead.)
+  struct alignas(64) Counters {
+    std::atomic<uint64_t> direct{0};
+    std::atomic<uint64_t> refilled{0};
+    std::atomic<uint64_t> discarded_bytes{0};
+  };
+  Counters counters_;
   // Where the blocks of the classes up to internal::kSpanMaxClassSize come from and go back
   // to (src/spans.h), and the record of every other block taken from upstream
   // (src/large_blocks.h); before cache_, which gives its blocks back to them when destroyed,
