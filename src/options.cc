@@ -57,7 +57,7 @@ constexpr OptionSpec kOptionTable[kOptionCount] = {
     {kOptRefillBytes, "SYNCPOOL_REFILL_BYTES", "Options::refill_bytes", OptionKind::kBytes,
      4 * kKiB, 0, kUnbounded, nullptr,
      [](const Options& o) -> uint64_t { return o.refill_bytes; },
-     "`PoolResource`: a miss takes `min(32, refill_bytes / size)` blocks from upstream and "
+     "`PoolResource`: a miss takes `min(64, refill_bytes / size)` blocks from upstream and "
      "caches all but the one it returns (0: one block)"},
     {kOptRetention, "SYNCPOOL_RETENTION", "Options::retention", OptionKind::kChoice, 0, 0, 0,
      "working_set|victim", nullptr,

@@ -97,15 +97,15 @@ TEST_P(PoolResourceTest, FreedBlockIsReusedOnTheSameCpu) {
 TEST_P(PoolResourceTest, AMissRefillsABatchThatTheNextAllocationsOfItsClassHit) {
   ScopedFakeCpu cpu(0);
   Options options = MakeOptions();
-  options.refill_bytes = 4096;  // 32 blocks of 64 bytes (the most), 4 of 1 KiB, 1 of 8 KiB.
+  options.refill_bytes = 4096;  // 64 blocks of 64 bytes (the most), 4 of 1 KiB, 1 of 8 KiB.
   PoolResource r(options, &upstream_);
   std::vector<void*> blocks;
-  for (int i = 0; i < 64; ++i) blocks.push_back(r.allocate(64));
+  for (int i = 0; i < 128; ++i) blocks.push_back(r.allocate(64));
   Stats s = r.GetStats();
   EXPECT_EQ(s.misses, 2u);
-  EXPECT_EQ(s.refilled, 62u);
-  EXPECT_EQ(s.hits, 62u);
-  EXPECT_EQ(upstream_.allocations(), 1u);  // One span holds all 64 blocks.
+  EXPECT_EQ(s.refilled, 126u);
+  EXPECT_EQ(s.hits, 126u);
+  EXPECT_EQ(upstream_.allocations(), 1u);  // One span holds all 128 blocks.
   EXPECT_EQ(s.cached_blocks(), 0u);
   // Handed out in address order (the span's lowest free blocks first), none twice.
   EXPECT_TRUE(std::is_sorted(blocks.begin(), blocks.end()));
@@ -115,17 +115,17 @@ TEST_P(PoolResourceTest, AMissRefillsABatchThatTheNextAllocationsOfItsClassHit) 
 
   void* kib = r.allocate(1024);
   s = r.GetStats();
-  EXPECT_EQ(s.refilled, 62u + 3u);
-  EXPECT_EQ(s.primary_blocks, 64u + 3u);
+  EXPECT_EQ(s.refilled, 126u + 3u);
+  EXPECT_EQ(s.primary_blocks, 128u + 3u);
   void* big = r.allocate(8192);
-  EXPECT_EQ(r.GetStats().refilled, 65u);
+  EXPECT_EQ(r.GetStats().refilled, 129u);
   r.deallocate(kib, 1024);
   r.deallocate(big, 8192);
   s = r.GetStats();
   // Upstream: a span of each of the two span classes, and the one 8 KiB block.
   EXPECT_EQ(upstream_.live_blocks(), 3u);
   EXPECT_EQ(upstream_.live_bytes(), s.span_bytes + BlockSize(8192));
-  EXPECT_EQ(s.span_block_bytes - s.span_free_bytes, 64 * 64u + 4 * 1024u);  // All cached.
+  EXPECT_EQ(s.span_block_bytes - s.span_free_bytes, 128 * 64u + 4 * 1024u);  // All cached.
 }
 
 TEST_P(PoolResourceTest, ARefillStopsWhereTheUpstreamFailsAndTheRequestIsServed) {

@@ -151,7 +151,7 @@ struct Options {
   size_t discard_min_bytes = internal::GetOptionDefaults().discard_min_bytes;
 
   // PoolResource: a miss (no cache of this CPU, nor the shared layer, has a block of the
-  // class) takes min(32, max(1, refill_bytes / S)) blocks of the class's size S from upstream,
+  // class) takes min(64, max(1, refill_bytes / S)) blocks of the class's size S from upstream,
   // not one: it returns the first and caches the others on the CPU for the next allocations
   // of that class, so that a run of misses (a cold start, a working set the caches do not
   // hold) pays the slow path once per batch instead of once per block. 0 (or less than S):

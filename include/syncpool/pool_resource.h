@@ -271,7 +271,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   const size_t discard_min_bytes_;  // 0: never.
   // Per class, how many blocks a miss takes from upstream (Options::refill_bytes), 1 to
   // kMaxRefill.
-  static constexpr size_t kMaxRefill = 32;
+  static constexpr size_t kMaxRefill = 64;
   const std::array<uint8_t, internal::kNumSizeClasses> refill_blocks_;
   const bool debug_;
   std::unique_ptr<internal::DebugRegistry> registry_;  // Set when debug_.

@@ -455,8 +455,8 @@ class Harness {
   // Both caches' per_cpu_bytes (the bound on one CPU's capacities) follows caps bits 0-1
   // (kCpuBytes): sometimes none, sometimes below what the caches start with (no growth at all),
   // sometimes in between. The resource's refill_bytes follows caps bits 5-6 (kRefillBytes): the
-  // default, none (one block per miss), the most (32 blocks of every class up to 2 KiB), and
-  // less than most classes.
+  // default, none (one block per miss), the most (64 blocks of every class up to 1 KiB, 32 of
+  // 2 KiB), and less than most classes.
   // The model needs nothing else for growth: capacities only decide whether a block stays
   // cached, moves to the shared layer or spills, and every check is on what Stats and the
   // upstream say happened.

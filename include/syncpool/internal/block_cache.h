@@ -321,8 +321,9 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   void FlushSlot(uint32_t slot) override;
   void ResetBusyAfterFork() override;
 
-  // Most blocks one move to or from the TransferStack carries.
-  static constexpr size_t kMaxTransferBatch = 32;
+  // Most blocks one move between a CPU's stack and the TransferStack (or the releaser)
+  // carries.
+  static constexpr size_t kMaxTransferBatch = 64;
 
   // BlockCache::Batch()
   //
