@@ -87,6 +87,11 @@
 //                       warm-up iteration, reset to the first chunk before every iteration (O(1),
 //                       inside the timing), the chunks unmapped after the timed loop; deallocate
 //                       does nothing. No allocator can allocate for less.
+//   bump_percpu         the floor of a design in which every block passes once through
+//                       syncpool's per-CPU stacks: bump's blocks, and with each allocation one
+//                       inline pop and push (PoolAllocator over PoolResource::Default()) of a
+//                       block of the same size, the same block each time (always a hit, always
+//                       in cache, no span touched).
 //
 // For the two syncpool allocators the label holds what PoolResource::Default()'s caches did
 // during the timed loop, from GetStats() deltas: hit (hits / (hits + misses), percent), then per
@@ -592,6 +597,21 @@ struct DirectPolicy {
   }
 };
 
+// The library of bump_percpu (see the top of the file).
+struct BumpThroughCache {
+  static bool Available() { return true; }
+  static std::string Error() { return {}; }
+  static void* Allocate(size_t bytes, size_t alignment) {
+    syncpool::PoolAllocator<char> cache(&syncpool::PoolResource::Default());
+    char* const block = cache.allocate(bytes);
+    cache.deallocate(block, bytes);
+    return syncpool::bench::Bump::Allocate(bytes, alignment);
+  }
+  static void Deallocate(void* /*p*/, size_t /*bytes*/, size_t /*alignment*/) {}
+  static void Reset() { syncpool::bench::Bump::Reset(); }
+  static void Release() { syncpool::bench::Bump::Release(); }
+};
+
 // -----------------------------------------------------------------------------
 // The benchmarks
 // -----------------------------------------------------------------------------
@@ -732,6 +752,7 @@ constexpr NamedAllocator kAllocators[] = {
     Named<DirectPolicy<direct::Tcmalloc>>("tcmalloc_allocator"),
     Named<DirectPolicy<direct::Jemalloc>>("jemalloc_allocator"),
     Named<DirectPolicy<direct::Bump>>("bump"),
+    Named<DirectPolicy<BumpThroughCache>>("bump_percpu"),
 };
 
 constexpr size_t kTreeNodes[] = {100, 1000, 10000, 100000, 1000000};
