@@ -305,7 +305,6 @@ size_t Spans::Take(size_t cls, void** out, size_t n) {
     if (k != 0) break;  // The caller has blocks; the next refill takes a span.
     fresh = NewSpan(cls, index);  // Throws with nothing changed.
   }
-
   for (size_t i = 0; i < k; ++i) Unpoison(out[i], g.size);
   return k;
 }
