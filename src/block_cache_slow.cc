@@ -32,9 +32,15 @@ void* BlockCache::GetSlow(size_t cls) {
       // inline operations are not running: this is the same thread).
       if (const uint32_t slot = AcquireThreadSlot(); slot != 0) {
         c = CacheOf(static_cast<int>(slot));
-        SpinLockHolder l(&c->lock);
-        ReopenForOwner(c);
-        block = pop_locked(c);
+        {
+          SpinLockHolder l(&c->lock);
+          ReopenForOwner(c);
+          block = pop_locked(c);
+        }
+        // The column may have been reopened after a park closed it (one that ran since the
+        // read of `parked_` at the top), and the blocks of a refill go into it next: read
+        // `parked_` again now that it is open (sweeper.cc, "Parking").
+        sweeper_->WakeIfParked();
       }
     } else if (!mode_.rseq) {
       c = CacheOf(CurrentCpu());
@@ -230,9 +236,10 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     if (c != nullptr) c->changes.fetch_add(1, std::memory_order_relaxed);
     ToTransfer(cls, c, moved, n_moved);
   }
-  // The locked mode has no closed column to send a Put that raced with a park to a reopening
-  // that reads `parked_`: it reads it here, with its blocks in (see BlockCache::Park()).
-  if (!mode_.rseq && !mode_.per_thread) sweeper_->WakeIfParked();
+  // The locked and per-thread modes read `parked_` here, with their blocks in: the locked mode
+  // has no closed column, and the per-thread column was reopened under its lock, maybe after a
+  // park that ran since the read at the top closed it (see BlockCache::Park()).
+  if (!mode_.rseq) sweeper_->WakeIfParked();
   if (kept) return;
   // Spill: the block found no room. Release it now, outside any lock.
   (c != nullptr ? c->spills : orphan_spills_).fetch_add(1, std::memory_order_relaxed);
