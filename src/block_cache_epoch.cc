@@ -168,7 +168,7 @@ void BlockCache::SweepEpoch(const Epoch& epoch) {
   EnforceBudget(buffer);
   // What the releases above left wholly unused behind the caches (a resource's free spans):
   // under pressure all of it, otherwise what was not used since the previous epoch either.
-  releaser_->ReleaseIdle(epoch.pressure);
+  releaser_->ReleaseIdle(epoch.pressure, buffer.pacer);
   // What this epoch left, every path included (aging, draining, pressure, budgets), for the
   // next epoch to tell a CPU nobody used since.
   for (int cpu = 0; cpu < num_cpus_; ++cpu) {
@@ -208,7 +208,7 @@ void BlockCache::Drain() {
   uint64_t bytes = 0;
   DrainCounting(buffer, &blocks, &bytes);
   RefreshEstimate();
-  releaser_->ReleaseIdle(/*everything=*/true);
+  releaser_->ReleaseIdle(/*everything=*/true, /*pacer=*/nullptr);
 }
 
 void BlockCache::DrainOneByOne() {
@@ -230,7 +230,7 @@ void BlockCache::DrainOneByOne() {
     void* block;
     while (transfers_[cls].Remove(&block, 1) == 1) Release(cls, &block, 1);
   }
-  releaser_->ReleaseIdle(/*everything=*/true);
+  releaser_->ReleaseIdle(/*everything=*/true, /*pacer=*/nullptr);
 }
 
 Stats BlockCache::Snapshot() const {

@@ -385,7 +385,9 @@ void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
   for (size_t i = 0; i < n; ++i) GiveBackLarge(blocks[i], size, alignment);
 }
 
-void PoolResource::ReleaseIdle(bool everything) { spans_->ReleaseEmpty(everything); }
+void PoolResource::ReleaseIdle(bool everything, internal::SweepPacer* pacer) {
+  spans_->ReleaseEmpty(everything, pacer);
+}
 
 void PoolResource::LockForFork() {
   if (registry_ != nullptr) registry_->LockForFork();

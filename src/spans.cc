@@ -144,7 +144,7 @@ uint64_t Spans::ReleaseAll() {
       };
       if (c.current != nullptr) free_span(c.current);
       c.current = nullptr;
-      for (List* list : {&c.partial, &c.empty, &c.full}) {
+      for (List* list : {&c.partial, &c.empty[0], &c.empty[1], &c.full}) {
         while (Span* s = list->head) {
           list->Remove(s);
           free_span(s);
@@ -233,8 +233,9 @@ size_t Spans::TakeFrom(const Geometry& g, Span* s, void** out, size_t n) {
 }
 
 Spans::Span* Spans::NextSpan(Class& c) {
-  // Partly free spans first, so that wholly free ones can go upstream.
-  for (List* list : {&c.partial, &c.empty}) {
+  // Partly free spans first, so that wholly free ones can go upstream; of those, the ones
+  // used since the previous ReleaseEmpty() first.
+  for (List* list : {&c.partial, &c.empty[c.fresh], &c.empty[1 - c.fresh]}) {
     if (Span* s = list->head) {
       list->Remove(s);
       s->place = kCurrent;
@@ -247,9 +248,13 @@ Spans::Span* Spans::NextSpan(Class& c) {
 // Inlined into Return(), which calls it for every block that comes back to a span other than
 // the current one (only this file calls it).
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline void Spans::Place(Class& c, const Geometry& g, Span* s) {
-  const uint8_t to = s->free == 0 ? kFull : s->free == g.capacity ? kEmpty : kPartial;
+  uint8_t to = s->free == 0 ? kFull : kPartial;
+  if (s->free == g.capacity) {
+    const bool used = s->taken_epoch == epoch_.load(std::memory_order_relaxed);
+    to = static_cast<uint8_t>(kEmpty + (used ? c.fresh : 1 - c.fresh));
+  }
   if (to == s->place) return;
-  List* const lists[] = {nullptr, &c.partial, &c.empty, &c.full};
+  List* const lists[] = {nullptr, &c.partial, &c.full, &c.empty[0], &c.empty[1]};
   lists[s->place]->Remove(s);
   lists[to]->Push(s);
   s->place = to;
@@ -378,47 +383,45 @@ void Spans::Return(size_t cls, void* const* blocks, size_t n) ABSL_NO_THREAD_SAF
   unlock();
 }
 
-uint64_t Spans::ReleaseEmpty(bool everything) {
+uint64_t Spans::ReleaseEmpty(bool everything, SweepPacer* pacer) {
   uint64_t bytes = 0;
   const uint32_t now = epoch_.load(std::memory_order_relaxed);
   ForEachShard([&](Shard& shard) {
     for (size_t cls = 0; cls < num_classes_; ++cls) {
       const Geometry& g = geometry_[cls];
       Class& c = shard.classes[cls];
-      // Whether `s`, wholly free, goes now: not when a block was taken from it since the
-      // previous call (a Take racing with the increment below errs towards keeping it).
-      auto goes = [everything, now](const Span* s) {
-        return everything || s->taken_epoch != now;
-      };
-      Span* taken = nullptr;  // Linked through `next`, off every list.
+      // Whole lists, and the current span, off the class under the lock: their spans are this
+      // thread's from then on (wholly free, so no Return() reaches them), each chain linked
+      // through `next`. The lock is held for a few stores, whatever the lists hold; the spans
+      // kept are not visited (see Class::empty).
+      Span* chains[3] = {};
       {
         SpinLockHolder l(&c.lock);
-        // Off the lists, under the lock: the spans are this thread's from here on.
-        for (Span* s = c.empty.head; s != nullptr;) {
+        chains[0] = std::exchange(c.empty[1 - c.fresh].head, nullptr);
+        if (everything) chains[1] = std::exchange(c.empty[c.fresh].head, nullptr);
+        c.fresh = static_cast<uint8_t>(1 - c.fresh);
+        // The current span too, wholly free and not taken from since the previous call.
+        if (c.current != nullptr && c.current->free == g.capacity &&
+            (everything || c.current->taken_epoch != now)) {
+          c.current->next = nullptr;
+          chains[2] = std::exchange(c.current, nullptr);
+        }
+      }
+      uint64_t count = 0;
+      for (Span* s : chains) {
+        while (s != nullptr) {
           Span* const next = s->next;
-          if (goes(s)) {
-            c.empty.Remove(s);
-            s->next = taken;
-            taken = s;
-          }
+          FreeSpan(cls, s);
+          ++count;
           s = next;
+          // No lock held (the spans are this thread's); a span's release can cost a system
+          // call upstream, and a sweep may release thousands.
+          if (pacer != nullptr) pacer->Pause();
         }
-        if (c.current != nullptr && c.current->free == g.capacity && goes(c.current)) {
-          c.current->next = taken;
-          taken = c.current;
-          c.current = nullptr;
-        }
-        uint64_t count = 0;
-        for (Span* s = taken; s != nullptr; s = s->next) ++count;
-        c.spans.fetch_sub(count, std::memory_order_relaxed);
-        c.free_blocks.fetch_sub(count * g.capacity, std::memory_order_relaxed);
       }
-      while (taken != nullptr) {
-        Span* const next = taken->next;
-        FreeSpan(cls, taken);
-        bytes += g.span_bytes;
-        taken = next;
-      }
+      bytes += count * g.span_bytes;
+      c.spans.fetch_sub(count, std::memory_order_relaxed);
+      c.free_blocks.fetch_sub(count * g.capacity, std::memory_order_relaxed);
     }
   });
   epoch_.fetch_add(1, std::memory_order_relaxed);

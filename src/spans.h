@@ -57,6 +57,7 @@
 #include "absl/base/thread_annotations.h"
 #include "syncpool/internal/size_class.h"
 #include "syncpool/internal/spinlock.h"
+#include "syncpool/internal/sweepable.h"
 #include "syncpool/stats.h"
 
 namespace syncpool {
@@ -131,8 +132,9 @@ class Spans {
   //
   // Gives wholly free spans back upstream and returns their bytes: every one with
   // `everything`, otherwise those no block was taken from since the previous call (the others
-  // go at the next call if they stay unused).
-  uint64_t ReleaseEmpty(bool everything);
+  // go at the next call if they stay unused). With a `pacer` (a sweep's), calls its Pause()
+  // after each span given back, with no lock of the layer held.
+  uint64_t ReleaseEmpty(bool everything, SweepPacer* pacer = nullptr);
 
   // What the layer holds now, for Stats (read without locks: approximate while it changes).
   struct Counts {
@@ -159,8 +161,9 @@ class Spans {
     void Push(Span* s);
     void Remove(Span* s);
   };
-  // Where a span is: which list of its class, or the class's current span.
-  enum Place : uint8_t { kCurrent, kPartial, kEmpty, kFull };
+  // Where a span is: which list of its class, or the class's current span (kEmpty + i:
+  // empty[i]).
+  enum Place : uint8_t { kCurrent, kPartial, kFull, kEmpty };
   // The shape of a class's spans (constant).
   struct Geometry {
     uint32_t size = 0;       // Block bytes.
@@ -175,7 +178,16 @@ class Spans {
     SpinLock lock;
     Span* current ABSL_GUARDED_BY(lock) = nullptr;
     List partial ABSL_GUARDED_BY(lock);
-    List empty ABSL_GUARDED_BY(lock);
+    // The wholly free spans, in two lists so that ReleaseEmpty() never walks the spans it
+    // keeps: empty[fresh] holds those that became free with a block taken from them since
+    // the previous ReleaseEmpty() (taken_epoch equal to epoch_ when Place() put them there),
+    // empty[1 - fresh] the others. ReleaseEmpty() gives back the whole of empty[1 - fresh],
+    // then swaps the roles: what was fresh goes at the next call unless a Take() moves it off
+    // its list first. (A span placed while a ReleaseEmpty() is between this class and its
+    // increment of epoch_ lands in the new fresh list and stays one call longer: the error
+    // is towards keeping.)
+    List empty[2] ABSL_GUARDED_BY(lock);
+    uint8_t fresh ABSL_GUARDED_BY(lock) = 0;
     List full ABSL_GUARDED_BY(lock);
     // For GetCounts(): written under the lock, read without it.
     std::atomic<uint64_t> spans{0};
@@ -204,8 +216,9 @@ class Spans {
   // The next span to take from once the current one is full: one partly free, else one
   // wholly free; nullptr when there is none.
   static Span* NextSpan(Class& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c.lock);
-  // Moves `s` (not the current span) to the list its free count says.
-  static void Place(Class& c, const Geometry& g, Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c.lock);
+  // Moves `s` (not the current span) to the list its free count (and, wholly free, its
+  // taken_epoch) says.
+  void Place(Class& c, const Geometry& g, Span* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(c.lock);
   // A new span of class `cls` for shard `shard` from upstream, its blocks all free, on no list.
   Span* NewSpan(size_t cls, uint32_t shard);
   void FreeSpan(size_t cls, Span* s);

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <set>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -463,6 +464,51 @@ TEST_P(PoolResourceTest, AFreeSpanUsedSinceThePreviousEpochStaysForOneMore) {
   r.Trim();
   EXPECT_EQ(r.GetStats().span_bytes, 0u);
   EXPECT_EQ(upstream_.live_blocks(), 0u);
+}
+
+// The wholly free spans an epoch keeps (used since the previous one) go at the next epoch
+// unless a block is taken from them meanwhile: a span used again stays again, and every other
+// one goes, whatever list it waited on.
+TEST_P(PoolResourceTest, AKeptFreeSpanUsedAgainStaysAgainAndTheOthersGo) {
+  ScopedFakeCpu cpu(0);
+  Options options = MakeOptions();
+  options.max_blocks_per_class = 4;  // The cache keeps at most 4 blocks: the rest go to spans.
+  options.per_cpu_class_bytes = 256;
+  PoolResource r(options, &upstream_);
+  // Spans of 64-byte blocks are 64 KiB, aligned to their size.
+  auto span_of = [](void* p) {
+    return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~uintptr_t{0xffff});
+  };
+  std::vector<void*> blocks;
+  for (int i = 0; i < 3000; ++i) blocks.push_back(r.allocate(64));
+  std::set<void*> spans;
+  for (void* p : blocks) spans.insert(span_of(p));
+  ASSERT_GE(spans.size(), 3u);
+  for (void* p : blocks) r.deallocate(p, 64);
+  sweeper_.SweepNow();  // Every span was taken from in this epoch: all stay.
+  for (void* s : spans) ASSERT_TRUE(upstream_.IsLive(s));
+  // The cached blocks first, then blocks taken from a span that waited as a kept one.
+  const size_t cached = r.GetStats().cached_blocks();
+  std::vector<void*> again;
+  for (int i = 0; i < 100; ++i) again.push_back(r.allocate(64));
+  std::set<void*> taken_from;
+  for (size_t i = cached; i < again.size(); ++i) taken_from.insert(span_of(again[i]));
+  for (void* p : again) r.deallocate(p, 64);
+  ASSERT_LT(taken_from.size(), spans.size());
+  sweeper_.SweepNow();
+  size_t others_live = 0;
+  for (void* s : spans) {
+    if (taken_from.count(s) != 0) {
+      EXPECT_TRUE(upstream_.IsLive(s)) << s;
+    } else if (upstream_.IsLive(s)) {
+      ++others_live;
+    }
+  }
+  // Every other span went, but those holding a cached block.
+  EXPECT_LE(others_live, r.GetStats().cached_blocks());
+  EXPECT_GT(r.GetStats().span_released_bytes, 0u);
+  sweeper_.SweepNow();  // Not used since: the rest go, but a span holding a cached block.
+  EXPECT_LE(upstream_.live_blocks(), r.GetStats().cached_blocks());
 }
 
 // Blocks freed in a scattered order come back in address order once they are in the spans:

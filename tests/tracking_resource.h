@@ -36,6 +36,11 @@ class TrackingResource final : public std::pmr::memory_resource {
     internal::MutexLock l(&mu_);
     return live_.size();
   }
+  // Whether `p` is the start of a live allocation.
+  bool IsLive(const void* p) const {
+    internal::MutexLock l(&mu_);
+    return live_.contains(const_cast<void*>(p));
+  }
   uint64_t allocations() const {
     internal::MutexLock l(&mu_);
     return allocations_;

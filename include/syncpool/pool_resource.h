@@ -244,7 +244,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
            (alignment & (alignment - 1)) == 0;
   }
   void Release(size_t cls, void* const* blocks, size_t n) override;
-  void ReleaseIdle(bool everything) override;
+  void ReleaseIdle(bool everything, internal::SweepPacer* pacer) override;
   void LockForFork() override;
   void UnlockAfterFork() override;
 

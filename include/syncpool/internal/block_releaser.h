@@ -23,6 +23,8 @@
 namespace syncpool {
 namespace internal {
 
+class SweepPacer;  // syncpool/internal/sweepable.h
+
 // Blocks that sit in a cache are poisoned for AddressSanitizer, so that a use after Put or
 // deallocate is reported: poisoned when they enter a cache (before the push that publishes
 // them, so no other thread can hold them yet), unpoisoned when a Get hands one out and before
@@ -67,8 +69,9 @@ class BlockReleaser {
   // spans), at the end of every epoch and drain. `everything`: all of it (a drain, a sweep
   // under pressure); otherwise what also went unused since the previous epoch, so that a
   // workload that frees and rebuilds a structure between two epochs keeps its memory. Called
-  // without any cache lock held.
-  virtual void ReleaseIdle(bool /*everything*/) {}
+  // without any cache lock held; `pacer` (the sweep's, nullptr in a drain): its Pause() may be
+  // called between pieces of the work, with none of the releaser's locks held.
+  virtual void ReleaseIdle(bool /*everything*/, SweepPacer* /*pacer*/) {}
 
   // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
   //
