@@ -175,11 +175,7 @@ void BlockCache::PutSlow(size_t cls, void* block) {
     if (GrowthAllowed(cc, cls, cc->Capacity(cls)) && cc->Grow(cls, /*exclusive=*/true)) {
       return cc->PushPrimary(cls, block);
     }
-    while (n_moved < batch) {
-      void* b = cc->PopPrimary(cls, /*to_move=*/true);
-      if (b == nullptr) break;
-      moved[n_moved++] = b;
-    }
+    n_moved = cc->PopPrimaryToMove(cls, moved, batch);
     return cc->PushPrimary(cls, block);
   };
   bool kept = false;
@@ -257,6 +253,13 @@ void BlockCache::PutBatch(size_t cls, void* const* blocks, size_t n) {
                            static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)));
   }
 #endif
+  if (mode_.per_thread && n != 0) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+    for (size_t i = 0; i < n; ++i) PoisonCached(blocks[i], class_bytes_[cls]);
+#endif
+    pushed = ThreadPushBatch(Row(cls), blocks,
+                             static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)));
+  }
   for (size_t i = pushed; i < n; ++i) Put(cls, blocks[i]);
 }
 

@@ -92,21 +92,28 @@ class ThreadWindowTest : public ::testing::Test {
   // Runs the owner on its own thread: caches kCachedBlocks blocks, arms `point`, and Gets
   // (stalling there) while this thread drains the cache; returns what the Get returned.
   void* RunOwnerAcrossADrain(BlockCache& cache, int point) {
+    void* got = reinterpret_cast<void*>(1);
+    RunAcrossADrain(cache, point, kCachedBlocks, [&] { got = cache.Get(0); });
+    return got;
+  }
+
+  // Runs the owner on its own thread: Puts the first `cached` blocks one at a time, arms
+  // `point`, and runs `op` (which stalls there) while this thread drains the cache.
+  template <typename Op>
+  void RunAcrossADrain(BlockCache& cache, int point, int cached, Op op) {
     g_row = cache.Row(0);
     std::atomic<bool> ready{false};
-    void* got = reinterpret_cast<void*>(1);
     std::thread owner([&] {
-      for (int i = 0; i < kCachedBlocks; ++i) cache.Put(0, storage_[i]);
+      for (int i = 0; i < cached; ++i) cache.Put(0, storage_[i]);
       g_slot.store(static_cast<int>(tls_thread_slot));
       g_thread_window_point.store(point);
       ready.store(true);
-      got = cache.Get(0);
+      op();
     });
     while (!ready.load() || g_thread_window_entered.load() == 0) {
     }
     cache.Drain();  // From here the hooks run the owner.
     owner.join();
-    return got;
   }
 
   int TimesReleased(int i) { return releaser_.TimesReleased(0, storage_[i]); }
@@ -150,6 +157,45 @@ TEST_F(ThreadWindowTest, AnOwnerStartingDuringARemoteOperationReadsTheColumnClos
       << "the owner's inline operation changed a closed column";
   // The drain released all four; the owner's Get then found nothing (a miss).
   EXPECT_EQ(got, nullptr);
+  for (int i = 0; i < kCachedBlocks; ++i) EXPECT_EQ(TimesReleased(i), 1) << i;
+}
+
+// A batch push (a refill's blocks, BlockCache::PutBatch()) is one owner's operation: stalled
+// after reading the column open, it makes the drain wait, and its one store of the count
+// commits every block it copied, so the drain that follows releases each block once. Without
+// the wait the drain releases the two cached blocks and the owner's commit then publishes four
+// slots over an emptied stack (two released blocks cached again).
+TEST_F(ThreadWindowTest, ABatchPushInsideItsOperationMakesTheRemoteOperationWait) {
+  BlockCache cache = MakeCache(&releaser_, &sweeper_);
+  if (!cache.per_thread()) GTEST_SKIP() << "no per-thread mode here: " << cache.mode().why;
+  g_remote_after_fence_for_test = &RecordBusyAtFence;
+  g_remote_waiting_for_test = &ReleaseOwnerWhileWaiting;
+  g_remote_before_op_for_test = &CheckOwnerLeft;
+  void* const batch[] = {storage_[2], storage_[3]};
+  RunAcrossADrain(cache, /*point=*/1, /*cached=*/2, [&] { cache.PutBatch(0, batch, 2); });
+  EXPECT_EQ(g_busy_at_fence.load(), 1u) << "the owner inside did not read as busy";
+  EXPECT_TRUE(g_owner_left_before_op.load()) << "the remote work began with the owner inside";
+  for (int i = 0; i < kCachedBlocks; ++i) EXPECT_EQ(TimesReleased(i), 1) << i;
+  EXPECT_EQ(cache.Snapshot().cached_blocks(), 0u);
+}
+
+// A batch push that starts during the drain reads the column closed and copies nothing; the
+// blocks then take the slow path, which runs after the drain (cached, or released there).
+TEST_F(ThreadWindowTest, ABatchPushStartingDuringARemoteOperationReadsTheColumnClosed) {
+  BlockCache cache = MakeCache(&releaser_, &sweeper_);
+  if (!cache.per_thread()) GTEST_SKIP() << "no per-thread mode here: " << cache.mode().why;
+  g_remote_after_fence_for_test = &RecordBusyAtFence;
+  g_remote_before_op_for_test = &RunOwnerThenCount;
+  void* const batch[] = {storage_[2], storage_[3]};
+  RunAcrossADrain(cache, /*point=*/0, /*cached=*/2, [&] { cache.PutBatch(0, batch, 2); });
+  EXPECT_EQ(g_busy_at_fence.load(), 0u);
+  EXPECT_EQ(g_count_before_op.load(), 2u) << "the owner's batch push changed a closed column";
+  // The drain released the two cached blocks; the batch's were cached or released after it,
+  // each once.
+  EXPECT_EQ(TimesReleased(0), 1);
+  EXPECT_EQ(TimesReleased(1), 1);
+  EXPECT_EQ(TimesReleased(2) + TimesReleased(3) + cache.Snapshot().cached_blocks(), 2u);
+  cache.Drain();
   for (int i = 0; i < kCachedBlocks; ++i) EXPECT_EQ(TimesReleased(i), 1) << i;
 }
 

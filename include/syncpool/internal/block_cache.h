@@ -210,8 +210,8 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // BlockCache::PutBatch()
   //
   // Put() of `blocks[0]`, then `blocks[1]`, ... `blocks[n - 1]` (which the next Get() on this
-  // CPU pops first), for slow paths that hand the cache a batch: in the rseq mode one sequence
-  // pushes as many as fit (RseqPushBatch()), and Put() takes the rest.
+  // CPU pops first), for slow paths that hand the cache a batch: one sequence (RseqPushBatch())
+  // or one owner's operation (ThreadPushBatch()) pushes as many as fit, and Put() takes the rest.
   void PutBatch(size_t cls, void* const* blocks, size_t n);
 
   // Sweepable::SweepEpoch()

@@ -278,16 +278,28 @@ class alignas(kCacheLineSize) CpuCache {
   // CpuCache::PopPrimary()
   //
   // Takes the most recently pushed block of class `cls` from the primary generation, or
-  // returns nullptr if it is empty.
-  // `to_move`: the block goes to the TransferStack, not to a caller, so the low-water mark
-  // (what the epoch's callers took) stays as it is.
-  void* PopPrimary(size_t cls, bool to_move = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+  // returns nullptr if it is empty. Lowers the low-water mark (what the epoch's callers took).
+  void* PopPrimary(size_t cls) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
     ClassStack& s = stack(cls);
     const uint32_t n = s.primary_count.load(std::memory_order_relaxed);
     if (n == 0) return nullptr;
     s.primary_count.store(n - 1, std::memory_order_relaxed);
-    if (!to_move && n - 1 < s.low_water) s.low_water = n - 1;
+    if (n - 1 < s.low_water) s.low_water = n - 1;
     return s.primary[n - 1];
+  }
+
+  // CpuCache::PopPrimaryToMove()
+  //
+  // Takes up to `n` blocks off the top of the primary generation of class `cls` into `out`
+  // (the topmost last) with one store of the count; returns how many. The blocks go to the
+  // TransferStack or the spans, not to a caller, so the low-water mark stays as it is.
+  size_t PopPrimaryToMove(size_t cls, void** out, size_t n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(lock) {
+    ClassStack& s = stack(cls);
+    const uint32_t count = s.primary_count.load(std::memory_order_relaxed);
+    const uint32_t k = n < count ? static_cast<uint32_t>(n) : count;
+    for (uint32_t i = 0; i < k; ++i) out[i] = s.primary[count - k + i];
+    s.primary_count.store(count - k, std::memory_order_relaxed);
+    return k;
   }
 
   // CpuCache::PopVictim()

@@ -21,13 +21,14 @@
 //
 // Protocol (owner: the thread whose slot names the column; remote: any other thread, which
 // holds the column's CpuCache lock: the sweeper's epochs, drains, thread-exit flushes):
-//   - The owner's operation on class c (ThreadPop(), ThreadPush()):
+//   - The owner's operation on class c (ThreadPop(), ThreadPush(), ThreadPushBatch()):
 //       1. busy = 1 (a plain store);
 //       2. a fence: only a compiler barrier where the process can make an asymmetric fence
 //          (membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)), a full fence under ThreadSanitizer;
 //       3. read owner_open (acquire); it bounds the count as open_capacity does for the
 //          sequences: 0 (closed) fails every pop and push;
-//       4. work on the stack: read the count, move one slot, store the count;
+//       4. work on the stack: read the count, move one slot (a batch: several), store the
+//          count;
 //       5. busy = 0 (release).
 //   - A remote operation: takes the lock, closes the column (owner_open = 0 for every class),
 //     makes the fence (FenceAllThreads()), then waits until busy reads 0 in every class,
@@ -195,6 +196,29 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ThreadPush(char* row, void* block) {
   }
   ThreadLeave(s);
   return kept;
+}
+
+// ThreadPushBatch()
+//
+// ThreadPush() of `blocks[0]`, then `blocks[1]`, ... (the last one pushed ends on top), as many
+// as fit below owner_open and at most `n`, in one owner's operation: step 4 writes the slots,
+// then one store of the count commits them all (a remote operation that waited for busy = 0
+// sees all of them or, closed first, none). Returns how many it pushed: 0 when the stack is full
+// or closed (or the thread has no slot yet). For slow paths that hand the thread a batch (a
+// refill); not for the inline paths (a loop inside).
+inline uint32_t ThreadPushBatch(char* row, void* const* blocks, uint32_t n) {
+  ClassStack& s = ThreadStack(row);
+  ThreadEnter(s);
+  const uint32_t open = ThreadOpenCapacity(s);
+  const uint32_t count = s.primary_count.load(std::memory_order_relaxed);
+  uint32_t pushed = 0;
+  if (ABSL_PREDICT_TRUE(count < open)) {
+    pushed = open - count < n ? open - count : n;
+    for (uint32_t i = 0; i < pushed; ++i) s.primary[count + i] = blocks[i];
+    s.primary_count.store(count + pushed, std::memory_order_relaxed);  // Commit.
+  }
+  ThreadLeave(s);
+  return pushed;
 }
 
 }  // namespace internal
