@@ -22,13 +22,16 @@
 //     (or `stopped`), so no wake-up is lost.
 //
 // fork(): every sweeper is in a process-wide list (under its own mutex). Before a fork the
-// forking thread takes, in order, the list's mutex, the SYNCPOOL_STATS report's, then per
-// sweeper (in list order) its `sweep_mu` (so no sweep is under way), its `mu`, and the locks of
-// each registered cache (Sweepable::LockForFork(): its releaser's debug registry, its CPU
-// caches', its TransferStacks'); after the fork both processes release them in reverse order.
-// Every other path takes these locks in the same order (a sweep: `sweep_mu`, then `mu`
-// briefly, then one cache lock at a time; everything else: one of them alone), so this cannot
-// deadlock. In the child the background thread does not exist: its std::thread is moved to
+// forking thread takes, in order, the list's mutex, every sweeper's `sweep_mu` (so no sweep is
+// under way), the thread-slot registry's lock (thread_slots.h), the SYNCPOOL_STATS report's,
+// then per sweeper (in list order) its `mu` and the locks of each registered cache
+// (Sweepable::LockForFork(): its releaser's debug registry, its CPU caches', its
+// TransferStacks'); after the fork both processes release them in reverse order. Every other
+// path takes these locks in the same order (a sweep: `sweep_mu`, then `mu` briefly, one cache
+// lock at a time, and, from its releases, the registry's or the report's; a thread exit: the
+// registry's, then cache locks; everything else: one of them alone), so this cannot deadlock.
+// (With the registry taken first, a sweep on the sweeper's thread that took a thread slot for
+// a release counted in owned bytes deadlocked with a fork: seen in tests/fork_test.cc.) In the child the background thread does not exist: its std::thread is moved to
 // storage that is never destroyed (neither joined nor detached: there is nothing to join),
 // the condition variable it may have been waiting on is made anew, and the thread is started
 // again by RestartAfterFork().
@@ -119,13 +122,17 @@ ForkList& GetForkList() {
 // pthread_atfork handlers: see the protocol at the top of the file. The analysis cannot follow
 // locks taken in one function and released in another.
 void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  // The thread-slot registry first: a thread exit holds it while it takes CPU caches' locks.
-  internal::ThreadSlotsLockForFork();
   ForkList& list = GetForkList();
   list.mu.Lock();
+  // Every `sweep_mu` before the thread-slot registry and the report's lock: a sweep holds its
+  // `sweep_mu` while it releases blocks, which may take a thread slot (the registry's lock:
+  // a release counted in owned bytes on the sweeping thread, or a pooled object's destructor
+  // that Puts into a per-thread cache) or destroy a pool (the report's lock).
+  for (internal::SweeperState* st : list.sweepers) st->sweep_mu.Lock();
+  // The registry before every cache lock: a thread exit holds it while it takes CPU caches'.
+  internal::ThreadSlotsLockForFork();
   internal::LockStatsReportForFork();
   for (internal::SweeperState* st : list.sweepers) {
-    st->sweep_mu.Lock();
     st->mu.Lock();
     for (internal::Sweepable* cache : st->caches) cache->LockForFork();
   }
@@ -148,12 +155,12 @@ void ReleaseAfterFork(bool child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
       }
     }
     st->mu.Unlock();
-    st->sweep_mu.Unlock();
   }
   if (child) internal::g_fork_generation.fetch_add(1, std::memory_order_relaxed);
   internal::UnlockStatsReportAfterFork();
-  list.mu.Unlock();
   internal::ThreadSlotsUnlockAfterFork(child);
+  for (internal::SweeperState* st : list.sweepers) st->sweep_mu.Unlock();
+  list.mu.Unlock();
 }
 
 void ParentAfterFork() { ReleaseAfterFork(/*child=*/false); }

@@ -104,9 +104,10 @@ class ThreadSlotUser {
 void RegisterSlotUser(ThreadSlotUser* user);
 void UnregisterSlotUser(ThreadSlotUser* user);
 
-// Taken first and released last by the sweepers' fork handlers (sweeper.cc), since a thread
-// exit holds the registry's lock while it takes CPU caches' locks. In the child, every slot
-// but the forking thread's becomes free and ResetBusyAfterFork() runs.
+// Taken by the sweepers' fork handlers after every sweep's lock and before every cache's
+// (the order is in sweeper.cc), since a sweep may take a slot and a thread exit holds the
+// registry's lock while it takes CPU caches' locks. In the child, every slot but the forking
+// thread's becomes free and ResetBusyAfterFork() runs.
 void ThreadSlotsLockForFork();
 void ThreadSlotsUnlockAfterFork(bool child);
 
