@@ -69,9 +69,10 @@ LAYERS = [
         "src/block_cache_slow.cc",
         "src/cache_policy.cc",
     ], [
-        "include/syncpool/internal/block_cache.h",
+        "src/block_cache.h",
         "include/syncpool/internal/block_releaser.h",
         "include/syncpool/internal/cache_policy.h",
+        "include/syncpool/internal/local_cache.h",
     ], ["rseq", "thread_slots", "transfer"], []),
 ]
 

@@ -55,7 +55,7 @@
 
 #include "benchmark/benchmark.h"
 #include "bench/bench_util.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 #include "syncpool/mimalloc_resource.h"
 #include "syncpool/pool.h"
 #include "syncpool/pool_allocator.h"

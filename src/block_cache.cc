@@ -8,7 +8,7 @@
 // remote operation every one of them uses). block_cache.h gives the policy; cpu_cache.h,
 // percpu_rseq.h and thread_slots.h the protocols these functions follow.
 
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 #include <algorithm>
 #include <iterator>
@@ -99,6 +99,8 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
                        : std::clamp<int64_t>(
                              static_cast<int64_t>(policy_.max_cached_bytes / 64), 1, kMaxFlush);
   }
+  local_ = LocalCache(this, region_, class_stride_, mode_.rseq, mode_.per_thread, class_bytes_.data(), owned_,
+                      owned_flush_);
   if (mode_.per_thread) RegisterSlotUser(this);
 }
 

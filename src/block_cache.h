@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/block_cache.h
+// File: src/block_cache.h
 // -----------------------------------------------------------------------------
 //
 // The caching policy shared by Pool<T> and PoolResource: per-CPU caches of opaque blocks in
@@ -52,8 +52,8 @@
 // threads; cpu_cache.h and percpu_rseq.h give the protocol between local and remote
 // operations. The BlockCache must not be destroyed while another thread uses it.
 
-#ifndef SYNCPOOL_INTERNAL_BLOCK_CACHE_H_
-#define SYNCPOOL_INTERNAL_BLOCK_CACHE_H_
+#ifndef SYNCPOOL_SRC_BLOCK_CACHE_H_
+#define SYNCPOOL_SRC_BLOCK_CACHE_H_
 
 #include <atomic>
 #include <cstddef>
@@ -68,6 +68,7 @@
 #include "syncpool/internal/cache_policy.h"
 #include "syncpool/internal/cpu.h"
 #include "syncpool/internal/cpu_cache.h"
+#include "syncpool/internal/local_cache.h"
 #include "syncpool/internal/pages.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/internal/sweepable.h"
@@ -110,49 +111,20 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
     return TryGetAt(cls, Row(cls));
   }
 
-  // BlockCache::TryGetAt()
+  // BlockCache::TryGetAt(), BlockCache::GetOr()
   //
-  // TryGet() for a caller that knows the class's Row() already.
+  // LocalCache::TryGetAt() and LocalCache::GetOr() (local_cache.h) on this cache.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* TryGetAt(size_t cls, char* row) {
-    void* block = nullptr;
-#if SYNCPOOL_RSEQ_FAST_PATH
-    // Outside the rseq mode, or with the sequences held closed, it fails at once (percpu_rseq.h).
-    block = RseqPopPrimary(row);
-#endif
-    if (block == nullptr && mode_.per_thread) block = ThreadPop(row);
-    return UnpoisonCached(block, class_bytes_[cls]);
+    return local_.TryGetAt(cls, row);
   }
-
-  // BlockCache::GetOr()
-  //
-  // `on_hit(TryGetAt(cls, row))` where that returns a block, else `otherwise()` (the caller's
-  // slow path, in tail position): success costs no test of the block. kOffsets: see
-  // RseqOffsets (percpu_rseq.h).
   template <RseqOffsets kOffsets = RseqOffsets::kInRegisters, typename OnHit, typename Otherwise>
   ABSL_ATTRIBUTE_ALWAYS_INLINE auto GetOr(size_t cls, char* row, OnHit on_hit,
                                           Otherwise otherwise) {
-#if SYNCPOOL_RSEQ_FAST_PATH && !defined(ABSL_HAVE_ADDRESS_SANITIZER)
-    static_cast<void>(cls);
-    // The sequence first, so that the rseq mode's hit path is exactly the sequence; it fails
-    // at once in the other modes.
-    // (The fallback captures by value: captured by reference, the caller's lambdas would be
-    // stored to the stack on every call, hit or not.)
-    return RseqPopPrimaryOr<kOffsets>(row, on_hit, [this, row, on_hit, otherwise] {
-      if (mode_.per_thread) {
-        if (void* block = ThreadPop(row); ABSL_PREDICT_TRUE(block != nullptr)) {
-          return on_hit(block);
-        }
-      }
-      return otherwise();
-    });
-#else
-    if (void* block = TryGetAt(cls, row); block != nullptr) return on_hit(block);
-    return otherwise();
-#endif
+    return local_.GetOr<kOffsets>(cls, row, on_hit, otherwise);
   }
   template <RseqOffsets kOffsets = RseqOffsets::kInRegisters, typename Otherwise>
   ABSL_ATTRIBUTE_ALWAYS_INLINE void* GetOr(size_t cls, char* row, Otherwise otherwise) {
-    return GetOr<kOffsets>(cls, row, [](void* block) { return block; }, otherwise);
+    return local_.GetOr<kOffsets>(cls, row, otherwise);
   }
 
   // BlockCache::GetSlow()
@@ -180,17 +152,10 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
 
   // BlockCache::TryPutAt()
   //
-  // TryPut() for a caller that knows the class's Row() already. kOffsets: see RseqOffsets.
+  // LocalCache::TryPutAt() (local_cache.h) on this cache.
   template <RseqOffsets kOffsets = RseqOffsets::kInRegisters>
   ABSL_ATTRIBUTE_ALWAYS_INLINE bool TryPutAt(size_t cls, char* row, void* block) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-    PoisonCached(block, class_bytes_[cls]);  // Also for PutSlow(), which callers call next.
-#endif
-    static_cast<void>(cls);
-#if SYNCPOOL_RSEQ_FAST_PATH
-    if (ABSL_PREDICT_TRUE(RseqPush<kOffsets>(row, block))) return true;
-#endif
-    return mode_.per_thread && ThreadPush(row, block);
+    return local_.TryPutAt<kOffsets>(cls, row, block);
   }
 
   // BlockCache::PutSlow()
@@ -254,29 +219,8 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
 
   // BlockCache::AccountOwned()
   //
-  // For a cache with CachePolicy::owned_bytes: `bytes` more (an object about to be handed to
-  // Put()) or fewer (a negative figure: an object a Get() returned) are cached; releases count
-  // themselves. Protocol: each thread adds to its own counter (indexed by its thread slot,
-  // thread_slots.h) with a plain load and store, no read-modify-write: only the slot's owner
-  // writes it, and a slot passes to another thread through the registry's lock. A counter that
-  // strays beyond owned_flush_ either way moves to estimate_ (one fetch_add), which the
-  // budgets read; CachedBytes() adds every counter to it. A thread without a slot adds to
-  // estimate_ directly.
-  ABSL_ATTRIBUTE_ALWAYS_INLINE void AccountOwned(int64_t bytes) {
-    const uint32_t slot = tls_thread_slot;
-    if (ABSL_PREDICT_FALSE(slot == 0)) {
-      AccountOwnedSlow(bytes);
-      return;
-    }
-    std::atomic<int64_t>& count = owned_[slot].bytes;
-    const int64_t v = count.load(std::memory_order_relaxed) + bytes;
-    if (ABSL_PREDICT_FALSE(v > owned_flush_ || v < -owned_flush_)) {
-      count.store(0, std::memory_order_relaxed);
-      AddEstimate(v);
-      return;
-    }
-    count.store(v, std::memory_order_relaxed);
-  }
+  // LocalCache::AccountOwned() (local_cache.h) on this cache.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void AccountOwned(int64_t bytes) { local_.AccountOwned(bytes); }
 
   // BlockCache::OverBudget()
   //
@@ -297,6 +241,11 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // Where the stacks of class `cls` lie in the region: CPU `cpu`'s at Row(cls) +
   // (cpu << kClassStackShift).
   char* Row(size_t cls) const { return region_ + cls * class_stride_; }
+
+  // BlockCache::local()
+  //
+  // What the inline paths read (local_cache.h), for a face to keep by value.
+  const LocalCache& local() const { return local_; }
 
   // BlockCache::num_classes()
   size_t num_classes() const { return class_bytes_.size(); }
@@ -407,6 +356,8 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   void RefreshEstimate();
   // AccountOwned() for a thread without a slot yet: takes one, or adds to estimate_.
   void AccountOwnedSlow(int64_t bytes);
+  friend void AccountOwnedSlow(BlockCache* cache, int64_t bytes);
+  friend void AddOwnedEstimate(BlockCache* cache, int64_t bytes);
   // EnforceBudget() where owned bytes are counted: how far over its budgets the cache is, and
   // the release of the largest idle blocks (victims and the TransferStack), then of the
   // largest of all, until within.
@@ -470,9 +421,6 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   std::atomic<int64_t> estimate_{0};
   // CachePolicy::owned_bytes: one counter per thread slot (AccountOwned()), a line each, in
   // pages touched only as slots use them; null otherwise.
-  struct alignas(64) OwnedCount {
-    std::atomic<int64_t> bytes;
-  };
   std::unique_ptr<MappedRegion> owned_region_;
   OwnedCount* owned_ = nullptr;
   int64_t owned_flush_ = 0;
@@ -487,6 +435,9 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   std::atomic<uint64_t> orphan_spills_{0};
   std::atomic<uint64_t> orphan_misses_{0};
 
+  // What the inline paths read (set last in the constructor, from the fields above).
+  LocalCache local_;
+
   // Written by the sweeping thread only; read by Snapshot().
   std::atomic<uint64_t> epochs_{0};
   std::atomic<uint64_t> swept_blocks_{0};
@@ -497,4 +448,4 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_BLOCK_CACHE_H_
+#endif  // SYNCPOOL_SRC_BLOCK_CACHE_H_

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "block_cache_remote.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 namespace syncpool {
 namespace internal {
@@ -55,6 +55,10 @@ void BlockCache::AccountOwnedSlow(int64_t bytes) {
     AddEstimate(bytes);
   }
 }
+
+void AccountOwnedSlow(BlockCache* cache, int64_t bytes) { cache->AccountOwnedSlow(bytes); }
+
+void AddOwnedEstimate(BlockCache* cache, int64_t bytes) { cache->AddEstimate(bytes); }
 
 void BlockCache::RefreshEstimate() {
   if (owned_ == nullptr) SetEstimate(CachedBytes());

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "block_cache_remote.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 namespace syncpool {
 namespace internal {

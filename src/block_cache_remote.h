@@ -8,7 +8,7 @@
 
 #include <sched.h>
 
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 namespace syncpool {
 namespace internal {

@@ -10,7 +10,7 @@
 
 #include "block_cache_remote.h"
 #include "src/current_cpu.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 namespace syncpool {
 namespace internal {

@@ -4,7 +4,10 @@
 
 #include <stdexcept>
 
+#include "src/block_cache.h"
 #include "src/debug_registry.h"
+#include "syncpool/internal/block_releaser.h"
+#include "syncpool/internal/stats_report.h"
 
 namespace syncpool {
 namespace internal {
@@ -34,6 +37,22 @@ BlockCache::Policy PoolPolicy(size_t object_size, const Options& options, bool o
 
 }  // namespace
 
+class PoolBase::Releaser final : public BlockReleaser {
+ public:
+  explicit Releaser(PoolBase* pool) : pool_(pool) {}
+  void Release(size_t /*cls*/, void* const* blocks, size_t n) override {
+    pool_->Release(blocks, n);
+  }
+  uint64_t OwnedBytes(size_t /*cls*/, const void* block) override {
+    return pool_->OwnedBytes(block);
+  }
+  void LockForFork() override { pool_->LockForFork(); }
+  void UnlockAfterFork() override { pool_->UnlockAfterFork(); }
+
+ private:
+  PoolBase* const pool_;
+};
+
 PoolBase::PoolBase(size_t object_size, void (*destroy)(void*),
                    uint64_t (*owned_bytes)(const void*), const Options& options)
     : destroy_(destroy),
@@ -45,28 +64,36 @@ PoolBase::PoolBase(size_t object_size, void (*destroy)(void*),
       debug_(DebugChecksEnabled(options)),
       registry_(debug_ ? std::make_unique<DebugRegistry>(PoolLabel("Pool", options.name, this))
                        : nullptr),
-      cache_({object_size}, StartCapacity(object_size, options, owned_bytes != nullptr), this,
-             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             options.allow_rseq && !debug_,
-             PoolPolicy(object_size, options, owned_bytes != nullptr)),
-      report_("Pool", options.name, this, [this] { return GetStats(); }) {}
+      releaser_(std::make_unique<Releaser>(this)),
+      cache_(std::make_unique<BlockCache>(
+          std::vector<size_t>{object_size},
+          StartCapacity(object_size, options, owned_bytes != nullptr), releaser_.get(),
+          options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
+          options.allow_rseq && !debug_, PoolPolicy(object_size, options, owned_bytes != nullptr))),
+      local_(cache_->local()),
+      report_(std::make_unique<StatsReportEntry>("Pool", options.name, this,
+                                                 [this] { return GetStats(); })) {}
 
 PoolBase::~PoolBase() = default;
 
-void PoolBase::Release(size_t /*cls*/, void* const* blocks, size_t n) {
+void PoolBase::Clear() { cache_->Drain(); }
+
+bool PoolBase::OverBudget(uint64_t bytes) const { return cache_->OverBudget(bytes); }
+
+void PoolBase::Release(void* const* blocks, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (debug_) registry_->OnLeave(blocks[i]);
     destroy_(blocks[i]);
   }
 }
 
-uint64_t PoolBase::OwnedBytes(size_t /*cls*/, const void* block) {
+uint64_t PoolBase::OwnedBytes(const void* block) const {
   return owned_bytes_(block);
 }
 
 Stats PoolBase::GetStats() const {
-  Stats s = cache_.Snapshot();
-  s.label = report_.label();
+  Stats s = cache_->Snapshot();
+  s.label = report_->label();
   s.oversized_objects = oversized_objects_.load(std::memory_order_relaxed);
   s.oversized_bytes = oversized_bytes_.load(std::memory_order_relaxed);
   return s;
@@ -83,7 +110,7 @@ void PoolBase::DropOnPut(void* obj, uint64_t bytes) {
     oversized_objects_.fetch_add(1, std::memory_order_relaxed);
     oversized_bytes_.fetch_add(bytes, std::memory_order_relaxed);
   } else {
-    cache_.CountOverBudget(1, bytes);
+    cache_->CountOverBudget(1, bytes);
   }
   destroy_(obj);
 }
@@ -97,14 +124,14 @@ void PoolBase::UnlockAfterFork() {
 }
 
 void* PoolBase::GetSlow() {
-  void* obj = cache_.GetSlow(0);
+  void* obj = cache_->GetSlow(0);
   if (debug_ && obj != nullptr) registry_->OnLeave(obj);
   return obj;
 }
 
 void PoolBase::PutSlow(void* obj) {
   if (debug_) registry_->OnPut(obj);  // Aborts on a second Put, before the cache is touched.
-  cache_.PutSlow(0, obj);
+  cache_->PutSlow(0, obj);
 }
 
 }  // namespace internal

@@ -14,10 +14,13 @@
 #include <string>
 #include <vector>
 
+#include "src/block_cache.h"
 #include "src/debug_registry.h"
 #include "src/large_blocks.h"
 #include "src/spans.h"
 #include "src/upstream_meter.h"
+#include "syncpool/internal/block_releaser.h"
+#include "syncpool/internal/stats_report.h"
 #include "syncpool/internal/option_table.h"
 #include "syncpool/internal/pages.h"
 #include "syncpool/mimalloc_resource.h"
@@ -96,6 +99,22 @@ bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 // What the constructor derives from the options, each once: the classes' sizes, where each
 // class's per-CPU capacity starts (internal::SizingOf()), the cache's policy and the refill
 // sizes.
+class PoolResource::Releaser final : public internal::BlockReleaser {
+ public:
+  explicit Releaser(PoolResource* resource) : resource_(resource) {}
+  void Release(size_t cls, void* const* blocks, size_t n) override {
+    resource_->Release(cls, blocks, n);
+  }
+  void ReleaseIdle(bool everything, internal::SweepPacer* pacer) override {
+    resource_->ReleaseIdle(everything, pacer);
+  }
+  void LockForFork() override { resource_->LockForFork(); }
+  void UnlockAfterFork() override { resource_->UnlockAfterFork(); }
+
+ private:
+  PoolResource* const resource_;
+};
+
 struct PoolResource::Plan {
   explicit Plan(const Options& options)
       : class_bytes(ClassBytes(options)),
@@ -167,16 +186,20 @@ PoolResource::PoolResource(const Options& options, std::pmr::memory_resource* up
           meter_.get(), plan.class_bytes.size(), &GiveBackOf, this,
           internal::PoolLabel("PoolResource", options.name, this))),
       large_(std::make_unique<internal::LargeBlocks>(&GiveBackOf, this)),
-      cache_(std::move(plan.class_bytes), std::move(plan.start), this,
-             options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-             // Debug checks run on the slow paths: the locked mode sends every call there.
-             options.allow_rseq && !debug_, std::move(plan.policy)),
-      report_("PoolResource", options.name, this, [this] { return GetStats(); }) {
+      releaser_(std::make_unique<Releaser>(this)),
+      cache_(std::make_unique<internal::BlockCache>(
+          std::move(plan.class_bytes), std::move(plan.start), releaser_.get(),
+          options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
+          // Debug checks run on the slow paths: the locked mode sends every call there.
+          options.allow_rseq && !debug_, std::move(plan.policy))),
+      local_(cache_->local()),
+      report_(std::make_unique<internal::StatsReportEntry>("PoolResource", options.name, this,
+                                                           [this] { return GetStats(); })) {
   // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
   // inline paths never reach them (inline_limit_).
   for (size_t i = 0; i < small_rows_.size(); ++i) {
     const size_t cls = internal::kSmallSizeClasses[i];
-    small_rows_[i] = cls < cache_.num_classes() ? cache_.Row(cls) : nullptr;
+    small_rows_[i] = cls < cache_->num_classes() ? cache_->Row(cls) : nullptr;
   }
 }
 
@@ -198,8 +221,10 @@ PoolResource::~PoolResource() {
   destroyed_.store(true, std::memory_order_release);
 }
 
+void PoolResource::Trim() { cache_->Drain(); }
+
 void PoolResource::release() {
-  cache_.Drain();
+  cache_->Drain();
   spans_->ReleaseAll();
   large_->ReleaseAll();
   if (debug_) registry_->Clear();
@@ -220,8 +245,8 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
   }
   const size_t cls = internal::RequestClass(bytes, alignment);
   // In the locked and per-thread modes the sequence would fail: straight to the slow path.
-  if (ABSL_PREDICT_TRUE(cache_.uses_rseq())) {
-    return cache_.GetOr(cls, cache_.Row(cls), [this, cls, bytes, alignment] {
+  if (ABSL_PREDICT_TRUE(local_.uses_rseq())) {
+    return local_.GetOr(cls, local_.Row(cls), [this, cls, bytes, alignment] {
       return AllocateClass(cls, bytes, alignment);
     });
   }
@@ -248,13 +273,13 @@ ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateUnpooled(size_t bytes, size_
 
 ABSL_ATTRIBUTE_NOINLINE void* PoolResource::AllocateClass(size_t cls, size_t bytes,
                                                           size_t alignment) {
-  void* p = cache_.GetSlow(cls);  // The sequence failed already.
+  void* p = cache_->GetSlow(cls);  // The sequence failed already.
   if (p == nullptr) p = Refill(cls);
   if (ABSL_PREDICT_FALSE(debug_)) {
     try {
       registry_->OnAllocate(p, bytes, alignment);
     } catch (...) {  // The registry could not grow: give the block back, as if never taken.
-      cache_.Put(cls, p);
+      cache_->Put(cls, p);
       throw;
     }
   }
@@ -290,7 +315,7 @@ void* PoolResource::Cache(size_t cls, void* const* blocks, size_t n) {
   // Pushed last first (one batch), so that the next allocations pop them in the given order.
   void* reversed[kMaxRefill];
   for (size_t i = 1; i < n; ++i) reversed[n - 1 - i] = blocks[i];
-  cache_.PutBatch(cls, reversed, n - 1);
+  cache_->PutBatch(cls, reversed, n - 1);
   return blocks[0];
 }
 
@@ -301,7 +326,12 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
     return;
   }
   const size_t cls = internal::RequestClass(bytes, alignment);
-  if (ABSL_PREDICT_TRUE(cache_.uses_rseq()) && ABSL_PREDICT_TRUE(cache_.TryPut(cls, p))) return;
+  // (local_, not cache_: a checked deallocate into a destroyed resource gets here, and then to
+  // its check, with only the resource's own memory to read.)
+  if (ABSL_PREDICT_TRUE(local_.uses_rseq()) &&
+      ABSL_PREDICT_TRUE(local_.TryPutAt(cls, local_.Row(cls), p))) {
+    return;
+  }
   DeallocateClass(p, cls, bytes, alignment);
 }
 
@@ -310,7 +340,7 @@ ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateClass(void* p, size_t cls, 
   if (debug_) CheckDeallocate(p, bytes, alignment);
   // Put(), not PutSlow(): its inline part poisons the block for AddressSanitizer, which
   // DeallocateSlow() skipped in the locked mode.
-  cache_.Put(cls, p);
+  cache_->Put(cls, p);
 }
 
 ABSL_ATTRIBUTE_NOINLINE void PoolResource::DeallocateUnpooled(void* p, size_t bytes,
@@ -402,11 +432,11 @@ void PoolResource::UnlockAfterFork() {
 }
 
 Stats PoolResource::GetStats() const {
-  Stats s = cache_.Snapshot();
+  Stats s = cache_->Snapshot();
   s.direct = counters_.direct.load(std::memory_order_relaxed);
 
   s.discarded_bytes = counters_.discarded_bytes.load(std::memory_order_relaxed);
-  s.label = report_.label();
+  s.label = report_->label();
   const internal::Spans::Counts spans = spans_->GetCounts(&s.classes);
   s.span_bytes = spans.span_bytes;
   s.span_block_bytes = spans.block_bytes;

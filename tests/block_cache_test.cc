@@ -3,7 +3,7 @@
 // Tests of the caching policy (syncpool/internal/block_cache.h) with fake blocks, a releaser
 // that records what it is given, fake CPU ids and a sweeper driven by SweepNow().
 
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -23,7 +23,7 @@
 
 #include "gtest/gtest.h"
 #include "recording_releaser.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"

@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 namespace syncpool {
 namespace testing {

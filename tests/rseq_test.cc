@@ -36,7 +36,7 @@
 #include "churn.h"
 #include "cpu_affinity.h"
 #include "recording_releaser.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 
 namespace syncpool {
 namespace {

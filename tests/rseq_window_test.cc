@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/sweeper.h"
 #include "tests/recording_releaser.h"

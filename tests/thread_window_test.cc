@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "syncpool/internal/block_cache.h"
+#include "src/block_cache.h"
 #include "syncpool/internal/thread_slots.h"
 #include "syncpool/options.h"
 #include "syncpool/sweeper.h"

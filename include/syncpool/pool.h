@@ -57,8 +57,7 @@
 #include <utility>
 
 #include "absl/base/optimization.h"
-#include "syncpool/internal/block_cache.h"
-#include "syncpool/internal/stats_report.h"
+#include "syncpool/internal/local_cache.h"
 #include "syncpool/options.h"
 #include "syncpool/owned_bytes.h"
 #include "syncpool/stats.h"
@@ -68,9 +67,10 @@ namespace syncpool {
 namespace internal {
 
 class DebugRegistry;
+class StatsReportEntry;
 
 // The type-independent part of Pool<T>: one class of opaque objects in a BlockCache.
-class PoolBase : private BlockReleaser {
+class PoolBase {
  public:
   // `owned_bytes`: what an object owns (OwnedBytes<T>), or nullptr where only sizeof(T) is
   // known.
@@ -86,10 +86,10 @@ class PoolBase : private BlockReleaser {
   // must call GetSlow().
   template <typename OnHit, typename Otherwise>
   ABSL_ATTRIBUTE_ALWAYS_INLINE auto GetOr(OnHit on_hit, Otherwise otherwise) {
-    return cache_.GetOr(0, cache_.Row(0), on_hit, otherwise);
+    return local_.GetOr(0, local_.Row(0), on_hit, otherwise);
   }
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Put(void* obj) {
-    if (ABSL_PREDICT_TRUE(cache_.TryPut(0, obj))) return;
+    if (ABSL_PREDICT_TRUE(local_.TryPutAt(0, local_.Row(0), obj))) return;
     PutSlow(obj);
   }
   // PoolBase::PutOwning()
@@ -98,36 +98,40 @@ class PoolBase : private BlockReleaser {
   // cached when it owns more than max_object_bytes or would take the pool or the process
   // over its budget; else counted, then cached.
   ABSL_ATTRIBUTE_ALWAYS_INLINE void PutOwning(void* obj, uint64_t bytes) {
-    if (ABSL_PREDICT_FALSE(bytes > max_object_bytes_) || cache_.OverBudget(bytes)) {
+    if (ABSL_PREDICT_FALSE(bytes > max_object_bytes_) || OverBudget(bytes)) {
       DropOnPut(obj, bytes);
       return;
     }
-    cache_.AccountOwned(static_cast<int64_t>(bytes));
+    local_.AccountOwned(static_cast<int64_t>(bytes));
     Put(obj);
   }
   // PoolBase::Left()
   //
   // An object that owns `bytes` left the cache through a Get (a pool with `owned_bytes`).
   ABSL_ATTRIBUTE_ALWAYS_INLINE void Left(uint64_t bytes) {
-    cache_.AccountOwned(-static_cast<int64_t>(bytes));
+    local_.AccountOwned(-static_cast<int64_t>(bytes));
   }
-  void Clear() { cache_.Drain(); }
+  void Clear();
   Stats GetStats() const;
-  bool uses_rseq() const { return cache_.uses_rseq(); }
+  bool uses_rseq() const { return local_.uses_rseq(); }
   // The cache's slow path of Get(), with the debug checks (out of line).
   void* GetSlow();
 
  private:
-  void Release(size_t cls, void* const* blocks, size_t n) override;
-  uint64_t OwnedBytes(size_t cls, const void* block) override;
-  void LockForFork() override;
-  void UnlockAfterFork() override;
+  // The cache's BlockReleaser (src/pool.cc), which calls the four below.
+  class Releaser;
+  void Release(void* const* blocks, size_t n);
+  uint64_t OwnedBytes(const void* block) const;
+  void LockForFork();
+  void UnlockAfterFork();
   // The cache's slow paths, and the debug checks: with them on, the cache runs in the locked
   // mode, so that every call comes here and the inline paths test nothing.
   void PutSlow(void* obj);
   // PutOwning() of an object it does not cache: destroys it, counted as oversized or over
   // budget (out of line).
   ABSL_ATTRIBUTE_NOINLINE void DropOnPut(void* obj, uint64_t bytes);
+  // Whether caching `bytes` more would take the pool or the process over its budget.
+  bool OverBudget(uint64_t bytes) const;
 
   void (*const destroy_)(void*);
   uint64_t (*const owned_bytes_)(const void*);
@@ -136,8 +140,10 @@ class PoolBase : private BlockReleaser {
   std::atomic<uint64_t> oversized_bytes_{0};
   const bool debug_;
   std::unique_ptr<DebugRegistry> registry_;  // Objects now in the pool, when debug_.
-  BlockCache cache_;  // Drained before the registry goes.
-  StatsReportEntry report_;  // Last: unregisters first.
+  const std::unique_ptr<Releaser> releaser_;
+  const std::unique_ptr<BlockCache> cache_;  // Drained before the registry goes.
+  const LocalCache local_;  // cache_->local(), for the inline paths.
+  const std::unique_ptr<StatsReportEntry> report_;  // Last: unregisters first.
 };
 
 }  // namespace internal

@@ -59,9 +59,8 @@
 #include <memory_resource>
 
 #include "absl/base/optimization.h"
-#include "syncpool/internal/block_cache.h"
+#include "syncpool/internal/local_cache.h"
 #include "syncpool/internal/size_class.h"
-#include "syncpool/internal/stats_report.h"
 #include "syncpool/options.h"
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
@@ -89,6 +88,8 @@ namespace internal {
 class DebugRegistry;
 class LargeBlocks;
 class Spans;
+class StatsReportEntry;
+class SweepPacer;
 class UpstreamMeter;
 
 // Whether `alignment` is 1, 2, 4, 8 or 16: the alignments every size class has already.
@@ -105,7 +106,7 @@ constexpr bool IsSmallAlignment(size_t alignment) {
 // (SYNCPOOL_SANITIZER) and valgrind.
 std::pmr::memory_resource* DefaultUpstream();
 
-class PoolResource final : public std::pmr::memory_resource, private internal::BlockReleaser {
+class PoolResource final : public std::pmr::memory_resource {
  public:
   // Throws std::invalid_argument for invalid options. `upstream` must not be null.
   explicit PoolResource(Options options = {},
@@ -132,7 +133,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
       // The sequence failed: straight to the class's slow path (another try at the same
       // sequence would fail again but for a preemption). The class is looked up there only,
       // not on the hit path.
-      return cache_.GetOr<kOffsets>(internal::kSmallSizeClasses[index], small_rows_[index],
+      return local_.GetOr<kOffsets>(internal::kSmallSizeClasses[index], small_rows_[index],
                           [this, index, bytes, alignment] {
                             return AllocateClass(internal::kSmallSizeClasses[index], bytes,
                                                  alignment);
@@ -151,7 +152,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
     if (ABSL_PREDICT_TRUE(IsInlineRequest(bytes, alignment))) {
       const size_t index = internal::SmallSizeIndex(bytes);
       if (ABSL_PREDICT_TRUE(
-              cache_.TryPutAt<kOffsets>(internal::kSmallSizeClasses[index], small_rows_[index],
+              local_.TryPutAt<kOffsets>(internal::kSmallSizeClasses[index], small_rows_[index],
                                         p))) {
         return;
       }
@@ -162,7 +163,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // PoolResource::Trim()
   //
   // Returns every cached block upstream now (blocks in use are unaffected).
-  void Trim() { cache_.Drain(); }
+  void Trim();
 
   // PoolResource::release()
   //
@@ -181,7 +182,7 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // PoolResource::uses_rseq()
   //
   // Whether the per-CPU caches run as restartable sequences (GetStats().mode names the mode).
-  bool uses_rseq() const { return cache_.uses_rseq(); }
+  bool uses_rseq() const { return local_.uses_rseq(); }
 
   // PoolResource::max_block_size()
   size_t max_block_size() const { return max_block_size_; }
@@ -243,10 +244,12 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
     return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
            (alignment & (alignment - 1)) == 0;
   }
-  void Release(size_t cls, void* const* blocks, size_t n) override;
-  void ReleaseIdle(bool everything, internal::SweepPacer* pacer) override;
-  void LockForFork() override;
-  void UnlockAfterFork() override;
+  // The cache's BlockReleaser (src/pool_resource.cc), which calls the four below.
+  class Releaser;
+  void Release(size_t cls, void* const* blocks, size_t n);
+  void ReleaseIdle(bool everything, internal::SweepPacer* pacer);
+  void LockForFork();
+  void UnlockAfterFork();
 
   // Takes a block outside the spans from upstream and records it in large_ (may throw,
   // leaving nothing taken).
@@ -292,8 +295,11 @@ class PoolResource final : public std::pmr::memory_resource, private internal::B
   // after which they give back what is left, blocks still in use included.
   const std::unique_ptr<internal::Spans> spans_;
   const std::unique_ptr<internal::LargeBlocks> large_;
-  internal::BlockCache cache_;
-  internal::StatsReportEntry report_;  // Last: unregisters before the rest goes.
+  const std::unique_ptr<Releaser> releaser_;
+  const std::unique_ptr<internal::BlockCache> cache_;
+  const internal::LocalCache local_;  // cache_->local(), for the inline paths.
+  // Last: unregisters before the rest goes.
+  const std::unique_ptr<internal::StatsReportEntry> report_;
 };
 
 // ScopedDefaultResource

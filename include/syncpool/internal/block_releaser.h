@@ -5,8 +5,7 @@
 // -----------------------------------------------------------------------------
 //
 // How a BlockCache gives blocks back (BlockReleaser: to an upstream resource, or by destroying
-// objects), and how blocks in a cache are hidden from AddressSanitizer meanwhile. Not part of
-// syncpool's API.
+// objects). Not part of syncpool's API.
 
 #ifndef SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
 #define SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
@@ -14,37 +13,11 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "absl/base/config.h"
-
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-#include <sanitizer/asan_interface.h>
-#endif
 
 namespace syncpool {
 namespace internal {
 
 class SweepPacer;  // syncpool/internal/sweepable.h
-
-// Blocks that sit in a cache are poisoned for AddressSanitizer, so that a use after Put or
-// deallocate is reported: poisoned when they enter a cache (before the push that publishes
-// them, so no other thread can hold them yet), unpoisoned when a Get hands one out and before
-// one is released (the releaser's upstream or destructor touches it). Nothing without ASan.
-inline void PoisonCached(void* block, size_t bytes) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-  ASAN_POISON_MEMORY_REGION(block, bytes);
-#else
-  static_cast<void>(block);
-  static_cast<void>(bytes);
-#endif
-}
-inline void* UnpoisonCached(void* block, size_t bytes) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-  if (block != nullptr) ASAN_UNPOISON_MEMORY_REGION(block, bytes);
-#else
-  static_cast<void>(bytes);
-#endif
-  return block;
-}
 
 // How a cache gives blocks back: to an upstream resource, or by destroying objects.
 class BlockReleaser {
