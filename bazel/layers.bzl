@@ -73,7 +73,7 @@ LAYERS = [
         "include/syncpool/internal/block_releaser.h",
         "include/syncpool/internal/cache_policy.h",
         "include/syncpool/internal/local_cache.h",
-    ], ["rseq", "thread_slots", "transfer"], []),
+    ], ["rseq", "sweeper", "thread_slots", "transfer"], []),
 ]
 
 # The public faces, above every layer.

@@ -64,6 +64,7 @@
 
 #include "absl/base/config.h"
 #include "absl/base/optimization.h"
+#include "src/sweeper_access.h"
 #include "syncpool/internal/block_releaser.h"
 #include "syncpool/internal/cache_policy.h"
 #include "syncpool/internal/cpu.h"
@@ -92,6 +93,12 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
              BlockReleaser* releaser, SweepRegistry* sweeper, bool allow_rseq = true,
              Policy policy = Policy());
+  // The same, joining `sweeper`'s registry (SweeperAccess::Registry()).
+  BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
+             BlockReleaser* releaser, Sweeper* sweeper, bool allow_rseq = true,
+             Policy policy = Policy())
+      : BlockCache(std::move(class_bytes), std::move(capacities), releaser,
+                   SweeperAccess::Registry(*sweeper), allow_rseq, std::move(policy)) {}
   BlockCache(const BlockCache&) = delete;
   BlockCache& operator=(const BlockCache&) = delete;
 

@@ -7,6 +7,7 @@
 #include "src/block_cache.h"
 #include "src/debug_registry.h"
 #include "syncpool/internal/block_releaser.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/stats_report.h"
 
 namespace syncpool {

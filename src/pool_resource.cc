@@ -20,9 +20,9 @@
 #include "src/spans.h"
 #include "src/upstream_meter.h"
 #include "syncpool/internal/block_releaser.h"
-#include "syncpool/internal/stats_report.h"
 #include "syncpool/internal/option_table.h"
 #include "syncpool/internal/pages.h"
+#include "syncpool/internal/stats_report.h"
 #include "syncpool/mimalloc_resource.h"
 
 #if __has_include(<valgrind/valgrind.h>)

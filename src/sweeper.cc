@@ -54,19 +54,22 @@
 #include <utility>
 #include <vector>
 
-#include "syncpool/internal/option_table.h"
 #include "src/mutex.h"
+#include "src/sweeper_access.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/internal/stats_report.h"
 #include "syncpool/internal/thread_slots.h"
 
 namespace syncpool {
 namespace internal {
 
-struct SweeperState {
+// The sweeper's state, and the registry its caches join (SweepRegistry, sweepable.h).
+struct SweeperState final : public SweepRegistry {
   using Options = Sweeper::Options;
 
-  explicit SweeperState(Options o)
-      : options(std::move(o)),
+  SweeperState(Options o, Sweeper* sweeper)
+      : owner(sweeper),
+        options(std::move(o)),
         pressure(options.pressure != nullptr ? options.pressure : &SystemMemoryPressure()),
         last_epoch(Now()) {}
 
@@ -74,8 +77,41 @@ struct SweeperState {
     return options.clock ? options.clock() : std::chrono::steady_clock::now();
   }
 
+  // SweepRegistry: Register() adds a cache to the epochs and starts the background thread if
+  // it is not running (throws std::system_error when the thread cannot be started; the cache
+  // stays registered and a later Register() tries again). Unregister() removes a cache, waiting
+  // while a sweep visits it on another thread; after it returns no sweep touches `cache`.
+  // RestartAfterFork(): in a child, starts the thread again if the sweeper had one (and some
+  // cache is registered); at any other time, or a second time, it does nothing. Wake() clears
+  // parked_ (set by ParkIfIdle() before it parks the caches, so that a park never misses the
+  // use that ends it) and wakes the thread.
+  void Register(Sweepable* cache) override;
+  void Unregister(Sweepable* cache) override;
+  void RestartAfterFork() override;
+  void Wake() override;
+
+  // The background thread's step after an epoch (tests call it through SweeperAccess): when
+  // no registered cache holds anything, parks them all (Sweepable::Park()), marks the sweeper
+  // parked and returns true; the thread then waits, without a timeout, until a cache's slow
+  // path calls WakeIfParked() (or a cache registers, or Stop()). Returns false, and leaves the
+  // sweeper unparked, when some cache holds something.
+  bool ParkIfIdle();
+
+  // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since;
+  // not while a ParkIfIdle() is still looking at the caches). parked_ is read first:
+  // ParkIfIdle() clears `settled` before it sets parked_, so a parked_ read true from a park
+  // still looking is followed by a `settled` read false (read the other way round, a `settled`
+  // left true by an earlier park, a wake since, and a new park's parked_ read true made a park
+  // still looking read as parked: seen under qemu).
+  bool parked() const {
+    return parked_.load(std::memory_order_seq_cst) && settled.load(std::memory_order_seq_cst);
+  }
+
+  Sweeper* const owner;
   const Options options;
   PressureSource* const pressure;
+  // Set when a ParkIfIdle() succeeded (for parked(): parked_ is set while it still looks).
+  std::atomic<bool> settled{false};
 
   internal::Mutex sweep_mu;  // Held for a whole sweep; see the protocol above.
   std::chrono::steady_clock::time_point last_epoch ABSL_GUARDED_BY(sweep_mu);
@@ -101,7 +137,7 @@ struct SweeperState {
 
   // Starts the background thread unless it runs, is not wanted, or Stop() was called.
   // REQUIRES: `mu` held. Throws std::system_error when the thread cannot be created.
-  void StartThreadLocked(Sweeper* owner) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
+  void StartThreadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 };
 
 }  // namespace internal
@@ -189,7 +225,7 @@ Sweeper::Options Validated(Sweeper::Options options) {
 }  // namespace
 
 Sweeper::Sweeper(Options options)
-    : state_(std::make_unique<State>(Validated(std::move(options)))) {
+    : state_(std::make_unique<internal::SweeperState>(Validated(std::move(options)), this)) {
   static std::once_flag handlers;
   std::call_once(handlers, [] { pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork); });
   ForkList& list = GetForkList();
@@ -276,15 +312,15 @@ void Sweeper::SweepNow(bool pressure) {
   // An epoch's remote operations reopen the columns a park closed: a parked thread must then
   // wake, or a Put into a reopened column would go unseen (it parks again after its next epoch
   // if nothing is cached).
-  WakeIfParked();
+  state_->WakeIfParked();
 }
 
-bool Sweeper::ParkIfIdle() {
-  internal::MutexLock serial(&state_->sweep_mu);
-  settled_.store(false, std::memory_order_seq_cst);
+bool internal::SweeperState::ParkIfIdle() {
+  internal::MutexLock serial(&sweep_mu);
+  settled.store(false, std::memory_order_seq_cst);
   parked_.store(true, std::memory_order_seq_cst);
   bool idle = true;
-  VisitCaches(*state_, [&idle](internal::Sweepable* cache) {
+  VisitCaches(*this, [&idle](internal::Sweepable* cache) {
     if (idle && !cache->Park()) idle = false;
   });
   if (!idle) {
@@ -293,18 +329,18 @@ bool Sweeper::ParkIfIdle() {
     parked_.store(false, std::memory_order_seq_cst);
     return false;
   }
-  settled_.store(true, std::memory_order_seq_cst);
+  settled.store(true, std::memory_order_seq_cst);
   return parked_.load(std::memory_order_seq_cst);  // False if a slow path woke it already.
 }
 
-void Sweeper::Wake() {
-  internal::MutexLock l(&state_->mu);
+void internal::SweeperState::Wake() {
+  internal::MutexLock l(&mu);
   parked_.store(false, std::memory_order_seq_cst);
-  state_->changed.notify_all();
+  changed.notify_all();
 }
 
 bool Sweeper::Tick() {
-  State& s = *state_;
+  internal::SweeperState& s = *state_;
   const std::chrono::steady_clock::time_point now = s.Now();
   std::chrono::steady_clock::duration since_last;
   {
@@ -322,33 +358,31 @@ bool Sweeper::Tick() {
   return true;
 }
 
-void Sweeper::Register(internal::Sweepable* cache) {
-  State& s = *state_;
-  internal::MutexLock l(&s.mu);
-  s.caches.insert(cache);
+void internal::SweeperState::Register(internal::Sweepable* cache) {
+  internal::MutexLock l(&mu);
+  caches.insert(cache);
   // A new cache ends a park (it is about to cache something).
   parked_.store(false, std::memory_order_seq_cst);
-  s.changed.notify_all();
-  s.StartThreadLocked(this);
+  changed.notify_all();
+  StartThreadLocked();
 }
 
-void Sweeper::RestartAfterFork() {
-  State& s = *state_;
-  internal::MutexLock l(&s.mu);
-  if (!s.restart_after_fork) return;
-  s.restart_after_fork = false;
-  if (!s.caches.empty()) s.StartThreadLocked(this);
+void internal::SweeperState::RestartAfterFork() {
+  internal::MutexLock l(&mu);
+  if (!restart_after_fork) return;
+  restart_after_fork = false;
+  if (!caches.empty()) StartThreadLocked();
 }
 
-void internal::SweeperState::StartThreadLocked(Sweeper* owner) {
+void internal::SweeperState::StartThreadLocked() {
   if (!options.background || thread_running || stopped) return;
   // If the thread cannot be created, std::thread throws and a later Register() tries again.
   // The schedule (sweeper.h): while anything is cached the thread wakes four times per
   // interval and Tick() decides whether an epoch is due (one per interval, or one per wake-up
   // while the system is short of memory); after an epoch that left nothing cached it parks and
   // waits without a timeout until a cache's slow path (or a new cache, or Stop()) wakes it.
-  owner->parked_.store(false, std::memory_order_seq_cst);
-  thread = std::thread([this, owner] {
+  parked_.store(false, std::memory_order_seq_cst);
+  thread = std::thread([this] {
     pthread_setname_np(pthread_self(), "syncpool-sweep");  // For ps, top and tests.
     const auto wake =
         std::max<std::chrono::milliseconds>(options.interval / 4, std::chrono::milliseconds(1));
@@ -363,16 +397,16 @@ void internal::SweeperState::StartThreadLocked(Sweeper* owner) {
       mu.Unlock();
       bool parked = false;
       try {
-        parked = owner->Tick() && owner->ParkIfIdle();
+        parked = owner->Tick() && ParkIfIdle();
       } catch (const std::bad_alloc&) {
         // Out of memory in this wake-up (every lock it took is released by now): try again at
         // the next one, rather than end the process from a thread the user never made.
       }
       mu.Lock();
       if (parked) {
-        mu.Await(changed, [this, owner] {
+        mu.Await(changed, [this] {
           mu.AssertHeld();  // Await() runs it under `mu`.
-          return stopped || !owner->parked_.load(std::memory_order_seq_cst);
+          return stopped || !parked_.load(std::memory_order_seq_cst);
         });
       }
     }
@@ -381,13 +415,12 @@ void internal::SweeperState::StartThreadLocked(Sweeper* owner) {
   thread_running = true;
 }
 
-void Sweeper::Unregister(internal::Sweepable* cache) {
-  State& s = *state_;
-  internal::MutexLock l(&s.mu);
-  s.caches.erase(cache);
-  s.mu.Await(s.changed, [&s, cache] {
-    s.mu.AssertHeld();  // Await() runs it under `mu`.
-    return s.visiting != cache;
+void internal::SweeperState::Unregister(internal::Sweepable* cache) {
+  internal::MutexLock l(&mu);
+  caches.erase(cache);
+  mu.Await(changed, [this, cache] {
+    mu.AssertHeld();  // Await() runs it under `mu`.
+    return visiting != cache;
   });
 }
 
@@ -407,6 +440,14 @@ void Sweeper::Stop() {
     thread.join();
   }
 }
+
+namespace internal {
+
+SweepRegistry* SweeperAccess::Registry(Sweeper& s) { return s.state_.get(); }
+bool SweeperAccess::ParkIfIdle(Sweeper& s) { return s.state_->ParkIfIdle(); }
+bool SweeperAccess::parked(const Sweeper& s) { return s.state_->parked(); }
+
+}  // namespace internal
 
 std::chrono::milliseconds Sweeper::interval() const { return state_->options.interval; }
 

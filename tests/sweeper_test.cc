@@ -19,6 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "src/sweeper_access.h"
+#include "syncpool/internal/option_table.h"
 #include "syncpool/options.h"
 #include "syncpool/pool.h"
 #include "tests/notification.h"
@@ -161,6 +162,13 @@ TEST(SweeperTest, IntervalReflectsOptions) {
   Sweeper background(Sweeper::Options::Every(milliseconds(7)));
   EXPECT_EQ(background.interval(), milliseconds(7));
   EXPECT_EQ(Sweeper().interval(), milliseconds(1000));
+}
+
+// sweeper.h states the default interval as a number; the option table's default for
+// SYNCPOOL_SWEEP_INTERVAL_MS (what the default sweeper and the docs use) must be the same.
+TEST(SweeperTest, DefaultIntervalIsTheOptionTablesDefault) {
+  EXPECT_EQ(static_cast<uint64_t>(Sweeper::Options{}.interval.count()),
+            internal::kOptionTable[internal::kOptSweepIntervalMs].fallback);
 }
 
 TEST(SweeperTest, DefaultIsOneInstance) {

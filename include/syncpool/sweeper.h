@@ -64,15 +64,11 @@
 #ifndef SYNCPOOL_SWEEPER_H_
 #define SYNCPOOL_SWEEPER_H_
 
-#include <atomic>
 #include <chrono>
-#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
 
-#include "syncpool/internal/option_table.h"
-#include "syncpool/internal/sweepable.h"
 #include "syncpool/options.h"  // SetProcessCacheLimit(), which the epochs enforce.
 
 namespace syncpool {
@@ -106,10 +102,10 @@ struct SweeperAccess;  // src/sweeper_access.h: the library's and its tests' way
 
 // Sweeper
 //
-// Its public members are what a program calls: construction, Default(), SweepNow(), Tick()
-// (the background thread's step, for tests), Stop(), and counters. How caches join it and how
-// it parks is the library's business (internal::SweepRegistry, src/sweeper.cc).
-class Sweeper final : public internal::SweepRegistry {
+// Its members are what a program calls: construction, Default(), SweepNow(), Tick() (the
+// background thread's step, for tests), Stop(), and counters. How caches join it and how it
+// parks is the library's business (src/sweeper.cc).
+class Sweeper final {
  public:
   struct Options {
     // Asked between epochs; nullptr means SystemMemoryPressure(). Must outlive the sweeper.
@@ -118,9 +114,8 @@ class Sweeper final : public internal::SweepRegistry {
     // Tests inject one.
     std::function<std::chrono::steady_clock::time_point()> clock{};
     // Time between two epochs of the background thread. The default sweeper's comes from
-    // SYNCPOOL_SWEEP_INTERVAL_MS when set (internal/option_table.h holds the default).
-    std::chrono::milliseconds interval{static_cast<std::chrono::milliseconds::rep>(
-        internal::kOptionTable[internal::kOptSweepIntervalMs].fallback)};
+    // SYNCPOOL_SWEEP_INTERVAL_MS when set (the same default: tests/sweeper_test.cc checks).
+    std::chrono::milliseconds interval{1000};
     // When false, no thread is ever started: epochs run only through SweepNow() and Tick().
     bool background = true;
     // A sweep works in slices of `slice` and lets the CPU go for `pause` between them (yields
@@ -209,56 +204,9 @@ class Sweeper final : public internal::SweepRegistry {
  private:
   friend struct internal::SweeperState;
   friend struct internal::SweeperAccess;
-  using State = internal::SweeperState;
 
-  // Sweeper::ParkIfIdle()
-  //
-  // The background thread's step after an epoch (tests call it through SweeperAccess): when no registered cache
-  // holds anything, parks them all (Sweepable::Park()) and marks the sweeper parked, and
-  // returns true; the thread then waits, without a timeout, until a cache's slow path calls
-  // WakeIfParked() (or a cache registers, or Stop()). Returns false, and leaves the sweeper
-  // unparked, when some cache holds something.
-  bool ParkIfIdle();
-
-  // Sweeper::parked()
-  //
-  // Whether the sweeper is parked now (ParkIfIdle() returned true and nothing woke it since;
-  // not while a ParkIfIdle() is still looking at the caches).
-  // parked_ is read first: ParkIfIdle() clears settled_ before it sets parked_, so a parked_
-  // read true from a park still looking is followed by a settled_ read false (read the other
-  // way round, a settled_ left true by an earlier park, a wake since, and a new park's parked_
-  // read true made a park still looking read as parked: seen under qemu).
-  bool parked() const {
-    return parked_.load(std::memory_order_seq_cst) && settled_.load(std::memory_order_seq_cst);
-  }
-
-  // Sweeper::Register() (SweepRegistry)
-  //
-  // Adds a cache to the epochs and starts the background thread if it is not running.
-  // Called by the library's caches on first use. Throws std::system_error when the thread
-  // cannot be started; the cache stays registered and a later Register() tries again.
-  void Register(internal::Sweepable* cache) override;
-
-  // Sweeper::Unregister() (SweepRegistry)
-  //
-  // Removes a cache; when a sweep is visiting it on another thread, waits until that visit
-  // ends. After it returns the sweeper never touches `cache` again.
-  void Unregister(internal::Sweepable* cache) override;
-
-  // Sweeper::RestartAfterFork() (SweepRegistry)
-  //
-  // In a child process, starts the background thread again if the sweeper had one (and some
-  // cache is registered). Caches call it from their slow paths; calling it at any other time,
-  // or more than once, does nothing.
-  void RestartAfterFork() override;
-
-  // SweepRegistry::Wake(): clears parked_ (SweepRegistry; set by ParkIfIdle() before it parks
-  // the caches, so that a park never misses the use that ends it) and wakes the thread.
-  void Wake() override;
-
-  std::unique_ptr<State> state_;
-  // Set when a ParkIfIdle() succeeded (for parked(): parked_ is set while it still looks).
-  std::atomic<bool> settled_{false};
+  // The registry the caches join, the thread's state and the park (src/sweeper.cc).
+  const std::unique_ptr<internal::SweeperState> state_;
 };
 
 }  // namespace syncpool
