@@ -45,6 +45,7 @@ LAYERS = [
         "src/fake_cpu.h",
     ], ["base"], []),
     ("percpu", ["src/cpu_cache.cc"], [
+        "include/syncpool/internal/class_stack.h",
         "include/syncpool/internal/cpu_cache.h",
     ], ["base"], []),
     ("rseq", ["src/percpu_rseq.cc"], [
@@ -52,8 +53,9 @@ LAYERS = [
         "src/current_cpu.h",
     ], ["cpu", "percpu"], []),
     ("thread_slots", ["src/thread_slots.cc"], [
+        "include/syncpool/internal/local_cache.h",
         "include/syncpool/internal/thread_slots.h",
-    ], ["percpu"], []),
+    ], ["percpu", "rseq"], []),
     ("transfer", ["src/transfer_stack.cc"], [
         "include/syncpool/internal/transfer_stack.h",
     ], ["base"], []),
@@ -72,7 +74,6 @@ LAYERS = [
         "src/block_cache.h",
         "include/syncpool/internal/block_releaser.h",
         "include/syncpool/internal/cache_policy.h",
-        "include/syncpool/internal/local_cache.h",
     ], ["rseq", "sweeper", "thread_slots", "transfer"], []),
 ]
 

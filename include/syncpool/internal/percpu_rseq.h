@@ -85,7 +85,7 @@
 
 #include "absl/base/attributes.h"
 #include "syncpool/internal/cpu.h"
-#include "syncpool/internal/cpu_cache.h"
+#include "syncpool/internal/class_stack.h"
 
 #if SYNCPOOL_HAVE_GLIBC_RSEQ && !defined(__SANITIZE_THREAD__)
 #if defined(__has_feature)
