@@ -25,6 +25,7 @@ LAYERS = [
     ], [
         "include/syncpool/internal/option_table.h",
         "include/syncpool/internal/pages.h",
+        "include/syncpool/internal/percpu_abi.h",
         "include/syncpool/internal/size_class.h",
         "include/syncpool/internal/slot_array.h",
         "include/syncpool/internal/spinlock.h",
@@ -45,7 +46,6 @@ LAYERS = [
         "src/fake_cpu.h",
     ], ["base"], []),
     ("percpu", ["src/cpu_cache.cc"], [
-        "include/syncpool/internal/class_stack.h",
         "include/syncpool/internal/cpu_cache.h",
     ], ["base"], []),
     ("rseq", ["src/percpu_rseq.cc"], [

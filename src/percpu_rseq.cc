@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "syncpool/internal/cpu.h"
 #include "syncpool/internal/option_table.h"
 
 namespace syncpool {

@@ -29,21 +29,8 @@
 #include <cstdint>
 
 #include "absl/base/optimization.h"
+#include "syncpool/internal/percpu_abi.h"
 
-// x86-64 Linux with glibc: the restartable sequences (percpu_rseq.h) are compiled in. Whether
-// they are usable is decided at run time (RseqRegistered(), RseqUsable()). No glibc header is
-// needed for them (<sys/rseq.h> appeared in 2.35): the ABI constants are below.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
-#define SYNCPOOL_HAVE_GLIBC_RSEQ 1
-#else
-#define SYNCPOOL_HAVE_GLIBC_RSEQ 0
-#endif
-
-#if SYNCPOOL_HAVE_GLIBC_RSEQ
-// The signature that precedes every abort handler: the one glibc registers its areas with on
-// x86-64 (RSEQ_SIG; src/cpu.cc checks it against <sys/rseq.h> where that header exists).
-#define SYNCPOOL_RSEQ_SIG 0x53053053
-#endif
 
 namespace syncpool {
 namespace internal {
@@ -54,14 +41,6 @@ namespace internal {
 // Every id that RealCurrentCpu() returns is below it.
 int NumCpus();
 
-// The CPU ids the restartable sequences serve are those below g_rseq_cpu_limit (see
-// percpu_rseq.h): NumCpus() once AllowRseqCpus() ran (RseqUsable() calls it when it decides
-// for the sequences), 0 before, and 0 while src/cpu.cc closes the sequences to send every
-// operation to the slow paths. Read by every sequence (a plain load: it changes only when
-// the sequences open or close); written under a mutex in cpu.cc. It belongs to the sequences
-// but lives in this layer, below them, because cpu.cc closes it in the same step that decides
-// why.
-extern std::atomic<uint32_t> g_rseq_cpu_limit;
 
 // AllowRseqCpus()
 //
@@ -92,57 +71,6 @@ inline bool RseqRegistered() { return g_rseq_registered.load(std::memory_order_a
 bool RseqAvailable();
 
 #if SYNCPOOL_HAVE_GLIBC_RSEQ
-// Offsets of the fields of the rseq area (the kernel's struct rseq, which glibc's follows) that
-// syncpool reads and writes: `cpu_id` (32 bits, negative while the kernel has not registered the
-// area for the thread) and `rseq_cs` (64 bits, the armed critical-section descriptor).
-inline constexpr int kRseqCpuIdOffset = 4;
-inline constexpr int kRseqCsOffset = 8;
-// `mm_cid` (32 bits, Linux 6.3 and later): the thread's concurrency id in its process, which
-// the kernel keeps below the number of the process's threads that run at once and below the
-// number of CPUs it may run on. The auxiliary vector's AT_RSEQ_FEATURE_SIZE is at least 28
-// where the kernel writes it.
-inline constexpr int kRseqMmCidOffset = 24;
-
-// g_rseq_area_offset
-//
-// The offset from the thread pointer of the rseq area that CurrentCpu() reads and the
-// restartable sequences write (one load, as glibc's `__rseq_offset` was). Set once by
-// InitRseqArea(), and never to a place that is not an rseq area of every thread:
-//   - glibc's `__rseq_offset` where glibc has one (2.35 and later), registered or not: glibc
-//     reserves the area in every thread even when it does not register it, and leaves its
-//     cpu_id at RSEQ_CPU_ID_REGISTRATION_FAILED (-2) then;
-//   - otherwise (glibc 2.34) the offset of an initial-exec thread-local area of syncpool's own
-//     (src/cpu.cc), 32-byte aligned, which the kernel never sees: its cpu_id stays -2, so
-//     every sequence fails its CPU bound, and the store of `rseq_cs` lands in it.
-// SAFETY: every sequence stores to %fs:(g_rseq_area_offset + kRseqCsOffset) before anything
-// else, on every cache, in either mode. Before InitRseqArea() the offset is 0, where that store
-// would overwrite the thread control block: InitRseqArea() must run before any sequence can
-// (the ELF constructor and BlockCache's constructor see to that).
-// Declared const everywhere but in src/cpu.cc, which defines and writes it (as glibc declares
-// `__rseq_offset` const and writes it at startup): a sequence's "memory" clobber would otherwise
-// make the compiler load it again for every sequence, where a loop of them can keep it in a
-// register (measured: about 0.3 ns of a 2 ns Get + Put). It never changes once a sequence can
-// read it. (The two declarations name one object: a variable's linkage name does not encode
-// its type.)
-#ifdef SYNCPOOL_RSEQ_AREA_OFFSET_WRITABLE
-extern ptrdiff_t g_rseq_area_offset;
-#else
-extern const ptrdiff_t g_rseq_area_offset;
-#endif
-
-// g_rseq_id_offset
-//
-// The offset from the thread pointer of the field the restartable sequences index the caches'
-// columns by (percpu_rseq.h): the area's `cpu_id`, or its `mm_cid` once
-// IndexRseqByConcurrencyId() chose it. Set by InitRseqArea() to the `cpu_id` of the area at
-// g_rseq_area_offset, and changed at most once after, before any sequence can pass its CPU
-// bound (the choice is made before AllowRseqCpus(), and no cache runs sequences before that).
-// Declared const outside src/cpu.cc for the same reason as g_rseq_area_offset.
-#ifdef SYNCPOOL_RSEQ_AREA_OFFSET_WRITABLE
-extern ptrdiff_t g_rseq_id_offset;
-#else
-extern const ptrdiff_t g_rseq_id_offset;
-#endif
 
 // UnregisteredRseqAreaOffset()
 //

@@ -43,7 +43,7 @@
 #include <type_traits>
 
 #include "absl/base/thread_annotations.h"
-#include "syncpool/internal/class_stack.h"
+#include "syncpool/internal/percpu_abi.h"
 #include "syncpool/internal/slot_array.h"
 #include "syncpool/internal/spinlock.h"
 

@@ -63,7 +63,7 @@
 #include "absl/base/attributes.h"
 #include "absl/base/config.h"
 #include "absl/base/optimization.h"
-#include "syncpool/internal/class_stack.h"
+#include "syncpool/internal/percpu_abi.h"
 #include "syncpool/internal/percpu_rseq.h"
 
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER

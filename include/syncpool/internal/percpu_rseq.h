@@ -84,8 +84,7 @@
 #include <cstdint>
 
 #include "absl/base/attributes.h"
-#include "syncpool/internal/cpu.h"
-#include "syncpool/internal/class_stack.h"
+#include "syncpool/internal/percpu_abi.h"
 
 #if SYNCPOOL_HAVE_GLIBC_RSEQ && !defined(__SANITIZE_THREAD__)
 #if defined(__has_feature)
