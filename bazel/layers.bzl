@@ -23,14 +23,14 @@ LAYERS = [
         "src/stats_report.cc",
         "src/sweepable.cc",
     ], [
-        "include/syncpool/internal/option_table.h",
-        "include/syncpool/internal/pages.h",
+        "src/option_table.h",
+        "src/pages.h",
         "include/syncpool/internal/percpu_abi.h",
         "include/syncpool/internal/size_class.h",
-        "include/syncpool/internal/slot_array.h",
-        "include/syncpool/internal/spinlock.h",
-        "include/syncpool/internal/stats_report.h",
-        "include/syncpool/internal/sweepable.h",
+        "src/slot_array.h",
+        "src/spinlock.h",
+        "src/stats_report.h",
+        "src/sweepable.h",
         "include/syncpool/options.h",
         "include/syncpool/stats.h",
         "include/syncpool/version.h",
@@ -42,11 +42,11 @@ LAYERS = [
         "@com_google_absl//absl/strings:str_format",
     ]),
     ("cpu", ["src/cpu.cc"], [
-        "include/syncpool/internal/cpu.h",
+        "src/cpu.h",
         "src/fake_cpu.h",
     ], ["base"], []),
     ("percpu", ["src/cpu_cache.cc"], [
-        "include/syncpool/internal/cpu_cache.h",
+        "src/cpu_cache.h",
     ], ["base"], []),
     ("rseq", ["src/percpu_rseq.cc"], [
         "include/syncpool/internal/percpu_rseq.h",
@@ -54,10 +54,10 @@ LAYERS = [
     ], ["cpu", "percpu"], []),
     ("thread_slots", ["src/thread_slots.cc"], [
         "include/syncpool/internal/local_cache.h",
-        "include/syncpool/internal/thread_slots.h",
+        "src/thread_slots.h",
     ], ["percpu", "rseq"], []),
     ("transfer", ["src/transfer_stack.cc"], [
-        "include/syncpool/internal/transfer_stack.h",
+        "src/transfer_stack.h",
     ], ["base"], []),
     ("sweeper", ["src/pressure.cc", "src/sweeper.cc"], [
         "include/syncpool/sweeper.h",
@@ -72,8 +72,8 @@ LAYERS = [
         "src/cache_policy.cc",
     ], [
         "src/block_cache.h",
-        "include/syncpool/internal/block_releaser.h",
-        "include/syncpool/internal/cache_policy.h",
+        "src/block_releaser.h",
+        "src/cache_policy.h",
     ], ["rseq", "sweeper", "thread_slots", "transfer"], []),
 ]
 

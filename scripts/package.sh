@@ -77,12 +77,23 @@ else
   echo "PASS: no installed header mentions a test seam"
 fi
 
-# How many syncpool headers a program that includes the three public headers reads (the
-# structure issue's figure; printed, not checked).
+# The public face stays small: a program that includes the three public headers reads at most
+# 12 syncpool headers, and at most 4 internal headers are installed (the inline paths':
+# docs/design.md, "The public face").
 printf '#include <syncpool/pool.h>\n#include <syncpool/pool_resource.h>\n#include <syncpool/pool_allocator.h>\n' >"${tmp}/faces.cc"
 read_headers="$(${CXX:-c++} -std=c++20 -fsyntax-only -H -I"${tmp}/root/usr/include" "${tmp}/faces.cc" 2>&1 |
   sed -n 's|^\.* \(.*/include/syncpool/.*\)|\1|p' | sort -u | wc -l)"
-echo "syncpool headers read by a program that includes the three public headers: ${read_headers}"
+if ((read_headers > 12)); then
+  fail "a program that includes the three public headers reads ${read_headers} syncpool headers (at most 12)"
+else
+  echo "PASS: a program that includes the three public headers reads ${read_headers} syncpool headers (at most 12)"
+fi
+internal_headers="$(find "${tmp}/root/usr/include/syncpool/internal" -name '*.h' | wc -l)"
+if ((internal_headers > 4)); then
+  fail "${internal_headers} internal headers installed (at most 4)"
+else
+  echo "PASS: ${internal_headers} internal headers installed (at most 4)"
+fi
 
 bash scripts/consumers.sh cmake "${tmp}/root/usr" || status=1
 

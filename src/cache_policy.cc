@@ -3,17 +3,17 @@
 // A BlockCache's policy from Options: the mode (ChooseCacheMode()), the capacities
 // (SizingOf(), FitToBudget()) and the rest of the policy (PolicyOf()). See cache_policy.h.
 
-#include "syncpool/internal/cache_policy.h"
+#include "src/cache_policy.h"
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "syncpool/internal/cpu.h"
-#include "syncpool/internal/option_table.h"
+#include "src/cpu.h"
+#include "src/option_table.h"
 #include "syncpool/internal/percpu_rseq.h"
-#include "syncpool/internal/thread_slots.h"
+#include "src/thread_slots.h"
 
 namespace syncpool {
 namespace internal {

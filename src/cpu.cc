@@ -19,7 +19,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "syncpool/internal/cpu.h"
+#include "src/cpu.h"
 #include "src/fake_cpu.h"
 
 #if SYNCPOOL_HAVE_GLIBC_RSEQ && __has_include(<sys/rseq.h>)

@@ -1,6 +1,6 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 
-#include "syncpool/internal/cpu_cache.h"
+#include "src/cpu_cache.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -12,7 +12,7 @@
 
 #include "absl/base/optimization.h"
 #include "src/fake_cpu.h"
-#include "syncpool/internal/cpu.h"
+#include "src/cpu.h"
 #include "syncpool/internal/percpu_rseq.h"
 
 namespace syncpool {

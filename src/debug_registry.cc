@@ -13,7 +13,7 @@
 
 #include "absl/debugging/symbolize.h"
 #include "src/env.h"
-#include "syncpool/internal/option_table.h"
+#include "src/option_table.h"
 
 namespace syncpool {
 namespace internal {

@@ -20,7 +20,7 @@
 #include <unordered_map>
 
 #include "absl/base/thread_annotations.h"
-#include "syncpool/internal/spinlock.h"
+#include "src/spinlock.h"
 
 namespace syncpool {
 namespace internal {

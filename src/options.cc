@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "src/env.h"
-#include "syncpool/internal/option_table.h"
+#include "src/option_table.h"
 #include "syncpool/internal/size_class.h"
 
 namespace syncpool {

@@ -1,6 +1,6 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 
-#include "syncpool/internal/pages.h"
+#include "src/pages.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

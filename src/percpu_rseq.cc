@@ -13,8 +13,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "syncpool/internal/cpu.h"
-#include "syncpool/internal/option_table.h"
+#include "src/cpu.h"
+#include "src/option_table.h"
 
 namespace syncpool {
 namespace internal {

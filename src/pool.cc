@@ -6,9 +6,9 @@
 
 #include "src/block_cache.h"
 #include "src/debug_registry.h"
-#include "syncpool/internal/block_releaser.h"
-#include "syncpool/internal/option_table.h"
-#include "syncpool/internal/stats_report.h"
+#include "src/block_releaser.h"
+#include "src/option_table.h"
+#include "src/stats_report.h"
 
 namespace syncpool {
 namespace internal {

@@ -19,10 +19,10 @@
 #include "src/large_blocks.h"
 #include "src/spans.h"
 #include "src/upstream_meter.h"
-#include "syncpool/internal/block_releaser.h"
-#include "syncpool/internal/option_table.h"
-#include "syncpool/internal/pages.h"
-#include "syncpool/internal/stats_report.h"
+#include "src/block_releaser.h"
+#include "src/option_table.h"
+#include "src/pages.h"
+#include "src/stats_report.h"
 #include "syncpool/mimalloc_resource.h"
 
 #if __has_include(<valgrind/valgrind.h>)

@@ -13,7 +13,7 @@
 #include <cstdio>
 #include <cstring>
 
-#include "syncpool/internal/option_table.h"
+#include "src/option_table.h"
 #include "syncpool/sweeper.h"
 
 namespace syncpool {

@@ -14,7 +14,7 @@
 #include "absl/base/config.h"
 #include "src/debug_registry.h"
 #include "src/current_cpu.h"
-#include "syncpool/internal/cpu.h"
+#include "src/cpu.h"
 
 #ifdef ABSL_HAVE_ADDRESS_SANITIZER
 #include <sanitizer/asan_interface.h>

@@ -56,8 +56,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "syncpool/internal/size_class.h"
-#include "syncpool/internal/spinlock.h"
-#include "syncpool/internal/sweepable.h"
+#include "src/spinlock.h"
+#include "src/sweepable.h"
 #include "syncpool/stats.h"
 
 namespace syncpool {

@@ -1,6 +1,6 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 
-#include "syncpool/internal/spinlock.h"
+#include "src/spinlock.h"
 
 #include <sched.h>
 

@@ -8,7 +8,7 @@
 // entry's destructor, its first, until the walk is done). The registry is never destroyed, so entries destroyed
 // during static destruction, after the handler ran, still find it.
 
-#include "syncpool/internal/stats_report.h"
+#include "src/stats_report.h"
 
 #include <cstdio>
 #include <cstdlib>
@@ -18,7 +18,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
-#include "syncpool/internal/option_table.h"
+#include "src/option_table.h"
 #include "src/mutex.h"
 
 namespace syncpool {

@@ -4,7 +4,7 @@
 // they belong to: the sweeper's fork handler advances the generation and its sweeps make the
 // pacers, the caches read the one and pause with the other.
 
-#include "syncpool/internal/sweepable.h"
+#include "src/sweepable.h"
 
 #include <errno.h>
 #include <sched.h>

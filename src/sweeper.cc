@@ -56,9 +56,9 @@
 
 #include "src/mutex.h"
 #include "src/sweeper_access.h"
-#include "syncpool/internal/option_table.h"
-#include "syncpool/internal/stats_report.h"
-#include "syncpool/internal/thread_slots.h"
+#include "src/option_table.h"
+#include "src/stats_report.h"
+#include "src/thread_slots.h"
 
 namespace syncpool {
 namespace internal {

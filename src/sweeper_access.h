@@ -7,7 +7,7 @@
 #ifndef SYNCPOOL_SRC_SWEEPER_ACCESS_H_
 #define SYNCPOOL_SRC_SWEEPER_ACCESS_H_
 
-#include "syncpool/internal/sweepable.h"
+#include "src/sweepable.h"
 #include "syncpool/sweeper.h"
 
 namespace syncpool {

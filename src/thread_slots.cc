@@ -2,7 +2,7 @@
 //
 // Thread slots and the per-thread mode's fence (thread_slots.h).
 
-#include "syncpool/internal/thread_slots.h"
+#include "src/thread_slots.h"
 
 #include <linux/membarrier.h>
 #include <pthread.h>

@@ -1,6 +1,6 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 
-#include "syncpool/internal/transfer_stack.h"
+#include "src/transfer_stack.h"
 
 #include <algorithm>
 #include <cstring>

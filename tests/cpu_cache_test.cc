@@ -8,7 +8,7 @@
 // ForEachBlock(); the counters; and threads sharing one cache in the locked mode, with every
 // block accounted for.
 
-#include "syncpool/internal/cpu_cache.h"
+#include "src/cpu_cache.h"
 
 #include <algorithm>
 #include <atomic>

@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "syncpool/internal/cpu.h"
+#include "src/cpu.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/options.h"
 #include "syncpool/pool_resource.h"

@@ -8,7 +8,7 @@
 // RseqAreaTest swaps g_rseq_area_offset for one test: this file sees it writable (cpu.h).
 #define SYNCPOOL_RSEQ_AREA_OFFSET_WRITABLE 1
 
-#include "syncpool/internal/cpu.h"
+#include "src/cpu.h"
 
 #include <sched.h>
 

@@ -27,7 +27,7 @@
 #include "gtest/gtest.h"
 #include "src/sweeper_access.h"
 #include "src/mutex.h"
-#include "syncpool/internal/sweepable.h"
+#include "src/sweepable.h"
 #include "syncpool/options.h"
 #include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"

@@ -4,7 +4,7 @@
 // inside a block and keeps the rest, and a PoolResource discards the pages of large blocks
 // (Options::discard_min_bytes) before it gives them back, whether swept or served directly.
 
-#include "syncpool/internal/pages.h"
+#include "src/pages.h"
 
 #include <sys/mman.h>
 

@@ -19,7 +19,7 @@
 #include "absl/base/config.h"
 #include "gtest/gtest.h"
 #include "src/current_cpu.h"
-#include "syncpool/internal/cpu.h"
+#include "src/cpu.h"
 #include "syncpool/internal/percpu_rseq.h"
 #include "syncpool/pool.h"
 #include "syncpool/pool_resource.h"

@@ -4,7 +4,7 @@
 // holder's writes are seen by the next holder, SpinLockHolder holds it for a scope, and
 // AssertHeld() checks (with assertions on) that someone holds it.
 
-#include "syncpool/internal/spinlock.h"
+#include "src/spinlock.h"
 
 #include <algorithm>
 #include <atomic>

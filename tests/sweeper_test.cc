@@ -19,7 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "src/sweeper_access.h"
-#include "syncpool/internal/option_table.h"
+#include "src/option_table.h"
 #include "syncpool/options.h"
 #include "syncpool/pool.h"
 #include "tests/notification.h"

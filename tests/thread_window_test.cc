@@ -21,7 +21,7 @@
 
 #include "gtest/gtest.h"
 #include "src/block_cache.h"
-#include "syncpool/internal/thread_slots.h"
+#include "src/thread_slots.h"
 #include "syncpool/options.h"
 #include "syncpool/sweeper.h"
 #include "tests/recording_releaser.h"

@@ -6,7 +6,7 @@
 // and ForEachBlock(), and threads moving batches in and out while epochs run, with every block
 // accounted for.
 
-#include "syncpool/internal/transfer_stack.h"
+#include "src/transfer_stack.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // The documentation's table of SYNCPOOL_* variables, written from the one table
-// (syncpool/internal/option_table.h): README.md and docs/design.md each hold it between two
+// (src/option_table.h): README.md and docs/design.md each hold it between two
 // marker lines. options_doc.cc rewrites it there; //tools:options_doc_test fails when it
 // differs.
 

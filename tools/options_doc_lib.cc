@@ -2,7 +2,7 @@
 
 #include "tools/options_doc.h"
 
-#include "syncpool/internal/option_table.h"
+#include "src/option_table.h"
 
 namespace syncpool {
 namespace tools {

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
-#include "syncpool/internal/option_table.h"
+#include "src/option_table.h"
 #include "syncpool/internal/size_class.h"
 #include "syncpool/options.h"
 #include "tools/options_doc.h"

@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/cpu_cache.h
+// File: src/cpu_cache.h
 // -----------------------------------------------------------------------------
 //
 // The per-CPU structure: one CPU's stacks of cached blocks, two generations per size class,
@@ -33,8 +33,8 @@
 // separate allocation, as are the slot arrays. CpuCache::Create() builds both the first time
 // the CPU uses the cache; they live until the owning BlockCache is destroyed.
 
-#ifndef SYNCPOOL_INTERNAL_CPU_CACHE_H_
-#define SYNCPOOL_INTERNAL_CPU_CACHE_H_
+#ifndef SYNCPOOL_SRC_CPU_CACHE_H_
+#define SYNCPOOL_SRC_CPU_CACHE_H_
 
 #include <algorithm>
 #include <atomic>
@@ -44,8 +44,8 @@
 
 #include "absl/base/thread_annotations.h"
 #include "syncpool/internal/percpu_abi.h"
-#include "syncpool/internal/slot_array.h"
-#include "syncpool/internal/spinlock.h"
+#include "src/slot_array.h"
+#include "src/spinlock.h"
 
 namespace syncpool {
 namespace internal {
@@ -384,4 +384,4 @@ static_assert(std::is_standard_layout_v<ClassStack>);
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_CPU_CACHE_H_
+#endif  // SYNCPOOL_SRC_CPU_CACHE_H_

@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/transfer_stack.h
+// File: src/transfer_stack.h
 // -----------------------------------------------------------------------------
 //
 // The shared layer of a BlockCache: for one size class, blocks that a CPU's full cache gave
@@ -15,8 +15,8 @@
 // Thread safety: every member but the racy counts takes `lock_`; the lock is held only to copy
 // pointers, and never together with a CPU cache's lock or while a cache is closed.
 
-#ifndef SYNCPOOL_INTERNAL_TRANSFER_STACK_H_
-#define SYNCPOOL_INTERNAL_TRANSFER_STACK_H_
+#ifndef SYNCPOOL_SRC_TRANSFER_STACK_H_
+#define SYNCPOOL_SRC_TRANSFER_STACK_H_
 
 #include <atomic>
 #include <cstddef>
@@ -24,8 +24,8 @@
 #include <memory>
 
 #include "absl/base/thread_annotations.h"
-#include "syncpool/internal/slot_array.h"
-#include "syncpool/internal/spinlock.h"
+#include "src/slot_array.h"
+#include "src/spinlock.h"
 
 namespace syncpool {
 namespace internal {
@@ -131,4 +131,4 @@ class TransferStack {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_TRANSFER_STACK_H_
+#endif  // SYNCPOOL_SRC_TRANSFER_STACK_H_

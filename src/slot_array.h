@@ -1,14 +1,14 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/slot_array.h
+// File: src/slot_array.h
 // -----------------------------------------------------------------------------
 //
 // A step shared by the CPU caches' and the TransferStack's generations (arrays of block
 // pointers with a count). Not part of syncpool's API.
 
-#ifndef SYNCPOOL_INTERNAL_SLOT_ARRAY_H_
-#define SYNCPOOL_INTERNAL_SLOT_ARRAY_H_
+#ifndef SYNCPOOL_SRC_SLOT_ARRAY_H_
+#define SYNCPOOL_SRC_SLOT_ARRAY_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -38,4 +38,4 @@ uint32_t TakeFromSlots(void** slots, uint32_t n, Take& take, void** out, size_t 
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_SLOT_ARRAY_H_
+#endif  // SYNCPOOL_SRC_SLOT_ARRAY_H_

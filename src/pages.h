@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/pages.h
+// File: src/pages.h
 // -----------------------------------------------------------------------------
 //
 // Pages from and back to the operating system: giving the memory of a block back before the
@@ -22,8 +22,8 @@
 // mimalloc, jemalloc and tcmalloc keep theirs there or outside the block), and the discard
 // happens before the block is handed back, so whatever the allocator then writes stays.
 
-#ifndef SYNCPOOL_INTERNAL_PAGES_H_
-#define SYNCPOOL_INTERNAL_PAGES_H_
+#ifndef SYNCPOOL_SRC_PAGES_H_
+#define SYNCPOOL_SRC_PAGES_H_
 
 #include <cstddef>
 
@@ -61,4 +61,4 @@ class MappedRegion {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_PAGES_H_
+#endif  // SYNCPOOL_SRC_PAGES_H_

@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/cpu.h
+// File: src/cpu.h
 // -----------------------------------------------------------------------------
 //
 // CPU identity: which CPU the calling thread runs on, and how many CPU ids can occur. This is
@@ -21,8 +21,8 @@
 // must stay correct when it is stale (the locked per-CPU caches are: they lock the cache they
 // picked, whichever CPU that belongs to).
 
-#ifndef SYNCPOOL_INTERNAL_CPU_H_
-#define SYNCPOOL_INTERNAL_CPU_H_
+#ifndef SYNCPOOL_SRC_CPU_H_
+#define SYNCPOOL_SRC_CPU_H_
 
 #include <atomic>
 #include <cstddef>
@@ -135,4 +135,4 @@ inline int RealCurrentCpu() {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_CPU_H_
+#endif  // SYNCPOOL_SRC_CPU_H_

@@ -1,14 +1,14 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/block_releaser.h
+// File: src/block_releaser.h
 // -----------------------------------------------------------------------------
 //
 // How a BlockCache gives blocks back (BlockReleaser: to an upstream resource, or by destroying
 // objects). Not part of syncpool's API.
 
-#ifndef SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
-#define SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
+#ifndef SYNCPOOL_SRC_BLOCK_RELEASER_H_
+#define SYNCPOOL_SRC_BLOCK_RELEASER_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +17,7 @@
 namespace syncpool {
 namespace internal {
 
-class SweepPacer;  // syncpool/internal/sweepable.h
+class SweepPacer;  // src/sweepable.h
 
 // How a cache gives blocks back: to an upstream resource, or by destroying objects.
 class BlockReleaser {
@@ -59,4 +59,4 @@ class BlockReleaser {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_BLOCK_RELEASER_H_
+#endif  // SYNCPOOL_SRC_BLOCK_RELEASER_H_

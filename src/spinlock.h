@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/spinlock.h
+// File: src/spinlock.h
 // -----------------------------------------------------------------------------
 //
 // A one-byte test-and-test-and-set lock for the per-CPU caches of the locked path. Not part of
@@ -15,8 +15,8 @@
 // Memory ordering: Lock() is an acquire, Unlock() a release; everything written inside one
 // critical section is visible to the next holder.
 
-#ifndef SYNCPOOL_INTERNAL_SPINLOCK_H_
-#define SYNCPOOL_INTERNAL_SPINLOCK_H_
+#ifndef SYNCPOOL_SRC_SPINLOCK_H_
+#define SYNCPOOL_SRC_SPINLOCK_H_
 
 #include <atomic>
 #include <cassert>
@@ -75,4 +75,4 @@ class ABSL_SCOPED_LOCKABLE SpinLockHolder {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_SPINLOCK_H_
+#endif  // SYNCPOOL_SRC_SPINLOCK_H_

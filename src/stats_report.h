@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/stats_report.h
+// File: src/stats_report.h
 // -----------------------------------------------------------------------------
 //
 // The list of live pools behind LiveStats() and PrintStats() (stats.h), and SYNCPOOL_STATS=1:
@@ -11,8 +11,8 @@
 // when the variable is set (read once per process), keeps their last Stats at destruction for
 // the report; the report runs from an atexit handler installed by the first registration.
 
-#ifndef SYNCPOOL_INTERNAL_STATS_REPORT_H_
-#define SYNCPOOL_INTERNAL_STATS_REPORT_H_
+#ifndef SYNCPOOL_SRC_STATS_REPORT_H_
+#define SYNCPOOL_SRC_STATS_REPORT_H_
 
 #include <functional>
 #include <string>
@@ -54,4 +54,4 @@ void UnlockStatsReportAfterFork();
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_STATS_REPORT_H_
+#endif  // SYNCPOOL_SRC_STATS_REPORT_H_

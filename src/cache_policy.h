@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/cache_policy.h
+// File: src/cache_policy.h
 // -----------------------------------------------------------------------------
 //
 // What a BlockCache is asked to be, decided before it exists: its policy (CachePolicy), its
@@ -9,8 +9,8 @@
 // or resource that owns it. Not part of syncpool's API. block_cache.h says what the policy
 // means at run time.
 
-#ifndef SYNCPOOL_INTERNAL_CACHE_POLICY_H_
-#define SYNCPOOL_INTERNAL_CACHE_POLICY_H_
+#ifndef SYNCPOOL_SRC_CACHE_POLICY_H_
+#define SYNCPOOL_SRC_CACHE_POLICY_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -97,4 +97,4 @@ CacheSizing SizingOf(const Options& options, const std::vector<size_t>& class_by
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_CACHE_POLICY_H_
+#endif  // SYNCPOOL_SRC_CACHE_POLICY_H_

@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/option_table.h
+// File: src/option_table.h
 // -----------------------------------------------------------------------------
 //
 // Every SYNCPOOL_* environment variable in one table: what it sets, its default, the values it
@@ -12,8 +12,8 @@
 // docs/design.md (tools/options_doc.cc writes them; //tests:options_doc_test fails when they
 // differ from this table). A default is written here and nowhere else.
 
-#ifndef SYNCPOOL_INTERNAL_OPTION_TABLE_H_
-#define SYNCPOOL_INTERNAL_OPTION_TABLE_H_
+#ifndef SYNCPOOL_SRC_OPTION_TABLE_H_
+#define SYNCPOOL_SRC_OPTION_TABLE_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -130,4 +130,4 @@ std::string OptionRangeText(const OptionSpec& spec);
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_OPTION_TABLE_H_
+#endif  // SYNCPOOL_SRC_OPTION_TABLE_H_

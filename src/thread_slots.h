@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/thread_slots.h
+// File: src/thread_slots.h
 // -----------------------------------------------------------------------------
 //
 // The thread slots of the per-thread mode (its columns and the owner's operations on them:
@@ -16,8 +16,8 @@
 // columns empty. When every slot is taken a thread goes without one: its operations use the
 // shared layer only (correct, slower).
 
-#ifndef SYNCPOOL_INTERNAL_THREAD_SLOTS_H_
-#define SYNCPOOL_INTERNAL_THREAD_SLOTS_H_
+#ifndef SYNCPOOL_SRC_THREAD_SLOTS_H_
+#define SYNCPOOL_SRC_THREAD_SLOTS_H_
 
 #include <cstdint>
 
@@ -73,4 +73,4 @@ void FenceAllThreads();
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_THREAD_SLOTS_H_
+#endif  // SYNCPOOL_SRC_THREAD_SLOTS_H_

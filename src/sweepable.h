@@ -1,7 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
 // -----------------------------------------------------------------------------
-// File: syncpool/internal/sweepable.h
+// File: src/sweepable.h
 // -----------------------------------------------------------------------------
 //
 // The contract between a sweeper and its caches, in both directions: Sweepable, what a cache
@@ -11,8 +11,8 @@
 // see a sweeper only through this header, so the cache layer does not depend on the sweeper
 // layer (sweeper.h, which implements SweepRegistry); the public faces join the two.
 
-#ifndef SYNCPOOL_INTERNAL_SWEEPABLE_H_
-#define SYNCPOOL_INTERNAL_SWEEPABLE_H_
+#ifndef SYNCPOOL_SRC_SWEEPABLE_H_
+#define SYNCPOOL_SRC_SWEEPABLE_H_
 
 #include <atomic>
 #include <chrono>
@@ -154,4 +154,4 @@ class SweepRegistry {
 }  // namespace internal
 }  // namespace syncpool
 
-#endif  // SYNCPOOL_INTERNAL_SWEEPABLE_H_
+#endif  // SYNCPOOL_SRC_SWEEPABLE_H_
