@@ -119,12 +119,14 @@ class alignas(kCacheLineSize) CpuCache {
 
   // CpuCache::GrowMovesArrays()
   //
-  // Whether the next doubling of class `cls` goes past its reserve (racy: a hint for the slow
-  // path, which then grows inside a remote operation).
+  // Whether the next doubling of class `cls` goes past its reserve, as Grow() decides it
+  // (racy: a hint for the slow path, which then grows inside a remote operation). A capacity
+  // below the reserve may double past it: 192 of a reserve of 256 grows to 384.
   bool GrowMovesArrays(size_t cls) const {
     const ClassStack& s = stack(cls);
-    const uint32_t cap = s.capacity.load(std::memory_order_relaxed);
-    return cap < s.max_capacity && cap >= s.reserve.load(std::memory_order_relaxed);
+    const uint64_t cap = s.capacity.load(std::memory_order_relaxed);
+    return cap < s.max_capacity &&
+           std::min<uint64_t>(2 * cap, s.max_capacity) > s.reserve.load(std::memory_order_relaxed);
   }
 
   // CpuCache::ReservedBytes()

@@ -21,12 +21,14 @@
 #include "syncpool/stats.h"
 #include "syncpool/sweeper.h"
 #include "src/fake_cpu.h"
+#include "tests/cpu_affinity.h"
 #include "tracking_resource.h"
 
 namespace syncpool {
 namespace {
 
 using ::std::chrono::milliseconds;
+using ::syncpool::testing::ScopedAffinity;
 using ::syncpool::testing::ScopedFakeCpu;
 using ::syncpool::testing::TrackingResource;
 
@@ -129,6 +131,27 @@ TEST_P(GrowthTest, ACacheGrowsToItsWorkingSetAndGivesItBackWhenTheWorkStops) {
   EXPECT_EQ(r.GetStats().grows, 7u);
   Round(r, kLargeStart + 1, kLargeBlock);
   EXPECT_EQ(r.GetStats().grows, 8u);
+}
+
+// The same growth through the restartable sequences (a fake CPU closes them, so the test above
+// runs the slow paths): the thread is pinned to one CPU instead. A class of 5 KiB starts with
+// room for min(16, 64 KiB / 5 KiB) = 12 blocks, so its doublings (12, 24, ..., 192, 384) step
+// over the slot arrays' first reserve of 256: a doubling from below the reserve to past it must
+// move the arrays too. (It did not: the rseq caches of such classes stopped at 192 blocks and
+// spilled the rest.)
+TEST_P(GrowthTest, ACacheGrowsPastItsReserveFromACapacityBelowIt) {
+  ScopedAffinity restore;
+  const std::vector<int> cpus = testing::AllowedCpus();
+  ASSERT_FALSE(cpus.empty());
+  ASSERT_TRUE(testing::PinTo(cpus.front()));
+  PoolResource r(ResourceOptions(), &upstream_);
+  constexpr size_t kBlock = 5120;
+  constexpr size_t kWorkingSet = 1000;
+  Round(r, kWorkingSet, kBlock);
+  const Stats s = r.GetStats();
+  EXPECT_EQ(s.cached_blocks(), kWorkingSet) << s.DebugString();
+  EXPECT_EQ(s.spills, 0u) << s.DebugString();
+  EXPECT_EQ(s.grows, 7u) << s.DebugString();  // 12 -> 24 -> ... -> 768 -> 1536.
 }
 
 // The classes of up to 4 KiB live in spans (src/spans.h): a CPU's cache of one of them grows to
