@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "block_cache_remote.h"
+#include "syncpool/internal/size_class.h"
 
 namespace syncpool {
 namespace internal {
@@ -102,6 +103,33 @@ BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> ca
   local_ = LocalCache(this, region_, class_stride_, mode_.rseq, mode_.per_thread, class_bytes_.data(), owned_,
                       owned_flush_);
   if (mode_.per_thread) RegisterSlotUser(this);
+}
+
+namespace {
+
+// A region of stacks that never open, shared by the ClosedLocal() of every pool and resource of
+// the process (address space: its pages are touched only by the per-thread owner's busy flags)
+// and never unmapped, so that a checked pool's inline paths read mapped memory even after it
+// is destroyed. nullptr for a cache larger than any pool or resource makes (tests).
+char* SharedClosedRegion(size_t bytes) {
+  static const size_t kBytes =
+      RegionBytes(kNumSizeClasses, std::max(static_cast<int>(kThreadSlots), NumCpus()));
+  if (bytes > kBytes) return nullptr;
+  static MappedRegion* const region = new MappedRegion(kBytes);  // May throw: tried again.
+  return region->base();
+}
+
+}  // namespace
+
+LocalCache BlockCache::ClosedLocal() {
+  const size_t bytes = RegionBytes(class_bytes_.size(), num_cpus_);
+  char* base = SharedClosedRegion(bytes);
+  if (base == nullptr) {
+    if (closed_mapping_ == nullptr) closed_mapping_ = std::make_unique<MappedRegion>(bytes);
+    base = closed_mapping_->base();
+  }
+  return LocalCache(this, base, class_stride_, mode_.rseq, mode_.per_thread,
+                    class_bytes_.data(), owned_, owned_flush_);
 }
 
 BlockCache::~BlockCache() {

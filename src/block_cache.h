@@ -254,6 +254,16 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   // What the inline paths read (local_cache.h), for a face to keep by value.
   const LocalCache& local() const { return local_; }
 
+  // BlockCache::ClosedLocal()
+  //
+  // local() over a region of stacks that never open (zero-filled, never written but for the
+  // per-thread owner's busy flags), so that every inline operation of a face that keeps it
+  // fails over to the face's slow path: how debug checks see every call without a mode of
+  // their own. The slow paths (GetSlow(), PutSlow(), Get(), Put()) still work on the cache's
+  // own region. The closed region is one for the whole process, mapped on the first call (may
+  // throw std::bad_alloc) and never unmapped.
+  LocalCache ClosedLocal();
+
   // BlockCache::num_classes()
   size_t num_classes() const { return class_bytes_.size(); }
 
@@ -444,6 +454,9 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
 
   // What the inline paths read (set last in the constructor, from the fields above).
   LocalCache local_;
+  // ClosedLocal()'s region where the process's shared one is too small (a cache with more
+  // classes than a PoolResource has: tests); null otherwise.
+  std::unique_ptr<MappedRegion> closed_mapping_;
 
   // Written by the sweeping thread only; read by Snapshot().
   std::atomic<uint64_t> epochs_{0};

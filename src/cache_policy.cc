@@ -42,7 +42,7 @@ constexpr const char* kLockedName = "locked per-CPU";
 
 CacheModeChoice ChooseCacheMode(bool allow_rseq, CacheMode requested) {
   if (!allow_rseq) {
-    return {false, false, kLockedName, "Options::allow_rseq is false, or debug checks are on"};
+    return {false, false, kLockedName, "Options::allow_rseq is false"};
   }
   if (requested == CacheMode::kAuto) requested = GetOptionDefaults().mode;  // SYNCPOOL_MODE.
   const char* no_fence = "";

@@ -102,7 +102,7 @@ constexpr OptionSpec kOptionTable[kOptionCount] = {
     {kOptDebug, "SYNCPOOL_DEBUG", "Options::debug_checks", OptionKind::kBuildBool, 0, 0, 1,
      nullptr, nullptr,
      "misuse checks where `Options::debug_checks` is unset, for the whole process: a detected "
-     "mistake aborts with a message; the caches then run in the locked mode"},
+     "mistake aborts with a message; every call then takes the slow paths, where the checks are"},
     {kOptStats, "SYNCPOOL_STATS", "the process", OptionKind::kBool, 0, 0, 1, nullptr, nullptr,
      "1 prints every live pool's and resource's `Stats` on stderr at exit"},
 };

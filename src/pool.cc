@@ -70,8 +70,10 @@ PoolBase::PoolBase(size_t object_size, void (*destroy)(void*),
           std::vector<size_t>{object_size},
           StartCapacity(object_size, options, owned_bytes != nullptr), releaser_.get(),
           options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-          options.allow_rseq && !debug_, PoolPolicy(object_size, options, owned_bytes != nullptr))),
-      local_(cache_->local()),
+          options.allow_rseq, PoolPolicy(object_size, options, owned_bytes != nullptr))),
+      // Debug checks are a layer on the slow paths: the inline paths of a checked pool work
+      // on stacks that never open, so every Get and Put comes to GetSlow() and PutSlow().
+      local_(debug_ ? cache_->ClosedLocal() : cache_->local()),
       report_(std::make_unique<StatsReportEntry>("Pool", options.name, this,
                                                  [this] { return GetStats(); })) {}
 

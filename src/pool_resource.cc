@@ -165,9 +165,11 @@ PoolResource::PoolResource(Options options, std::pmr::memory_resource* upstream)
 
 PoolResource::PoolResource(const Options& options, std::pmr::memory_resource* upstream,
                            Plan plan)
-    : // With debug checks every call goes to the slow paths (the locked mode) anyway; an
-      // inline limit of 0 sends them there without touching the cache, which lets a call into
-      // a destroyed resource reach the check in CheckDeallocate().
+    : // Debug checks are a layer on the slow paths. The inline paths of a checked resource
+      // work on stacks that never open (BlockCache::ClosedLocal()), so every call comes to
+      // AllocateSlow() and DeallocateSlow(), which skip the sequences (debug_); an inline limit
+      // of 0 sends all but zero-byte requests there without touching any stack, so that a call
+      // into a destroyed resource reaches the check in CheckDeallocate().
       inline_limit_(internal::DebugChecksEnabled(options)
                         ? 0
                         : std::min(options.max_block_size, internal::kSmallSizeLimit)),
@@ -190,16 +192,15 @@ PoolResource::PoolResource(const Options& options, std::pmr::memory_resource* up
       cache_(std::make_unique<internal::BlockCache>(
           std::move(plan.class_bytes), std::move(plan.start), releaser_.get(),
           options.sweeper != nullptr ? options.sweeper : &Sweeper::Default(),
-          // Debug checks run on the slow paths: the locked mode sends every call there.
-          options.allow_rseq && !debug_, std::move(plan.policy))),
-      local_(cache_->local()),
+          options.allow_rseq, std::move(plan.policy))),
+      local_(debug_ ? cache_->ClosedLocal() : cache_->local()),
       report_(std::make_unique<internal::StatsReportEntry>("PoolResource", options.name, this,
                                                            [this] { return GetStats(); })) {
   // Rows of classes the cache does not have (max_block_size below 4 KiB) stay null: the
   // inline paths never reach them (inline_limit_).
   for (size_t i = 0; i < small_rows_.size(); ++i) {
     const size_t cls = internal::kSmallSizeClasses[i];
-    small_rows_[i] = cls < cache_->num_classes() ? cache_->Row(cls) : nullptr;
+    small_rows_[i] = cls < cache_->num_classes() ? local_.Row(cls) : nullptr;
   }
 }
 
@@ -244,8 +245,9 @@ void* PoolResource::AllocateSlow(size_t bytes, size_t alignment) {
     return AllocateUnpooled(bytes, alignment);
   }
   const size_t cls = internal::RequestClass(bytes, alignment);
-  // In the locked and per-thread modes the sequence would fail: straight to the slow path.
-  if (ABSL_PREDICT_TRUE(local_.uses_rseq())) {
+  // In the locked and per-thread modes the sequence would fail: straight to the slow path, as
+  // with debug checks, which live there.
+  if (ABSL_PREDICT_TRUE(local_.uses_rseq()) && ABSL_PREDICT_TRUE(!debug_)) {
     return local_.GetOr(cls, local_.Row(cls), [this, cls, bytes, alignment] {
       return AllocateClass(cls, bytes, alignment);
     });
@@ -328,7 +330,7 @@ void PoolResource::DeallocateSlow(void* p, size_t bytes, size_t alignment) {
   const size_t cls = internal::RequestClass(bytes, alignment);
   // (local_, not cache_: a checked deallocate into a destroyed resource gets here, and then to
   // its check, with only the resource's own memory to read.)
-  if (ABSL_PREDICT_TRUE(local_.uses_rseq()) &&
+  if (ABSL_PREDICT_TRUE(local_.uses_rseq()) && ABSL_PREDICT_TRUE(!debug_) &&
       ABSL_PREDICT_TRUE(local_.TryPutAt(cls, local_.Row(cls), p))) {
     return;
   }

@@ -45,7 +45,7 @@ struct Buf {
 };
 
 // With debug checks off (the inline paths of the caches' mode: restartable sequences, or per
-// thread in the _perthread twin) and on (the locked mode).
+// thread in the _perthread twin) and on (the same mode, every call through the slow paths).
 class IdleSweeperTest : public ::testing::TestWithParam<bool> {
  protected:
   Options PoolOptions(Sweeper* sweeper) {
@@ -290,7 +290,7 @@ Sweeper::Options ThreadOptions(ThreadClock& clock, NoPressure& pressure) {
 }
 
 // A pool swept by a background thread of its own (the real thread the rules below are about),
-// with debug checks off (the caches' mode) and on (the locked mode).
+// with debug checks off (the inline paths) and on (every call through the slow paths).
 using IdleSweeperThreadTest = IdleSweeperTest;
 
 // A parked background thread does not wake up. Over two windows of 100 intervals each,

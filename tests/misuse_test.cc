@@ -305,6 +305,21 @@ TEST_F(MisuseDeathTest, UnsetChecksFollowTheBuildOfTheCodeThatMadeTheOptions) {
   forced.deallocate(p, 100);
 }
 
+// Debug checks are a layer, not a mode: a checked pool or resource runs its cache in the mode
+// an unchecked one gets (restartable sequences where usable), and every call still reaches
+// the checks (the death tests above run so).
+TEST_F(MisuseTest, DebugChecksKeepTheCachesMode) {
+  PoolResource checked(DebugOptions(&sweeper_, true));
+  PoolResource unchecked(DebugOptions(&sweeper_, false));
+  EXPECT_STREQ(checked.GetStats().mode, unchecked.GetStats().mode);
+  EXPECT_EQ(checked.uses_rseq(), unchecked.uses_rseq());
+  Pool<Buffer> checked_pool([] { return std::make_unique<Buffer>(); }, nullptr,
+                            DebugOptions(&sweeper_, true));
+  Pool<Buffer> unchecked_pool([] { return std::make_unique<Buffer>(); }, nullptr,
+                              DebugOptions(&sweeper_, false));
+  EXPECT_STREQ(checked_pool.GetStats().mode, unchecked_pool.GetStats().mode);
+}
+
 // Go's symmetry: Put of a handle caches its object and leaves the handle empty.
 TEST_F(MisuseTest, PutOfAHandleCachesItsObject) {
   Pool<Buffer> pool([] { return std::make_unique<Buffer>(); }, nullptr,

@@ -69,7 +69,7 @@ TEST(RseqDisabledTest, CachesUsePerThreadCachesAndSayWhy) {
   Options options;
   options.sweeper = &sweeper;
   options.allow_rseq = true;  // Allowed, but not usable in this process.
-  options.debug_checks = false;  // They would send every call to the locked mode.
+  options.debug_checks = false;  // They would send every call to the slow paths.
   PoolResource resource(options);
   Pool<int> pool([] { return std::make_unique<int>(7); }, nullptr, options);
   EXPECT_FALSE(resource.uses_rseq());

@@ -191,7 +191,7 @@ struct Options {
 
   // Whether the caches may run as restartable sequences or per thread (kAuto and kPerThread
   // above). false forces the locked per-CPU mode, every operation under a per-CPU lock (for
-  // tests of the per-CPU policy; debug checks force it too). SYNCPOOL_RSEQ=0 turns the
+  // tests of the per-CPU policy). SYNCPOOL_RSEQ=0 turns the
   // sequences off for every cache of the process instead, which then runs per thread.
   // SYNCPOOL_RSEQ=0|1.
   bool allow_rseq = true;
@@ -204,7 +204,9 @@ struct Options {
   //   2. SYNCPOOL_DEBUG=1 (on) or SYNCPOOL_DEBUG=0 (off), for the whole process;
   //   3. checks_by_build below: on where the code that made these Options was compiled
   //      without NDEBUG (a debug build of your program, whatever build the library is).
-  // Checks serialize operations on one lock; they are for finding bugs, not for production.
+  // With checks every call takes the slow paths (the caches keep their mode) and records or
+  // checks the block in one registry under one lock: they are for finding bugs, not for
+  // production.
   std::optional<bool> debug_checks{};
 
   // Whether the translation unit that made these Options was compiled without NDEBUG: its

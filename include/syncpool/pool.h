@@ -124,8 +124,9 @@ class PoolBase {
   uint64_t OwnedBytes(const void* block) const;
   void LockForFork();
   void UnlockAfterFork();
-  // The cache's slow paths, and the debug checks: with them on, the cache runs in the locked
-  // mode, so that every call comes here and the inline paths test nothing.
+  // The cache's slow paths, and the debug checks: with them on, local_ is a copy of the
+  // cache's stacks that never open (BlockCache::ClosedLocal()), so that every call comes here
+  // and the inline paths test nothing.
   void PutSlow(void* obj);
   // PutOwning() of an object it does not cache: destroys it, counted as oversized or over
   // budget (out of line).

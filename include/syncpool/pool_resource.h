@@ -207,8 +207,9 @@ class PoolResource final : public std::pmr::memory_resource {
 
   // True for a request the inline paths serve: at most inline_limit_ bytes, alignment a power
   // of two up to 16, so that the class is one table lookup without rounding. Debug checks need
-  // no test here: with them on, the cache runs in the locked mode, whose sequences always fail
-  // over to AllocateSlow() and DeallocateSlow(), where they live.
+  // no test here: with them on, inline_limit_ is 0 and local_ is a copy of the cache's stacks
+  // that never open, which sends every call to AllocateSlow() and DeallocateSlow(), where they
+  // live.
   bool IsInlineRequest(size_t bytes, size_t alignment) const {
     return bytes <= inline_limit_ && internal::IsSmallAlignment(alignment);
   }

@@ -32,8 +32,8 @@
 //     the upstream holds no block and saw no deallocate with a wrong pointer, size or
 //     alignment. Under --config=asan, leak checking covers the rest of the process too.
 // It runs with debug checks off (restartable sequences where usable; fake CPUs then use the
-// remote operations), with debug checks on (the locked mode and the misuse registry), and with
-// restartable sequences turned off.
+// remote operations), with debug checks on (every call through the slow paths and the misuse
+// registry), and with restartable sequences turned off.
 
 #include <algorithm>
 #include <cstddef>
