@@ -244,21 +244,16 @@ void BlockCache::PutSlow(size_t cls, void* block) {
 
 void BlockCache::PutBatch(size_t cls, void* const* blocks, size_t n) {
   size_t pushed = 0;
+  if (n != 0 && (mode_.rseq || mode_.per_thread)) {
+#ifdef ABSL_HAVE_ADDRESS_SANITIZER
+    // Before the push that publishes them (Put() poisons the rest again: harmless).
+    for (size_t i = 0; i < n; ++i) PoisonCached(blocks[i], class_bytes_[cls]);
+#endif
+    const uint32_t want = static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX));
 #if SYNCPOOL_RSEQ_FAST_PATH
-  if (mode_.rseq && n != 0) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-    for (size_t i = 0; i < n; ++i) PoisonCached(blocks[i], class_bytes_[cls]);
+    if (mode_.rseq) pushed = RseqPushBatch(Row(cls), blocks, want);
 #endif
-    pushed = RseqPushBatch(Row(cls), blocks,
-                           static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)));
-  }
-#endif
-  if (mode_.per_thread && n != 0) {
-#ifdef ABSL_HAVE_ADDRESS_SANITIZER
-    for (size_t i = 0; i < n; ++i) PoisonCached(blocks[i], class_bytes_[cls]);
-#endif
-    pushed = ThreadPushBatch(Row(cls), blocks,
-                             static_cast<uint32_t>(std::min<size_t>(n, UINT32_MAX)));
+    if (mode_.per_thread) pushed = ThreadPushBatch(Row(cls), blocks, want);
   }
   for (size_t i = pushed; i < n; ++i) Put(cls, blocks[i]);
 }
