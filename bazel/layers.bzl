@@ -16,6 +16,7 @@ load("//bazel:copts.bzl", "SYNCPOOL_COPTS")
 LAYERS = [
     ("base", [
         "src/env.cc",
+        "src/fork.cc",
         "src/options.cc",
         "src/pages.cc",
         "src/spinlock.cc",
@@ -23,6 +24,7 @@ LAYERS = [
         "src/stats_report.cc",
         "src/sweepable.cc",
     ], [
+        "src/fork.h",
         "src/option_table.h",
         "src/pages.h",
         "include/syncpool/internal/percpu_abi.h",

@@ -7,15 +7,14 @@
 // The caching policy shared by Pool<T> and PoolResource: per-CPU caches of opaque blocks in
 // size classes, two generations each, aged by a Sweeper. Not part of syncpool's API.
 //
-// Three modes, fixed per cache at construction (all serve the same API and policy); this is
-// where a mode is chosen, and each mode's protocol is stated once, where it is carried out:
-//   - rseq per-CPU (percpu_rseq.h): chosen where RseqUsable().
-//   - per-thread (thread_slots.h): one column per thread slot instead of per CPU. Chosen where
-//     the sequences are not usable (ChooseCacheMode()).
-//   - locked per-CPU (cpu_cache.h): every operation takes the CPU cache's lock and the inline
-//     paths always fail over to the slow ones. Used only where asked for: with debug checks
-//     on (they run on the slow paths), when Options::allow_rseq is false (tests of the
-//     per-CPU policy), or where neither fence can be made.
+// Three modes, fixed per cache at construction (all serve the same API and policy; which one
+// a cache gets: ChooseCacheMode(), cache_policy.h). Each mode's protocol is stated once, where
+// it is carried out:
+//   - rseq per-CPU: percpu_rseq.h.
+//   - per-thread, one column per thread slot instead of per CPU: local_cache.h (the slots:
+//     thread_slots.h).
+//   - locked per-CPU: every operation takes the CPU cache's lock, and the inline paths always
+//     fail over to the slow ones (cpu_cache.h).
 // In every mode the inline paths try the sequence first (it fails at once outside the rseq
 // mode: no open_capacity is ever nonzero there), then, in the per-thread mode only, the
 // thread's column.
@@ -41,8 +40,7 @@
 // thread that migrated) through the TransferStack, under one short lock per batch, and never
 // by taking another CPU's working set: a remote operation costs an interprocessor interrupt
 // (the membarrier fence), which is microseconds in a virtual machine, and a CPU whose working
-// set is taken takes it back (what the versions that did so measured: docs/design.md, "Both
-// modes"). Blocks a CPU no longer uses leave with the epochs instead (a CPU nobody used
+// set is taken takes it back (docs/design.md, "Both modes"). Blocks a CPU no longer uses leave with the epochs instead (a CPU nobody used
 // during an epoch is drained). Everything stays bounded: per class, 2 * max_capacity blocks
 // per CPU and 2 * TransferCapacity(cls) in the TransferStack.
 // Blocks are released (returned upstream or destroyed) by the BlockReleaser, never with a
@@ -69,6 +67,7 @@
 #include "src/cache_policy.h"
 #include "src/cpu.h"
 #include "src/cpu_cache.h"
+#include "src/fork.h"
 #include "syncpool/internal/local_cache.h"
 #include "src/pages.h"
 #include "syncpool/internal/percpu_rseq.h"

@@ -48,7 +48,7 @@ class BlockReleaser {
 
   // BlockReleaser::LockForFork(), BlockReleaser::UnlockAfterFork()
   //
-  // Take and release the releaser's own locks around fork() (see Sweepable::LockForFork()).
+  // Take and release the releaser's own locks around fork() (fork.h, rank kSweepers).
   virtual void LockForFork() {}
   virtual void UnlockAfterFork() {}
 

@@ -56,7 +56,7 @@ struct CacheModeChoice {
 
 // ChooseCacheMode()
 //
-// Without `allow_rseq` (tests of the per-CPU policy, debug checks), the locked per-CPU mode.
+// Without `allow_rseq` (tests of the per-CPU policy), the locked per-CPU mode.
 // Otherwise the rseq per-CPU mode where `requested` allows it (kAuto, kPerCpu; SYNCPOOL_MODE
 // decides for kAuto) and RseqUsable(); otherwise the per-thread mode where asked for or where
 // kAuto found no sequences, if its fence can be made; otherwise the locked per-CPU mode.

@@ -17,7 +17,7 @@
 //     percpu_rseq.h.
 //   - per-thread: the column's owner inside an inline operation (owner_open, busy); or whoever
 //     holds `lock`, a remote operation once the column is closed and its owner out:
-//     thread_slots.h.
+//     local_cache.h.
 //
 // All modes:
 //   - Nothing slow happens while a cache is locked or closed: blocks to release are copied

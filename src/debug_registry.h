@@ -54,7 +54,7 @@ class DebugRegistry {
   void OnPut(void* obj);  // Aborts when `obj` is already in the pool.
   void OnLeave(void* obj);
 
-  // Around fork(): see Sweepable::LockForFork().
+  // Around fork(): fork.h, rank kSweepers.
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Lock(); }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu_.Unlock(); }
 

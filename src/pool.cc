@@ -47,8 +47,13 @@ class PoolBase::Releaser final : public BlockReleaser {
   uint64_t OwnedBytes(size_t /*cls*/, const void* block) override {
     return pool_->OwnedBytes(block);
   }
-  void LockForFork() override { pool_->LockForFork(); }
-  void UnlockAfterFork() override { pool_->UnlockAfterFork(); }
+  // The pool's one lock of its own, its debug registry's (fork.h, rank kSweepers).
+  void LockForFork() override {
+    if (pool_->registry_ != nullptr) pool_->registry_->LockForFork();
+  }
+  void UnlockAfterFork() override {
+    if (pool_->registry_ != nullptr) pool_->registry_->UnlockAfterFork();
+  }
 
  private:
   PoolBase* const pool_;
@@ -116,14 +121,6 @@ void PoolBase::DropOnPut(void* obj, uint64_t bytes) {
     cache_->CountOverBudget(1, bytes);
   }
   destroy_(obj);
-}
-
-void PoolBase::LockForFork() {
-  if (registry_ != nullptr) registry_->LockForFork();
-}
-
-void PoolBase::UnlockAfterFork() {
-  if (registry_ != nullptr) registry_->UnlockAfterFork();
 }
 
 void* PoolBase::GetSlow() {

@@ -108,8 +108,18 @@ class PoolResource::Releaser final : public internal::BlockReleaser {
   void ReleaseIdle(bool everything, internal::SweepPacer* pacer) override {
     resource_->ReleaseIdle(everything, pacer);
   }
-  void LockForFork() override { resource_->LockForFork(); }
-  void UnlockAfterFork() override { resource_->UnlockAfterFork(); }
+  // The resource's own locks: its debug registry's, its span shards', its large blocks'
+  // (fork.h, rank kSweepers).
+  void LockForFork() override {
+    if (resource_->registry_ != nullptr) resource_->registry_->LockForFork();
+    resource_->spans_->LockForFork();
+    resource_->large_->LockForFork();
+  }
+  void UnlockAfterFork() override {
+    resource_->large_->UnlockAfterFork();
+    resource_->spans_->UnlockAfterFork();
+    if (resource_->registry_ != nullptr) resource_->registry_->UnlockAfterFork();
+  }
 
  private:
   PoolResource* const resource_;
@@ -419,18 +429,6 @@ void PoolResource::Release(size_t cls, void* const* blocks, size_t n) {
 
 void PoolResource::ReleaseIdle(bool everything, internal::SweepPacer* pacer) {
   spans_->ReleaseEmpty(everything, pacer);
-}
-
-void PoolResource::LockForFork() {
-  if (registry_ != nullptr) registry_->LockForFork();
-  spans_->LockForFork();
-  large_->LockForFork();
-}
-
-void PoolResource::UnlockAfterFork() {
-  large_->UnlockAfterFork();
-  spans_->UnlockAfterFork();
-  if (registry_ != nullptr) registry_->UnlockAfterFork();
 }
 
 Stats PoolResource::GetStats() const {

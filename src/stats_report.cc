@@ -18,6 +18,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "src/fork.h"
 #include "src/option_table.h"
 #include "src/mutex.h"
 
@@ -97,9 +98,18 @@ StatsReportEntry::~StatsReportEntry() {
   }
 }
 
-// Taken here, released in the next function: beyond what the analysis follows.
-void LockStatsReportForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry().mu.Lock(); }
-void UnlockStatsReportAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry().mu.Unlock(); }
+namespace {
+
+// The report's fork layer (fork.h, rank kStatsReport). Taken in one function, released in the
+// other: beyond what the analysis follows.
+void LockReportForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { GetRegistry().mu.Lock(); }
+void UnlockReportAfterFork(bool /*child*/) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  GetRegistry().mu.Unlock();
+}
+
+ForkLayer report_fork(ForkRank::kStatsReport, &LockReportForFork, &UnlockReportAfterFork);
+
+}  // namespace
 
 void PrintStatsReport() {
   Registry& r = GetRegistry();

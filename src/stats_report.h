@@ -47,10 +47,6 @@ class StatsReportEntry {
 // Prints the report now (what the exit handler does); for tests.
 void PrintStatsReport();
 
-// Take and release the report's lock around fork() (the sweepers' fork handlers call them).
-void LockStatsReportForFork();
-void UnlockStatsReportAfterFork();
-
 }  // namespace internal
 }  // namespace syncpool
 

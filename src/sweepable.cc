@@ -1,8 +1,7 @@
 // Copyright syncpool authors. SPDX-License-Identifier: Apache-2.0
 //
-// The fork generation and the sweep's pacer (sweepable.h), in the base layer with the contract
-// they belong to: the sweeper's fork handler advances the generation and its sweeps make the
-// pacers, the caches read the one and pause with the other.
+// The sweep's pacer (sweepable.h), in the base layer with the contract it belongs to: the
+// sweeper's sweeps make the pacers, the caches pause with them.
 
 #include "src/sweepable.h"
 
@@ -12,8 +11,6 @@
 
 namespace syncpool {
 namespace internal {
-
-std::atomic<uint64_t> g_fork_generation{0};
 
 SweepPacer::SweepPacer(std::chrono::nanoseconds slice, std::chrono::nanoseconds pause,
                        const Clock& clock)

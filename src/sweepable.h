@@ -6,8 +6,8 @@
 //
 // The contract between a sweeper and its caches, in both directions: Sweepable, what a cache
 // implements for the sweeper (one epoch, the fork locks, a park); SweepRegistry, what a cache
-// asks of the sweeper it joins (register, leave, restart after fork, wake); and the fork
-// generation caches watch. Not part of syncpool's API. The caches (internal/block_cache.h)
+// asks of the sweeper it joins (register, leave, restart after fork, wake). Not part of
+// syncpool's API. The caches (internal/block_cache.h)
 // see a sweeper only through this header, so the cache layer does not depend on the sweeper
 // layer (sweeper.h, which implements SweepRegistry); the public faces join the two.
 
@@ -69,9 +69,6 @@ class SweepPacer {
   uint64_t pauses_ = 0;
 };
 
-// How many times this process is a fork() child of a process that had sweepers (0 in the
-// first process): caches compare it with what they saw last to restart their sweeper.
-extern std::atomic<uint64_t> g_fork_generation;
 // Epoch
 //
 // What one epoch asks of the caches it visits.
@@ -95,9 +92,8 @@ class Sweepable {
 
   // Sweepable::LockForFork(), Sweepable::UnlockAfterFork()
   //
-  // Called around fork() (pthread_atfork), with the sweeper's own locks held: take, then
-  // release, every lock the cache's operations may hold, so that the child does not inherit a
-  // lock held by a thread that does not exist there.
+  // Called by the fork handlers with the sweeper's `mu` held (fork.h, rank kSweepers): take,
+  // then release, every lock the cache's operations may hold.
   virtual void LockForFork() {}
   virtual void UnlockAfterFork() {}
 

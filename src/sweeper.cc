@@ -21,24 +21,14 @@
 //     `parked_` under `mu` and notifies). The thread waits under `mu` for `parked_` to clear
 //     (or `stopped`), so no wake-up is lost.
 //
-// fork(): every sweeper is in a process-wide list (under its own mutex). Before a fork the
-// forking thread takes, in order, the list's mutex, every sweeper's `sweep_mu` (so no sweep is
-// under way), the thread-slot registry's lock (thread_slots.h), the SYNCPOOL_STATS report's,
-// then per sweeper (in list order) its `mu` and the locks of each registered cache
-// (Sweepable::LockForFork(): its releaser's debug registry, its CPU caches', its
-// TransferStacks'); after the fork both processes release them in reverse order. Every other
-// path takes these locks in the same order (a sweep: `sweep_mu`, then `mu` briefly, one cache
-// lock at a time, and, from its releases, the registry's or the report's; a thread exit: the
-// registry's, then cache locks; everything else: one of them alone), so this cannot deadlock.
-// (With the registry taken first, a sweep on the sweeper's thread that took a thread slot for
-// a release counted in owned bytes deadlocked with a fork: seen in tests/fork_test.cc.) In the child the background thread does not exist: its std::thread is moved to
-// storage that is never destroyed (neither joined nor detached: there is nothing to join),
-// the condition variable it may have been waiting on is made anew, and the thread is started
-// again by RestartAfterFork().
+// fork(): the sweepers are two layers of the fork registry (fork.h has the protocol):
+// kSweeps takes the list of sweepers' mutex and every `sweep_mu`, kSweepers every `mu` and the
+// locks of each registered cache. In the child the background thread does not exist: its
+// std::thread is moved to storage that is never destroyed (neither joined nor detached: there
+// is nothing to join), the condition variable it may have been waiting on is made anew, and
+// the thread is started again by RestartAfterFork().
 
 #include "syncpool/sweeper.h"
-
-#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -54,11 +44,10 @@
 #include <utility>
 #include <vector>
 
+#include "src/fork.h"
 #include "src/mutex.h"
 #include "src/sweeper_access.h"
 #include "src/option_table.h"
-#include "src/stats_report.h"
-#include "src/thread_slots.h"
 
 namespace syncpool {
 namespace internal {
@@ -144,38 +133,40 @@ struct SweeperState final : public SweepRegistry {
 
 namespace {
 
-// Every live sweeper, for the fork handlers.
-struct ForkList {
+// Every live sweeper, for the fork layers.
+struct SweeperList {
   internal::Mutex mu;
   std::vector<internal::SweeperState*> sweepers ABSL_GUARDED_BY(mu);
 };
 
-ForkList& GetForkList() {
-  static ForkList* const list = new ForkList();  // Never destroyed.
+SweeperList& GetSweeperList() {
+  static SweeperList* const list = new SweeperList();  // Never destroyed.
   return *list;
 }
 
-// pthread_atfork handlers: see the protocol at the top of the file. The analysis cannot follow
-// locks taken in one function and released in another.
-void PrepareFork() ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  ForkList& list = GetForkList();
+// The two fork layers (fork.h): the locks are taken in one function and released in another,
+// beyond what the analysis follows. The list's mutex is held from the first to the last.
+void LockSweeps() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  SweeperList& list = GetSweeperList();
   list.mu.Lock();
-  // Every `sweep_mu` before the thread-slot registry and the report's lock: a sweep holds its
-  // `sweep_mu` while it releases blocks, which may take a thread slot (the registry's lock:
-  // a release counted in owned bytes on the sweeping thread, or a pooled object's destructor
-  // that Puts into a per-thread cache) or destroy a pool (the report's lock).
   for (internal::SweeperState* st : list.sweepers) st->sweep_mu.Lock();
-  // The registry before every cache lock: a thread exit holds it while it takes CPU caches'.
-  internal::ThreadSlotsLockForFork();
-  internal::LockStatsReportForFork();
-  for (internal::SweeperState* st : list.sweepers) {
+}
+
+void UnlockSweeps(bool /*child*/) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  SweeperList& list = GetSweeperList();
+  for (auto it = list.sweepers.rbegin(); it != list.sweepers.rend(); ++it) (*it)->sweep_mu.Unlock();
+  list.mu.Unlock();
+}
+
+void LockSweepers() ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  for (internal::SweeperState* st : GetSweeperList().sweepers) {
     st->mu.Lock();
     for (internal::Sweepable* cache : st->caches) cache->LockForFork();
   }
 }
 
-void ReleaseAfterFork(bool child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
-  ForkList& list = GetForkList();
+void UnlockSweepers(bool child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+  SweeperList& list = GetSweeperList();
   for (auto it = list.sweepers.rbegin(); it != list.sweepers.rend(); ++it) {
     internal::SweeperState* st = *it;
     for (internal::Sweepable* cache : st->caches) cache->UnlockAfterFork();
@@ -192,15 +183,10 @@ void ReleaseAfterFork(bool child) ABSL_NO_THREAD_SAFETY_ANALYSIS {
     }
     st->mu.Unlock();
   }
-  if (child) internal::g_fork_generation.fetch_add(1, std::memory_order_relaxed);
-  internal::UnlockStatsReportAfterFork();
-  internal::ThreadSlotsUnlockAfterFork(child);
-  for (internal::SweeperState* st : list.sweepers) st->sweep_mu.Unlock();
-  list.mu.Unlock();
 }
 
-void ParentAfterFork() { ReleaseAfterFork(/*child=*/false); }
-void ChildAfterFork() { ReleaseAfterFork(/*child=*/true); }
+internal::ForkLayer sweeps_fork(internal::ForkRank::kSweeps, &LockSweeps, &UnlockSweeps);
+internal::ForkLayer sweepers_fork(internal::ForkRank::kSweepers, &LockSweepers, &UnlockSweepers);
 
 }  // namespace
 
@@ -226,16 +212,15 @@ Sweeper::Options Validated(Sweeper::Options options) {
 
 Sweeper::Sweeper(Options options)
     : state_(std::make_unique<internal::SweeperState>(Validated(std::move(options)), this)) {
-  static std::once_flag handlers;
-  std::call_once(handlers, [] { pthread_atfork(&PrepareFork, &ParentAfterFork, &ChildAfterFork); });
-  ForkList& list = GetForkList();
+  internal::InstallForkHandlers();
+  SweeperList& list = GetSweeperList();
   internal::MutexLock l(&list.mu);
   list.sweepers.push_back(state_.get());
 }
 
 Sweeper::~Sweeper() {
   Stop();
-  ForkList& list = GetForkList();
+  SweeperList& list = GetSweeperList();
   internal::MutexLock l(&list.mu);
   list.sweepers.erase(std::find(list.sweepers.begin(), list.sweepers.end(), state_.get()));
 }

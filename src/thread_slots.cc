@@ -17,6 +17,8 @@
 #include <mutex>
 #include <vector>
 
+#include "src/fork.h"
+
 namespace syncpool {
 namespace internal {
 
@@ -123,9 +125,12 @@ void UnregisterSlotUser(ThreadSlotUser* user) {
   r.users.erase(std::find(r.users.begin(), r.users.end(), user));
 }
 
-void ThreadSlotsLockForFork() { GetRegistry().mu.lock(); }
+namespace {
 
-void ThreadSlotsUnlockAfterFork(bool child) {
+// The registry's fork layer (fork.h, rank kThreadSlots).
+void LockSlotsForFork() { GetRegistry().mu.lock(); }
+
+void UnlockSlotsAfterFork(bool child) {
   Registry& r = GetRegistry();
   if (child) {
     // Only the forking thread lives on: every other slot is free again (the columns keep
@@ -139,6 +144,10 @@ void ThreadSlotsUnlockAfterFork(bool child) {
   }
   r.mu.unlock();
 }
+
+ForkLayer slots_fork(ForkRank::kThreadSlots, &LockSlotsForFork, &UnlockSlotsAfterFork);
+
+}  // namespace
 
 bool ThreadFenceUsable(const char** why) {
   static const char* const refused = DecideFence();

@@ -38,7 +38,8 @@ class ThreadSlotUser {
   // Moves what column `slot` holds to the shared layer. Called on the exiting thread that
   // owns the slot, with the registry's lock held.
   virtual void FlushSlot(uint32_t slot) = 0;
-  // In a fork child, with the registry's lock held: clear every column's busy flags.
+  // In a fork child, with the registry's lock held: clear every column's busy flags (the
+  // registry is a layer of the fork registry, fork.h).
   virtual void ResetBusyAfterFork() = 0;
 
  protected:
@@ -50,12 +51,6 @@ class ThreadSlotUser {
 void RegisterSlotUser(ThreadSlotUser* user);
 void UnregisterSlotUser(ThreadSlotUser* user);
 
-// Taken by the sweepers' fork handlers after every sweep's lock and before every cache's
-// (the order is in sweeper.cc), since a sweep may take a slot and a thread exit holds the
-// registry's lock while it takes CPU caches' locks. In the child, every slot but the forking
-// thread's becomes free and ResetBusyAfterFork() runs.
-void ThreadSlotsLockForFork();
-void ThreadSlotsUnlockAfterFork(bool child);
 
 // ThreadFenceUsable()
 //

@@ -97,7 +97,7 @@ class TransferStack {
     return moved;
   }
 
-  // Around fork(): see Sweepable::LockForFork(). (Taken in one, released in the other: beyond
+  // Around fork(): fork.h, rank kSweepers. (Taken in one, released in the other: beyond
   // what the analysis follows.)
   void LockForFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Lock(); }
   void UnlockAfterFork() ABSL_NO_THREAD_SAFETY_ANALYSIS { lock_.Unlock(); }

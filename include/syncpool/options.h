@@ -11,7 +11,7 @@
 // (named beside each field), read once, when the first Options is made. An invalid value is
 // reported on stderr (the variable, the value, what was expected) and the built-in default
 // kept. The defaults and the values each field accepts are in one table,
-// internal/option_table.h (src/options.cc), which the tables of README.md and docs/design.md
+// src/option_table.h (src/options.cc), which the tables of README.md and docs/design.md
 // reproduce.
 //
 // Options are validated when a pool or resource is constructed; an invalid value throws
@@ -56,7 +56,8 @@ enum class Retention {
 
 // CacheMode
 //
-// Where a pool keeps its caches (Options::mode; internal/block_cache.h has the details).
+// Where a pool keeps its caches (Options::mode; docs/design.md, "Per-CPU protocol", has the
+// details).
 enum class CacheMode {
   // Per CPU with restartable sequences where glibc registered its rseq area (x86-64 Linux,
   // glibc 2.35 or later), else per thread. SYNCPOOL_MODE may force either.

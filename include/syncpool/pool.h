@@ -118,12 +118,10 @@ class PoolBase {
   void* GetSlow();
 
  private:
-  // The cache's BlockReleaser (src/pool.cc), which calls the four below.
+  // The cache's BlockReleaser (src/pool.cc), which calls the two below.
   class Releaser;
   void Release(void* const* blocks, size_t n);
   uint64_t OwnedBytes(const void* block) const;
-  void LockForFork();
-  void UnlockAfterFork();
   // The cache's slow paths, and the debug checks: with them on, local_ is a copy of the
   // cache's stacks that never open (BlockCache::ClosedLocal()), so that every call comes here
   // and the inline paths test nothing.

@@ -245,12 +245,10 @@ class PoolResource final : public std::pmr::memory_resource {
     return bytes <= max_block_size_ && alignment - 1 < internal::kMaxPooledAlignment &&
            (alignment & (alignment - 1)) == 0;
   }
-  // The cache's BlockReleaser (src/pool_resource.cc), which calls the four below.
+  // The cache's BlockReleaser (src/pool_resource.cc), which calls the two below.
   class Releaser;
   void Release(size_t cls, void* const* blocks, size_t n);
   void ReleaseIdle(bool everything, internal::SweepPacer* pacer);
-  void LockForFork();
-  void UnlockAfterFork();
 
   // Takes a block outside the spans from upstream and records it in large_ (may throw,
   // leaving nothing taken).

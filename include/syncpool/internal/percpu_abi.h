@@ -79,7 +79,7 @@ inline constexpr int kRseqMmCidOffset = 24;
 // Declared const everywhere but in src/cpu.cc, which defines and writes it (as glibc declares
 // `__rseq_offset` const and writes it at startup): a sequence's "memory" clobber would otherwise
 // make the compiler load it again for every sequence, where a loop of them can keep it in a
-// register (measured: about 0.3 ns of a 2 ns Get + Put). It never changes once a sequence can
+// register. It never changes once a sequence can
 // read it. (The two declarations name one object: a variable's linkage name does not encode
 // its type.)
 #ifdef SYNCPOOL_RSEQ_AREA_OFFSET_WRITABLE

@@ -135,9 +135,7 @@ const char* RseqIndexReason();
 // entry and a tail call that needs every argument register (the virtual do_allocate() and
 // do_deallocate() of PoolResource) has one register too few for that, and would save one on
 // the stack on every call: kAreaInSequence loads the area's offset inside the sequence instead,
-// into a register the sequence needs only later. (Loaded inside, it costs a loop of sequences
-// about 8 % of an allocator round trip on the 2-vCPU machine; saved on the stack, the virtual
-// round trip 12 %: docs/benchmarks.md.)
+// into a register the sequence needs only later. (What each costs: docs/benchmarks.md.)
 enum class RseqOffsets { kInRegisters, kAreaInSequence };
 
 #if SYNCPOOL_RSEQ_FAST_PATH
