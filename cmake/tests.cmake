@@ -42,7 +42,7 @@ set(SYNCPOOL_BOTH_INDEXES_TESTS
   thread_exit_test)
 
 # Tests that link the test-seam variant (src/test_seams.h, //:syncpool_rseq_window_for_test).
-set(SYNCPOOL_RSEQ_WINDOW_TESTS rseq_window_test thread_window_test)
+set(SYNCPOOL_RSEQ_WINDOW_TESTS rseq_window_test thread_window_test fork_window_test)
 
 # Sources that Bazel builds into tests of other names, each run with one environment:
 # "SOURCE_STEM TEST_NAME VAR=VALUE".

@@ -60,6 +60,18 @@ size_t ValidatedClassCount(const std::vector<size_t>& class_bytes,
   return class_bytes.size();
 }
 
+// Serializes every cache's joining of its sweeper (the first Register(), in CacheOf()). One
+// lock for the process, so that the fork handlers can hold it (fork.h, rank kRegistrations):
+// a cache that has not joined is in no sweeper's list. Taken before a sweeper's `mu`, never
+// after it; a cache joins once, so the lock is rarely taken.
+constinit std::mutex g_registrations_mu;
+
+// The registrations' fork layer: locked before a fork, released after it in both processes.
+void LockRegistrationsForFork() { g_registrations_mu.lock(); }
+void UnlockRegistrationsAfterFork(bool /*child*/) { g_registrations_mu.unlock(); }
+ForkLayer registrations_fork(ForkRank::kRegistrations, &LockRegistrationsForFork,
+                             &UnlockRegistrationsAfterFork);
+
 }  // namespace
 
 BlockCache::BlockCache(std::vector<size_t> class_bytes, std::vector<uint32_t> capacities,
@@ -208,10 +220,12 @@ CpuCache* BlockCache::CacheOf(int cpu) {
   // only when a cache is actually used.
   // Not std::call_once: when Register() throws (std::bad_alloc), the next caller must try
   // again, and call_once does not allow that everywhere (with ThreadSanitizer's pthread_once
-  // the next caller waited forever). register_mu_ is taken before the sweeper's lock, never
-  // after it.
+  // the next caller waited forever).
   if (ABSL_PREDICT_FALSE(!registered_flag_.load(std::memory_order_acquire))) {
-    std::lock_guard<std::mutex> l(register_mu_);
+    std::lock_guard<std::mutex> l(g_registrations_mu);
+#ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+    if (g_registering_for_test != nullptr) g_registering_for_test();
+#endif
     if (!registered_flag_.load(std::memory_order_relaxed)) {
       sweeper_->Register(this);  // May throw: nothing registered, the flag stays clear.
       registered_flag_.store(true, std::memory_order_release);
@@ -236,6 +250,7 @@ CpuCache* BlockCache::CacheOf(int cpu) {
 }
 
 #ifdef SYNCPOOL_RSEQ_TEST_WINDOW
+void (*g_registering_for_test)() = nullptr;
 void (*g_remote_after_fence_for_test)(int cpu) = nullptr;
 void (*g_remote_waiting_for_test)(int cpu) = nullptr;
 void (*g_remote_before_op_for_test)(int cpu) = nullptr;

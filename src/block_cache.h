@@ -414,8 +414,8 @@ class BlockCache final : public Sweepable, public ThreadSlotUser {
   const size_t total_capacity_;  // Starting slots of one generation of one CPU, all classes.
   BlockReleaser* const releaser_;
   SweepRegistry* const sweeper_;
-  std::mutex register_mu_;  // Serializes the first Register() (CacheOf()).
-  std::atomic<bool> registered_flag_{false};  // Set once Register() returned.
+  // Set once Register() returned (under the registrations' lock, block_cache.cc).
+  std::atomic<bool> registered_flag_{false};
   // internal::g_fork_generation as this cache last saw it.
   std::atomic<uint64_t> fork_generation_{g_fork_generation.load(std::memory_order_relaxed)};
 

@@ -32,7 +32,12 @@
 //      while it takes CPU caches' locks. In the child every slot but the forking thread's is
 //      free again, and every per-thread column's busy flags are cleared.
 //   3. kStatsReport: the SYNCPOOL_STATS report's lock (stats_report.cc).
-//   4. kSweepers: per sweeper, in list order, its `mu`, then each registered cache's locks
+//   4. kRegistrations: the lock under which a cache joins its sweeper, at its first use
+//      (block_cache.cc). It is one lock for the process, not one per cache, because a cache
+//      that has not joined yet is in no sweeper's list, where the last rank finds caches. It
+//      comes after kSweeps (a pooled object's destructor, in a sweep, may Put into a pool
+//      used for the first time) and before kSweepers (joining takes the sweeper's `mu`).
+//   5. kSweepers: per sweeper, in list order, its `mu`, then each registered cache's locks
 //      (Sweepable::LockForFork()): its releaser's (the face's debug registry, a resource's
 //      span shards and large-block shards), its CPU caches', its TransferStacks'. A cache
 //      operation takes one of them at a time, a sweep takes `mu` briefly and then one cache
@@ -54,7 +59,8 @@ enum class ForkRank : uint8_t {
   kSweeps = 0,
   kThreadSlots = 1,
   kStatsReport = 2,
-  kSweepers = 3,
+  kRegistrations = 3,
+  kSweepers = 4,
 };
 
 // ForkLayer

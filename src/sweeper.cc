@@ -90,8 +90,8 @@ struct SweeperState final : public SweepRegistry {
   // not while a ParkIfIdle() is still looking at the caches). parked_ is read first:
   // ParkIfIdle() clears `settled` before it sets parked_, so a parked_ read true from a park
   // still looking is followed by a `settled` read false (read the other way round, a `settled`
-  // left true by an earlier park, a wake since, and a new park's parked_ read true made a park
-  // still looking read as parked: seen under qemu).
+  // left true by an earlier park, a wake since, and a new park's parked_ read true would make a
+  // park still looking read as parked).
   bool parked() const {
     return parked_.load(std::memory_order_seq_cst) && settled.load(std::memory_order_seq_cst);
   }

@@ -2,10 +2,11 @@
 //
 // The test seams, not installed. This header is force-included (-include) into every source
 // of the library's test-seam variant (Bazel's //:syncpool_rseq_window_for_test, CMake's
-// syncpool_rseq_window_for_test) and of the two tests that link it, and into nothing else:
+// syncpool_rseq_window_for_test) and of the three tests that link it, and into nothing else:
 //   - tests/rseq_window_test.cc: the load order of the restartable sequences (a pop or push
 //     stalled inside its critical section across a whole remote operation commits nothing);
-//   - tests/thread_window_test.cc: the per-thread mode's protocol, step by step.
+//   - tests/thread_window_test.cc: the per-thread mode's protocol, step by step;
+//   - tests/fork_window_test.cc: a fork() while a cache joins its sweeper.
 // It defines the hook points that the installed headers leave empty (SYNCPOOL_RSEQ_HOOK in
 // percpu_rseq.h, SYNCPOOL_SLOT_HOOK and SYNCPOOL_SLOT_LEFT_HOOK in thread_slots.h) and
 // declares what the hooks use. Their definitions are in src/percpu_rseq.cc,
@@ -72,6 +73,10 @@ inline void ThreadLeft() {
 extern void (*g_remote_after_fence_for_test)(int cpu);
 extern void (*g_remote_waiting_for_test)(int cpu);
 extern void (*g_remote_before_op_for_test)(int cpu);
+
+// A cache joining its sweeper (src/block_cache.cc, CacheOf()): called with the registrations'
+// lock held, before Register().
+extern void (*g_registering_for_test)();
 
 }  // namespace internal
 }  // namespace syncpool

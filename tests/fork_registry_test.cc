@@ -37,17 +37,18 @@ void Unlock(bool child) {
 
 // Joined in this order (static initialization runs them top to bottom): ids name the order
 // they must be locked in.
-ForkLayer layer_4(ForkRank::kSweepers, &Lock<4>, &Unlock<4>);
+ForkLayer layer_5(ForkRank::kSweepers, &Lock<5>, &Unlock<5>);
 ForkLayer layer_2(ForkRank::kThreadSlots, &Lock<2>, &Unlock<2>);
 ForkLayer layer_0(ForkRank::kSweeps, &Lock<0>, &Unlock<0>);
-ForkLayer layer_5(ForkRank::kSweepers, &Lock<5>, &Unlock<5>);
+ForkLayer layer_4(ForkRank::kRegistrations, &Lock<4>, &Unlock<4>);
+ForkLayer layer_6(ForkRank::kSweepers, &Lock<6>, &Unlock<6>);
 ForkLayer layer_3(ForkRank::kStatsReport, &Lock<3>, &Unlock<3>);
 ForkLayer layer_1(ForkRank::kSweeps, &Lock<1>, &Unlock<1>);
 
 std::vector<std::string> Expected(char unlock) {
   std::vector<std::string> expected;
-  for (int id = 0; id <= 5; ++id) expected.push_back("L" + std::to_string(id));
-  for (int id = 5; id >= 0; --id) expected.push_back(unlock + std::to_string(id));
+  for (int id = 0; id <= 6; ++id) expected.push_back("L" + std::to_string(id));
+  for (int id = 6; id >= 0; --id) expected.push_back(unlock + std::to_string(id));
   return expected;
 }
 
