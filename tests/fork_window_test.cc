@@ -13,6 +13,10 @@
 // the fork go on) or `after` is marked (the fork went past the rank with the lock held: it
 // keeps the lock until the parent's side of the fork is over, so that the child is forked
 // with it held, and the child's alarm turns the hang into a failure).
+// When the protocol works, a third layer of the test (the last of kRegistrations, so run with
+// the registrations' lock just taken and no cache lock yet) waits until the stopped thread has
+// finished its allocations: the fork then finds it spinning in the test, outside every
+// allocator (AddressSanitizer's takes no lock around fork(): tests/fork_test.cc).
 // Under ThreadSanitizer, whose runtime does not support fork() with threads, it is skipped.
 
 #include <signal.h>
@@ -44,6 +48,8 @@ constexpr unsigned kChildAlarmSeconds = 20;
 
 std::atomic<bool> g_armed{false};      // The next registration stops in the hook.
 std::atomic<bool> g_in_hook{false};    // A registration is stopped there.
+std::atomic<bool> g_let_go{false};     // The hook saw the forking thread asleep and returned.
+std::atomic<bool> g_worker_done{false};  // The stopped thread's allocations are over.
 std::atomic<bool> g_before{false};     // The fork handlers reached the registrations' rank.
 std::atomic<bool> g_after{false};      // They went past it.
 std::atomic<bool> g_parent_done{false};  // The parent's side of the fork is over.
@@ -73,11 +79,24 @@ void StopWhileRegistering() {
       }
       return;
     }
-    if (Asleep(g_forking_tid.load())) return;
+    if (Asleep(g_forking_tid.load())) {
+      g_let_go.store(true);
+      return;
+    }
   }
 }
 
 void MarkBefore() { g_before.store(true); }
+// Run with the registrations' lock held. Set before the hook returned and the lock was freed,
+// g_let_go is read true here when the protocol works (the fork then waits for the worker's
+// allocations, which take no lock the fork handlers hold yet: the worker has its thread slot,
+// taken before its registration); when the fork went past a held lock it is false, and waiting
+// would deadlock with the hook, which waits for the fork.
+void WaitForWorker() {
+  if (!g_let_go.load()) return;
+  while (!g_worker_done.load()) {
+  }
+}
 void MarkAfter() { g_after.store(true); }
 void NoteUnlock(bool child) {
   if (!child) g_parent_done.store(true);
@@ -106,6 +125,7 @@ TEST(ForkWindowTest, AForkWaitsForACacheJoiningItsSweeper) {
   Sweeper sweeper(Sweeper::Options::Manual());
   // Joined now, after the library's own layers: the last of their ranks.
   new ForkLayer(ForkRank::kStatsReport, &MarkBefore, &NoteUnlock);
+  new ForkLayer(ForkRank::kRegistrations, &WaitForWorker, [](bool) {});
   new ForkLayer(ForkRank::kSweepers, &MarkAfter, [](bool) {});
   {
     // A first cache joins, so that the fork handlers are installed (the first Sweeper's
@@ -118,7 +138,12 @@ TEST(ForkWindowTest, AForkWaitsForACacheJoiningItsSweeper) {
 
   PoolResource joining(ResourceOptions(&sweeper));
   g_armed.store(true);
-  std::thread worker([&joining] { EXPECT_TRUE(Use(joining)); });
+  std::thread worker([&joining] {
+    EXPECT_TRUE(Use(joining));
+    g_worker_done.store(true);
+    while (!g_parent_done.load()) {  // Outside every allocator until the fork is over.
+    }
+  });
   while (!g_in_hook.load()) {
   }
   const pid_t pid = fork();
